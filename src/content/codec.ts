@@ -1,0 +1,57 @@
+import zlib from 'node:zlib';
+import { fail } from '../core/errors.js';
+
+/**
+ * Stored chunk format: one tag byte, then the payload. Self-describing, so a chunk file served
+ * by any static web server can be decoded by whoever fetched it.
+ */
+export const CODEC_RAW = 0;
+export const CODEC_BROTLI = 1;
+
+const PROBE = 4096;
+const BROTLI_OPTS = {
+  params: {
+    [zlib.constants.BROTLI_PARAM_QUALITY]: 1,
+    [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_GENERIC,
+  },
+};
+
+/**
+ * Compresses a chunk with Brotli quality 1 when that helps; keeps it raw when it does not.
+ * A 4 KiB probe with deflate level 1 spots incompressible data (most installers' cabinets)
+ * before a full compression is wasted on it.
+ */
+export function encodeChunk(raw: Uint8Array): Buffer {
+  if (raw.length >= 2 * PROBE) {
+    const at = (raw.length >> 1) - (PROBE >> 1);
+    const probe = zlib.deflateRawSync(raw.subarray(at, at + PROBE), { level: 1 });
+    if (probe.length > PROBE * 0.9) return tagged(CODEC_RAW, raw);
+  }
+  const br = zlib.brotliCompressSync(raw, {
+    ...BROTLI_OPTS,
+    params: { ...BROTLI_OPTS.params, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
+  });
+  return br.length < raw.length * 0.97 ? tagged(CODEC_BROTLI, br) : tagged(CODEC_RAW, raw);
+}
+
+function tagged(tag: number, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(payload.length + 1);
+  out[0] = tag;
+  out.set(payload, 1);
+  return out;
+}
+
+/** Decodes a stored chunk; `maxSize` bounds what a hostile payload may expand to. */
+export function decodeChunk(stored: Uint8Array, maxSize: number): Buffer {
+  const tag = stored[0];
+  const payload = Buffer.from(stored.buffer, stored.byteOffset + 1, stored.length - 1);
+  if (tag === CODEC_RAW) return payload;
+  if (tag === CODEC_BROTLI) {
+    try {
+      return zlib.brotliDecompressSync(payload, { maxOutputLength: maxSize });
+    } catch (e) {
+      throw fail('damaged', `chunk payload does not decompress: ${(e as Error).message}`);
+    }
+  }
+  throw fail('damaged', `chunk has an unknown codec tag ${tag}`);
+}

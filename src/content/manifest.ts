@@ -1,0 +1,200 @@
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { z } from 'zod';
+import { fail } from '../core/errors.js';
+import { PACKAGE_ID, PRIORITIES, PROGRAM_NAME } from '../core/package.js';
+import { canonicalJson } from './canonical.js';
+import { CHUNK_PARAMS } from './chunker.js';
+import { type SiteKey, type TrustedKey, sign, verifySignature } from './signing.js';
+
+/** Limits on hostile manifests; generous for real installation sources. */
+export const LIMITS = {
+  entries: 1_000_000,
+  pathLength: 4096,
+  segmentLength: 255,
+  fileSize: 2 ** 40, // 1 TiB
+  totalBytes: 2 ** 42, // 4 TiB
+  programs: 64,
+  commandLength: 8192,
+  nameLength: 256,
+  manifestBytes: 512 << 20,
+} as const;
+
+export const DIGEST = /^[0-9a-f]{64}$/;
+
+/** A package-relative path: forward slashes, no empty, `.` or `..` segments, nothing absolute. */
+export function checkPath(p: string): string | undefined {
+  if (p.length === 0) return 'is empty';
+  if (p.length > LIMITS.pathLength) return `is longer than ${LIMITS.pathLength} characters`;
+  if (p.startsWith('/') || /^[A-Za-z]:/.test(p)) return 'is absolute';
+  if (p.includes('\\')) return 'contains a backslash';
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(p)) return 'contains a control character';
+  for (const seg of p.split('/')) {
+    if (seg === '' || seg === '.') return 'has an empty or "." segment';
+    if (seg === '..') return 'contains ".."';
+    if (Buffer.byteLength(seg) > LIMITS.segmentLength) return `has a name longer than ${LIMITS.segmentLength} bytes`;
+  }
+  return undefined;
+}
+
+const pathSchema = z.string().superRefine((p, ctx) => {
+  const why = checkPath(p);
+  if (why) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(p.slice(0, 200))} ${why}` });
+});
+const digestSchema = z.string().regex(DIGEST, 'a chunk digest must be 64 lowercase hex characters');
+const chunkRef = z.tuple([digestSchema, z.number().int().min(1).max(CHUNK_PARAMS.max)]);
+
+const fileEntry = z.strictObject({
+  type: z.literal('file'),
+  path: pathSchema,
+  mode: z.number().int().min(0).max(0o777),
+  size: z.number().int().min(0).max(LIMITS.fileSize),
+  chunks: z.array(chunkRef).max(Math.ceil(LIMITS.fileSize / CHUNK_PARAMS.min)),
+});
+const dirEntry = z.strictObject({
+  type: z.literal('dir'),
+  path: pathSchema,
+  mode: z.number().int().min(0).max(0o777),
+});
+const linkEntry = z.strictObject({
+  type: z.literal('link'),
+  path: pathSchema,
+  target: z.string().min(1).max(LIMITS.pathLength),
+});
+export const entrySchema = z.discriminatedUnion('type', [fileEntry, dirEntry, linkEntry]);
+
+export const programSchema = z.strictObject({
+  name: z.string().regex(PROGRAM_NAME, 'a program name is 1-64 letters, digits, spaces, dots, dashes or underscores'),
+  command: z.string().min(1).max(LIMITS.commandLength),
+});
+
+export const manifestSchema = z.strictObject({
+  format: z.literal(1),
+  id: z.string().regex(PACKAGE_ID, 'a package id is a site code and five digits'),
+  version: z.number().int().min(1),
+  name: z.string().min(1).max(LIMITS.nameLength),
+  priority: z.enum(PRIORITIES),
+  origin: z.string().regex(/^[A-Z0-9]{3}$/),
+  created: z.string().max(64),
+  programs: z.array(programSchema).max(LIMITS.programs),
+  files: z.array(entrySchema).max(LIMITS.entries),
+  bytes: z.number().int().min(0).max(LIMITS.totalBytes),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type Entry = z.infer<typeof entrySchema>;
+export type FileEntry = Extract<Entry, { type: 'file' }>;
+export type Program = z.infer<typeof programSchema>;
+
+export interface SignedManifest {
+  manifest: Manifest;
+  signature: { keyId: string; value: string };
+}
+
+const envelopeSchema = z.strictObject({
+  manifest: z.unknown(),
+  signature: z.strictObject({ keyId: z.string().min(1).max(128), value: z.string().min(1).max(256) }),
+});
+
+/** Rules zod cannot say: sizes add up, paths are unique, links stay inside, totals match. */
+export function checkManifest(m: Manifest): void {
+  const seen = new Map<string, Entry['type']>();
+  let total = 0;
+  for (const e of m.files) {
+    if (seen.has(e.path)) throw fail('invalid_manifest', `path ${e.path} appears twice`);
+    seen.set(e.path, e.type);
+    if (e.type === 'file') {
+      let sum = 0;
+      for (const [, n] of e.chunks) sum += n;
+      if (sum !== e.size) throw fail('invalid_manifest', `file ${e.path}: its chunks add up to ${sum} bytes, not its size ${e.size}`);
+      total += e.size;
+    } else if (e.type === 'link') {
+      if (e.target.startsWith('/') || e.target.includes('\\') || e.target.includes('\0')) {
+        throw fail('invalid_manifest', `link ${e.path} points outside the package (${e.target})`);
+      }
+      const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(e.path), e.target));
+      if (resolved === '..' || resolved.startsWith('../') || resolved === '.') {
+        throw fail('invalid_manifest', `link ${e.path} points outside the package (${e.target})`);
+      }
+    }
+  }
+  // A parent of any entry must not itself be a file or link.
+  for (const p of seen.keys()) {
+    let i = p.indexOf('/');
+    while (i >= 0) {
+      const parent = p.slice(0, i);
+      const t = seen.get(parent);
+      if (t && t !== 'dir') throw fail('invalid_manifest', `path ${p} lies under ${parent}, which is a ${t}`);
+      i = p.indexOf('/', i + 1);
+    }
+  }
+  if (total !== m.bytes) throw fail('invalid_manifest', `files add up to ${total} bytes, but the manifest says ${m.bytes}`);
+  const names = new Set<string>();
+  for (const p of m.programs) {
+    if (names.has(p.name)) throw fail('invalid_manifest', `program ${p.name} appears twice`);
+    names.add(p.name);
+  }
+}
+
+function describeZod(err: z.ZodError): string {
+  const first = err.issues[0];
+  if (!first) return 'invalid';
+  const where = first.path.length ? `${first.path.join('.')}: ` : '';
+  return `${where}${first.message}`;
+}
+
+/** Validates an untrusted manifest object (structure and rules); returns it typed. */
+export function parseManifest(value: unknown): Manifest {
+  const r = manifestSchema.safeParse(value);
+  if (!r.success) throw fail('invalid_manifest', `manifest rejected: ${describeZod(r.error)}`);
+  checkManifest(r.data);
+  return r.data;
+}
+
+export const encodeManifest = (m: Manifest): Buffer => Buffer.from(canonicalJson(m));
+
+/** The manifest's identity: SHA-256 of its canonical encoding. */
+export const manifestDigest = (m: Manifest): string => crypto.createHash('sha256').update(encodeManifest(m)).digest('hex');
+
+/** Signs a manifest; returns the canonical bytes of `{manifest, signature}` as stored and sent. */
+export function signManifest(m: Manifest, key: SiteKey): Buffer {
+  checkManifest(m);
+  const value = sign(key, encodeManifest(m));
+  return Buffer.from(canonicalJson({ manifest: m, signature: { keyId: key.keyId, value } }));
+}
+
+/**
+ * The one verification function used wherever a manifest is read: the bytes must be the
+ * canonical encoding, the signature must be by a trusted key, and the manifest must pass every
+ * rule. Any altered byte fails here.
+ */
+export function verifyManifest(bytes: Uint8Array, trusted: readonly TrustedKey[]): SignedManifest {
+  if (bytes.length > LIMITS.manifestBytes) throw fail('too_large', `manifest is ${bytes.length} bytes, over the limit of ${LIMITS.manifestBytes}`);
+  const text = Buffer.from(bytes).toString('utf8');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw fail('invalid_manifest', 'manifest is not valid JSON');
+  }
+  const env = envelopeSchema.safeParse(raw);
+  if (!env.success) throw fail('invalid_manifest', `manifest envelope rejected: ${describeZod(env.error)}`);
+  let canonical: string;
+  try {
+    canonical = canonicalJson(raw);
+  } catch (e) {
+    throw fail('invalid_manifest', `manifest is not canonical: ${(e as Error).message}`);
+  }
+  if (canonical !== text) throw fail('invalid_manifest', 'manifest is not in canonical form (altered or re-encoded)');
+  verifySignature(trusted, env.data.signature.keyId, Buffer.from(canonicalJson(env.data.manifest)), env.data.signature.value);
+  const manifest = parseManifest(env.data.manifest);
+  return { manifest, signature: env.data.signature };
+}
+
+/** Unique chunk digests of a manifest, with their sizes. */
+export function manifestChunks(m: Manifest): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of m.files) if (e.type === 'file') for (const [d, n] of e.chunks) out.set(d, n);
+  return out;
+}

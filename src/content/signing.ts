@@ -1,0 +1,73 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fail } from '../core/errors.js';
+
+/** A site's Ed25519 key pair; the private half never leaves the data folder. */
+export interface SiteKey {
+  keyId: string;
+  publicKey: crypto.KeyObject;
+  privateKey: crypto.KeyObject;
+}
+
+/** A public key someone trusts, as it travels: key id and SPKI PEM. */
+export interface TrustedKey {
+  keyId: string;
+  publicKeyPem: string;
+}
+
+/** Key ids name the site and a fingerprint: `CEN:1f2e3d4c5b6a7988`. */
+export function keyIdFor(siteCode: string, publicKey: crypto.KeyObject): string {
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  return `${siteCode}:${crypto.createHash('sha256').update(der).digest('hex').slice(0, 16)}`;
+}
+
+export function generateSiteKey(siteCode: string): SiteKey {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
+  return { keyId: keyIdFor(siteCode, publicKey), publicKey, privateKey };
+}
+
+const KEY_FILE = 'site-key.pem';
+
+/** Writes the private key (mode 600) atomically; the public key derives from it. */
+export function saveSiteKey(dataDir: string, key: SiteKey): void {
+  const file = path.join(dataDir, KEY_FILE);
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const fd = fs.openSync(tmp, 'r');
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+}
+
+export function loadSiteKey(dataDir: string, siteCode: string): SiteKey {
+  const file = path.join(dataDir, KEY_FILE);
+  let pem: string;
+  try {
+    pem = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw fail('invalid_config', `${file} is missing: run "cascade site init" for this data folder first`);
+  }
+  const privateKey = crypto.createPrivateKey(pem);
+  const publicKey = crypto.createPublicKey(privateKey);
+  return { keyId: keyIdFor(siteCode, publicKey), publicKey, privateKey };
+}
+
+export const publicKeyPem = (k: crypto.KeyObject): string => k.export({ type: 'spki', format: 'pem' }).toString();
+
+export function sign(key: SiteKey, bytes: Uint8Array): string {
+  return crypto.sign(null, bytes, key.privateKey).toString('base64');
+}
+
+/** Checks an Ed25519 signature by one of the trusted keys; throws `bad_signature` otherwise. */
+export function verifySignature(trusted: readonly TrustedKey[], keyId: string, bytes: Uint8Array, signature: string): void {
+  const k = trusted.find((t) => t.keyId === keyId);
+  if (!k) throw fail('bad_signature', `signed by key ${keyId}, which is not trusted here`);
+  let ok = false;
+  try {
+    ok = crypto.verify(null, bytes, crypto.createPublicKey(k.publicKeyPem), Buffer.from(signature, 'base64'));
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw fail('bad_signature', `the signature by key ${keyId} does not match the signed content`);
+}

@@ -1,0 +1,49 @@
+/**
+ * The one catalogue of error codes. API errors are `{ error: { code, message } }` with the
+ * status below; the CLI prints the message on one line and exits with the exit code below.
+ * docs/errors.md lists them for users; keep the two in step.
+ */
+export const ERROR_CODES = {
+  bad_request: { status: 400, exit: 1, summary: 'The request body or parameters are malformed.' },
+  usage: { status: 400, exit: 2, summary: 'A command was called with wrong arguments.' },
+  invalid_manifest: { status: 400, exit: 1, summary: 'A manifest breaks a rule (path, size, count, encoding).' },
+  invalid_source: { status: 400, exit: 1, summary: 'A source folder holds something that cannot be packaged.' },
+  invalid_config: { status: 400, exit: 2, summary: 'A configuration value is missing or wrong.' },
+  chunk_mismatch: { status: 422, exit: 1, summary: 'Received chunk data does not match its digest.' },
+  missing_chunks: { status: 409, exit: 1, summary: 'A manifest names chunks the library does not hold.' },
+  bad_signature: { status: 422, exit: 1, summary: 'A signature is missing, wrong, or by an untrusted key.' },
+  damaged: { status: 500, exit: 1, summary: 'Stored content no longer matches its digest.' },
+  unauthorized: { status: 401, exit: 1, summary: 'No valid bearer token was given.' },
+  forbidden: { status: 403, exit: 1, summary: "The token's role does not allow this." },
+  not_found: { status: 404, exit: 1, summary: 'No such resource.' },
+  conflict: { status: 409, exit: 1, summary: 'The request conflicts with the current state.' },
+  too_large: { status: 413, exit: 1, summary: 'A body, file, or count is over its limit.' },
+  unavailable: { status: 503, exit: 1, summary: 'A server or dependency cannot be reached.' },
+  internal: { status: 500, exit: 1, summary: 'An unexpected failure; the log has details.' },
+} as const satisfies Record<string, { status: number; exit: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class CascadeError extends Error {
+  override readonly name = 'CascadeError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+  toJSON(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export const isErrorCode = (s: unknown): s is ErrorCode => typeof s === 'string' && s in ERROR_CODES;
+
+/** Shorthand: `throw fail('not_found', 'package CEN00009 does not exist')`. */
+export const fail = (code: ErrorCode, message: string): CascadeError => new CascadeError(code, message);

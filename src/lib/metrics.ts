@@ -1,0 +1,65 @@
+/**
+ * A small Prometheus registry: counters and gauges with labels, rendered in the text format.
+ * Enough for /metrics without a dependency.
+ */
+type Labels = Record<string, string>;
+
+interface Metric {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  values: Map<string, { labels: Labels; value: number }>;
+  collect?: () => number;
+}
+
+const key = (labels: Labels): string =>
+  Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
+
+const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+
+export class Metrics {
+  private readonly metrics = new Map<string, Metric>();
+
+  private get(name: string, help: string, type: Metric['type']): Metric {
+    let m = this.metrics.get(name);
+    if (!m) {
+      m = { name, help, type, values: new Map() };
+      this.metrics.set(name, m);
+    }
+    return m;
+  }
+
+  counter(name: string, help: string): (n?: number, labels?: Labels) => void {
+    const m = this.get(name, help, 'counter');
+    return (n = 1, labels = {}) => {
+      const k = key(labels);
+      const v = m.values.get(k);
+      if (v) v.value += n;
+      else m.values.set(k, { labels, value: n });
+    };
+  }
+
+  /** A gauge read when /metrics is scraped. */
+  gauge(name: string, help: string, collect: () => number): void {
+    const m = this.get(name, help, 'gauge');
+    m.collect = collect;
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const m of this.metrics.values()) {
+      lines.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`);
+      if (m.collect) lines.push(`${m.name} ${m.collect()}`);
+      for (const { labels, value } of m.values.values()) {
+        const l = Object.entries(labels)
+          .map(([k, v]) => `${k}="${escape(v)}"`)
+          .join(',');
+        lines.push(`${m.name}${l ? `{${l}}` : ''} ${value}`);
+      }
+    }
+    return `${lines.join('\n')}\n`;
+  }
+}

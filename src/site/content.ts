@@ -1,0 +1,318 @@
+import { fail } from '../core/errors.js';
+import { formatPackageId, type Priority } from '../core/package.js';
+import { type BatchRecord, RECORD_WHOLE, readBatch } from '../content/batch.js';
+import { applyDelta, parseDelta } from '../content/delta.js';
+import { decodeChunk } from '../content/codec.js';
+import type { ContentLibrary } from '../content/library.js';
+import {
+  type Entry,
+  type Manifest,
+  type Program,
+  manifestChunks,
+  manifestDigest,
+  parseManifest,
+  signManifest,
+  verifyManifest,
+} from '../content/manifest.js';
+import { runIngest, runVerify } from '../content/pool.js';
+import type { SiteKey, TrustedKey } from '../content/signing.js';
+import type { Logger } from '../lib/log.js';
+import type { Store } from '../store/store.js';
+
+export interface SiteContext {
+  store: Store;
+  library: ContentLibrary;
+  key: SiteKey;
+  /** Keys whose manifests this site accepts (its own, and later its parents'). */
+  trusted: TrustedKey[];
+  code: string;
+  name: string;
+  clock: () => Date;
+  log: Logger;
+}
+
+export interface IngestReport {
+  received: number;
+  stored: number;
+  bytes: number;
+  literalBytes: number;
+}
+
+export interface VersionReport {
+  id: string;
+  version: number;
+  files: number;
+  bytes: number;
+  /** Bytes the library did not hold before: new chunks, less what was rebuilt from chunks it held. */
+  newBytes: number;
+  newChunks: number;
+  /** Whole size of the new chunks. */
+  newChunkBytes: number;
+}
+
+export interface Problem {
+  path: string | null;
+  chunk: string | null;
+  kind: 'missing' | 'damaged' | 'manifest';
+  detail: string;
+}
+
+const TASK_BYTES = 4 << 20;
+const IN_FLIGHT = 3;
+
+/**
+ * Receives a chunk batch: verifies every chunk against its digest in the worker pool,
+ * compresses it, writes it durably, then records it. Resolves only when all of it is on disk.
+ */
+export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Array>): Promise<IngestReport> {
+  const report: IngestReport = { received: 0, stored: 0, bytes: 0, literalBytes: 0 };
+  const inFlight: Promise<void>[] = [];
+  let task: { buf: Uint8Array; used: number; items: { digest: string; offset: number; length: number; literal: number }[] } | undefined;
+
+  const flush = () => {
+    if (!task || task.items.length === 0) return;
+    const t = task;
+    task = undefined;
+    inFlight.push(
+      (async () => {
+        const res = await runIngest({ kind: 'ingest', buf: t.buf.subarray(0, t.used), items: t.items });
+        const good: { digest: string; stored: Uint8Array; size: number; literal: number }[] = [];
+        res.stored.forEach((s, i) => {
+          const item = t.items[i] as (typeof t.items)[number];
+          if (!s) throw fail('chunk_mismatch', `chunk ${item.digest} does not match its data; nothing of it was stored`);
+          good.push({ digest: item.digest, stored: s, size: item.length, literal: item.literal });
+        });
+        await ctx.library.writeChunks(good);
+        await ctx.store.insertChunks(good.map((g) => ({ digest: g.digest, size: g.size, storedSize: g.stored.length, literalBytes: g.literal })));
+        report.stored += good.length;
+      })(),
+    );
+  };
+
+  const add = (digest: string, raw: Uint8Array, literal: number) => {
+    if (!task || task.used + raw.length > task.buf.length) {
+      flush();
+      task = { buf: new Uint8Array(Math.max(TASK_BYTES, raw.length)), used: 0, items: [] };
+    }
+    task.buf.set(raw, task.used);
+    task.items.push({ digest, offset: task.used, length: raw.length, literal });
+    task.used += raw.length;
+  };
+
+  try {
+    for await (const rec of readBatch(body)) {
+      report.received++;
+      const { raw, literal } = rec.kind === RECORD_WHOLE ? { raw: rec.payload, literal: rec.payload.length } : await rebuild(ctx, rec);
+      report.bytes += raw.length;
+      report.literalBytes += literal;
+      add(rec.digest, raw, literal);
+      if (task && task.used >= TASK_BYTES) flush();
+      while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+    }
+    flush();
+    await Promise.all(inFlight);
+  } catch (e) {
+    // Let the tasks already started settle before reporting, so nothing writes after we answer.
+    await Promise.allSettled(inFlight);
+    throw e;
+  }
+  return report;
+}
+
+/** Rebuilds a chunk sent as a delta of chunks the library holds. */
+async function rebuild(ctx: SiteContext, rec: BatchRecord): Promise<{ raw: Uint8Array; literal: number }> {
+  const delta = parseDelta(rec.payload);
+  const bases = new Map<string, Uint8Array>();
+  const rows = await ctx.store.getChunks(delta.bases);
+  for (const d of delta.bases) {
+    const row = rows.get(d);
+    if (!row) throw fail('missing_chunks', `delta for chunk ${rec.digest} refers to chunk ${d}, which the library does not hold`);
+    bases.set(d, decodeChunk(await ctx.library.readStored(d), row.size));
+  }
+  const raw = applyDelta(delta, bases);
+  return { raw, literal: delta.literalBytes };
+}
+
+export interface VersionInput {
+  name?: string | undefined;
+  priority?: Priority | undefined;
+  programs?: Program[] | undefined;
+  files: Entry[];
+}
+
+/**
+ * Commits a package version: every chunk must be in the library; the manifest is signed and
+ * written durably, then the version row and the chunks' reference counts commit together.
+ */
+export async function commitVersion(ctx: SiteContext, packageId: string | null, input: VersionInput): Promise<VersionReport> {
+  return ctx.store.transaction(async (tx) => {
+    let id: string;
+    let version: number;
+    let name: string;
+    let priority: Priority;
+    let programs: Program[];
+    if (packageId === null) {
+      if (!input.name) throw fail('bad_request', 'a new package needs a name');
+      id = formatPackageId(ctx.code, await tx.nextCounter('package'));
+      version = 1;
+      name = input.name;
+      priority = input.priority ?? 'medium';
+      programs = input.programs ?? [];
+    } else {
+      const pkg = await tx.getPackage(packageId);
+      if (!pkg) throw fail('not_found', `package ${packageId} does not exist`);
+      const prev = await readVersion(ctx, pkg.id, pkg.latestVersion);
+      id = pkg.id;
+      version = pkg.latestVersion + 1;
+      name = input.name ?? pkg.name;
+      priority = input.priority ?? pkg.priority;
+      programs = input.programs ?? prev.programs;
+    }
+    const files = [...input.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const bytes = files.reduce((s, f) => s + (f.type === 'file' ? f.size : 0), 0);
+    const manifest: Manifest = parseManifest({
+      format: 1,
+      id,
+      version,
+      name,
+      priority,
+      origin: ctx.code,
+      created: ctx.clock().toISOString(),
+      programs,
+      files,
+      bytes,
+    });
+    const chunks = manifestChunks(manifest);
+    const rows = await tx.getChunks([...chunks.keys()]);
+    const missing = [...chunks.keys()].filter((d) => !rows.has(d));
+    if (missing.length > 0) {
+      throw fail('missing_chunks', `${missing.length} chunk(s) are not in the library yet (first: ${missing[0]}); upload them, then commit again`);
+    }
+    let newBytes = 0;
+    let newChunks = 0;
+    let newChunkBytes = 0;
+    for (const r of rows.values()) {
+      if (r.refs <= 0) {
+        newChunks++;
+        newChunkBytes += r.size;
+        newBytes += r.literalBytes;
+      }
+    }
+    const signed = signManifest(manifest, ctx.key);
+    await ctx.library.writeManifest(id, version, signed);
+    await tx.insertVersion(
+      { id, name, priority },
+      { version, manifestDigest: manifestDigest(manifest), files: files.filter((f) => f.type === 'file').length, bytes, newBytes },
+    );
+    await tx.addRefs(chunks.keys(), 1);
+    // A chunk collected between the check and here would leave a hole: check again inside.
+    const after = await tx.getChunks([...chunks.keys()]);
+    if (after.size !== chunks.size) throw fail('missing_chunks', 'chunks were removed while the version was being committed; upload again');
+    return {
+      id,
+      version,
+      files: files.filter((f) => f.type === 'file').length,
+      bytes,
+      newBytes,
+      newChunks,
+      newChunkBytes,
+    };
+  });
+}
+
+/** Reads and verifies a stored manifest (the one verification function). */
+export async function readVersion(ctx: SiteContext, id: string, version: number): Promise<Manifest> {
+  const bytes = await ctx.library.readManifest(id, version);
+  return verifyManifest(bytes, ctx.trusted).manifest;
+}
+
+export async function readSignedManifest(ctx: SiteContext, id: string, version: number): Promise<Buffer> {
+  const bytes = await ctx.library.readManifest(id, version);
+  verifyManifest(bytes, ctx.trusted);
+  return bytes;
+}
+
+/**
+ * Re-hashes every chunk of a manifest from the library in the worker pool and names each
+ * damaged or missing chunk and the files that use it.
+ */
+export async function verifyContent(
+  ctx: SiteContext,
+  manifest: Manifest,
+): Promise<{ ok: boolean; checkedFiles: number; checkedChunks: number; checkedBytes: number; problems: Problem[] }> {
+  const chunks = manifestChunks(manifest);
+  const bad = new Map<string, { kind: Problem['kind']; detail: string }>();
+  const digests = [...chunks.keys()];
+  let checkedBytes = 0;
+  const GROUP = 64;
+  let next = 0;
+  const worker = async () => {
+    while (next < digests.length) {
+      const group = digests.slice(next, next + GROUP);
+      next += GROUP;
+      const items: { digest: string; stored: Uint8Array; size: number }[] = [];
+      for (const d of group) {
+        try {
+          items.push({ digest: d, stored: await ctx.library.readStored(d), size: chunks.get(d) as number });
+        } catch (e) {
+          bad.set(d, { kind: 'missing', detail: (e as Error).message });
+        }
+      }
+      if (items.length === 0) continue;
+      const res = await runVerify({ kind: 'verify', items });
+      res.problems.forEach((p, i) => {
+        const it = items[i] as (typeof items)[number];
+        checkedBytes += it.size;
+        if (p) bad.set(it.digest, { kind: 'damaged', detail: p });
+      });
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  const problems: Problem[] = [];
+  let checkedFiles = 0;
+  for (const e of manifest.files) {
+    if (e.type !== 'file') continue;
+    checkedFiles++;
+    const seen = new Set<string>();
+    for (const [d] of e.chunks) {
+      const b = bad.get(d);
+      if (b && !seen.has(d)) {
+        seen.add(d);
+        problems.push({ path: e.path, chunk: d, kind: b.kind, detail: b.detail });
+      }
+    }
+  }
+  return { ok: problems.length === 0, checkedFiles, checkedChunks: digests.length, checkedBytes, problems };
+}
+
+/** Deletes one version: its manifest, its row, and one reference from each of its chunks. */
+export async function deleteVersion(ctx: SiteContext, id: string, version: number): Promise<void> {
+  const manifest = await readVersion(ctx, id, version).catch(() => null);
+  await ctx.store.transaction(async (tx) => {
+    if (!(await tx.getVersion(id, version))) throw fail('not_found', `package ${id} has no version ${version}`);
+    if (manifest) await tx.addRefs(manifestChunks(manifest).keys(), -1);
+    await tx.deleteVersion(id, version);
+  });
+  await ctx.library.deleteManifest(id, version);
+}
+
+/** Frees chunks no version references, once they are older than the grace period. */
+export async function collectGarbage(ctx: SiteContext, graceSeconds: number): Promise<{ chunks: number; bytes: number }> {
+  const before = new Date(ctx.clock().getTime() - graceSeconds * 1000).toISOString();
+  let chunks = 0;
+  let bytes = 0;
+  for (;;) {
+    const rows = await ctx.store.unreferencedChunks(before, 1000);
+    if (rows.length === 0) break;
+    const deleted = new Set(await ctx.store.deleteUnreferenced(rows.map((r) => r.digest)));
+    for (const r of rows) {
+      if (!deleted.has(r.digest)) continue;
+      await ctx.library.deleteChunk(r.digest);
+      chunks++;
+      bytes += r.storedSize;
+    }
+    if (deleted.size === 0) break;
+  }
+  if (chunks > 0) ctx.log.info({ chunks, bytes }, 'garbage collection freed chunks');
+  return { chunks, bytes };
+}

@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { fail } from '../core/errors.js';
+import { migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface OpenedDb {
+  db: Kysely<Database>;
+  dialect: Dialect;
+}
+
+/** The SQLite file used when no `--db` is given. */
+export const sqlitePath = (dataDir: string): string => path.join(dataDir, 'cascade.db');
+
+export const isPostgresUrl = (url: string): boolean => /^postgres(ql)?:\/\//.test(url);
+
+// int8 columns hold byte counts: return numbers, not strings (values stay below 2^53).
+pg.types.setTypeParser(20, (v) => Number(v));
+
+/**
+ * Opens the database: PostgreSQL when `url` is a postgres:// URL, otherwise the SQLite file
+ * `url` (default DIR/cascade.db), and brings its schema up to date.
+ */
+export async function openDb(opts: { url?: string | undefined; dataDir: string }): Promise<OpenedDb> {
+  let opened: OpenedDb;
+  if (opts.url && isPostgresUrl(opts.url)) {
+    const pool = new pg.Pool({ connectionString: opts.url, max: 10 });
+    try {
+      const client = await pool.connect();
+      client.release();
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw fail('unavailable', `cannot connect to PostgreSQL at ${redact(opts.url)}: ${(e as Error).message}`);
+    }
+    opened = { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
+  } else {
+    const file = opts.url ?? sqlitePath(opts.dataDir);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const sqlite = new SQLite(file);
+    // WAL with synchronous=FULL: a commit is on disk before it is acknowledged.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    opened = { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), dialect: 'sqlite' };
+  }
+  const migrator = new Migrator({ db: opened.db, provider: migrationProvider });
+  const { error } = await migrator.migrateToLatest();
+  if (error) {
+    await opened.db.destroy();
+    throw fail('internal', `database migration failed: ${(error as Error).message}`);
+  }
+  return opened;
+}
+
+/** Hides the password in a connection URL for messages and logs. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

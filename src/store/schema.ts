@@ -1,0 +1,58 @@
+import type { Generated } from 'kysely';
+
+/** Table types. Timestamps are ISO-8601 text; byte counts fit in a JS number (< 2^53). */
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export interface TokenTable {
+  id: string;
+  hash: string;
+  role: string;
+  name: string;
+  created_at: string;
+}
+
+export interface CounterTable {
+  name: string;
+  value: number;
+}
+
+export interface PackageTable {
+  id: string;
+  name: string;
+  priority: string;
+  latest_version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PackageVersionTable {
+  package_id: string;
+  version: number;
+  manifest_digest: string;
+  files: number;
+  bytes: number;
+  new_bytes: number;
+  created_at: string;
+}
+
+export interface ChunkTable {
+  digest: string;
+  size: number;
+  stored_size: number;
+  /** Bytes that arrived to make this chunk: its size, or less when it was rebuilt from a delta. */
+  literal_bytes: number;
+  refs: Generated<number>;
+  created_at: string;
+}
+
+export interface Database {
+  meta: MetaTable;
+  tokens: TokenTable;
+  counters: CounterTable;
+  packages: PackageTable;
+  package_versions: PackageVersionTable;
+  chunks: ChunkTable;
+}

@@ -1,0 +1,315 @@
+import crypto from 'node:crypto';
+import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql } from 'kysely';
+import { fail } from '../core/errors.js';
+import type { Priority } from '../core/package.js';
+import type { Role } from '../core/roles.js';
+import { type Dialect, openDb } from './db.js';
+import type { Database } from './schema.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export interface TokenInfo {
+  id: string;
+  role: Role;
+  name: string;
+  createdAt: string;
+}
+
+export interface PackageRow {
+  id: string;
+  name: string;
+  priority: Priority;
+  latestVersion: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface VersionRow {
+  packageId: string;
+  version: number;
+  manifestDigest: string;
+  files: number;
+  bytes: number;
+  newBytes: number;
+  createdAt: string;
+}
+
+export interface ChunkRow {
+  digest: string;
+  size: number;
+  storedSize: number;
+  literalBytes: number;
+  refs: number;
+}
+
+/** Parameters per statement stay well under SQLite's and PostgreSQL's limits. */
+const BATCH = 500;
+
+function* batches<T>(items: readonly T[], n = BATCH): Generator<T[]> {
+  for (let i = 0; i < items.length; i += n) yield items.slice(i, i + n);
+}
+
+export const hashToken = (secret: string): string => crypto.createHash('sha256').update(secret).digest('hex');
+
+/**
+ * The site's repository: every query the site server makes goes through here, so SQLite and
+ * PostgreSQL answer the same questions the same way (one test suite runs on both).
+ */
+export class Store {
+  private constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: Dialect,
+  ) {}
+
+  static async open(opts: { url?: string | undefined; dataDir: string }): Promise<Store> {
+    const { db, dialect } = await openDb(opts);
+    return new Store(db, dialect);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => fn(new Store(trx as unknown as Kysely<Database>, this.dialect)));
+  }
+
+  // --- meta -------------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
+  }
+
+  /** Atomically increments a named counter and returns the new value (first call: 1). */
+  async nextCounter(name: string): Promise<number> {
+    const row = await this.db
+      .insertInto('counters')
+      .values({ name, value: 1 })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ value: sql`counters.value + 1` }))
+      .returning('value')
+      .executeTakeFirstOrThrow();
+    return Number(row.value);
+  }
+
+  // --- tokens -----------------------------------------------------------------------------
+
+  /** Creates a bearer token; the secret is returned once and only its hash is kept. */
+  async createToken(role: Role, name: string): Promise<{ id: string; secret: string }> {
+    const id = crypto.randomBytes(6).toString('hex');
+    const secret = `cas_${id}_${crypto.randomBytes(24).toString('base64url')}`;
+    await this.db
+      .insertInto('tokens')
+      .values({ id, hash: hashToken(secret), role, name, created_at: new Date().toISOString() })
+      .execute();
+    return { id, secret };
+  }
+
+  async findToken(secret: string): Promise<TokenInfo | undefined> {
+    const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hashToken(secret)).executeTakeFirst();
+    return row && { id: row.id, role: row.role as Role, name: row.name, createdAt: row.created_at };
+  }
+
+  async listTokens(): Promise<TokenInfo[]> {
+    const rows = await this.db.selectFrom('tokens').selectAll().orderBy('created_at').execute();
+    return rows.map((r) => ({ id: r.id, role: r.role as Role, name: r.name, createdAt: r.created_at }));
+  }
+
+  async revokeToken(id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('tokens').where('id', '=', id).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  // --- packages ---------------------------------------------------------------------------
+
+  async getPackage(id: string): Promise<PackageRow | undefined> {
+    const r = await this.db.selectFrom('packages').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toPackage(r);
+  }
+
+  async listPackages(): Promise<PackageRow[]> {
+    const rows = await this.db.selectFrom('packages').selectAll().orderBy('id').execute();
+    return rows.map(toPackage);
+  }
+
+  async getVersion(packageId: string, version: number): Promise<VersionRow | undefined> {
+    const r = await this.db
+      .selectFrom('package_versions')
+      .selectAll()
+      .where('package_id', '=', packageId)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    return r && toVersion(r);
+  }
+
+  async listVersions(packageId: string): Promise<VersionRow[]> {
+    const rows = await this.db
+      .selectFrom('package_versions')
+      .selectAll()
+      .where('package_id', '=', packageId)
+      .orderBy('version')
+      .execute();
+    return rows.map(toVersion);
+  }
+
+  /** Records a new package (version 1) or the next version of an existing one. */
+  async insertVersion(p: { id: string; name: string; priority: Priority }, v: Omit<VersionRow, 'packageId' | 'createdAt'>): Promise<void> {
+    const now = new Date().toISOString();
+    const existing = await this.getPackage(p.id);
+    if (!existing) {
+      if (v.version !== 1) throw fail('conflict', `package ${p.id} does not exist yet, so its first version must be 1`);
+      await this.db
+        .insertInto('packages')
+        .values({ id: p.id, name: p.name, priority: p.priority, latest_version: 1, created_at: now, updated_at: now })
+        .execute();
+    } else {
+      if (v.version !== existing.latestVersion + 1) {
+        throw fail('conflict', `package ${p.id} is at version ${existing.latestVersion}; version ${v.version} is not next`);
+      }
+      await this.db
+        .updateTable('packages')
+        .set({ name: p.name, priority: p.priority, latest_version: v.version, updated_at: now })
+        .where('id', '=', p.id)
+        .execute();
+    }
+    await this.db
+      .insertInto('package_versions')
+      .values({
+        package_id: p.id,
+        version: v.version,
+        manifest_digest: v.manifestDigest,
+        files: v.files,
+        bytes: v.bytes,
+        new_bytes: v.newBytes,
+        created_at: now,
+      })
+      .execute();
+  }
+
+  /** Deletes one version's row; the package row goes with its last version. */
+  async deleteVersion(packageId: string, version: number): Promise<void> {
+    await this.db.deleteFrom('package_versions').where('package_id', '=', packageId).where('version', '=', version).execute();
+    const left = await this.listVersions(packageId);
+    if (left.length === 0) await this.db.deleteFrom('packages').where('id', '=', packageId).execute();
+    else {
+      const latest = left[left.length - 1] as VersionRow;
+      await this.db.updateTable('packages').set({ latest_version: latest.version }).where('id', '=', packageId).execute();
+    }
+  }
+
+  // --- chunks -----------------------------------------------------------------------------
+
+  /** Which of these digests the library holds (a row exists: its file is durable). */
+  async haveChunks(digests: readonly string[]): Promise<Set<string>> {
+    const have = new Set<string>();
+    for (const b of batches([...new Set(digests)])) {
+      const rows = await this.db.selectFrom('chunks').select('digest').where('digest', 'in', b).execute();
+      for (const r of rows) have.add(r.digest);
+    }
+    return have;
+  }
+
+  async getChunks(digests: readonly string[]): Promise<Map<string, ChunkRow>> {
+    const out = new Map<string, ChunkRow>();
+    for (const b of batches([...new Set(digests)])) {
+      const rows = await this.db.selectFrom('chunks').selectAll().where('digest', 'in', b).execute();
+      for (const r of rows) out.set(r.digest, toChunk(r));
+    }
+    return out;
+  }
+
+  /** Records chunks whose files are already durable; a digest already present is left alone. */
+  async insertChunks(rows: readonly Omit<ChunkRow, 'refs'>[]): Promise<void> {
+    const now = new Date().toISOString();
+    for (const b of batches(rows, 200)) {
+      await this.db
+        .insertInto('chunks')
+        .values(
+          b.map((r) => ({ digest: r.digest, size: r.size, stored_size: r.storedSize, literal_bytes: r.literalBytes, created_at: now })),
+        )
+        .onConflict((oc) => oc.column('digest').doNothing())
+        .execute();
+    }
+  }
+
+  /** Adds `delta` to the reference count of each digest (each digest once per call). */
+  async addRefs(digests: Iterable<string>, delta: number): Promise<void> {
+    for (const b of batches([...new Set(digests)])) {
+      await this.db
+        .updateTable('chunks')
+        .set({ refs: sql`refs + ${delta}` })
+        .where('digest', 'in', b)
+        .execute();
+    }
+  }
+
+  /** Chunks no version references, recorded before `before` (so uploads in progress are spared). */
+  async unreferencedChunks(before: string, limit = 10_000): Promise<ChunkRow[]> {
+    const rows = await this.db
+      .selectFrom('chunks')
+      .selectAll()
+      .where('refs', '<=', 0)
+      .where('created_at', '<', before)
+      .limit(limit)
+      .execute();
+    return rows.map(toChunk);
+  }
+
+  /** Deletes chunk rows that are still unreferenced; returns the digests deleted. */
+  async deleteUnreferenced(digests: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const b of batches(digests)) {
+      const rows = await this.db.deleteFrom('chunks').where('digest', 'in', b).where('refs', '<=', 0).returning('digest').execute();
+      for (const r of rows) out.push(r.digest);
+    }
+    return out;
+  }
+
+  async chunkTotals(): Promise<{ chunks: number; bytes: number; storedBytes: number }> {
+    const r = await this.db
+      .selectFrom('chunks')
+      .select((eb) => [
+        eb.fn.countAll<number>().as('n'),
+        eb.fn.coalesce(eb.fn.sum<number>('size'), sql<number>`0`).as('bytes'),
+        eb.fn.coalesce(eb.fn.sum<number>('stored_size'), sql<number>`0`).as('stored'),
+      ])
+      .executeTakeFirstOrThrow();
+    return { chunks: Number(r.n), bytes: Number(r.bytes), storedBytes: Number(r.stored) };
+  }
+}
+
+function toPackage(r: Database['packages']): PackageRow {
+  return {
+    id: r.id,
+    name: r.name,
+    priority: r.priority as Priority,
+    latestVersion: r.latest_version,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function toVersion(r: Database['package_versions']): VersionRow {
+  return {
+    packageId: r.package_id,
+    version: r.version,
+    manifestDigest: r.manifest_digest,
+    files: r.files,
+    bytes: Number(r.bytes),
+    newBytes: Number(r.new_bytes),
+    createdAt: r.created_at,
+  };
+}
+
+function toChunk(r: Selectable<Database['chunks']>): ChunkRow {
+  return { digest: r.digest, size: r.size, storedSize: r.stored_size, literalBytes: r.literal_bytes, refs: Number(r.refs) };
+}

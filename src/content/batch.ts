@@ -36,13 +36,15 @@ export async function* readBatch(body: AsyncIterable<Uint8Array>): AsyncGenerato
   let buf: Buffer = Buffer.alloc(0);
   let index = 0;
   for await (const piece of body) {
-    buf = buf.length === 0 ? Buffer.from(piece) : Buffer.concat([buf, piece]);
+    const view = Buffer.from(piece.buffer, piece.byteOffset, piece.length);
+    buf = buf.length === 0 ? view : Buffer.concat([buf, view]);
     let at = 0;
     while (buf.length - at >= RECORD_HEADER) {
       const kind = buf[at] as number;
       if (kind !== RECORD_WHOLE && kind !== RECORD_DELTA) throw fail('bad_request', `chunk batch record ${index} has unknown kind ${kind}`);
       const len = buf.readUInt32BE(at + 33);
-      if (len === 0 || len > MAX_RECORD_PAYLOAD) throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (1..${MAX_RECORD_PAYLOAD})`);
+      if (len === 0 || len > MAX_RECORD_PAYLOAD)
+        throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (1..${MAX_RECORD_PAYLOAD})`);
       if (buf.length - at < RECORD_HEADER + len) break;
       const digest = buf.toString('hex', at + 1, at + 33);
       yield { kind, digest, payload: buf.subarray(at + RECORD_HEADER, at + RECORD_HEADER + len) };

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fail } from '../core/errors.js';
-import { writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
+import { type Staged, commitStaged, discardStaged, stageFiles, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
 
 /**
@@ -43,6 +43,22 @@ export class ContentLibrary {
     );
   }
 
+  /** Writes chunks to temporary files; `commitChunks` makes them durable and visible. */
+  stageChunks(items: readonly { digest: string; stored: Uint8Array }[]): Promise<Staged> {
+    return stageFiles(
+      this.tmpDir,
+      items.map((i) => ({ path: this.chunkPath(i.digest), data: i.stored })),
+    );
+  }
+
+  async commitChunks(staged: readonly Staged[]): Promise<void> {
+    await commitStaged({ tmpDir: this.tmpDir, files: staged.flatMap((s) => s.files) });
+  }
+
+  async discardChunks(staged: readonly Staged[]): Promise<void> {
+    await Promise.all(staged.map(discardStaged));
+  }
+
   async readStored(digest: string): Promise<Buffer> {
     try {
       return await fs.readFile(this.chunkPath(digest));
@@ -64,7 +80,8 @@ export class ContentLibrary {
     try {
       return await fs.readFile(this.manifestPath(id, version));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw fail('damaged', `manifest of ${id} version ${version} is missing from the library`);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw fail('damaged', `manifest of ${id} version ${version} is missing from the library`);
       throw e;
     }
   }

@@ -4,6 +4,7 @@ import { type BatchRecord, RECORD_WHOLE, readBatch } from '../content/batch.js';
 import { applyDelta, parseDelta } from '../content/delta.js';
 import { decodeChunk } from '../content/codec.js';
 import type { ContentLibrary } from '../content/library.js';
+import type { Staged } from '../lib/fsutil.js';
 import {
   type Entry,
   type Manifest,
@@ -67,8 +68,12 @@ const IN_FLIGHT = 3;
 export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Array>): Promise<IngestReport> {
   const report: IngestReport = { received: 0, stored: 0, bytes: 0, literalBytes: 0 };
   const inFlight: Promise<void>[] = [];
-  let task: { buf: Uint8Array; used: number; items: { digest: string; offset: number; length: number; literal: number }[] } | undefined;
+  const staged: Staged[] = [];
+  const rows: { digest: string; size: number; storedSize: number; literalBytes: number }[] = [];
+  type Item = { digest: string; offset: number; length: number; literal: number };
+  let task: { buf: Uint8Array; used: number; items: Item[] } | undefined;
 
+  // Hash and compress in the pool; write each result to a temporary file as it comes back.
   const flush = () => {
     if (!task || task.items.length === 0) return;
     const t = task;
@@ -76,15 +81,13 @@ export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Arr
     inFlight.push(
       (async () => {
         const res = await runIngest({ kind: 'ingest', buf: t.buf.subarray(0, t.used), items: t.items });
-        const good: { digest: string; stored: Uint8Array; size: number; literal: number }[] = [];
-        res.stored.forEach((s, i) => {
-          const item = t.items[i] as (typeof t.items)[number];
+        const good = res.stored.map((s, i) => {
+          const item = t.items[i] as Item;
           if (!s) throw fail('chunk_mismatch', `chunk ${item.digest} does not match its data; nothing of it was stored`);
-          good.push({ digest: item.digest, stored: s, size: item.length, literal: item.literal });
+          rows.push({ digest: item.digest, size: item.length, storedSize: s.length, literalBytes: item.literal });
+          return { digest: item.digest, stored: s };
         });
-        await ctx.library.writeChunks(good);
-        await ctx.store.insertChunks(good.map((g) => ({ digest: g.digest, size: g.size, storedSize: g.stored.length, literalBytes: g.literal })));
-        report.stored += good.length;
+        staged.push(await ctx.library.stageChunks(good));
       })(),
     );
   };
@@ -112,10 +115,15 @@ export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Arr
     flush();
     await Promise.all(inFlight);
   } catch (e) {
-    // Let the tasks already started settle before reporting, so nothing writes after we answer.
+    // Let the tasks already started settle, then drop what they staged: nothing becomes visible.
     await Promise.allSettled(inFlight);
+    await ctx.library.discardChunks(staged);
     throw e;
   }
+  // One flush for the whole batch, then the rows: a row always has its whole file behind it.
+  await ctx.library.commitChunks(staged);
+  await ctx.store.insertChunks(rows);
+  report.stored = rows.length;
   return report;
 }
 
@@ -186,7 +194,10 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
     const rows = await tx.getChunks([...chunks.keys()]);
     const missing = [...chunks.keys()].filter((d) => !rows.has(d));
     if (missing.length > 0) {
-      throw fail('missing_chunks', `${missing.length} chunk(s) are not in the library yet (first: ${missing[0]}); upload them, then commit again`);
+      throw fail(
+        'missing_chunks',
+        `${missing.length} chunk(s) are not in the library yet (first: ${missing[0]}); upload them, then commit again`,
+      );
     }
     let newBytes = 0;
     let newChunks = 0;

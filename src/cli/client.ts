@@ -1,0 +1,75 @@
+import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+
+/**
+ * The admin API client the CLI uses: one place that adds the token, turns API errors into
+ * CascadeErrors, and says clearly when the site cannot be reached.
+ */
+export class SiteClient {
+  readonly base: string;
+
+  constructor(
+    siteUrl: string,
+    private readonly token: string | undefined,
+  ) {
+    let u: URL;
+    try {
+      u = new URL(siteUrl);
+    } catch {
+      throw fail('usage', `--site "${siteUrl}" is not a URL (e.g. http://127.0.0.1:8100)`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw fail('usage', `--site "${siteUrl}" must be an http:// or https:// URL`);
+    this.base = u.toString().replace(/\/+$/, '');
+  }
+
+  async request(
+    method: string,
+    path: string,
+    opts: { json?: unknown; body?: Uint8Array; query?: Record<string, string | number | undefined> } = {},
+  ): Promise<Response> {
+    const url = new URL(this.base + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: string | Uint8Array | undefined;
+    if (opts.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.json);
+    } else if (opts.body) {
+      headers['content-type'] = 'application/octet-stream';
+      body = opts.body;
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body: body ?? null });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw fail('unavailable', `cannot reach the site at ${this.base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+    }
+    if (!res.ok) throw await toError(res);
+    return res;
+  }
+
+  async json<T>(method: string, path: string, opts: Parameters<SiteClient['request']>[2] = {}): Promise<T> {
+    const res = await this.request(method, path, opts);
+    return (await res.json()) as T;
+  }
+
+  async bytes(path: string): Promise<Buffer> {
+    const res = await this.request('GET', path);
+    return Buffer.from(await res.arrayBuffer());
+  }
+}
+
+async function toError(res: Response): Promise<CascadeError> {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (body.error && isErrorCode(body.error.code) && typeof body.error.message === 'string') {
+      return new CascadeError(body.error.code, body.error.message);
+    }
+  } catch {}
+  return fail(
+    res.status >= 500 ? 'unavailable' : 'bad_request',
+    `site answered HTTP ${res.status}: ${text.slice(0, 200) || res.statusText}`,
+  );
+}

@@ -1,0 +1,251 @@
+import type { Command } from 'commander';
+import { fail } from '../../core/errors.js';
+import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
+import { type Manifest, type Program, verifyManifest } from '../../content/manifest.js';
+import { closePool } from '../../content/pool.js';
+import type { TrustedKey } from '../../content/signing.js';
+import type { SiteClient } from '../client.js';
+import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, printJson, table } from '../common.js';
+import { fetchVersion } from '../fetch.js';
+import { Progress, fmtBytes } from '../progress.js';
+import { walkSource } from '../source.js';
+import { uploadSource } from '../upload.js';
+
+interface VersionReport {
+  id: string;
+  version: number;
+  files: number;
+  bytes: number;
+  newBytes: number;
+  newChunks: number;
+  newChunkBytes: number;
+}
+
+function parseProgram(v: string, prev: Program[] = []): Program[] {
+  const i = v.indexOf('=');
+  const name = i > 0 ? v.slice(0, i).trim() : '';
+  const command = i > 0 ? v.slice(i + 1).trim() : '';
+  if (!PROGRAM_NAME.test(name) || !command)
+    throw fail('usage', `--program "${v}" is not NAME=COMMAND (e.g. --program "Install=setup.exe /q")`);
+  if (prev.some((p) => p.name === name)) throw fail('usage', `--program ${name} is given twice`);
+  return [...prev, { name, command }];
+}
+
+function parsePriority(v: string): Priority {
+  if (!PRIORITIES.includes(v as Priority)) throw fail('usage', `--priority must be one of ${PRIORITIES.join(', ')}, not "${v}"`);
+  return v as Priority;
+}
+
+export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
+  const s = await client.json<{ keyId: string; publicKey: string }>('GET', '/api/v1/site');
+  return [{ keyId: s.keyId, publicKeyPem: s.publicKey }];
+}
+
+async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {
+  const show = await client.json<{ version: number }>('GET', `/api/v1/packages/${id}`);
+  const bytes = await client.bytes(`/api/v1/packages/${id}/versions/${show.version}/manifest`);
+  return verifyManifest(bytes, await siteTrust(client)).manifest;
+}
+
+async function ingest(
+  o: AdminOpts & { priority?: Priority; program?: Program[]; name?: string },
+  src: string,
+  id: string | null,
+): Promise<void> {
+  const client = clientFrom(o);
+  const previous = id ? await latestManifest(client, id) : undefined;
+  const source = await walkSource(src);
+  const progress = new Progress(id ? `update ${id}` : 'create', 0, !o.json);
+  let report: VersionReport;
+  try {
+    const { files, stats } = await uploadSource(client, source, {
+      previous,
+      onProgress: (done, total) => {
+        progress.setTotal(total);
+        progress.update(done);
+      },
+    });
+    progress.done();
+    const body = { name: o.name, priority: o.priority, programs: o.program, files };
+    report = id
+      ? await client.json<VersionReport>('POST', `/api/v1/packages/${id}/versions`, { json: body })
+      : await client.json<VersionReport>('POST', '/api/v1/packages', { json: body });
+    if (o.json) printJson({ ...report, sentBytes: stats.sentBytes, deltaChunks: stats.deltaChunks });
+    else
+      process.stdout.write(
+        `${report.id} version ${report.version}: ${report.files} files, ${fmtBytes(report.bytes)}; ` +
+          `new to the library: ${fmtBytes(report.newBytes)} (${report.newChunks} new chunks); sent ${fmtBytes(stats.sentBytes)}\n`,
+      );
+  } finally {
+    progress.done();
+    await closePool();
+  }
+}
+
+export function registerPackage(program: Command): void {
+  const pkg = program.command('package').description('create, update, inspect and fetch packages');
+
+  adminOptions(
+    pkg
+      .command('create')
+      .description('package a folder: streams it to the site, sending only chunks the site lacks')
+      .argument('<src>', 'source folder')
+      .requiredOption('--name <name>', 'package name')
+      .option('--priority <priority>', `${PRIORITIES.join('|')} (default medium)`, parsePriority)
+      .option('--program <name=command>', 'a program clients can run (repeatable)', parseProgram),
+  ).action((src: string, o: AdminOpts & { name: string; priority?: Priority; program?: Program[] }) => ingest(o, src, null));
+
+  adminOptions(
+    pkg
+      .command('update')
+      .description('add the next version of a package from a folder; only new content is sent')
+      .argument('<id>', 'package ID, e.g. CEN00001')
+      .argument('<src>', 'source folder')
+      .option('--name <name>', 'new package name')
+      .option('--priority <priority>', `${PRIORITIES.join('|')}`, parsePriority)
+      .option('--program <name=command>', 'replace the programs (repeatable; default: keep them)', parseProgram),
+  ).action((id: string, src: string, o: AdminOpts & { name?: string; priority?: Priority; program?: Program[] }) =>
+    ingest(o, src, parsePackageId(id)),
+  );
+
+  adminOptions(pkg.command('list').description('list packages')).action(async (o: AdminOpts) => {
+    const r = await clientFrom(o).json<{
+      packages: { id: string; name: string; version: number; priority: string; files: number; bytes: number }[];
+    }>('GET', '/api/v1/packages');
+    if (o.json) printJson(r);
+    else if (r.packages.length === 0) process.stdout.write('no packages yet: cascade package create SRC --name NAME\n');
+    else
+      process.stdout.write(
+        table([
+          ['ID', 'VERSION', 'PRIORITY', 'FILES', 'SIZE', 'NAME'],
+          ...r.packages.map((p) => [p.id, String(p.version), p.priority, String(p.files), fmtBytes(p.bytes), p.name]),
+        ]),
+      );
+  });
+
+  adminOptions(
+    pkg
+      .command('show')
+      .description('show a package version: programs and file tree')
+      .argument('<id>', 'package ID')
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version')),
+  ).action(async (id: string, o: AdminOpts & { version?: number }) => {
+    const r = await clientFrom(o).json<{
+      id: string;
+      name: string;
+      version: number;
+      versions: number[];
+      priority: string;
+      programs: Program[];
+      files: { path: string; type: string; size: number; mode?: number; target?: string }[];
+      bytes: number;
+      created: string;
+    }>('GET', `/api/v1/packages/${parsePackageId(id)}`, { query: { version: o.version } });
+    if (o.json) {
+      printJson(r);
+      return;
+    }
+    let out = `${r.id} ${r.name}\n  version ${r.version} of ${r.versions.join(', ')}, priority ${r.priority}, ${fmtBytes(r.bytes)}, created ${r.created}\n`;
+    out += r.programs.length ? `  programs:\n${r.programs.map((p) => `    ${p.name}: ${p.command}`).join('\n')}\n` : '  programs: none\n';
+    out += '  files:\n';
+    out += table(
+      r.files.map((f) => [
+        '   ',
+        f.type === 'dir' ? 'd' : f.type === 'link' ? 'l' : '-',
+        f.mode !== undefined ? f.mode.toString(8).padStart(3, '0') : '   ',
+        f.type === 'file' ? fmtBytes(f.size) : '',
+        f.type === 'link' ? `${f.path} -> ${f.target}` : f.path,
+      ]),
+    );
+    process.stdout.write(out);
+  });
+
+  adminOptions(
+    pkg
+      .command('fetch')
+      .description("write a version's tree to DEST, verifying the signature and every chunk")
+      .argument('<id>', 'package ID')
+      .argument('<dest>', 'destination folder (empty or new)')
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version'))
+      .option('--force', 'write into a folder that is not empty'),
+  ).action(async (id: string, dest: string, o: AdminOpts & { version?: number; force?: boolean }) => {
+    const client = clientFrom(o);
+    const pid = parsePackageId(id);
+    const version = o.version ?? (await client.json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
+    const progress = new Progress(`fetch ${pid}`, 0, !o.json);
+    try {
+      const r = await fetchVersion(client, pid, version, dest, {
+        force: o.force ?? false,
+        trusted: await siteTrust(client),
+        onProgress: (d, t) => {
+          progress.setTotal(t);
+          progress.update(d);
+        },
+      });
+      progress.done();
+      if (o.json) printJson({ id: pid, version, dest, files: r.files, bytes: r.bytes, verified: true });
+      else process.stdout.write(`${pid} version ${version}: ${r.files} files, ${fmtBytes(r.bytes)} written to ${dest}, all verified\n`);
+    } finally {
+      progress.done();
+    }
+  });
+
+  adminOptions(
+    pkg
+      .command('verify')
+      .description("re-hash a package's stored content on the site; names each damaged file and chunk (exit 1 if any)")
+      .argument('<id>', 'package ID')
+      .option('--version <n>', 'only this version', parseIntOpt('--version')),
+  ).action(async (id: string, o: AdminOpts & { version?: number }) => {
+    const r = await clientFrom(o).json<{
+      id: string;
+      ok: boolean;
+      versions: {
+        version: number;
+        ok: boolean;
+        checkedFiles: number;
+        checkedChunks: number;
+        checkedBytes: number;
+        problems: { path: string | null; chunk: string | null; kind: string; detail: string }[];
+      }[];
+    }>('POST', `/api/v1/packages/${parsePackageId(id)}/verify`, { query: { version: o.version } });
+    if (o.json) printJson(r);
+    else {
+      for (const v of r.versions) {
+        process.stdout.write(
+          `${r.id} version ${v.version}: ${v.ok ? 'ok' : 'DAMAGED'} (${v.checkedFiles} files, ${v.checkedChunks} chunks, ${fmtBytes(v.checkedBytes)} checked)\n`,
+        );
+        for (const p of v.problems)
+          process.stdout.write(`  ${p.kind}: ${p.path ?? '(manifest)'}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.detail}\n`);
+      }
+    }
+    if (!r.ok) process.exitCode = 1;
+  });
+
+  adminOptions(
+    pkg
+      .command('delete')
+      .description('delete a version, or the whole package; chunks no version uses are freed by garbage collection')
+      .argument('<id>', 'package ID')
+      .option('--version <n>', 'only this version', parseIntOpt('--version')),
+  ).action(async (id: string, o: AdminOpts & { version?: number }) => {
+    const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', `/api/v1/packages/${parsePackageId(id)}`, {
+      query: { version: o.version },
+    });
+    if (o.json) printJson(r);
+    else process.stdout.write(`${r.id}: deleted version ${r.deleted.join(', ')}\n`);
+  });
+
+  adminOptions(
+    program
+      .command('gc')
+      .description('free chunks that no package version references (admin)')
+      .option('--grace <seconds>', 'spare chunks stored more recently than this (default 3600)', parseIntOpt('--grace')),
+  ).action(async (o: AdminOpts & { grace?: number }) => {
+    const r = await clientFrom(o).json<{ chunks: number; bytes: number }>('POST', '/api/v1/gc', {
+      json: { graceSeconds: o.grace ?? 3600 },
+    });
+    if (o.json) printJson(r);
+    else process.stdout.write(`freed ${r.chunks} chunks, ${fmtBytes(r.bytes)}\n`);
+  });
+}

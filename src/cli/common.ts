@@ -1,0 +1,65 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Command, Option } from 'commander';
+import { fail } from '../core/errors.js';
+import { SiteClient } from './client.js';
+
+export const DEFAULT_SITE = 'http://127.0.0.1:8100';
+
+export interface AdminOpts {
+  site?: string;
+  token?: string;
+  data?: string;
+  json?: boolean;
+}
+
+/** Options every admin command takes: where the site is, the token, and --json. */
+export function adminOptions(cmd: Command, json = true): Command {
+  cmd
+    .addOption(new Option('--site <url>', `site server URL (default ${DEFAULT_SITE})`).env('CASCADE_SITE'))
+    .addOption(new Option('--token <token>', 'API bearer token').env('CASCADE_TOKEN'))
+    .addOption(new Option('--data <dir>', "a local site's data folder: take the URL and admin token from it").env('CASCADE_DATA'));
+  if (json) cmd.option('--json', 'print JSON instead of text');
+  return cmd;
+}
+
+/** Flags, then CASCADE_* variables (commander applies both), then the data folder. */
+export function clientFrom(o: AdminOpts): SiteClient {
+  let site = o.site;
+  let token = o.token;
+  if (o.data && (!site || !token)) {
+    const dir = path.resolve(o.data);
+    if (!token) {
+      try {
+        token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
+      } catch {
+        throw fail('usage', `no admin token in ${dir} (is it a site data folder?); pass --token`);
+      }
+    }
+    if (!site) {
+      try {
+        const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { listen?: string };
+        if (cfg.listen) site = `http://${cfg.listen}`;
+      } catch {}
+    }
+  }
+  return new SiteClient(site ?? DEFAULT_SITE, token);
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+}
+
+/** Left-aligned columns for human output. */
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ')).join('\n')}\n`;
+}
+
+export function parseIntOpt(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw fail('usage', `${name} must be a whole number, not "${v}"`);
+    return Number(v);
+  };
+}

@@ -1,0 +1,45 @@
+import { Command, CommanderError } from 'commander';
+import { CascadeError } from '../core/errors.js';
+import { VERSION } from '../lib/version.js';
+import { registerPackage } from './commands/package.js';
+import { registerToken } from './commands/token.js';
+
+/** The admin CLI; `roles` add the commands that run a role (site, demo), wired in src/main.ts. */
+export function buildProgram(roles: ((p: Command) => void)[] = []): Command {
+  const program = new Command('cascade')
+    .version(VERSION, '-V, --version', 'print the version')
+    .enablePositionalOptions()
+    .description('Cascade: distribute software packages down a hierarchy of sites to distribution points and clients.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const r of roles) r(program);
+  registerPackage(program);
+  registerToken(program);
+  return program;
+}
+
+/** Runs the CLI: user errors print one line and exit 1 (or 2 for bad usage); never a stack trace. */
+export async function main(argv: string[], roles: ((p: Command) => void)[] = []): Promise<void> {
+  const program = buildProgram(roles);
+  program.commands.forEach(function exit(c: Command) {
+    c.exitOverride();
+    c.commands.forEach(exit);
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (e instanceof CascadeError) {
+      process.stderr.write(`cascade: ${e.message}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    const err = e as Error;
+    process.stderr.write(`cascade: unexpected error: ${err.message}\n`);
+    if (process.env.CASCADE_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,150 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { verifyManifest } from '../content/manifest.js';
+import { closePool } from '../content/pool.js';
+import { createLogger } from '../lib/log.js';
+import { initSite, startSite } from '../site/main.js';
+import { SiteClient } from '../cli/client.js';
+import { fetchVersion } from '../cli/fetch.js';
+import { fmtBytes } from '../cli/progress.js';
+import { walkSource } from '../cli/source.js';
+import { uploadSource } from '../cli/upload.js';
+import { siteTrust } from '../cli/commands/package.js';
+
+/** A small installation source: text, "binaries", a cabinet; deterministic. */
+export function writeSample(dir: string, seed: number, bytes = 24 << 20): void {
+  const rand = (n: number, tag: string) => {
+    const key = crypto.createHash('sha256').update(`${seed}:${tag}`).digest();
+    return crypto.createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n));
+  };
+  const words = 'setup install server client package site distribution point driver service registry program'.split(' ');
+  const text = (n: number) => {
+    let s = '';
+    let i = 0;
+    while (s.length < n) s += `${words[(i * 7 + seed) % words.length]} ${words[(i++ * 13) % words.length]} = ${i}\n`;
+    return Buffer.from(s.slice(0, n));
+  };
+  const put = (rel: string, data: Buffer, mode = 0o644) => {
+    const p = path.join(dir, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, data, { mode });
+  };
+  put('setup.exe', rand(1 << 20, 'setup'), 0o755);
+  put('README.txt', text(8 << 10));
+  put('docs/install-guide.txt', text(256 << 10));
+  for (let i = 0; i < 12; i++) put(`i386/drivers/drv${i}.sys`, rand(64 << 10, `drv${i}`));
+  put('i386/core.cab', rand(Math.max(1 << 20, bytes - (4 << 20)), 'cab'));
+  put('lang/en/strings.txt', text(512 << 10));
+  put('lang/de/strings.txt', text(512 << 10));
+}
+
+export interface DemoOptions {
+  data?: string;
+  listen?: string;
+  once?: boolean;
+}
+
+/** The demo's tour: a site on loopback, a package created, updated, verified and fetched. */
+export async function runDemo(o: DemoOptions): Promise<void> {
+  const dataDir = o.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-demo-'));
+  const siteDir = path.join(dataDir, 'cen');
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  out(`Cascade demo: data in ${dataDir}`);
+  if (!fs.existsSync(path.join(siteDir, 'config.json'))) await initSite({ dataDir: siteDir, code: 'CEN', name: 'Central site (demo)' });
+  const log = createLogger({ name: 'site', level: process.env.CASCADE_LOG_LEVEL ?? 'warn' });
+  let site: Awaited<ReturnType<typeof startSite>>;
+  try {
+    site = await startSite({ dataDir: siteDir, listen: o.listen ?? '127.0.0.1:8100', log });
+  } catch (e) {
+    if (o.listen) throw e;
+    site = await startSite({ dataDir: siteDir, listen: '127.0.0.1:0', log });
+  }
+  const token = fs.readFileSync(path.join(siteDir, 'admin-token'), 'utf8').trim();
+  const client = new SiteClient(site.url, token);
+  out(`\nsite CEN serving at ${site.url} (SQLite store, Ed25519 key ${site.ctx.key.keyId})`);
+
+  const v1 = path.join(dataDir, 'sample-v1');
+  const v2 = path.join(dataDir, 'sample-v2');
+  if (!fs.existsSync(v1)) writeSample(v1, 1);
+  if (!fs.existsSync(v2)) {
+    fs.cpSync(v1, v2, { recursive: true });
+    // Version 2: a patched driver, an edit inside the cabinet, a new language.
+    fs.writeFileSync(path.join(v2, 'i386/drivers/drv3.sys'), crypto.randomBytes(64 << 10));
+    const fd = fs.openSync(path.join(v2, 'i386/core.cab'), 'r+');
+    fs.writeSync(fd, crypto.randomBytes(4096), 0, 4096, 5 << 20);
+    fs.closeSync(fd);
+    fs.mkdirSync(path.join(v2, 'lang/fr'), { recursive: true });
+    fs.writeFileSync(path.join(v2, 'lang/fr/strings.txt'), 'installer programme serveur client\n'.repeat(2000));
+  }
+
+  const t0 = Date.now();
+  const up1 = await uploadSource(client, await walkSource(v1));
+  const r1 = await client.json<{ id: string; version: number; files: number; bytes: number; newBytes: number }>(
+    'POST',
+    '/api/v1/packages',
+    {
+      json: {
+        name: 'Sample Office Suite',
+        priority: 'high',
+        programs: [
+          { name: 'Install', command: 'setup.exe /quiet' },
+          { name: 'Repair', command: 'setup.exe /repair' },
+        ],
+        files: up1.files,
+      },
+    },
+  );
+  out(
+    `\n1. package create: ${r1.id} version ${r1.version}, ${r1.files} files, ${fmtBytes(r1.bytes)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
+  out(`   content-defined chunks (${up1.stats.chunks}), each stored once, compressed where that helps; manifest signed by CEN`);
+
+  const prevBytes = await client.bytes(`/api/v1/packages/${r1.id}/versions/1/manifest`);
+  const previous = verifyManifest(prevBytes, await siteTrust(client)).manifest;
+  const up2 = await uploadSource(client, await walkSource(v2), { previous });
+  const r2 = await client.json<{ id: string; version: number; bytes: number; newBytes: number }>(
+    'POST',
+    `/api/v1/packages/${r1.id}/versions`,
+    {
+      json: { files: up2.files },
+    },
+  );
+  out(`\n2. package update: version ${r2.version}, ${fmtBytes(r2.bytes)} in all, but only ${fmtBytes(r2.newBytes)} new to the library`);
+  out(`   (${fmtBytes(up2.stats.sentBytes)} sent: changed chunks travel as deltas of the ones the site holds)`);
+
+  const check = await client.json<{ ok: boolean; versions: { version: number; checkedChunks: number }[] }>(
+    'POST',
+    `/api/v1/packages/${r1.id}/verify`,
+  );
+  out(`\n3. package verify: every chunk of ${check.versions.length} versions re-hashed: ${check.ok ? 'all intact' : 'DAMAGE FOUND'}`);
+
+  const dest = path.join(dataDir, 'fetched');
+  fs.rmSync(dest, { recursive: true, force: true });
+  const f = await fetchVersion(client, r1.id, 2, dest, { trusted: await siteTrust(client) });
+  out(`\n4. package fetch: version 2 written to ${dest}: ${f.files} files, signature and every chunk verified`);
+
+  const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
+  const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
+  const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
+  out('\nTry next (in another terminal):');
+  out(`  export ${env}`);
+  out(`  ${me} package list`);
+  out(`  ${me} package show ${r1.id} --json`);
+  out(`  ${me} package verify ${r1.id}`);
+  out(`  ${me} package create SOME/FOLDER --name "My package" --program "Install=setup.exe /q"`);
+  out(`  curl ${site.url}/metrics   |   ${site.url}/api/v1/openapi.json`);
+  if (o.once) {
+    await site.close();
+    await closePool();
+    return;
+  }
+  out('\nServing; press Ctrl-C to stop.');
+  await new Promise<void>((resolve) => {
+    const stop = () => site.close().then(resolve, resolve);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await closePool();
+}

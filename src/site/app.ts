@@ -1,0 +1,118 @@
+import type { IncomingMessage } from 'node:http';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
+import { type Permission, allows } from '../core/roles.js';
+import type { Metrics } from '../lib/metrics.js';
+import { VERSION } from '../lib/version.js';
+import type { TokenInfo } from '../store/store.js';
+import type { SiteContext } from './content.js';
+import { registerChunkRoutes } from './routes/chunks.js';
+import { registerPackageRoutes } from './routes/packages.js';
+import { registerSiteRoutes } from './routes/site.js';
+import { registerTokenRoutes } from './routes/tokens.js';
+
+export type AppEnv = {
+  Bindings: { incoming?: IncomingMessage };
+  Variables: { token: TokenInfo };
+};
+
+export type App = OpenAPIHono<AppEnv>;
+
+export interface AppParts extends SiteContext {
+  metrics: Metrics;
+}
+
+/** Paths anyone may read without a token. */
+const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site']);
+
+/**
+ * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
+ * tests can build one in-process and call it with `app.request()`.
+ */
+export function createApp(parts: AppParts): App {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+        throw fail('bad_request', `invalid request: ${where}${issue?.message ?? 'does not match the schema'}`);
+      }
+    },
+  });
+  const requests = parts.metrics.counter('cascade_http_requests_total', 'HTTP requests by method and status.');
+
+  app.onError((err, c) => {
+    if (err instanceof CascadeError) return c.json(err.toJSON(), err.status as 400);
+    if (err instanceof SyntaxError) return c.json(fail('bad_request', `request body is not valid JSON: ${err.message}`).toJSON(), 400);
+    const status = (err as { status?: number }).status;
+    if (status === 413) return c.json(fail('too_large', 'request body is too large').toJSON(), 413);
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // Hono's own request errors (e.g. malformed JSON) carry a status and a plain message.
+      return c.json(fail('bad_request', `invalid request: ${err.message}`).toJSON(), 400);
+    }
+    parts.log.error({ err }, 'request failed');
+    return c.json(fail('internal', 'internal error; the site log has details').toJSON(), 500);
+  });
+  app.notFound((c) => c.json(fail('not_found', `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));
+
+  app.use('*', async (c, next) => {
+    await next();
+    requests(1, { method: c.req.method, status: String(c.res.status) });
+  });
+
+  app.use('/api/*', async (c, next) => {
+    if (PUBLIC.has(c.req.path)) return next();
+    const h = c.req.header('authorization') ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(h);
+    if (!m) throw fail('unauthorized', 'this call needs a bearer token (--token or CASCADE_TOKEN)');
+    const token = await parts.store.findToken(m[1] as string);
+    if (!token) throw fail('unauthorized', 'the bearer token is not valid here');
+    c.set('token', token);
+    return next();
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true, site: parts.code, version: VERSION }));
+  app.get('/metrics', (c) => c.text(parts.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+
+  registerSiteRoutes(app, parts);
+  registerTokenRoutes(app, parts);
+  registerChunkRoutes(app, parts);
+  registerPackageRoutes(app, parts);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc31('/api/v1/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Cascade site server API',
+      version: VERSION,
+      description: `Errors are {"error": {"code", "message"}}. Codes: ${Object.keys(ERROR_CODES).join(', ')}.`,
+    },
+    security: [{ bearer: [] }],
+  });
+  return app;
+}
+
+/** Throws `forbidden` unless the caller's token grants `p`. */
+export function need(c: Context<AppEnv>, p: Permission): TokenInfo {
+  const t = c.get('token');
+  if (!allows(t.role, p)) throw fail('forbidden', `a ${t.role} token cannot do this (needs ${p})`);
+  return t;
+}
+
+/** The request body as a Node stream when served by Node, or the Web stream in tests. */
+export function bodyStream(c: Context<AppEnv>): AsyncIterable<Uint8Array> {
+  const incoming = c.env?.incoming;
+  if (incoming) return incoming;
+  const body = c.req.raw.body;
+  if (!body) return (async function* () {})();
+  return body as unknown as AsyncIterable<Uint8Array>;
+}
+
+/** Standard error responses for the OpenAPI document. */
+export const errorResponses = {
+  400: { description: 'Bad request (code bad_request, invalid_manifest, ...)' },
+  401: { description: 'No valid bearer token (unauthorized)' },
+  403: { description: "The token's role does not allow this (forbidden)" },
+  404: { description: 'No such resource (not_found)' },
+} as const;

@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { fail } from '../core/errors.js';
+import { parseSiteCode } from '../core/site.js';
+import { createLogger } from '../lib/log.js';
+import { printJson } from '../cli/common.js';
+
+/** `cascade site init|start`: the site server role, loaded only when asked for. */
+export function registerSite(program: Command): void {
+  const site = program.command('site').description('create and run a site server');
+
+  site
+    .command('init')
+    .description('create a site: its store, Ed25519 key pair and an admin token in DIR/admin-token (mode 600)')
+    .requiredOption('--data <dir>', 'data folder to create')
+    .requiredOption('--code <code>', 'three-character site code, e.g. CEN')
+    .option('--name <name>', 'display name (default: the code)')
+    .addOption(
+      new Option('--db <url>', 'postgres://... to keep the store in PostgreSQL (default: SQLite in the data folder)').env('CASCADE_DB'),
+    )
+    .option('--json', 'print JSON')
+    .action(async (o: { data: string; code: string; name?: string; db?: string; json?: boolean }) => {
+      const code = parseSiteCode(o.code);
+      const { initSite } = await import('./main.js');
+      const r = await initSite({ dataDir: o.data, code, name: o.name, db: o.db });
+      if (o.json) printJson(r);
+      else
+        process.stdout.write(
+          `site ${r.code} (${r.name}) created in ${r.dataDir}\n` +
+            `  store: ${r.db}, signing key: ${r.keyId}\n` +
+            `  admin token: ${r.adminTokenFile}\n` +
+            `next: cascade site start --data ${o.data}\n`,
+        );
+    });
+
+  site
+    .command('start')
+    .description('run the site server in the foreground (JSON logs on stdout; SIGTERM stops it cleanly)')
+    .requiredOption('--data <dir>', 'data folder made by "site init"')
+    .addOption(new Option('--listen <host:port>', 'address to serve on (default 127.0.0.1:8100)').env('CASCADE_LISTEN'))
+    .addOption(new Option('--db <url>', 'postgres://... store (default: from the data folder)').env('CASCADE_DB'))
+    .action(async (o: { data: string; listen?: string; db?: string }) => {
+      const log = createLogger({ name: 'site' });
+      const { startSite } = await import('./main.js');
+      const running = await startSite({ dataDir: o.data, listen: o.listen, db: o.db, log });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info({ signal }, 'stopping');
+          running.close().then(resolve, (err) => {
+            log.error({ err }, 'stop failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  site.action(() => {
+    throw fail('usage', 'say what to do with the site: "cascade site init" or "cascade site start" (see --help)');
+  });
+}

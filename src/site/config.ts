@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { fail } from '../core/errors.js';
+import { SITE_CODE } from '../core/site.js';
+
+/** DIR/config.json: what `site init` decided; flags and CASCADE_* variables override it. */
+export const SiteConfigSchema = z.strictObject({
+  code: z.string().regex(SITE_CODE),
+  name: z.string().min(1).max(128),
+  db: z.string().min(1).optional(),
+  listen: z.string().min(1).optional(),
+});
+export type SiteConfig = z.infer<typeof SiteConfigSchema>;
+
+export const configPath = (dataDir: string): string => path.join(dataDir, 'config.json');
+
+export function readSiteConfig(dataDir: string): SiteConfig {
+  const file = configPath(dataDir);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw fail(
+      'invalid_config',
+      `${dataDir} is not a site data folder (no config.json): run "cascade site init --data ${dataDir} --code CODE" first`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw fail('invalid_config', `${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const r = SiteConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw fail('invalid_config', `${file}: ${i?.path.join('.') || 'config'}: ${i?.message}`);
+  }
+  return r.data;
+}
+
+export function writeSiteConfig(dataDir: string, cfg: SiteConfig): void {
+  const file = configPath(dataDir);
+  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+/** Parses HOST:PORT (IPv6 as [::1]:PORT). */
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw fail('usage', `--listen "${s}" is not HOST:PORT (e.g. 127.0.0.1:8100)`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}

@@ -1,0 +1,31 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { publicKeyPem } from '../../content/signing.js';
+import { VERSION } from '../../lib/version.js';
+import type { App, AppParts } from '../app.js';
+
+export const SiteInfo = z
+  .object({
+    code: z.string(),
+    name: z.string(),
+    keyId: z.string(),
+    publicKey: z.string().describe('Ed25519 public key, SPKI PEM'),
+    version: z.string(),
+  })
+  .openapi('SiteInfo');
+
+export function registerSiteRoutes(app: App, parts: AppParts): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/site',
+      summary: "This site's code, name and public key (no token needed)",
+      security: [],
+      responses: { 200: { description: 'Site identity', content: { 'application/json': { schema: SiteInfo } } } },
+    }),
+    (c) =>
+      c.json(
+        { code: parts.code, name: parts.name, keyId: parts.key.keyId, publicKey: publicKeyPem(parts.key.publicKey), version: VERSION },
+        200,
+      ),
+  );
+}

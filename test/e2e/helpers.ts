@@ -1,0 +1,134 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = path.join(ROOT, 'bin', 'cascade');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `bin/cascade ARGS` to completion. */
+export function cascade(args: string[], opts: { env?: Record<string, string>; uid?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, CASCADE_SITE: '', CASCADE_TOKEN: '', CASCADE_DATA: '', ...opts.env },
+      ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      clearTimeout(t);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
+}
+
+export function tmpDir(prefix = 'cascade-e2e-'): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(d, 0o755);
+  return d;
+}
+
+export interface SiteProcess {
+  url: string;
+  dataDir: string;
+  token: string;
+  proc: ChildProcess;
+  logs: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  env: Record<string, string>;
+}
+
+/** Starts `cascade site start` on a free port and waits until it listens. */
+export async function startSite(dataDir: string, extra: string[] = []): Promise<SiteProcess> {
+  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, '--listen', '127.0.0.1:0', ...extra], {
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'info' },
+  });
+  let out = '';
+  proc.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`site did not start:\n${out}`)), 30_000);
+    proc.stdout?.on('data', (d) => {
+      out += d;
+      const m = /"url":"(http:\/\/[^"]+)".*"msg":"site listening"/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1] as string);
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`site exited with ${code}:\n${out}`));
+    });
+  });
+  const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  return {
+    url,
+    dataDir,
+    token,
+    proc,
+    logs: () => out,
+    env: { CASCADE_SITE: url, CASCADE_TOKEN: token },
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      return new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      });
+    },
+  };
+}
+
+/** `site init` in a new folder, then start it. */
+export async function newSite(code = 'CEN'): Promise<SiteProcess> {
+  const dir = path.join(tmpDir(), 'site');
+  const r = await cascade(['site', 'init', '--data', dir, '--code', code]);
+  if (r.code !== 0) throw new Error(`site init failed: ${r.stderr}`);
+  return startSite(dir);
+}
+
+/** A small source tree with text, random bytes, a sub-folder and an internal link. */
+export function makeSource(dir: string, seed = 1, big = 3 << 20): void {
+  fs.mkdirSync(path.join(dir, 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'readme.txt'), `hello ${seed}\n`.repeat(1000));
+  let x = seed * 2654435761;
+  const buf = Buffer.alloc(big);
+  for (let i = 0; i < big; i += 4) {
+    x = (x ^ (x << 13)) >>> 0;
+    x = (x ^ (x >>> 17)) >>> 0;
+    x = (x ^ (x << 5)) >>> 0;
+    buf.writeUInt32LE(x, i);
+  }
+  fs.writeFileSync(path.join(dir, 'sub', 'data.bin'), buf);
+  fs.writeFileSync(path.join(dir, 'setup.exe'), buf.subarray(0, 100_000), { mode: 0o755 });
+  fs.symlinkSync('../readme.txt', path.join(dir, 'sub', 'readme-link'));
+}
+
+/** A port nothing listens on (it was free a moment ago). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}

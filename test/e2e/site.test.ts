@@ -1,0 +1,117 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cascade, makeSource, newSite, startSite, tmpDir } from './helpers.js';
+
+describe('site server process', () => {
+  it('init refuses a used folder and bad codes; start serves health, metrics and OpenAPI; SIGTERM exits 0', async () => {
+    const dir = path.join(tmpDir(), 'nyc');
+    let r = await cascade(['site', 'init', '--data', dir, '--code', 'NY']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('cascade: "NY" is not a site code: use three letters or digits, e.g. CEN\n');
+    r = await cascade(['site', 'init', '--data', dir, '--code', 'nyc', '--name', 'New York', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 'NYC', name: 'New York', db: 'sqlite' });
+    expect(fs.statSync(path.join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+    r = await cascade(['site', 'init', '--data', dir, '--code', 'NYC']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already holds a site/);
+
+    const site = await startSite(dir);
+    const health = await (await fetch(`${site.url}/healthz`)).json();
+    expect(health).toMatchObject({ ok: true, site: 'NYC' });
+    const metrics = await (await fetch(`${site.url}/metrics`)).text();
+    expect(metrics).toContain('# TYPE cascade_http_requests_total counter');
+    const doc = await (await fetch(`${site.url}/api/v1/openapi.json`)).json();
+    for (const p of ['/api/v1/packages', '/api/v1/packages/{id}', '/api/v1/chunks', '/api/v1/chunks/missing', '/api/v1/tokens', '/api/v1/site']) {
+      expect(Object.keys(doc.paths)).toContain(p);
+    }
+    // Bad API bodies: one clear error, right status, nothing changed.
+    const auth = { authorization: `Bearer ${site.token}`, 'content-type': 'application/json' };
+    let res = await fetch(`${site.url}/api/v1/packages`, { method: 'POST', headers: auth, body: '{"name":' });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.code).toBe('bad_request');
+    res = await fetch(`${site.url}/api/v1/packages`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ name: 'evil', files: [{ type: 'file', path: '../../etc/passwd', mode: 420, size: 0, chunks: [] }] }),
+    });
+    expect(res.status).toBe(400);
+    const err = (await res.json()).error;
+    expect(err.message).toContain('contains ".."');
+    res = await fetch(`${site.url}/api/v1/packages`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ name: 'ghost', files: [{ type: 'file', path: 'a', mode: 420, size: 5, chunks: [['a'.repeat(64), 5]] }] }),
+    });
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.code).toBe('missing_chunks');
+    // A chunk whose bytes do not match its digest.
+    const rec = Buffer.alloc(37 + 4);
+    rec[0] = 1;
+    rec.write('b'.repeat(64), 1, 32, 'hex');
+    rec.writeUInt32BE(4, 33);
+    rec.write('oops', 37);
+    res = await fetch(`${site.url}/api/v1/chunks`, { method: 'POST', headers: { authorization: auth.authorization }, body: rec });
+    expect(res.status).toBe(422);
+    expect((await res.json()).error.code).toBe('chunk_mismatch');
+    expect(fs.readdirSync(path.join(dir, 'content', 'chunks'))).toEqual([]);
+
+    expect(await site.stop('SIGTERM')).toBe(0);
+    expect(site.logs()).toContain('"msg":"site stopped"');
+  });
+
+  it('after SIGKILL mid-upload, restarts with nothing half-written and the upload completes', async () => {
+    const site = await newSite('CEN');
+    const src = path.join(tmpDir(), 'big');
+    makeSource(src, 5, 48 << 20);
+    const upload = cascade(['package', 'create', src, '--name', 'Big', '--json'], { env: site.env });
+    // Kill the site while chunks are arriving.
+    const chunksDir = path.join(site.dataDir, 'content', 'chunks');
+    for (let i = 0; i < 400; i++) {
+      const n = fs.readdirSync(chunksDir).length;
+      if (n > 3) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    site.proc.kill('SIGKILL');
+    const failed = await upload;
+    expect(failed.code).toBe(1);
+    expect(failed.stderr.trim().split('\n')).toHaveLength(1);
+
+    const again = await startSite(site.dataDir);
+    // Every chunk file that is visible is whole and matches its name.
+    execFileSync(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { decodeChunk } from '${path.resolve('dist/content/codec.js')}';
+       import fs from 'node:fs'; import path from 'node:path'; import crypto from 'node:crypto';
+       const root = ${JSON.stringify(chunksDir)};
+       for (const d of fs.readdirSync(root)) for (const f of fs.readdirSync(path.join(root, d))) {
+         const raw = decodeChunk(fs.readFileSync(path.join(root, d, f)), 1 << 20);
+         if (crypto.createHash('sha256').update(raw).digest('hex') !== f) { console.error('partial', f); process.exit(1); }
+       }`,
+    ]);
+    expect(fs.readdirSync(path.join(site.dataDir, 'content', 'tmp'))).toEqual([]);
+    const ok = await cascade(['package', 'create', src, '--name', 'Big', '--json'], { env: again.env });
+    expect(ok.stderr).toBe('');
+    const r = JSON.parse(ok.stdout);
+    expect(r.id).toBe('CEN00001');
+    // Chunks acknowledged before the kill were not sent again.
+    expect(r.sentBytes).toBeLessThan(r.bytes);
+    const v = await cascade(['package', 'verify', r.id, '--json'], { env: again.env });
+    expect(JSON.parse(v.stdout).ok).toBe(true);
+    expect(await again.stop()).toBe(0);
+  });
+
+  it('demo --once runs the whole tour', async () => {
+    const data = tmpDir('cascade-demo-test-');
+    const r = await cascade(['demo', '--once', '--data', data, '--listen', '127.0.0.1:0']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('1. package create: CEN00001 version 1');
+    expect(r.stdout).toContain('3. package verify');
+    expect(r.stdout).toContain('all intact');
+    expect(r.stdout).toMatch(/4\. package fetch: version 2 written/);
+  });
+});

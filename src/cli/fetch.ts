@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fail } from '../core/errors.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
+import { fail } from '../core/errors.js';
 import type { SiteClient } from './client.js';
 
 const WINDOW = 8;

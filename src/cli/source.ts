@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { checkPath, LIMITS } from '../content/manifest.js';
 import { fail } from '../core/errors.js';
-import { LIMITS, checkPath } from '../content/manifest.js';
 
 export type SourceEntry =
   | { type: 'file'; path: string; abs: string; mode: number; size: number }

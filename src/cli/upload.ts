@@ -1,9 +1,10 @@
 import fs from 'node:fs/promises';
-import { fail } from '../core/errors.js';
-import { RECORD_DELTA, RECORD_WHOLE, encodeRecordHeader } from '../content/batch.js';
-import { MAX_BASES, type SubchunkSig, makeDelta } from '../content/delta.js';
+import { encodeRecordHeader, RECORD_DELTA, RECORD_HEADER, RECORD_WHOLE } from '../content/batch.js';
+import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
 import type { Entry, Manifest } from '../content/manifest.js';
-import { runChunkFile } from '../content/pool.js';
+import { runChunkFiles } from '../content/pool.js';
+import type { ChunkFilesResult } from '../content/worker.js';
+import { fail } from '../core/errors.js';
 import type { SiteClient } from './client.js';
 import type { SourceEntry } from './source.js';
 
@@ -25,139 +26,155 @@ interface Located {
   offset: number;
 }
 
-const QUERY_BATCH = 4096;
-const UPLOAD_BYTES = 16 << 20;
-const CHUNKING_IN_FLIGHT = 4;
+/** Chunks are queried and uploaded in groups of about this many bytes. */
+const GROUP_BYTES = 16 << 20;
+/** Files are chunked in tasks of about this many bytes (small files travel together). */
+const TASK_BYTES = 8 << 20;
+const TASK_FILES = 256;
+const CHUNKING_IN_FLIGHT = 3;
 const UPLOADS_IN_FLIGHT = 2;
+
+type SourceFile = Extract<SourceEntry, { type: 'file' }>;
 
 /**
  * Chunks every file of the source in the worker pool, asks the site which chunks it lacks,
  * and uploads only those, as deltas of the previous version's chunks where that is smaller.
- * Returns the manifest entries for the commit.
+ * Chunking, asking and uploading overlap: while one group of chunks is on its way, the next
+ * files are being chunked. Returns the manifest entries for the commit.
  */
 export async function uploadSource(
   client: SiteClient,
   source: SourceEntry[],
   opts: { previous?: Manifest | undefined; onProgress?: (done: number, total: number, note: string) => void } = {},
 ): Promise<{ files: Entry[]; stats: UploadStats }> {
-  const files = source.filter((e): e is Extract<SourceEntry, { type: 'file' }> => e.type === 'file');
+  const files = source.filter((e): e is SourceFile => e.type === 'file');
   const total = files.reduce((s, f) => s + f.size, 0);
   const stats: UploadStats = { files: files.length, bytes: total, chunks: 0, uploadedChunks: 0, sentBytes: 0, deltaChunks: 0 };
   const chunked = new Map<string, [string, number][]>();
   const handled = new Set<string>();
   const prevIndex = indexPrevious(opts.previous);
   const sigCache = new Map<string, SubchunkSig[]>();
-  let pending: Located[] = [];
   let done = 0;
-  const report = (note: string) => opts.onProgress?.(done, total, note);
 
-  const uploads: Promise<void>[] = [];
-  // Awaited in order below; one failing while another is awaited must not go unhandled.
-  const startUpload = (batch: Located[]) => {
-    const p = upload(batch);
+  // Upload jobs: ask which chunks of a group are missing, send those. Awaited in order; one
+  // failing while another is awaited must not go unhandled.
+  const jobs: Promise<void>[] = [];
+  const startJob = (group: Located[]) => {
+    const p = sendGroup(group);
     p.catch(() => {});
-    uploads.push(p);
+    jobs.push(p);
   };
-  const upload = async (batch: Located[]) => {
-    const bases = opts.previous ? await signaturesFor(client, batch, prevIndex, sigCache) : undefined;
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    const handles = new Map<string, fs.FileHandle>();
-    try {
-      for (const c of batch) {
-        let fh = handles.get(c.abs);
-        if (!fh) {
-          fh = await fs.open(c.abs, 'r');
-          handles.set(c.abs, fh);
-        }
-        const raw = Buffer.allocUnsafe(c.size);
-        const { bytesRead } = await fh.read(raw, 0, c.size, c.offset);
-        if (bytesRead !== c.size) throw fail('invalid_source', `${c.abs} changed while it was being packaged; try again`);
-        const candidates = bases?.get(c) ?? [];
-        const delta = candidates.length > 0 ? makeDelta(raw, candidates) : null;
-        if (delta) {
-          parts.push(encodeRecordHeader(RECORD_DELTA, c.digest, delta.length), delta);
-          size += 37 + delta.length;
-          stats.deltaChunks++;
-        } else {
-          parts.push(encodeRecordHeader(RECORD_WHOLE, c.digest, raw.length), raw);
-          size += 37 + raw.length;
-        }
-      }
-    } finally {
-      for (const fh of handles.values()) await fh.close();
-    }
-    await client.request('POST', '/api/v1/chunks', { body: Buffer.concat(parts, size) });
-    stats.uploadedChunks += batch.length;
-    stats.sentBytes += size;
-  };
-
-  const flush = async (final: boolean) => {
-    while (pending.length >= QUERY_BATCH || (final && pending.length > 0)) {
-      const take = pending.splice(0, QUERY_BATCH);
-      const { missing } = await client.json<{ missing: string[] }>('POST', '/api/v1/chunks/missing', {
-        json: { digests: take.map((c) => c.digest) },
-      });
-      const need = new Set(missing);
-      let batch: Located[] = [];
-      let bytes = 0;
-      for (const c of take) {
-        if (!need.has(c.digest)) continue;
-        need.delete(c.digest);
-        batch.push(c);
-        bytes += c.size;
-        if (bytes >= UPLOAD_BYTES) {
-          startUpload(batch);
-          batch = [];
-          bytes = 0;
-          while (uploads.length >= UPLOADS_IN_FLIGHT) await uploads.shift();
-        }
-      }
-      if (batch.length > 0) startUpload(batch);
-      while (uploads.length >= UPLOADS_IN_FLIGHT) await uploads.shift();
-    }
-  };
-
-  const inFlight: { file: (typeof files)[number]; result: ReturnType<typeof runChunkFile> }[] = [];
-  const settle = async () => {
-    const next = inFlight.shift();
-    if (!next) return;
-    const r = await next.result.catch((e: NodeJS.ErrnoException) => {
-      throw fail('invalid_source', `${next.file.abs} cannot be read (${e.code ?? e.message})`);
+  const sendGroup = async (group: Located[]) => {
+    const { missing } = await client.json<{ missing: string[] }>('POST', '/api/v1/chunks/missing', {
+      json: { digests: group.map((c) => c.digest) },
     });
-    if (r.size !== next.file.size) throw fail('invalid_source', `${next.file.abs} changed size while it was being packaged; try again`);
-    chunked.set(next.file.path, r.chunks);
+    if (missing.length === 0) return;
+    const need = new Set(missing);
+    const batch = group.filter((c) => need.has(c.digest));
+    const bases = opts.previous ? await signaturesFor(client, batch, prevIndex, sigCache) : undefined;
+    const body = await encodeBatch(batch, bases, stats);
+    await client.request('POST', '/api/v1/chunks', { body });
+    stats.uploadedChunks += batch.length;
+    stats.sentBytes += body.length;
+  };
+
+  let group: Located[] = [];
+  let groupBytes = 0;
+  const take = async (file: SourceFile, r: { chunks: [string, number][]; size: number } | { error: string }) => {
+    if ('error' in r) throw fail('invalid_source', `${file.abs} cannot be read (${r.error})`);
+    if (r.size !== file.size) throw fail('invalid_source', `${file.abs} changed size while it was being packaged; try again`);
+    chunked.set(file.path, r.chunks);
     let offset = 0;
     for (const [digest, size] of r.chunks) {
       stats.chunks++;
       if (!handled.has(digest)) {
         handled.add(digest);
-        pending.push({ digest, size, path: next.file.path, abs: next.file.abs, offset });
+        group.push({ digest, size, path: file.path, abs: file.abs, offset });
+        groupBytes += size;
+        if (groupBytes >= GROUP_BYTES) {
+          startJob(group);
+          group = [];
+          groupBytes = 0;
+          while (jobs.length >= UPLOADS_IN_FLIGHT) await jobs.shift();
+        }
       }
       offset += size;
     }
-    done += next.file.size;
-    report('');
-    await flush(false);
+    done += file.size;
+    opts.onProgress?.(done, total, '');
   };
 
+  // Chunking tasks, in order, a few in flight.
+  const tasks: { files: SourceFile[]; result: Promise<ChunkFilesResult> }[] = [];
+  const settle = async () => {
+    const t = tasks.shift();
+    if (!t) return;
+    const r = await t.result;
+    for (let i = 0; i < t.files.length; i++) await take(t.files[i] as SourceFile, r.files[i] as ChunkFilesResult['files'][number]);
+  };
+  let pendingFiles: SourceFile[] = [];
+  let pendingBytes = 0;
+  const launch = async () => {
+    if (pendingFiles.length === 0) return;
+    const result = runChunkFiles({ kind: 'chunkFiles', paths: pendingFiles.map((f) => f.abs) });
+    result.catch(() => {});
+    tasks.push({ files: pendingFiles, result });
+    pendingFiles = [];
+    pendingBytes = 0;
+    if (tasks.length >= CHUNKING_IN_FLIGHT) await settle();
+  };
   for (const f of files) {
-    inFlight.push({ file: f, result: runChunkFile({ kind: 'chunkFile', path: f.abs, size: f.size }) });
-    // Keep the promise from being reported unhandled while it waits its turn.
-    inFlight[inFlight.length - 1]?.result.catch(() => {});
-    if (inFlight.length >= CHUNKING_IN_FLIGHT) await settle();
+    pendingFiles.push(f);
+    pendingBytes += f.size;
+    if (pendingBytes >= TASK_BYTES || pendingFiles.length >= TASK_FILES) await launch();
   }
-  while (inFlight.length > 0) await settle();
-  await flush(true);
-  await Promise.all(uploads);
+  await launch();
+  while (tasks.length > 0) await settle();
+  if (group.length > 0) startJob(group);
+  while (jobs.length > 0) await jobs.shift();
 
   const entries: Entry[] = source.map((e) => {
     if (e.type === 'file') return { type: 'file', path: e.path, mode: e.mode, size: e.size, chunks: chunked.get(e.path) ?? [] };
     if (e.type === 'dir') return { type: 'dir', path: e.path, mode: e.mode };
     return { type: 'link', path: e.path, target: e.target };
   });
-  pending = [];
   return { files: entries, stats };
+}
+
+/** Reads the chunks from their files and encodes them as a batch body (whole or delta). */
+async function encodeBatch(
+  batch: Located[],
+  bases: Map<Located, { digest: string; sig: SubchunkSig[] }[]> | undefined,
+  stats: UploadStats,
+): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const handles = new Map<string, fs.FileHandle>();
+  try {
+    for (const c of batch) {
+      let fh = handles.get(c.abs);
+      if (!fh) {
+        fh = await fs.open(c.abs, 'r');
+        handles.set(c.abs, fh);
+      }
+      const raw = Buffer.allocUnsafe(c.size);
+      const { bytesRead } = await fh.read(raw, 0, c.size, c.offset);
+      if (bytesRead !== c.size) throw fail('invalid_source', `${c.abs} changed while it was being packaged; try again`);
+      const candidates = bases?.get(c) ?? [];
+      const delta = candidates.length > 0 ? makeDelta(raw, candidates) : null;
+      if (delta) {
+        parts.push(encodeRecordHeader(RECORD_DELTA, c.digest, delta.length), delta);
+        size += RECORD_HEADER + delta.length;
+        stats.deltaChunks++;
+      } else {
+        parts.push(encodeRecordHeader(RECORD_WHOLE, c.digest, raw.length), raw);
+        size += RECORD_HEADER + raw.length;
+      }
+    }
+  } finally {
+    for (const fh of handles.values()) await fh.close();
+  }
+  return Buffer.concat(parts, size);
 }
 
 type PrevIndex = Map<string, { digest: string; offset: number; size: number }[]>;

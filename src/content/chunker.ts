@@ -136,8 +136,11 @@ export class StreamChunker {
       out.push(buf.subarray(start, cut));
       start = cut;
     }
-    // Copy the tail so the caller may reuse `block`.
-    this.pending = buf.slice(start);
+    // Copy the tail so the caller may reuse `block`. (Not `buf.slice`: on a Buffer that is a
+    // view, and the next read into the caller's block would overwrite the tail.)
+    const tail = new Uint8Array(buf.length - start);
+    tail.set(buf.subarray(start));
+    this.pending = tail;
     return out;
   }
 

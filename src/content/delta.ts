@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { fail } from '../core/errors.js';
-import { CHUNK_PARAMS, SUBCHUNK_PARAMS, chunkLengths } from './chunker.js';
+import { CHUNK_PARAMS, chunkLengths, SUBCHUNK_PARAMS } from './chunker.js';
 
 /**
  * Deltas: a new chunk described as pieces of chunks the receiver already holds, plus the
@@ -81,7 +81,9 @@ export function encodeDelta(d: Delta): Buffer {
   const parts: Buffer[] = [];
   const head = Buffer.alloc(1 + 32 * d.bases.length + 4);
   head[0] = d.bases.length;
-  d.bases.forEach((b, i) => head.write(b, 1 + 32 * i, 32, 'hex'));
+  d.bases.forEach((b, i) => {
+    head.write(b, 1 + 32 * i, 32, 'hex');
+  });
   head.writeUInt32BE(d.size, 1 + 32 * d.bases.length);
   parts.push(head);
   for (const op of d.ops) {

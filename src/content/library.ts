@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fail } from '../core/errors.js';
-import { type Staged, commitStaged, discardStaged, stageFiles, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
+import { commitStaged, discardStaged, type Staged, stageFiles, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
 
 /**

@@ -5,7 +5,7 @@ import { fail } from '../core/errors.js';
 import { PACKAGE_ID, PRIORITIES, PROGRAM_NAME } from '../core/package.js';
 import { canonicalJson } from './canonical.js';
 import { CHUNK_PARAMS } from './chunker.js';
-import { type SiteKey, type TrustedKey, sign, verifySignature } from './signing.js';
+import { type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
 
 /** Limits on hostile manifests; generous for real installation sources. */
 export const LIMITS = {
@@ -110,7 +110,7 @@ export function checkManifest(m: Manifest): void {
       if (sum !== e.size) throw fail('invalid_manifest', `file ${e.path}: its chunks add up to ${sum} bytes, not its size ${e.size}`);
       total += e.size;
     } else if (e.type === 'link') {
-      if (e.target.startsWith('/') || e.target.includes('\\') || e.target.includes('\0')) {
+      if (e.target.startsWith('/') || /^[A-Za-z]:/.test(e.target) || e.target.includes('\\') || e.target.includes('\0')) {
         throw fail('invalid_manifest', `link ${e.path} points outside the package (${e.target})`);
       }
       const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(e.path), e.target));
@@ -129,11 +129,74 @@ export function checkManifest(m: Manifest): void {
       i = p.indexOf('/', i + 1);
     }
   }
+  // Links again, as the file system will resolve them: a link in the middle of a target is
+  // followed, so `up/..` is not `.` when `up` is itself a link (text normalisation is not enough).
+  const links = new Map<string, string>();
+  for (const e of m.files) if (e.type === 'link') links.set(e.path, e.target);
+  if (links.size > 0) {
+    const resolver = new LinkResolver(links);
+    for (const [p, target] of links) {
+      const at = resolver.resolve(p);
+      if (at === undefined || at.length === 0) throw fail('invalid_manifest', `link ${p} points outside the package (${target})`);
+    }
+  }
   if (total !== m.bytes) throw fail('invalid_manifest', `files add up to ${total} bytes, but the manifest says ${m.bytes}`);
   const names = new Set<string>();
   for (const p of m.programs) {
     if (names.has(p.name)) throw fail('invalid_manifest', `program ${p.name} appears twice`);
     names.add(p.name);
+  }
+}
+
+/**
+ * Resolves link targets inside the package the way a file system would, following links met in
+ * the middle of a target. `resolve` returns the segments of where a link points (empty: the
+ * package root), or undefined when it leaves the package or loops. Results are memoised, so
+ * every link is resolved once however many targets pass through it.
+ */
+class LinkResolver {
+  private readonly done = new Map<string, string[] | undefined>();
+  private readonly active = new Set<string>();
+
+  constructor(private readonly links: ReadonlyMap<string, string>) {}
+
+  resolve(linkPath: string): string[] | undefined {
+    if (this.done.has(linkPath)) return this.done.get(linkPath);
+    if (this.active.has(linkPath)) return undefined; // a loop
+    this.active.add(linkPath);
+    const target = this.links.get(linkPath) as string;
+    const stack = linkPath.split('/').slice(0, -1);
+    const segs = target.split('/');
+    let out: string[] | undefined = stack;
+    for (let i = 0; i < segs.length; i++) {
+      const seg = segs[i] as string;
+      if (seg === '' || seg === '.') continue;
+      if (seg === '..') {
+        if (stack.length === 0) {
+          out = undefined;
+          break;
+        }
+        stack.pop();
+        continue;
+      }
+      stack.push(seg);
+      // The last segment may be a link: that link is checked on its own.
+      if (i < segs.length - 1) {
+        const here = stack.join('/');
+        if (this.links.has(here)) {
+          const via = this.resolve(here);
+          if (via === undefined) {
+            out = undefined;
+            break;
+          }
+          stack.length = 0;
+          stack.push(...via);
+        }
+      }
+    }
+    this.active.delete(linkPath);
+    this.done.set(linkPath, out);
+    return out;
   }
 }
 
@@ -170,8 +233,10 @@ export function signManifest(m: Manifest, key: SiteKey): Buffer {
  * rule. Any altered byte fails here.
  */
 export function verifyManifest(bytes: Uint8Array, trusted: readonly TrustedKey[]): SignedManifest {
-  if (bytes.length > LIMITS.manifestBytes) throw fail('too_large', `manifest is ${bytes.length} bytes, over the limit of ${LIMITS.manifestBytes}`);
-  const text = Buffer.from(bytes).toString('utf8');
+  if (bytes.length > LIMITS.manifestBytes)
+    throw fail('too_large', `manifest is ${bytes.length} bytes, over the limit of ${LIMITS.manifestBytes}`);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const text = buf.toString('utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -186,7 +251,8 @@ export function verifyManifest(bytes: Uint8Array, trusted: readonly TrustedKey[]
   } catch (e) {
     throw fail('invalid_manifest', `manifest is not canonical: ${(e as Error).message}`);
   }
-  if (canonical !== text) throw fail('invalid_manifest', 'manifest is not in canonical form (altered or re-encoded)');
+  // Compare bytes, not text: invalid UTF-8 decodes to U+FFFD, so two byte strings can read the same.
+  if (!Buffer.from(canonical).equals(buf)) throw fail('invalid_manifest', 'manifest is not in canonical form (altered or re-encoded)');
   verifySignature(trusted, env.data.signature.keyId, Buffer.from(canonicalJson(env.data.manifest)), env.data.signature.value);
   const manifest = parseManifest(env.data.manifest);
   return { manifest, signature: env.data.signature };

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { ChunkFileResult, ChunkFileTask, IngestResult, IngestTask, VerifyResult, VerifyTask } from './worker.js';
+import type { ChunkFilesResult, ChunkFilesTask, IngestResult, IngestTask, VerifyResult, VerifyTask } from './worker.js';
 
 /**
  * The worker pool, one per process, as many threads as cores. Workers run compiled code:
@@ -9,7 +9,9 @@ import type { ChunkFileResult, ChunkFileTask, IngestResult, IngestTask, VerifyRe
  */
 function workerFile(): string {
   const here = fileURLToPath(import.meta.url);
-  return here.endsWith('.ts') ? fileURLToPath(new URL('../../dist/content/worker.js', import.meta.url)) : fileURLToPath(new URL('./worker.js', import.meta.url));
+  return here.endsWith('.ts')
+    ? fileURLToPath(new URL('../../dist/content/worker.js', import.meta.url))
+    : fileURLToPath(new URL('./worker.js', import.meta.url));
 }
 
 let pool: Piscina | undefined;
@@ -30,7 +32,7 @@ export function runVerify(t: VerifyTask): Promise<VerifyResult> {
   return getPool().run(t);
 }
 
-export function runChunkFile(t: ChunkFileTask): Promise<ChunkFileResult> {
+export function runChunkFiles(t: ChunkFilesTask): Promise<ChunkFilesResult> {
   return getPool().run(t);
 }
 

@@ -63,9 +63,14 @@ export function sign(key: SiteKey, bytes: Uint8Array): string {
 export function verifySignature(trusted: readonly TrustedKey[], keyId: string, bytes: Uint8Array, signature: string): void {
   const k = trusted.find((t) => t.keyId === keyId);
   if (!k) throw fail('bad_signature', `signed by key ${keyId}, which is not trusted here`);
+  // Node's base64 decoder skips stray characters and ignores spare low bits, so several strings
+  // decode to the same signature: accept only the one canonical spelling, so an altered byte of a
+  // signed envelope can never verify.
+  const sig = Buffer.from(signature, 'base64');
+  if (sig.toString('base64') !== signature) throw fail('bad_signature', `the signature by key ${keyId} is not canonical base64`);
   let ok = false;
   try {
-    ok = crypto.verify(null, bytes, crypto.createPublicKey(k.publicKeyPem), Buffer.from(signature, 'base64'));
+    ok = crypto.verify(null, bytes, crypto.createPublicKey(k.publicKeyPem), sig);
   } catch {
     ok = false;
   }

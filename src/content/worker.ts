@@ -28,19 +28,19 @@ export interface VerifyResult {
   problems: (string | null)[];
 }
 
-export interface ChunkFileTask {
-  kind: 'chunkFile';
-  path: string;
-  size: number;
+/** Chunk and hash several files (small files travel together: one round trip each task). */
+export interface ChunkFilesTask {
+  kind: 'chunkFiles';
+  paths: string[];
 }
-export interface ChunkFileResult {
-  kind: 'chunkFile';
-  chunks: [string, number][];
-  size: number;
+export interface ChunkFilesResult {
+  kind: 'chunkFiles';
+  /** Per file: its chunks and the bytes read, or the error code that stopped the read. */
+  files: ({ chunks: [string, number][]; size: number } | { error: string })[];
 }
 
-export type Task = IngestTask | VerifyTask | ChunkFileTask;
-export type Result = IngestResult | VerifyResult | ChunkFileResult;
+export type Task = IngestTask | VerifyTask | ChunkFilesTask;
+export type Result = IngestResult | VerifyResult | ChunkFilesResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -69,13 +69,15 @@ function verify(t: VerifyTask): VerifyResult {
 
 const BLOCK = 4 << 20;
 
-function chunkFile(t: ChunkFileTask): ChunkFileResult {
-  const fd = fs.openSync(t.path, 'r');
+let block: Buffer | undefined;
+
+function chunkFile(path: string): { chunks: [string, number][]; size: number } {
+  const fd = fs.openSync(path, 'r');
   const chunks: [string, number][] = [];
   let size = 0;
   try {
     const chunker = new StreamChunker();
-    const block = Buffer.allocUnsafe(BLOCK);
+    block ??= Buffer.allocUnsafe(BLOCK);
     for (;;) {
       const n = fs.readSync(fd, block, 0, BLOCK, null);
       if (n === 0) break;
@@ -86,7 +88,20 @@ function chunkFile(t: ChunkFileTask): ChunkFileResult {
   } finally {
     fs.closeSync(fd);
   }
-  return { kind: 'chunkFile', chunks, size };
+  return { chunks, size };
+}
+
+function chunkFiles(t: ChunkFilesTask): ChunkFilesResult {
+  return {
+    kind: 'chunkFiles',
+    files: t.paths.map((p) => {
+      try {
+        return chunkFile(p);
+      } catch (e) {
+        return { error: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+      }
+    }),
+  };
 }
 
 export default function run(task: Task): Result {
@@ -95,7 +110,7 @@ export default function run(task: Task): Result {
       return ingest(task);
     case 'verify':
       return verify(task);
-    case 'chunkFile':
-      return chunkFile(task);
+    case 'chunkFiles':
+      return chunkFiles(task);
   }
 }

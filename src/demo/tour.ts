@@ -2,16 +2,16 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { verifyManifest } from '../content/manifest.js';
-import { closePool } from '../content/pool.js';
-import { createLogger } from '../lib/log.js';
-import { initSite, startSite } from '../site/main.js';
 import { SiteClient } from '../cli/client.js';
+import { siteTrust } from '../cli/commands/package.js';
 import { fetchVersion } from '../cli/fetch.js';
 import { fmtBytes } from '../cli/progress.js';
 import { walkSource } from '../cli/source.js';
 import { uploadSource } from '../cli/upload.js';
-import { siteTrust } from '../cli/commands/package.js';
+import { verifyManifest } from '../content/manifest.js';
+import { closePool } from '../content/pool.js';
+import { createLogger } from '../lib/log.js';
+import { initSite, startSite } from '../site/main.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
 export function writeSample(dir: string, seed: number, bytes = 24 << 20): void {

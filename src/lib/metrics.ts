@@ -18,7 +18,7 @@ const key = (labels: Labels): string =>
     .map((k) => `${k}=${labels[k]}`)
     .join(',');
 
-const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
 export class Metrics {
   private readonly metrics = new Map<string, Metric>();
@@ -55,7 +55,7 @@ export class Metrics {
       if (m.collect) lines.push(`${m.name} ${m.collect()}`);
       for (const { labels, value } of m.values.values()) {
         const l = Object.entries(labels)
-          .map(([k, v]) => `${k}="${escape(v)}"`)
+          .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
           .join(',');
         lines.push(`${m.name}${l ? `{${l}}` : ''} ${value}`);
       }

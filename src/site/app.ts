@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
-import { type Permission, allows } from '../core/roles.js';
+import { allows, type Permission } from '../core/roles.js';
 import type { Metrics } from '../lib/metrics.js';
 import { VERSION } from '../lib/version.js';
 import type { TokenInfo } from '../store/store.js';

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { printJson } from '../cli/common.js';
 import { fail } from '../core/errors.js';
 import { parseSiteCode } from '../core/site.js';
 import { createLogger } from '../lib/log.js';
-import { printJson } from '../cli/common.js';
 
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
 export function registerSite(program: Command): void {

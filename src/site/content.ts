@@ -1,22 +1,22 @@
-import { fail } from '../core/errors.js';
-import { formatPackageId, type Priority } from '../core/package.js';
 import { type BatchRecord, RECORD_WHOLE, readBatch } from '../content/batch.js';
-import { applyDelta, parseDelta } from '../content/delta.js';
 import { decodeChunk } from '../content/codec.js';
+import { applyDelta, parseDelta } from '../content/delta.js';
 import type { ContentLibrary } from '../content/library.js';
-import type { Staged } from '../lib/fsutil.js';
 import {
   type Entry,
   type Manifest,
-  type Program,
   manifestChunks,
   manifestDigest,
+  type Program,
   parseManifest,
   signManifest,
   verifyManifest,
 } from '../content/manifest.js';
 import { runIngest, runVerify } from '../content/pool.js';
 import type { SiteKey, TrustedKey } from '../content/signing.js';
+import { fail } from '../core/errors.js';
+import { formatPackageId, type Priority } from '../core/package.js';
+import type { Staged } from '../lib/fsutil.js';
 import type { Logger } from '../lib/log.js';
 import type { Store } from '../store/store.js';
 

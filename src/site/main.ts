@@ -2,16 +2,16 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
-import { fail } from '../core/errors.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, loadSiteKey, publicKeyPem, saveSiteKey } from '../content/signing.js';
-import { type Logger, createLogger } from '../lib/log.js';
+import { fail } from '../core/errors.js';
+import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
-import { type SiteContext, collectGarbage } from './content.js';
-import { type SiteConfig, parseListen, readSiteConfig, writeSiteConfig } from './config.js';
+import { parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
+import { collectGarbage, type SiteContext } from './content.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -74,12 +74,14 @@ export async function startSite(opts: {
   db?: string | undefined;
   log?: Logger;
   gcIntervalMs?: number;
+  clock?: () => Date;
 }): Promise<RunningSite> {
   const dataDir = path.resolve(opts.dataDir);
   const cfg = readSiteConfig(dataDir);
   const log = opts.log ?? createLogger({ name: `site-${cfg.code}` });
   const { host, port } = parseListen(opts.listen ?? cfg.listen ?? DEFAULT_LISTEN);
-  const store = await Store.open({ url: opts.db ?? cfg.db, dataDir });
+  const clock = opts.clock ?? (() => new Date());
+  const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock });
   const code = await store.getMeta('site.code');
   if (code !== cfg.code) {
     await store.close();
@@ -96,7 +98,7 @@ export async function startSite(opts: {
     trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }],
     code: cfg.code,
     name: cfg.name,
-    clock: () => new Date(),
+    clock,
     log,
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);

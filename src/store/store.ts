@@ -7,8 +7,6 @@ import type { Role } from '../core/roles.js';
 import { type Dialect, openDb } from './db.js';
 import type { Database } from './schema.js';
 
-type Db = Kysely<Database> | Transaction<Database>;
-
 export interface TokenInfo {
   id: string;
   role: Role;
@@ -60,11 +58,13 @@ export class Store {
   private constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
+    /** Timestamps of rows come from here (tests pass a fake clock). */
+    readonly clock: () => Date,
   ) {}
 
-  static async open(opts: { url?: string | undefined; dataDir: string }): Promise<Store> {
+  static async open(opts: { url?: string | undefined; dataDir: string; clock?: () => Date }): Promise<Store> {
     const { db, dialect } = await openDb(opts);
-    return new Store(db, dialect);
+    return new Store(db, dialect, opts.clock ?? (() => new Date()));
   }
 
   async close(): Promise<void> {
@@ -72,7 +72,7 @@ export class Store {
   }
 
   transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => fn(new Store(trx as unknown as Kysely<Database>, this.dialect)));
+    return this.db.transaction().execute((trx) => fn(new Store(trx as unknown as Kysely<Database>, this.dialect, this.clock)));
   }
 
   // --- meta -------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ export class Store {
     const secret = `cas_${id}_${crypto.randomBytes(24).toString('base64url')}`;
     await this.db
       .insertInto('tokens')
-      .values({ id, hash: hashToken(secret), role, name, created_at: new Date().toISOString() })
+      .values({ id, hash: hashToken(secret), role, name, created_at: this.clock().toISOString() })
       .execute();
     return { id, secret };
   }
@@ -152,34 +152,41 @@ export class Store {
   }
 
   async listVersions(packageId: string): Promise<VersionRow[]> {
-    const rows = await this.db
-      .selectFrom('package_versions')
-      .selectAll()
-      .where('package_id', '=', packageId)
-      .orderBy('version')
-      .execute();
+    const rows = await this.db.selectFrom('package_versions').selectAll().where('package_id', '=', packageId).orderBy('version').execute();
     return rows.map(toVersion);
   }
 
-  /** Records a new package (version 1) or the next version of an existing one. */
+  /**
+   * Records a new package (version 1) or the next version of an existing one. Atomic, and safe
+   * when several site servers share the database: the package row only moves from version N-1
+   * to N (a conditional write), so of racing writers of one version exactly one succeeds and the
+   * others get `conflict`.
+   */
   async insertVersion(p: { id: string; name: string; priority: Priority }, v: Omit<VersionRow, 'packageId' | 'createdAt'>): Promise<void> {
-    const now = new Date().toISOString();
-    const existing = await this.getPackage(p.id);
-    if (!existing) {
-      if (v.version !== 1) throw fail('conflict', `package ${p.id} does not exist yet, so its first version must be 1`);
-      await this.db
+    if (!this.db.isTransaction) return this.transaction((s) => s.insertVersion(p, v));
+    const now = this.clock().toISOString();
+    if (v.version === 1) {
+      const r = await this.db
         .insertInto('packages')
         .values({ id: p.id, name: p.name, priority: p.priority, latest_version: 1, created_at: now, updated_at: now })
-        .execute();
-    } else {
-      if (v.version !== existing.latestVersion + 1) {
-        throw fail('conflict', `package ${p.id} is at version ${existing.latestVersion}; version ${v.version} is not next`);
+        .onConflict((oc) => oc.column('id').doNothing())
+        .executeTakeFirst();
+      if (Number(r.numInsertedOrUpdatedRows ?? 0) === 0) {
+        const existing = await this.getPackage(p.id);
+        throw fail('conflict', `package ${p.id} is at version ${existing?.latestVersion ?? '?'}; version 1 is not next`);
       }
-      await this.db
+    } else {
+      const r = await this.db
         .updateTable('packages')
         .set({ name: p.name, priority: p.priority, latest_version: v.version, updated_at: now })
         .where('id', '=', p.id)
-        .execute();
+        .where('latest_version', '=', v.version - 1)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) {
+        const existing = await this.getPackage(p.id);
+        if (!existing) throw fail('conflict', `package ${p.id} does not exist yet, so its first version must be 1`);
+        throw fail('conflict', `package ${p.id} is at version ${existing.latestVersion}; version ${v.version} is not next`);
+      }
     }
     await this.db
       .insertInto('package_versions')
@@ -229,7 +236,11 @@ export class Store {
 
   /** Records chunks whose files are already durable; a digest already present is left alone. */
   async insertChunks(rows: readonly Omit<ChunkRow, 'refs'>[]): Promise<void> {
-    const now = new Date().toISOString();
+    const now = this.clock().toISOString();
+    if (rows.length > 200 && this.db.isTransaction === false) {
+      await this.transaction((tx) => tx.insertChunks(rows));
+      return;
+    }
     for (const b of batches(rows, 200)) {
       await this.db
         .insertInto('chunks')

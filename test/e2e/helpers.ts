@@ -54,11 +54,19 @@ export interface SiteProcess {
   env: Record<string, string>;
 }
 
+// Whatever a test started dies with the test run, even when an assertion failed first.
+const started = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of started) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
 /** Starts `cascade site start` on a free port and waits until it listens. */
 export async function startSite(dataDir: string, extra: string[] = []): Promise<SiteProcess> {
   const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, '--listen', '127.0.0.1:0', ...extra], {
     env: { ...process.env, CASCADE_LOG_LEVEL: 'info' },
   });
+  started.add(proc);
+  proc.once('exit', () => started.delete(proc));
   let out = '';
   proc.stderr?.on('data', (d) => {
     out += d;

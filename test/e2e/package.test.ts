@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SiteProcess, cascade, freePort, makeSource, newSite, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, newSite, type SiteProcess, tmpDir } from './helpers.js';
 
 const treeHash = (root: string): Record<string, string> => {
   const out: Record<string, string> = {};

@@ -24,7 +24,14 @@ describe('site server process', () => {
     const metrics = await (await fetch(`${site.url}/metrics`)).text();
     expect(metrics).toContain('# TYPE cascade_http_requests_total counter');
     const doc = await (await fetch(`${site.url}/api/v1/openapi.json`)).json();
-    for (const p of ['/api/v1/packages', '/api/v1/packages/{id}', '/api/v1/chunks', '/api/v1/chunks/missing', '/api/v1/tokens', '/api/v1/site']) {
+    for (const p of [
+      '/api/v1/packages',
+      '/api/v1/packages/{id}',
+      '/api/v1/chunks',
+      '/api/v1/chunks/missing',
+      '/api/v1/tokens',
+      '/api/v1/site',
+    ]) {
       expect(Object.keys(doc.paths)).toContain(p);
     }
     // Bad API bodies: one clear error, right status, nothing changed.

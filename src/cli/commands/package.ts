@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import { fail } from '../../core/errors.js';
-import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
 import { type Manifest, type Program, verifyManifest } from '../../content/manifest.js';
 import { closePool } from '../../content/pool.js';
 import type { TrustedKey } from '../../content/signing.js';
+import { fail } from '../../core/errors.js';
+import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
 import type { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, printJson, table } from '../common.js';
 import { fetchVersion } from '../fetch.js';
-import { Progress, fmtBytes } from '../progress.js';
+import { fmtBytes, Progress } from '../progress.js';
 import { walkSource } from '../source.js';
 import { uploadSource } from '../upload.js';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { fail } from '../../core/errors.js';
 import { ROLES, type Role } from '../../core/roles.js';
-import { adminOptions, clientFrom, printJson, table, type AdminOpts } from '../common.js';
+import { type AdminOpts, adminOptions, clientFrom, printJson, table } from '../common.js';
 
 export function registerToken(program: Command): void {
   const token = program.command('token').description('API tokens: admin, operator, read-only');

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { fail } from '../../core/errors.js';
 import { decodeChunk } from '../../content/codec.js';
 import { signature } from '../../content/delta.js';
 import { DIGEST } from '../../content/manifest.js';
+import { fail } from '../../core/errors.js';
 import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
 

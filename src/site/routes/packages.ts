@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { entrySchema, LIMITS, programSchema } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID, PRIORITIES } from '../../core/package.js';
-import { entrySchema, LIMITS, programSchema } from '../../content/manifest.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
 import { collectGarbage, commitVersion, deleteVersion, readSignedManifest, readVersion, verifyContent } from '../content.js';
 

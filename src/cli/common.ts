@@ -46,10 +46,6 @@ export function clientFrom(o: AdminOpts): SiteClient {
   return new SiteClient(site ?? DEFAULT_SITE, token);
 }
 
-export function printJson(v: unknown): void {
-  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-}
-
 /** Left-aligned columns for human output. */
 export function table(rows: string[][]): string {
   if (rows.length === 0) return '';

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { encodeRecordHeader, RECORD_DELTA, RECORD_HEADER, RECORD_WHOLE } from '../content/batch.js';
+import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
 import type { Entry, Manifest } from '../content/manifest.js';
 import { runChunkFiles } from '../content/pool.js';
@@ -72,10 +72,10 @@ export async function uploadSource(
     const need = new Set(missing);
     const batch = group.filter((c) => need.has(c.digest));
     const bases = opts.previous ? await signaturesFor(client, batch, prevIndex, sigCache) : undefined;
-    const body = await encodeBatch(batch, bases, stats);
-    await client.request('POST', '/api/v1/chunks', { body });
+    const parts = await encodeBatch(batch, bases, stats);
+    await client.upload('/api/v1/chunks', parts);
     stats.uploadedChunks += batch.length;
-    stats.sentBytes += body.length;
+    stats.sentBytes += parts.reduce((n, p) => n + p.length, 0);
   };
 
   let group: Located[] = [];
@@ -141,14 +141,13 @@ export async function uploadSource(
   return { files: entries, stats };
 }
 
-/** Reads the chunks from their files and encodes them as a batch body (whole or delta). */
+/** Reads the chunks from their files and encodes them as batch records (whole or delta). */
 async function encodeBatch(
   batch: Located[],
   bases: Map<Located, { digest: string; sig: SubchunkSig[] }[]> | undefined,
   stats: UploadStats,
-): Promise<Buffer> {
+): Promise<Uint8Array[]> {
   const parts: Uint8Array[] = [];
-  let size = 0;
   const handles = new Map<string, fs.FileHandle>();
   try {
     for (const c of batch) {
@@ -164,17 +163,15 @@ async function encodeBatch(
       const delta = candidates.length > 0 ? makeDelta(raw, candidates) : null;
       if (delta) {
         parts.push(encodeRecordHeader(RECORD_DELTA, c.digest, delta.length), delta);
-        size += RECORD_HEADER + delta.length;
         stats.deltaChunks++;
       } else {
         parts.push(encodeRecordHeader(RECORD_WHOLE, c.digest, raw.length), raw);
-        size += RECORD_HEADER + raw.length;
       }
     }
   } finally {
     for (const fh of handles.values()) await fh.close();
   }
-  return Buffer.concat(parts, size);
+  return parts;
 }
 
 type PrevIndex = Map<string, { digest: string; offset: number; size: number }[]>;

@@ -31,27 +31,75 @@ export function encodeRecordHeader(kind: number, digest: string, length: number)
   return h;
 }
 
-/** Parses a batch stream record by record; rejects malformed input with one clear error. */
-export async function* readBatch(body: AsyncIterable<Uint8Array>): AsyncGenerator<BatchRecord> {
-  let buf: Buffer = Buffer.alloc(0);
+/** Records parsed into one task buffer: payloads laid end to end, each at its offset. */
+export interface BatchTask {
+  /** Owns its ArrayBuffer, so it can be moved to a worker thread without a copy. */
+  buf: Uint8Array;
+  used: number;
+  records: { kind: typeof RECORD_WHOLE | typeof RECORD_DELTA; digest: string; offset: number; length: number }[];
+}
+
+/**
+ * Parses a batch stream into task buffers of about `taskBytes`, copying each payload once,
+ * straight from the network buffers into place. Rejects malformed input with one clear error.
+ */
+export async function* readBatchTasks(body: AsyncIterable<Uint8Array>, taskBytes = 4 << 20): AsyncGenerator<BatchTask> {
+  const header = Buffer.alloc(RECORD_HEADER);
+  let headerFill = 0;
   let index = 0;
+  let task: BatchTask = newTask(taskBytes);
+  let pending: BatchTask['records'][number] | null = null;
+  let remaining = 0;
   for await (const piece of body) {
-    const view = Buffer.from(piece.buffer, piece.byteOffset, piece.length);
-    buf = buf.length === 0 ? view : Buffer.concat([buf, view]);
     let at = 0;
-    while (buf.length - at >= RECORD_HEADER) {
-      const kind = buf[at] as number;
-      if (kind !== RECORD_WHOLE && kind !== RECORD_DELTA) throw fail('bad_request', `chunk batch record ${index} has unknown kind ${kind}`);
-      const len = buf.readUInt32BE(at + 33);
-      if (len === 0 || len > MAX_RECORD_PAYLOAD)
-        throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (1..${MAX_RECORD_PAYLOAD})`);
-      if (buf.length - at < RECORD_HEADER + len) break;
-      const digest = buf.toString('hex', at + 1, at + 33);
-      yield { kind, digest, payload: buf.subarray(at + RECORD_HEADER, at + RECORD_HEADER + len) };
-      at += RECORD_HEADER + len;
-      index++;
+    while (at < piece.length) {
+      if (!pending) {
+        const n = Math.min(RECORD_HEADER - headerFill, piece.length - at);
+        header.set(piece.subarray(at, at + n), headerFill);
+        headerFill += n;
+        at += n;
+        if (headerFill < RECORD_HEADER) break;
+        headerFill = 0;
+        const kind = header[0] as number;
+        if (kind !== RECORD_WHOLE && kind !== RECORD_DELTA)
+          throw fail('bad_request', `chunk batch record ${index} has unknown kind ${kind}`);
+        const len = header.readUInt32BE(33);
+        const max = kind === RECORD_WHOLE ? CHUNK_PARAMS.max : MAX_RECORD_PAYLOAD;
+        if (len === 0 || len > max) throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (1..${max})`);
+        if (task.used + len > task.buf.length) {
+          if (task.records.length > 0) yield task;
+          task = newTask(Math.max(taskBytes, len));
+        }
+        pending = { kind, digest: header.toString('hex', 1, 33), offset: task.used, length: len };
+        remaining = len;
+        task.used += len;
+      }
+      const n = Math.min(remaining, piece.length - at);
+      task.buf.set(piece.subarray(at, at + n), pending.offset + pending.length - remaining);
+      remaining -= n;
+      at += n;
+      if (remaining === 0) {
+        task.records.push(pending);
+        pending = null;
+        index++;
+        if (task.used >= taskBytes) {
+          yield task;
+          task = newTask(taskBytes);
+        }
+      }
     }
-    buf = buf.subarray(at);
   }
-  if (buf.length > 0) throw fail('bad_request', `chunk batch ends inside record ${index} (${buf.length} stray bytes)`);
+  if (pending || headerFill > 0) throw fail('bad_request', `chunk batch ends inside record ${index}`);
+  if (task.records.length > 0) yield task;
+}
+
+function newTask(bytes: number): BatchTask {
+  return { buf: new Uint8Array(bytes), used: 0, records: [] };
+}
+
+/** Parses a batch stream record by record (payloads are views into task buffers). */
+export async function* readBatch(body: AsyncIterable<Uint8Array>): AsyncGenerator<BatchRecord> {
+  for await (const t of readBatchTasks(body)) {
+    for (const r of t.records) yield { kind: r.kind, digest: r.digest, payload: t.buf.subarray(r.offset, r.offset + r.length) };
+  }
 }

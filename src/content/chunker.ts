@@ -121,25 +121,39 @@ export class StreamChunker {
 
   /** Returns the complete chunks found so far; keeps the unfinished tail. */
   push(block: Uint8Array): Uint8Array[] {
-    let buf: Uint8Array;
-    if (this.pending.length === 0) buf = block;
-    else {
-      buf = new Uint8Array(this.pending.length + block.length);
-      buf.set(this.pending, 0);
-      buf.set(block, this.pending.length);
-    }
     const out: Uint8Array[] = [];
     let start = 0;
+    const p = this.pending;
+    if (p.length > 0) {
+      // Only the chunks that start in the tail need it joined to the block's first bytes: at
+      // most `max` of them, not the whole block (a 4 MiB copy per block otherwise).
+      const head = block.subarray(0, Math.min(block.length, this.p.max));
+      const join = new Uint8Array(p.length + head.length);
+      join.set(p, 0);
+      join.set(head, p.length);
+      let s = 0;
+      while (s < p.length) {
+        const cut = findCut(join, s, join.length, false, this.p, this.m);
+        if (cut < 0) {
+          // Fewer than `max` bytes in all: the block was short; keep everything for later.
+          this.pending = join.slice(s);
+          return out;
+        }
+        out.push(join.subarray(s, cut));
+        s = cut;
+      }
+      start = s - p.length;
+    }
     for (;;) {
-      const cut = findCut(buf, start, buf.length, false, this.p, this.m);
+      const cut = findCut(block, start, block.length, false, this.p, this.m);
       if (cut < 0) break;
-      out.push(buf.subarray(start, cut));
+      out.push(block.subarray(start, cut));
       start = cut;
     }
-    // Copy the tail so the caller may reuse `block`. (Not `buf.slice`: on a Buffer that is a
+    // Copy the tail so the caller may reuse `block`. (Not `block.slice`: on a Buffer that is a
     // view, and the next read into the caller's block would overwrite the tail.)
-    const tail = new Uint8Array(buf.length - start);
-    tail.set(buf.subarray(start));
+    const tail = new Uint8Array(block.length - start);
+    tail.set(block.subarray(start));
     this.pending = tail;
     return out;
   }

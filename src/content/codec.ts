@@ -41,13 +41,22 @@ function sampleEntropy(raw: Uint8Array): number {
  * compression is wasted on it: 4,096 byte counts cost far less than starting a compressor.
  */
 export function encodeChunk(raw: Uint8Array): Buffer {
-  if (raw.length >= 2 * PROBE && sampleEntropy(raw) > 7.2) return tagged(CODEC_RAW, raw);
+  const c = compressChunk(raw);
+  return c ? tagged(CODEC_BROTLI, c) : tagged(CODEC_RAW, raw);
+}
+
+/** The Brotli payload when compression helps, or null: store the raw bytes (no copy made). */
+export function compressChunk(raw: Uint8Array): Buffer | null {
+  if (raw.length >= 2 * PROBE && sampleEntropy(raw) > 7.2) return null;
   const br = zlib.brotliCompressSync(raw, {
     ...BROTLI_OPTS,
     params: { ...BROTLI_OPTS.params, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
   });
-  return br.length < raw.length * 0.97 ? tagged(CODEC_BROTLI, br) : tagged(CODEC_RAW, raw);
+  return br.length < raw.length * 0.97 ? br : null;
 }
+
+/** The tag byte of each codec, shared so writers need not copy the payload behind it. */
+export const TAG = { raw: Buffer.from([CODEC_RAW]), brotli: Buffer.from([CODEC_BROTLI]) } as const;
 
 function tagged(tag: number, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(payload.length + 1);

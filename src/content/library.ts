@@ -1,18 +1,31 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fail } from '../core/errors.js';
-import { commitStaged, discardStaged, type Staged, stageFiles, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
+import {
+  commitStaged,
+  discardStaged,
+  type FileData,
+  flushFileSystem,
+  type Staged,
+  stageFiles,
+  writeFileAtomic,
+  writeFilesAtomic,
+} from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
+import { runIngest, runRename } from './pool.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
  *
  *   ROOT/chunks/ab/<sha256>          one stored chunk (codec tag byte + payload)
+ *   ROOT/chunks/ab/.tmp-*            a chunk being written; removed at start-up
  *   ROOT/manifests/<ID>/<N>.json     signed manifest of version N of package ID
  *   ROOT/tmp/                        temporary files, emptied at start-up
  */
 export class ContentLibrary {
   readonly tmpDir: string;
+  /** Whether one flush of the file system serves many files (probed by init). */
+  private grouped = false;
 
   constructor(readonly root: string) {
     this.tmpDir = path.join(root, 'tmp');
@@ -20,10 +33,18 @@ export class ContentLibrary {
 
   /** Creates the folders and removes temporary files left by a crash. */
   async init(): Promise<void> {
-    await fs.mkdir(path.join(this.root, 'chunks'), { recursive: true });
+    // All 256 chunk folders up front; each may hold `.tmp-*` files a crash left behind.
+    await Promise.all(
+      Array.from({ length: 256 }, async (_, i) => {
+        const dir = path.join(this.root, 'chunks', i.toString(16).padStart(2, '0'));
+        await fs.mkdir(dir, { recursive: true });
+        for (const f of await fs.readdir(dir)) if (f.startsWith('.tmp-')) await fs.rm(path.join(dir, f), { force: true });
+      }),
+    );
     await fs.mkdir(path.join(this.root, 'manifests'), { recursive: true });
     await fs.rm(this.tmpDir, { recursive: true, force: true });
     await fs.mkdir(this.tmpDir, { recursive: true });
+    this.grouped = await flushFileSystem(this.tmpDir);
   }
 
   chunkPath(digest: string): string {
@@ -36,15 +57,44 @@ export class ContentLibrary {
   }
 
   /** Stores encoded chunks atomically and durably; resolves once all are on disk. */
-  async writeChunks(items: readonly { digest: string; stored: Uint8Array }[]): Promise<void> {
+  async writeChunks(items: readonly { digest: string; stored: FileData }[]): Promise<void> {
     await writeFilesAtomic(
       this.tmpDir,
       items.map((i) => ({ path: this.chunkPath(i.digest), data: i.stored })),
     );
   }
 
+  /**
+   * The ingest hot path: in a worker thread, checks each chunk of `buf` against its digest,
+   * encodes it and writes it to a temporary file. `buf` is moved to the worker. Per item:
+   * the staged file, or null when its data does not match its digest.
+   */
+  async ingest(
+    buf: Uint8Array,
+    items: { digest: string; offset: number; length: number }[],
+  ): Promise<({ tmp: string; path: string; storedSize: number } | null)[]> {
+    const paths = items.map((i) => this.chunkPath(i.digest));
+    const r = await runIngest({ kind: 'ingest', buf, items, paths, fsyncEach: !this.grouped });
+    return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string, storedSize: s.storedSize });
+  }
+
+  /** Makes staged chunk files durable, then visible under their names, then the names durable. */
+  async commit(files: readonly { tmp: string; path: string }[]): Promise<void> {
+    if (files.length === 0) return;
+    const moves = files.map((f): [string, string] => [f.tmp, f.path]);
+    if (this.grouped && (await flushFileSystem(this.tmpDir))) {
+      await runRename({ kind: 'rename', moves, fsyncDirs: false });
+      if (await flushFileSystem(this.tmpDir)) return;
+    }
+    await runRename({ kind: 'rename', moves, fsyncDirs: true });
+  }
+
+  async discard(files: readonly { tmp: string }[]): Promise<void> {
+    await Promise.all(files.map((f) => fs.rm(f.tmp, { force: true })));
+  }
+
   /** Writes chunks to temporary files; `commitChunks` makes them durable and visible. */
-  stageChunks(items: readonly { digest: string; stored: Uint8Array }[]): Promise<Staged> {
+  stageChunks(items: readonly { digest: string; stored: FileData }[]): Promise<Staged> {
     return stageFiles(
       this.tmpDir,
       items.map((i) => ({ path: this.chunkPath(i.digest), data: i.stored })),

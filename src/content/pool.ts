@@ -1,7 +1,16 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { ChunkFilesResult, ChunkFilesTask, IngestResult, IngestTask, VerifyResult, VerifyTask } from './worker.js';
+import type {
+  ChunkFilesResult,
+  ChunkFilesTask,
+  IngestResult,
+  IngestTask,
+  RenameResult,
+  RenameTask,
+  VerifyResult,
+  VerifyTask,
+} from './worker.js';
 
 /**
  * The worker pool, one per process, as many threads as cores. Workers run compiled code:
@@ -24,8 +33,13 @@ function getPool(): Piscina {
   return pool;
 }
 
+/** The task buffer is moved to the worker, not copied: the caller must not touch it again. */
 export function runIngest(t: IngestTask): Promise<IngestResult> {
   return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
+}
+
+export function runRename(t: RenameTask): Promise<RenameResult> {
+  return getPool().run(t);
 }
 
 export function runVerify(t: VerifyTask): Promise<VerifyResult> {

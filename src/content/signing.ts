@@ -27,11 +27,12 @@ export function generateSiteKey(siteCode: string): SiteKey {
   return { keyId: keyIdFor(siteCode, publicKey), publicKey, privateKey };
 }
 
-const KEY_FILE = 'site-key.pem';
+/** The private key's file in the site's data folder. */
+export const SITE_KEY_FILE = 'site-key.pem';
 
 /** Writes the private key (mode 600) atomically; the public key derives from it. */
 export function saveSiteKey(dataDir: string, key: SiteKey): void {
-  const file = path.join(dataDir, KEY_FILE);
+  const file = path.join(dataDir, SITE_KEY_FILE);
   const tmp = `${file}.tmp`;
   fs.writeFileSync(tmp, key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   const fd = fs.openSync(tmp, 'r');
@@ -41,14 +42,20 @@ export function saveSiteKey(dataDir: string, key: SiteKey): void {
 }
 
 export function loadSiteKey(dataDir: string, siteCode: string): SiteKey {
-  const file = path.join(dataDir, KEY_FILE);
+  const file = path.join(dataDir, SITE_KEY_FILE);
   let pem: string;
   try {
     pem = fs.readFileSync(file, 'utf8');
   } catch {
     throw fail('invalid_config', `${file} is missing: run "cascade site init" for this data folder first`);
   }
-  const privateKey = crypto.createPrivateKey(pem);
+  let privateKey: crypto.KeyObject;
+  try {
+    privateKey = crypto.createPrivateKey(pem);
+  } catch (e) {
+    throw fail('invalid_config', `${file} is not a PEM private key: ${(e as Error).message}`);
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw fail('invalid_config', `${file} is not an Ed25519 key`);
   const publicKey = crypto.createPublicKey(privateKey);
   return { keyId: keyIdFor(siteCode, publicKey), publicKey, privateKey };
 }

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { chunkLengths } from './chunker.js';
-import { CODEC_BROTLI, CODEC_RAW, encodeChunk } from './codec.js';
-import run, { type ChunkFilesResult, type IngestResult, sha256, type VerifyResult } from './worker.js';
+import { CODEC_BROTLI, CODEC_RAW, decodeChunk, encodeChunk } from './codec.js';
+import run, { type ChunkFilesResult, type IngestResult, type RenameResult, sha256, type VerifyResult } from './worker.js';
 
 /** The worker's tasks, run in this thread (the pool only moves them to other threads). */
 describe('worker tasks', () => {
@@ -40,22 +40,43 @@ describe('worker tasks', () => {
     expect(r.files[3]).toEqual({ error: 'ENOENT' });
   });
 
-  it('ingest encodes data that matches its digest and refuses data that does not', () => {
+  it('ingest writes encoded chunks that match their digest and refuses data that does not', () => {
     const a = crypto.randomBytes(70_000);
     const b = Buffer.from('text '.repeat(10_000));
     const buf = new Uint8Array(Buffer.concat([a, b]));
+    const tmpDir = fs.mkdtempSync(path.join(dir, 'tmp-'));
     const r = run({
       kind: 'ingest',
       buf,
+      paths: ['a1', 'b1', 'b2'].map((n) => path.join(tmpDir, n)),
+      fsyncEach: false,
       items: [
         { digest: sha256(a), offset: 0, length: a.length },
         { digest: sha256(b), offset: a.length, length: b.length },
         { digest: sha256(b), offset: 0, length: b.length },
       ],
     }) as IngestResult;
-    expect(r.stored[0]?.[0]).toBe(CODEC_RAW);
-    expect(r.stored[1]?.[0]).toBe(CODEC_BROTLI);
-    expect(r.stored[2]).toBeNull();
+    const [ra, rb, bad] = r.stored;
+    expect(bad).toBeNull();
+    const fa = fs.readFileSync(ra?.tmp as string);
+    const fb = fs.readFileSync(rb?.tmp as string);
+    expect(fa[0]).toBe(CODEC_RAW);
+    expect(fb[0]).toBe(CODEC_BROTLI);
+    expect(fa.length).toBe(ra?.storedSize);
+    expect(fb.length).toBe(rb?.storedSize);
+    expect(decodeChunk(fa, a.length)).toEqual(a);
+    expect(decodeChunk(fb, b.length)).toEqual(b);
+    expect(fs.readdirSync(tmpDir)).toHaveLength(2);
+  });
+
+  it('rename moves files into folders it makes', () => {
+    const from = path.join(dir, 'r1.tmp');
+    fs.writeFileSync(from, 'x');
+    const to = path.join(dir, 'chunks', 'ab', 'abc');
+    const r = run({ kind: 'rename', moves: [[from, to]], fsyncDirs: true }) as RenameResult;
+    expect(r.renamed).toBe(1);
+    expect(fs.readFileSync(to, 'utf8')).toBe('x');
+    expect(fs.existsSync(from)).toBe(false);
   });
 
   it('verify reports each problem and passes good chunks', () => {

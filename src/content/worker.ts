@@ -4,18 +4,36 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { StreamChunker } from './chunker.js';
-import { decodeChunk, encodeChunk } from './codec.js';
+import { compressChunk, decodeChunk, TAG } from './codec.js';
 
 export interface IngestTask {
   kind: 'ingest';
+  /** Transferred to the worker (no copy). */
   buf: Uint8Array;
   items: { digest: string; offset: number; length: number }[];
+  /** Where each good chunk goes, encoded (its temporary file is made beside it). */
+  paths: string[];
+  /** Flush each file here (when the file system offers no group flush). */
+  fsyncEach: boolean;
 }
 export interface IngestResult {
   kind: 'ingest';
-  /** Per item: the stored form, or null when the data does not match the digest. */
-  stored: (Uint8Array | null)[];
+  /** Per item: null when the data does not match the digest, else its temporary file. */
+  stored: ({ tmp: string; storedSize: number } | null)[];
+}
+
+/** Renames temporary files into place, making folders as needed; optionally flushes them. */
+export interface RenameTask {
+  kind: 'rename';
+  moves: [string, string][];
+  fsyncDirs: boolean;
+}
+export interface RenameResult {
+  kind: 'rename';
+  renamed: number;
 }
 
 export interface VerifyTask {
@@ -39,17 +57,72 @@ export interface ChunkFilesResult {
   files: ({ chunks: [string, number][]; size: number } | { error: string })[];
 }
 
-export type Task = IngestTask | VerifyTask | ChunkFilesTask;
-export type Result = IngestResult | VerifyResult | ChunkFilesResult;
+export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask;
+export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
+let tmpCounter = 0;
+
+/**
+ * Checks each chunk against its digest, compresses what helps, and writes it (tag byte and
+ * payload) to a temporary file with synchronous calls: cheaper here than a round trip per
+ * call through the main thread's I/O pool.
+ */
 function ingest(t: IngestTask): IngestResult {
-  const stored = t.items.map((i) => {
-    const raw = t.buf.subarray(i.offset, i.offset + i.length);
-    return sha256(raw) === i.digest ? new Uint8Array(encodeChunk(raw)) : null;
-  });
-  return { kind: 'ingest', stored };
+  const written: string[] = [];
+  try {
+    const stored = t.items.map((i, n) => {
+      const raw = t.buf.subarray(i.offset, i.offset + i.length);
+      if (sha256(raw) !== i.digest) return null;
+      const c = compressChunk(raw);
+      const parts = c ? [TAG.brotli, c] : [TAG.raw, raw];
+      // Beside its final name: creating and renaming spread over 256 folders is ~3x cheaper
+      // than funnelling every file through one temporary folder (measured: 70 against 250 us).
+      const tmp = `${path.dirname(t.paths[n] as string)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+      const fd = fs.openSync(tmp, 'w', 0o644);
+      written.push(tmp);
+      try {
+        const want = 1 + (parts[1] as Uint8Array).length;
+        let done = fs.writevSync(fd, parts);
+        while (done < want) done += fs.writeSync(fd, Buffer.concat(parts).subarray(done));
+        if (t.fsyncEach) fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return { tmp, storedSize: 1 + (parts[1] as Uint8Array).length };
+    });
+    return { kind: 'ingest', stored };
+  } catch (e) {
+    for (const f of written) fs.rmSync(f, { force: true });
+    throw e;
+  }
+}
+
+function rename(t: RenameTask): RenameResult {
+  const dirs = new Set<string>();
+  for (const [from, to] of t.moves) {
+    try {
+      fs.renameSync(from, to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      fs.mkdirSync(path.dirname(to), { recursive: true });
+      fs.renameSync(from, to);
+      dirs.add(path.dirname(path.dirname(to)));
+    }
+    dirs.add(path.dirname(to));
+  }
+  if (t.fsyncDirs) {
+    for (const d of dirs) {
+      const fd = fs.openSync(d, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+  return { kind: 'rename', renamed: t.moves.length };
 }
 
 function verify(t: VerifyTask): VerifyResult {
@@ -108,6 +181,8 @@ export default function run(task: Task): Result {
   switch (task.kind) {
     case 'ingest':
       return ingest(task);
+    case 'rename':
+      return rename(task);
     case 'verify':
       return verify(task);
     case 'chunkFiles':

@@ -103,17 +103,35 @@ function refStream(s: unknown, on: boolean): void {
 
 const groupSync = new GroupSync();
 
+/**
+ * Flushes everything written so far on the file system holding `dir` (group commit).
+ * Resolves false where that is not possible: then flush each file instead.
+ */
+export const flushFileSystem = (dir: string): Promise<boolean> => groupSync.sync(dir);
+
 export interface Staged {
   tmpDir: string;
   files: { tmp: string; path: string }[];
 }
 
+/** A file's content: one buffer, or several written back to back (no copy to join them). */
+export type FileData = Uint8Array | readonly Uint8Array[];
+
 /** Phase one of an atomic write: the data goes to temporary files, not yet flushed or named. */
-export async function stageFiles(tmpDir: string, files: readonly { path: string; data: Uint8Array; mode?: number }[]): Promise<Staged> {
+export async function stageFiles(tmpDir: string, files: readonly { path: string; data: FileData; mode?: number }[]): Promise<Staged> {
   const staged = await Promise.all(
     files.map(async (f) => {
       const tmp = tempName(tmpDir);
-      await fs.writeFile(tmp, f.data, { mode: f.mode ?? 0o644 });
+      const fh = await fs.open(tmp, 'w', f.mode ?? 0o644);
+      try {
+        const parts = f.data instanceof Uint8Array ? [f.data] : f.data;
+        let want = 0;
+        for (const p of parts) want += p.length;
+        const { bytesWritten } = await fh.writev(parts as Uint8Array[]);
+        if (bytesWritten !== want) await fh.write(Buffer.concat(parts as Uint8Array[]).subarray(bytesWritten));
+      } finally {
+        await fh.close();
+      }
       return { tmp, path: f.path };
     }),
   );
@@ -148,7 +166,7 @@ export async function discardStaged(s: Staged): Promise<void> {
   await Promise.all(s.files.map((f) => fs.rm(f.tmp, { force: true })));
 }
 
-export async function writeFilesAtomic(tmpDir: string, files: readonly { path: string; data: Uint8Array; mode?: number }[]): Promise<void> {
+export async function writeFilesAtomic(tmpDir: string, files: readonly { path: string; data: FileData; mode?: number }[]): Promise<void> {
   await commitStaged(await stageFiles(tmpDir, files));
 }
 

@@ -5,13 +5,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
 import { ContentLibrary } from '../content/library.js';
-import { verifyManifest } from '../content/manifest.js';
+import { manifestDigest, verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, publicKeyPem } from '../content/signing.js';
+import { ERROR_CODES } from '../core/errors.js';
 import { silentLogger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { Store } from '../store/store.js';
-import { type App, createApp } from './app.js';
+import { type App, BODY_LIMITS, createApp } from './app.js';
 import type { SiteContext } from './content.js';
 
 /** In-process: in-memory SQLite, a temporary library, a clock the test moves. */
@@ -147,6 +148,99 @@ describe('site app (in-process)', () => {
     expect((await ctx.store.chunkTotals()).chunks).toBe(0);
   });
 
+  it('a damaged manifest file on disk is 500 damaged, naming the package and version', async () => {
+    const data = crypto.randomBytes(3_000);
+    expect((await upload([data])).status).toBe(200);
+    const files = [{ type: 'file', path: 'x.bin', mode: 0o644, size: data.length, chunks: [[sha(data), data.length]] }];
+    let r = await call('POST', '/api/v1/packages', admin, { name: 'Damaged', files });
+    expect(r.status).toBe(201);
+    const { id } = await json(r);
+    // One altered byte of a stored signed manifest: the signature no longer matches.
+    const file = ctx.library.manifestPath(id, 1);
+    const bytes = fs.readFileSync(file);
+    const at = bytes.indexOf('"Damaged"') + 1;
+    bytes[at] = 'd'.charCodeAt(0);
+    fs.writeFileSync(file, bytes);
+
+    for (const [method, p] of [
+      ['GET', `/api/v1/packages/${id}`],
+      ['GET', `/api/v1/packages/${id}/versions/1/manifest`],
+      ['POST', `/api/v1/packages/${id}/versions`],
+    ] as const) {
+      r = await call(method, p, admin, method === 'POST' ? { files } : undefined);
+      expect(r.status, `${method} ${p}`).toBe(500);
+      const e = (await json(r)).error;
+      expect(e.code).toBe('damaged');
+      expect(e.message).toMatch(new RegExp(`manifest of ${id} version 1 .*damaged`));
+    }
+    r = await call('POST', `/api/v1/packages/${id}/verify`, reader);
+    expect(r.status).toBe(200);
+    const report = await json(r);
+    expect(report.ok).toBe(false);
+    expect(report.versions[0].problems).toEqual([
+      { path: null, chunk: null, kind: 'manifest', detail: expect.stringMatching(new RegExp(`manifest of ${id} version 1 .*damaged`)) },
+    ]);
+    // Not JSON at all is damage too.
+    fs.writeFileSync(file, '{"half');
+    r = await call('GET', `/api/v1/packages/${id}`, admin);
+    expect(r.status).toBe(500);
+    expect((await json(r)).error.code).toBe('damaged');
+    await call('DELETE', `/api/v1/packages/${id}`, admin);
+  });
+
+  it('answers 413 too_large for a JSON body over its limit, and never limits a chunk batch', async () => {
+    const big = `{"digests":["${'a'.repeat(BODY_LIMITS.json)}"]}`;
+    // Streamed (no Content-Length) and declared (Content-Length) bodies alike.
+    for (const headers of [{}, { 'content-length': String(Buffer.byteLength(big)) }] as Record<string, string>[]) {
+      const r = await app.request('/api/v1/chunks/missing', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', ...headers },
+        body: big,
+      });
+      expect(r.status).toBe(413);
+      expect(await json(r)).toEqual({ error: { code: 'too_large', message: 'request body is over the limit of 16 MiB for this call' } });
+    }
+    // A batch of chunks bigger than the JSON limit streams through.
+    const chunks = Array.from({ length: 70 }, () => crypto.randomBytes(256 << 10));
+    const r = await upload(chunks);
+    expect(r.status).toBe(200);
+    expect((await json(r)).stored).toBe(70);
+  });
+
+  it('documents the error envelope as the Error component, on every error response of every route', async () => {
+    const doc = await json(await call('GET', '/api/v1/openapi.json', null));
+    expect(doc.components.schemas.Error).toMatchObject({
+      type: 'object',
+      required: ['error'],
+      properties: {
+        error: {
+          type: 'object',
+          required: ['code', 'message'],
+          properties: { code: { type: 'string', enum: Object.keys(ERROR_CODES) }, message: { type: 'string' } },
+        },
+      },
+    });
+    let operations = 0;
+    type Res = { description: string; content?: Record<string, { schema: unknown }> };
+    for (const [p, ops] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, Res> }>>)) {
+      for (const [method, op] of Object.entries(ops)) {
+        operations++;
+        const errors = Object.entries(op.responses).filter(([status]) => Number(status) >= 400);
+        expect(errors.length, `${method} ${p} documents its errors`).toBeGreaterThan(0);
+        expect(Object.keys(op.responses), `${method} ${p}`).toContain('500');
+        for (const [status, res] of errors) {
+          expect(res.content?.['application/json']?.schema, `${method} ${p} ${status}`).toEqual({ $ref: '#/components/schemas/Error' });
+        }
+      }
+    }
+    expect(operations).toBeGreaterThan(10);
+    // The shared statuses, and a route's own description of one where it has more to say.
+    const create = doc.paths['/api/v1/packages'].post.responses;
+    for (const status of ['400', '401', '403', '404', '409', '413', '422', '500', '503']) expect(create).toHaveProperty(status);
+    expect(create['409'].description).toMatch(/missing_chunks/);
+    expect(doc.paths['/api/v1/chunks'].post.responses['422'].description).toMatch(/chunk_mismatch/);
+  });
+
   it('documents every route it serves in the OpenAPI document', async () => {
     const doc = await json(await call('GET', '/api/v1/openapi.json', null));
     const documented = new Set<string>();
@@ -158,5 +252,133 @@ describe('site app (in-process)', () => {
       .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
     expect(served.length).toBeGreaterThan(10);
     for (const s of served) expect(documented).toContain(s);
+  });
+});
+
+/**
+ * Two site servers sharing one database file and one content library, as several site-server
+ * processes share one store when scaled out: each has its own connection, so their
+ * transactions really overlap (one Store's transactions never do: it has one connection).
+ */
+describe('two site servers sharing one store (in-process)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-app2-'));
+  const key = generateSiteKey('CEN');
+  const stores: Store[] = [];
+  const apps: App[] = [];
+  let library: ContentLibrary;
+  let ctx: SiteContext;
+  let token: string;
+  /** The next writeManifest call waits on this (when set) before it writes. */
+  let gate: Promise<unknown> | undefined;
+
+  beforeAll(async () => {
+    library = new ContentLibrary(path.join(dir, 'content'));
+    await library.init();
+    const write = library.writeManifest.bind(library);
+    library.writeManifest = async (id, version, bytes) => {
+      const g = gate;
+      gate = undefined;
+      if (g) await g;
+      return write(id, version, bytes);
+    };
+    for (let i = 0; i < 2; i++) {
+      const store = await Store.open({ url: path.join(dir, 'cascade.db'), dataDir: dir });
+      stores.push(store);
+      ctx = {
+        store,
+        library,
+        key,
+        trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }],
+        code: 'CEN',
+        name: 'Central',
+        clock: () => new Date(),
+        log: silentLogger(),
+      };
+      apps.push(createApp({ ...ctx, metrics: new Metrics() }));
+    }
+    token = (await (stores[0] as Store).createToken('admin', 'test')).secret;
+  });
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+    await closePool();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = (app: App, method: string, p: string, body?: unknown) =>
+    app.request(p, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined && !(body instanceof Uint8Array) ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
+    });
+  const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
+  const fileOf = (name: string, data: Buffer) => ({
+    type: 'file',
+    path: name,
+    mode: 0o644,
+    size: data.length,
+    chunks: [[sha(data), data.length]],
+  });
+
+  it('of two racing commits of the next version, only the winner writes the manifest file', async () => {
+    const app0 = apps[0] as App;
+    const app1 = apps[1] as App;
+    const data = crypto.randomBytes(10_000);
+    const rec = Buffer.concat([encodeRecordHeader(RECORD_WHOLE, sha(data), data.length), data]);
+    expect((await call(app0, 'POST', '/api/v1/chunks', new Uint8Array(rec))).status).toBe(200);
+    let r = await call(app0, 'POST', '/api/v1/packages', { name: 'Race', files: [fileOf('v1.bin', data)] });
+    expect(r.status).toBe(201);
+    const { id } = (await r.json()) as { id: string };
+
+    // Both read version 1 as the latest and make version 2. The first to reach its manifest
+    // write waits until the other commit has settled, so a loser that wrote its manifest before
+    // its insert failed would overwrite the winner's file.
+    let settleOther: (v?: unknown) => void = () => {};
+    gate = Promise.race([new Promise((resolve) => (settleOther = resolve)), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    const commits = [
+      call(app0, 'POST', `/api/v1/packages/${id}/versions`, { name: 'Race A', files: [fileOf('a.bin', data)] }),
+      call(app1, 'POST', `/api/v1/packages/${id}/versions`, { name: 'Race B', files: [fileOf('b.bin', data)] }),
+    ];
+    for (const c of commits) Promise.resolve(c).finally(() => settleOther());
+    const results = await Promise.all(commits);
+    const statuses = results.map((x) => x.status).sort();
+    // The loser gets an error (conflict, or the database's busy error on SQLite), never a version.
+    expect(statuses[0]).toBe(201);
+    expect(statuses[1]).toBeGreaterThanOrEqual(400);
+
+    r = await call(app0, 'GET', `/api/v1/packages/${id}`);
+    const shown = (await r.json()) as { version: number; name: string; manifestDigest: string };
+    expect(shown.version).toBe(2);
+    const row = await (stores[0] as Store).getVersion(id, 2);
+    const stored = verifyManifest(await library.readManifest(id, 2), ctx.trusted);
+    expect(manifestDigest(stored.manifest)).toBe(row?.manifestDigest);
+    expect(stored.manifest.name).toBe(shown.name);
+  });
+
+  it('after deleting the latest version, the next update gets a new number', async () => {
+    const app0 = apps[0] as App;
+    const data = crypto.randomBytes(5_000);
+    const rec = Buffer.concat([encodeRecordHeader(RECORD_WHOLE, sha(data), data.length), data]);
+    expect((await call(app0, 'POST', '/api/v1/chunks', new Uint8Array(rec))).status).toBe(200);
+    const files = [fileOf('x.bin', data)];
+    let r = await call(app0, 'POST', '/api/v1/packages', { name: 'Forward', files });
+    const { id } = (await r.json()) as { id: string };
+    r = await call(app0, 'POST', `/api/v1/packages/${id}/versions`, { files });
+    expect(((await r.json()) as { version: number }).version).toBe(2);
+    r = await call(app0, 'DELETE', `/api/v1/packages/${id}?version=2`);
+    expect(r.status).toBe(200);
+    // Latest is the highest version left.
+    r = await call(app0, 'GET', `/api/v1/packages/${id}`);
+    expect(await r.json()).toMatchObject({ version: 1, versions: [1] });
+    r = await call(app0, 'POST', `/api/v1/packages/${id}/versions`, { files });
+    expect(r.status).toBe(201);
+    expect(((await r.json()) as { version: number }).version).toBe(3);
+    r = await call(app0, 'GET', `/api/v1/packages/${id}`);
+    expect(await r.json()).toMatchObject({ version: 3, versions: [1, 3] });
+    r = await call(app0, 'GET', '/api/v1/packages');
+    const listed = ((await r.json()) as { packages: { id: string; version: number }[] }).packages.find((p) => p.id === id);
+    expect(listed?.version).toBe(3);
   });
 });

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Context } from 'hono';
-import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { CascadeError, ERROR_CODES, type ErrorCode, fail } from '../core/errors.js';
 import { allows, type Permission } from '../core/roles.js';
 import type { Metrics } from '../lib/metrics.js';
 import { VERSION } from '../lib/version.js';
@@ -21,6 +22,24 @@ export type App = OpenAPIHono<AppEnv>;
 
 export interface AppParts extends SiteContext {
   metrics: Metrics;
+}
+
+const MiB = 1 << 20;
+
+/**
+ * Largest request bodies, by call: a new package or version carries its whole file list (up to
+ * LIMITS.entries entries); every other JSON body is small. POST /api/v1/chunks has no limit
+ * here: it streams, record by record, and never holds the whole body.
+ */
+export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB } as const;
+
+const VERSION_POSTS = /^\/api\/v1\/packages(?:\/[^/]+\/versions)?$/;
+
+function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
+  return bodyLimit({
+    maxSize,
+    onError: (c) => c.json(fail('too_large', `request body is over the limit of ${maxSize / MiB} MiB for this call`).toJSON(), 413),
+  });
 }
 
 /** Paths anyone may read without a token. */
@@ -72,6 +91,15 @@ export function createApp(parts: AppParts): App {
     return next();
   });
 
+  // After authentication, so only a caller with a token can make the server read a body.
+  const versionBody = limitBody(BODY_LIMITS.versions);
+  const jsonBody = limitBody(BODY_LIMITS.json);
+  app.use('/api/*', async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    if (c.req.method === 'POST' && c.req.path === '/api/v1/chunks') return next();
+    return (c.req.method === 'POST' && VERSION_POSTS.test(c.req.path) ? versionBody : jsonBody)(c, next);
+  });
+
   app.get('/healthz', (c) => c.json({ ok: true, site: parts.code, version: VERSION }));
   app.get('/metrics', (c) => c.text(parts.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
@@ -109,10 +137,30 @@ export function bodyStream(c: Context<AppEnv>): AsyncIterable<Uint8Array> {
   return body as unknown as AsyncIterable<Uint8Array>;
 }
 
-/** Standard error responses for the OpenAPI document. */
+/** The error envelope every API error has: the OpenAPI component `Error`. */
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z
+        .enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]])
+        .describe('One code of the catalogue (docs/errors.md); the HTTP status follows from it'),
+      message: z.string().describe('One line for people: what is wrong and what to do'),
+    }),
+  })
+  .openapi('Error');
+
+/** One documented error response: the envelope, and what the status means for this route. */
+export const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ErrorSchema } } });
+
+/** Standard error responses for the OpenAPI document; a route may override one after spreading these. */
 export const errorResponses = {
-  400: { description: 'Bad request (code bad_request, invalid_manifest, ...)' },
-  401: { description: 'No valid bearer token (unauthorized)' },
-  403: { description: "The token's role does not allow this (forbidden)" },
-  404: { description: 'No such resource (not_found)' },
+  400: errorResponse('Bad request (bad_request, invalid_manifest, ...)'),
+  401: errorResponse('No valid bearer token (unauthorized)'),
+  403: errorResponse("The token's role does not allow this (forbidden)"),
+  404: errorResponse('No such resource (not_found)'),
+  409: errorResponse('The request conflicts with the current state (conflict, missing_chunks)'),
+  413: errorResponse('The request body, a file or a count is over its limit (too_large)'),
+  422: errorResponse('Data does not match its digest or signature (chunk_mismatch, bad_signature)'),
+  500: errorResponse('Stored content is damaged (damaged), or an unexpected failure (internal)'),
+  503: errorResponse('A server or dependency, such as the database, cannot be reached (unavailable)'),
 } as const;

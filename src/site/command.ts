@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { printJson } from '../cli/common.js';
 import { fail } from '../core/errors.js';
 import { parseSiteCode } from '../core/site.js';
 import { createLogger } from '../lib/log.js';
+import { printJson } from '../lib/output.js';
 
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
 export function registerSite(program: Command): void {
@@ -16,18 +16,27 @@ export function registerSite(program: Command): void {
     .requiredOption('--code <code>', 'three-character site code, e.g. CEN')
     .option('--name <name>', 'display name (default: the code)')
     .addOption(
-      new Option('--db <url>', 'postgres://... to keep the store in PostgreSQL (default: SQLite in the data folder)').env('CASCADE_DB'),
+      new Option(
+        '--db <url|file>',
+        'postgres://... keeps the store in PostgreSQL; any other value is a file path: SQLite at that path ' +
+          '(default: SQLite at DIR/cascade.db)',
+      ).env('CASCADE_DB'),
+    )
+    .option(
+      '--listen <host:port>',
+      'address "site start" serves on unless told otherwise; kept in DIR/config.json (default 127.0.0.1:8100)',
     )
     .option('--json', 'print JSON')
-    .action(async (o: { data: string; code: string; name?: string; db?: string; json?: boolean }) => {
+    .action(async (o: { data: string; code: string; name?: string; db?: string; listen?: string; json?: boolean }) => {
       const code = parseSiteCode(o.code);
       const { initSite } = await import('./main.js');
-      const r = await initSite({ dataDir: o.data, code, name: o.name, db: o.db });
+      const r = await initSite({ dataDir: o.data, code, name: o.name, db: o.db, listen: o.listen });
       if (o.json) printJson(r);
       else
         process.stdout.write(
           `site ${r.code} (${r.name}) created in ${r.dataDir}\n` +
             `  store: ${r.db}, signing key: ${r.keyId}\n` +
+            (r.listen ? `  listen: ${r.listen}\n` : '') +
             `  admin token: ${r.adminTokenFile}\n` +
             `next: cascade site start --data ${o.data}\n`,
         );
@@ -37,8 +46,12 @@ export function registerSite(program: Command): void {
     .command('start')
     .description('run the site server in the foreground (JSON logs on stdout; SIGTERM stops it cleanly)')
     .requiredOption('--data <dir>', 'data folder made by "site init"')
-    .addOption(new Option('--listen <host:port>', 'address to serve on (default 127.0.0.1:8100)').env('CASCADE_LISTEN'))
-    .addOption(new Option('--db <url>', 'postgres://... store (default: from the data folder)').env('CASCADE_DB'))
+    .addOption(
+      new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8100)').env('CASCADE_LISTEN'),
+    )
+    .addOption(
+      new Option('--db <url|file>', 'postgres://... store, or a SQLite file path (default: from the data folder)').env('CASCADE_DB'),
+    )
     .action(async (o: { data: string; listen?: string; db?: string }) => {
       const log = createLogger({ name: 'site' });
       const { startSite } = await import('./main.js');

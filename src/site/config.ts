@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
+import { writeFileDurableSync } from '../lib/durable.js';
 
 /** DIR/config.json: what `site init` decided; flags and CASCADE_* variables override it. */
 export const SiteConfigSchema = z.strictObject({
@@ -40,10 +41,9 @@ export function readSiteConfig(dataDir: string): SiteConfig {
   return r.data;
 }
 
+/** Writes config.json durably (temporary file, fsync, rename, fsync of the folder), mode 600. */
 export function writeSiteConfig(dataDir: string, cfg: SiteConfig): void {
-  const file = configPath(dataDir);
-  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
-  fs.renameSync(`${file}.tmp`, file);
+  writeFileDurableSync(configPath(dataDir), `${JSON.stringify(SiteConfigSchema.parse(cfg), null, 2)}\n`, 0o600);
 }
 
 /** Parses HOST:PORT (IPv6 as [::1]:PORT). */

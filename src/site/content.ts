@@ -1,4 +1,4 @@
-import { type BatchRecord, RECORD_WHOLE, readBatch } from '../content/batch.js';
+import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { applyDelta, parseDelta } from '../content/delta.js';
 import type { ContentLibrary } from '../content/library.js';
@@ -12,11 +12,10 @@ import {
   signManifest,
   verifyManifest,
 } from '../content/manifest.js';
-import { runIngest, runVerify } from '../content/pool.js';
+import { runVerify } from '../content/pool.js';
 import type { SiteKey, TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
-import type { Staged } from '../lib/fsutil.js';
 import type { Logger } from '../lib/log.js';
 import type { Store } from '../store/store.js';
 
@@ -62,79 +61,92 @@ const TASK_BYTES = 4 << 20;
 const IN_FLIGHT = 3;
 
 /**
- * Receives a chunk batch: verifies every chunk against its digest in the worker pool,
- * compresses it, writes it durably, then records it. Resolves only when all of it is on disk.
+ * Receives a chunk batch: each payload is copied once, from the network into a shared task
+ * buffer; the worker pool checks every chunk against its digest and compresses what helps;
+ * the chunks are written to temporary files as each task returns, then made durable with one
+ * flush for the whole batch, then recorded. Resolves only when all of it is on disk.
  */
 export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Array>): Promise<IngestReport> {
   const report: IngestReport = { received: 0, stored: 0, bytes: 0, literalBytes: 0 };
   const inFlight: Promise<void>[] = [];
-  const staged: Staged[] = [];
+  const staged: { tmp: string; path: string }[] = [];
   const rows: { digest: string; size: number; storedSize: number; literalBytes: number }[] = [];
   type Item = { digest: string; offset: number; length: number; literal: number };
-  let task: { buf: Uint8Array; used: number; items: Item[] } | undefined;
 
-  // Hash and compress in the pool; write each result to a temporary file as it comes back.
-  const flush = () => {
-    if (!task || task.items.length === 0) return;
-    const t = task;
-    task = undefined;
-    inFlight.push(
-      (async () => {
-        const res = await runIngest({ kind: 'ingest', buf: t.buf.subarray(0, t.used), items: t.items });
-        const good = res.stored.map((s, i) => {
-          const item = t.items[i] as Item;
-          if (!s) throw fail('chunk_mismatch', `chunk ${item.digest} does not match its data; nothing of it was stored`);
-          rows.push({ digest: item.digest, size: item.length, storedSize: s.length, literalBytes: item.literal });
-          return { digest: item.digest, stored: s };
-        });
-        staged.push(await ctx.library.stageChunks(good));
-      })(),
-    );
+  const handle = async (buf: Uint8Array, items: Item[]) => {
+    const res = await ctx.library.ingest(buf, items);
+    let bad: string | undefined;
+    res.forEach((s, i) => {
+      const item = items[i] as Item;
+      if (!s) {
+        bad ??= item.digest;
+        return;
+      }
+      staged.push(s);
+      rows.push({ digest: item.digest, size: item.length, storedSize: s.storedSize, literalBytes: item.literal });
+    });
+    if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
   };
-
-  const add = (digest: string, raw: Uint8Array, literal: number) => {
-    if (!task || task.used + raw.length > task.buf.length) {
-      flush();
-      task = { buf: new Uint8Array(Math.max(TASK_BYTES, raw.length)), used: 0, items: [] };
-    }
-    task.buf.set(raw, task.used);
-    task.items.push({ digest, offset: task.used, length: raw.length, literal });
-    task.used += raw.length;
+  const start = (buf: Uint8Array, items: Item[]) => {
+    const p = handle(buf, items);
+    p.catch(() => {});
+    inFlight.push(p);
   };
 
   try {
-    for await (const rec of readBatch(body)) {
-      report.received++;
-      const { raw, literal } = rec.kind === RECORD_WHOLE ? { raw: rec.payload, literal: rec.payload.length } : await rebuild(ctx, rec);
-      report.bytes += raw.length;
-      report.literalBytes += literal;
-      add(rec.digest, raw, literal);
-      if (task && task.used >= TASK_BYTES) flush();
+    for await (const task of readBatchTasks(body, TASK_BYTES)) {
+      const items: Item[] = [];
+      const rebuilt: { digest: string; raw: Uint8Array; literal: number }[] = [];
+      for (const r of task.records) {
+        report.received++;
+        if (r.kind === RECORD_WHOLE) {
+          items.push({ digest: r.digest, offset: r.offset, length: r.length, literal: r.length });
+          report.bytes += r.length;
+          report.literalBytes += r.length;
+        } else {
+          const chunk = await rebuild(ctx, r.digest, task.buf.subarray(r.offset, r.offset + r.length));
+          rebuilt.push({ digest: r.digest, ...chunk });
+          report.bytes += chunk.raw.length;
+          report.literalBytes += chunk.literal;
+        }
+      }
+      if (rebuilt.length > 0) {
+        // Rebuilt chunks get a task buffer of their own.
+        const buf = new Uint8Array(rebuilt.reduce((n, c) => n + c.raw.length, 0));
+        let at = 0;
+        const ritems = rebuilt.map((c) => {
+          buf.set(c.raw, at);
+          at += c.raw.length;
+          return { digest: c.digest, offset: at - c.raw.length, length: c.raw.length, literal: c.literal };
+        });
+        start(buf, ritems);
+      }
+      // Moves task.buf to a worker: nothing may read it here afterwards.
+      if (items.length > 0) start(task.buf, items);
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
     }
-    flush();
     await Promise.all(inFlight);
   } catch (e) {
     // Let the tasks already started settle, then drop what they staged: nothing becomes visible.
     await Promise.allSettled(inFlight);
-    await ctx.library.discardChunks(staged);
+    await ctx.library.discard(staged);
     throw e;
   }
-  // One flush for the whole batch, then the rows: a row always has its whole file behind it.
-  await ctx.library.commitChunks(staged);
+  // Flush, rename, flush for the whole batch, then the rows: a row always has its whole file.
+  await ctx.library.commit(staged);
   await ctx.store.insertChunks(rows);
   report.stored = rows.length;
   return report;
 }
 
 /** Rebuilds a chunk sent as a delta of chunks the library holds. */
-async function rebuild(ctx: SiteContext, rec: BatchRecord): Promise<{ raw: Uint8Array; literal: number }> {
-  const delta = parseDelta(rec.payload);
+async function rebuild(ctx: SiteContext, digest: string, payload: Uint8Array): Promise<{ raw: Uint8Array; literal: number }> {
+  const delta = parseDelta(payload);
   const bases = new Map<string, Uint8Array>();
   const rows = await ctx.store.getChunks(delta.bases);
   for (const d of delta.bases) {
     const row = rows.get(d);
-    if (!row) throw fail('missing_chunks', `delta for chunk ${rec.digest} refers to chunk ${d}, which the library does not hold`);
+    if (!row) throw fail('missing_chunks', `delta for chunk ${digest} refers to chunk ${d}, which the library does not hold`);
     bases.set(d, decodeChunk(await ctx.library.readStored(d), row.size));
   }
   const raw = applyDelta(delta, bases);
@@ -149,8 +161,10 @@ export interface VersionInput {
 }
 
 /**
- * Commits a package version: every chunk must be in the library; the manifest is signed and
- * written durably, then the version row and the chunks' reference counts commit together.
+ * Commits a package version: every chunk must be in the library; the manifest is signed, the
+ * conditional version insert claims the number (a racing loser gets `conflict` here, before it
+ * has written anything), then the manifest is written durably, still inside the transaction, so
+ * a version row never commits without its file and a loser never overwrites a winner's file.
  */
 export async function commitVersion(ctx: SiteContext, packageId: string | null, input: VersionInput): Promise<VersionReport> {
   return ctx.store.transaction(async (tx) => {
@@ -169,9 +183,10 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
     } else {
       const pkg = await tx.getPackage(packageId);
       if (!pkg) throw fail('not_found', `package ${packageId} does not exist`);
+      // Programs carry over from the latest version that exists; the number is never reused.
       const prev = await readVersion(ctx, pkg.id, pkg.latestVersion);
       id = pkg.id;
-      version = pkg.latestVersion + 1;
+      version = pkg.lastVersion + 1;
       name = input.name ?? pkg.name;
       priority = input.priority ?? pkg.priority;
       programs = input.programs ?? prev.programs;
@@ -210,7 +225,6 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
       }
     }
     const signed = signManifest(manifest, ctx.key);
-    await ctx.library.writeManifest(id, version, signed);
     await tx.insertVersion(
       { id, name, priority },
       { version, manifestDigest: manifestDigest(manifest), files: files.filter((f) => f.type === 'file').length, bytes, newBytes },
@@ -219,6 +233,8 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
     // A chunk collected between the check and here would leave a hole: check again inside.
     const after = await tx.getChunks([...chunks.keys()]);
     if (after.size !== chunks.size) throw fail('missing_chunks', 'chunks were removed while the version was being committed; upload again');
+    // Only the writer that claimed this version number gets here; the row commits after its file.
+    await ctx.library.writeManifest(id, version, signed);
     return {
       id,
       version,
@@ -233,14 +249,33 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
 
 /** Reads and verifies a stored manifest (the one verification function). */
 export async function readVersion(ctx: SiteContext, id: string, version: number): Promise<Manifest> {
-  const bytes = await ctx.library.readManifest(id, version);
-  return verifyManifest(bytes, ctx.trusted).manifest;
+  return (await readStoredManifest(ctx, id, version)).manifest;
 }
 
 export async function readSignedManifest(ctx: SiteContext, id: string, version: number): Promise<Buffer> {
+  return (await readStoredManifest(ctx, id, version)).bytes;
+}
+
+/**
+ * A manifest this site stored and signed was checked when it was written, so one that fails
+ * verification now (altered bytes, bad signature, another version's file) is damage on this
+ * site's disk, not a bad request: `damaged` (500), naming the package and version.
+ */
+async function readStoredManifest(ctx: SiteContext, id: string, version: number): Promise<{ manifest: Manifest; bytes: Buffer }> {
   const bytes = await ctx.library.readManifest(id, version);
-  verifyManifest(bytes, ctx.trusted);
-  return bytes;
+  let manifest: Manifest;
+  try {
+    manifest = verifyManifest(bytes, ctx.trusted).manifest;
+  } catch (e) {
+    throw fail('damaged', `the stored manifest of ${id} version ${version} is damaged: ${(e as Error).message}`);
+  }
+  if (manifest.id !== id || manifest.version !== version) {
+    throw fail(
+      'damaged',
+      `the stored manifest of ${id} version ${version} is damaged: it holds ${manifest.id} version ${manifest.version}`,
+    );
+  }
+  return { manifest, bytes };
 }
 
 /**

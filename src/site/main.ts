@@ -1,16 +1,19 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { ContentLibrary } from '../content/library.js';
 import { closePool } from '../content/pool.js';
-import { generateSiteKey, loadSiteKey, publicKeyPem, saveSiteKey } from '../content/signing.js';
+import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
+import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
+import { isPostgresUrl } from '../store/db.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
-import { parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
+import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage, type SiteContext } from './content.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
@@ -24,38 +27,87 @@ export interface InitResult {
   dataDir: string;
   keyId: string;
   adminTokenFile: string;
-  db: string;
+  /** Where the store is: `sqlite` (a file) or `postgres`. */
+  db: 'sqlite' | 'postgres';
+  /** The address `site start` serves on when given no --listen (absent: the default). */
+  listen?: string;
 }
 
-/** `cascade site init`: store, key pair, admin token (DIR/admin-token, mode 600), config. */
+/**
+ * `cascade site init`: store, key pair, admin token (DIR/admin-token, mode 600), config.
+ * All or nothing: the store's rows commit only after every file is durably written, and when
+ * anything fails, what init created is removed again (the folder itself if it was new, else
+ * only the entries that were not there before).
+ */
 export async function initSite(opts: {
   dataDir: string;
   code: string;
   name?: string | undefined;
   db?: string | undefined;
+  listen?: string | undefined;
 }): Promise<InitResult> {
   const dataDir = path.resolve(opts.dataDir);
-  if (fs.existsSync(path.join(dataDir, 'config.json'))) {
+  if (opts.listen !== undefined && parseListen(opts.listen).port === 0) {
+    throw fail('usage', `--listen "${opts.listen}": port 0 would change on every start; give a fixed port, e.g. 127.0.0.1:8100`);
+  }
+  if (fs.existsSync(configPath(dataDir))) {
     throw fail('conflict', `${dataDir} already holds a site; use another --data folder or remove it first`);
   }
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const name = opts.name ?? opts.code;
-  const store = await Store.open({ url: opts.db, dataDir });
+  // Any --db that is not a postgres:// URL is a SQLite file: keep it absolute, so "site start"
+  // opens the same file from any working directory.
+  const sqliteFile = opts.db && !isPostgresUrl(opts.db) ? path.resolve(opts.db) : undefined;
+  const db = sqliteFile ?? opts.db;
+
+  const before = fs.existsSync(dataDir) ? new Set(fs.readdirSync(dataDir)) : undefined;
+  const madeDir = fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const sqliteExisted = sqliteFile ? fs.existsSync(sqliteFile) : true;
+  const madeDbDir = sqliteFile ? fs.mkdirSync(path.dirname(sqliteFile), { recursive: true }) : undefined;
   try {
-    const existing = await store.getMeta('site.code');
-    if (existing) throw fail('conflict', `the database already belongs to site ${existing}`);
-    const key = generateSiteKey(opts.code);
-    saveSiteKey(dataDir, key);
-    await store.setMeta('site.code', opts.code);
-    await store.setMeta('site.name', name);
-    await store.setMeta('site.publicKey', publicKeyPem(key.publicKey));
-    const token = await store.createToken('admin', 'initial admin');
+    return await createSite(dataDir, { code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen });
+  } catch (e) {
+    if (madeDir) fs.rmSync(madeDir, { recursive: true, force: true });
+    else if (before) {
+      for (const f of fs.readdirSync(dataDir)) if (!before.has(f)) fs.rmSync(path.join(dataDir, f), { recursive: true, force: true });
+    }
+    if (sqliteFile && !sqliteExisted) {
+      for (const suffix of ['', '-wal', '-shm', '-journal']) fs.rmSync(`${sqliteFile}${suffix}`, { force: true });
+    }
+    if (madeDbDir) fs.rmSync(madeDbDir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function createSite(
+  dataDir: string,
+  o: { code: string; name: string; db: string | undefined; listen: string | undefined },
+): Promise<InitResult> {
+  const store = await Store.open({ url: o.db, dataDir });
+  try {
+    const key = generateSiteKey(o.code);
     const tokenFile = path.join(dataDir, ADMIN_TOKEN_FILE);
-    fs.writeFileSync(tokenFile, `${token.secret}\n`, { mode: 0o600 });
-    await new ContentLibrary(libraryRoot(dataDir)).init();
-    const cfg: SiteConfig = { code: opts.code, name, ...(opts.db ? { db: opts.db } : {}) };
-    writeSiteConfig(dataDir, cfg);
-    return { code: opts.code, name, dataDir, keyId: key.keyId, adminTokenFile: tokenFile, db: opts.db ? 'postgres' : 'sqlite' };
+    await store.transaction(async (tx) => {
+      const existing = await tx.getMeta('site.code');
+      if (existing) throw fail('conflict', `the database already belongs to site ${existing}`);
+      await tx.setMeta('site.code', o.code);
+      await tx.setMeta('site.name', o.name);
+      await tx.setMeta('site.publicKey', publicKeyPem(key.publicKey));
+      const token = await tx.createToken('admin', 'initial admin');
+      saveSiteKey(dataDir, key);
+      writeFileDurableSync(tokenFile, `${token.secret}\n`, 0o600);
+      await new ContentLibrary(libraryRoot(dataDir)).init();
+      // Last: config.json is what marks the folder as a site.
+      const cfg: SiteConfig = { code: o.code, name: o.name, ...(o.db ? { db: o.db } : {}), ...(o.listen ? { listen: o.listen } : {}) };
+      writeSiteConfig(dataDir, cfg);
+    });
+    return {
+      code: o.code,
+      name: o.name,
+      dataDir,
+      keyId: key.keyId,
+      adminTokenFile: tokenFile,
+      db: store.dialect,
+      ...(o.listen ? { listen: o.listen } : {}),
+    };
   } finally {
     await store.close();
   }
@@ -82,14 +134,29 @@ export async function startSite(opts: {
   const { host, port } = parseListen(opts.listen ?? cfg.listen ?? DEFAULT_LISTEN);
   const clock = opts.clock ?? (() => new Date());
   const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock });
-  const code = await store.getMeta('site.code');
-  if (code !== cfg.code) {
+  let key: SiteKey;
+  try {
+    const code = await store.getMeta('site.code');
+    if (code !== cfg.code) {
+      throw fail('invalid_config', `the database belongs to site ${code ?? '(none)'}, but ${dataDir} is site ${cfg.code}`);
+    }
+    key = loadSiteKey(dataDir, cfg.code);
+    // The key signs every manifest: refuse one that is not the key this site was created with.
+    const pinned = await store.getMeta('site.publicKey');
+    if (pinned !== publicKeyPem(key.publicKey)) {
+      const expected = pinned ? keyIdFor(cfg.code, crypto.createPublicKey(pinned)) : '(none recorded)';
+      throw fail(
+        'conflict',
+        `${path.join(dataDir, SITE_KEY_FILE)} is not the key site ${cfg.code} was created with (it holds ${key.keyId}; ` +
+          `the store expects ${expected}): put the site's own ${SITE_KEY_FILE} back`,
+      );
+    }
+  } catch (e) {
     await store.close();
-    throw fail('invalid_config', `the database belongs to site ${code ?? '(none)'}, but ${dataDir} is site ${cfg.code}`);
+    throw e;
   }
   const library = new ContentLibrary(libraryRoot(dataDir));
   await library.init();
-  const key = loadSiteKey(dataDir, cfg.code);
   const metrics = new Metrics();
   const ctx: SiteContext = {
     store,

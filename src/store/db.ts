@@ -26,7 +26,12 @@ pg.types.setTypeParser(20, (v) => Number(v));
  * Opens the database: PostgreSQL when `url` is a postgres:// URL, otherwise the SQLite file
  * `url` (default DIR/cascade.db), and brings its schema up to date.
  */
-export async function openDb(opts: { url?: string | undefined; dataDir: string }): Promise<OpenedDb> {
+export async function openDb(opts: {
+  url?: string | undefined;
+  dataDir: string;
+  /** Migrate only up to this migration (tests of a migration); default: the latest. */
+  upTo?: string;
+}): Promise<OpenedDb> {
   let opened: OpenedDb;
   if (opts.url && isPostgresUrl(opts.url)) {
     const pool = new pg.Pool({ connectionString: opts.url, max: 10 });
@@ -50,7 +55,7 @@ export async function openDb(opts: { url?: string | undefined; dataDir: string }
     opened = { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), dialect: 'sqlite' };
   }
   const migrator = new Migrator({ db: opened.db, provider: migrationProvider });
-  const { error } = await migrator.migrateToLatest();
+  const { error } = await (opts.upTo ? migrator.migrateTo(opts.upTo) : migrator.migrateToLatest());
   if (error) {
     await opened.db.destroy();
     throw fail('internal', `database migration failed: ${(error as Error).message}`);

@@ -1,4 +1,4 @@
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
 
 /** Migrations in code, applied in name order; one list for SQLite and PostgreSQL. */
 const migrations: Record<string, Migration> = {
@@ -52,6 +52,18 @@ const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('chunks_unreferenced').on('chunks').columns(['refs', 'created_at']).execute();
+    },
+  },
+  '0002_version_numbers': {
+    // Version numbers only move forward: `last_version` is the highest number ever given out for
+    // the package, while `latest_version` is the highest that still exists (it moves back when
+    // the newest version is deleted). Existing packages start counting after their latest.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('packages')
+        .addColumn('last_version', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await sql`UPDATE packages SET last_version = latest_version`.execute(db);
     },
   },
 };

@@ -23,7 +23,10 @@ export interface PackageTable {
   id: string;
   name: string;
   priority: string;
+  /** Highest version that exists (what "latest" shows). */
   latest_version: number;
+  /** Highest version number ever given out: the next version is this + 1, even after deletions. */
+  last_version: number;
   created_at: string;
   updated_at: string;
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
+import { openDb } from './db.js';
 import { type ChunkRow, hashToken, Store } from './store.js';
 
 /**
@@ -218,7 +219,7 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
       expect((await store.getPackage(pkg.id))?.latestVersion).toBe(1);
       expect((await store.listVersions(pkg.id)).length).toBe(1);
       await store.insertVersion(pkg, ver(2));
-      expect((await rejection(store.insertVersion(pkg, ver(2)))).message).toMatch(/is at version 2; version 2 is not next/);
+      expect((await rejection(store.insertVersion(pkg, ver(2)))).message).toMatch(/version 2 was already given out; the next is 3/);
     });
 
     it('racing writers of the same version: exactly one wins, the others get conflict', async () => {
@@ -253,12 +254,35 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
       for (const n of [1, 2, 3]) await store.insertVersion(pkg, ver(n));
       await store.deleteVersion(pkg.id, 3);
       expect((await store.getPackage(pkg.id))?.latestVersion).toBe(2);
+      expect((await store.getPackage(pkg.id))?.lastVersion).toBe(3);
       await store.deleteVersion(pkg.id, 1);
       expect((await store.getPackage(pkg.id))?.latestVersion).toBe(2);
       expect((await store.listVersions(pkg.id)).map((v) => v.version)).toEqual([2]);
       await store.deleteVersion(pkg.id, 2);
       expect(await store.getPackage(pkg.id)).toBeUndefined();
       expect(await store.listVersions(pkg.id)).toEqual([]);
+    });
+
+    it('version numbers only move forward: a deleted version number is never given out again', async () => {
+      for (const n of [1, 2, 3]) await store.insertVersion(pkg, ver(n));
+      await store.deleteVersion(pkg.id, 3);
+      // Latest is the highest version that exists; the next number is still 4.
+      expect(await store.getPackage(pkg.id)).toMatchObject({ latestVersion: 2, lastVersion: 3 });
+      const e = await rejection(store.insertVersion(pkg, ver(3)));
+      expect(e.code).toBe('conflict');
+      expect(e.message).toMatch(/version 3 was already given out; the next is 4/);
+      expect((await store.listVersions(pkg.id)).map((v) => v.version)).toEqual([1, 2]);
+      await store.insertVersion(pkg, ver(4));
+      expect(await store.getPackage(pkg.id)).toMatchObject({ latestVersion: 4, lastVersion: 4 });
+      // Deleting an older version moves neither number.
+      await store.deleteVersion(pkg.id, 1);
+      expect(await store.getPackage(pkg.id)).toMatchObject({ latestVersion: 4, lastVersion: 4 });
+      // Deleting the two newest leaves 2 as latest, and 5 next.
+      await store.deleteVersion(pkg.id, 4);
+      expect(await store.getPackage(pkg.id)).toMatchObject({ latestVersion: 2, lastVersion: 4 });
+      expect((await rejection(store.insertVersion(pkg, ver(4)))).code).toBe('conflict');
+      await store.insertVersion(pkg, ver(5));
+      expect((await store.listVersions(pkg.id)).map((v) => v.version)).toEqual([2, 5]);
     });
   });
 
@@ -401,6 +425,41 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
       expect(e.code).toBe('conflict');
       expect(await store.getMeta('half')).toBeUndefined();
     });
+  });
+
+  // Last: on a PostgreSQL without CREATEDB a second backend empties the shared schema.
+  it("migration 0002 starts each package's version numbering after its latest version", async () => {
+    const fresh = await openBackend();
+    try {
+      const { db } = await openDb({ url: fresh.url, dataDir: fresh.dataDir, upTo: '0001_foundation' });
+      try {
+        const now = new Date().toISOString();
+        await db
+          .insertInto('packages')
+          .values({ id: 'CEN00007', name: 'Old', priority: 'low', latest_version: 4, created_at: now, updated_at: now } as never)
+          .execute();
+      } finally {
+        await db.destroy();
+      }
+      const s = await Store.open({ url: fresh.url, dataDir: fresh.dataDir });
+      try {
+        expect(await s.getPackage('CEN00007')).toMatchObject({ latestVersion: 4, lastVersion: 4 });
+        expect(
+          (
+            await rejection(
+              s.insertVersion(
+                { id: 'CEN00007', name: 'Old', priority: 'low' },
+                { version: 4, manifestDigest: digest('x'), files: 0, bytes: 0, newBytes: 0 },
+              ),
+            )
+          ).code,
+        ).toBe('conflict');
+      } finally {
+        await s.close();
+      }
+    } finally {
+      await fresh.cleanup();
+    }
   });
 }
 

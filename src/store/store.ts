@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
@@ -18,7 +18,10 @@ export interface PackageRow {
   id: string;
   name: string;
   priority: Priority;
+  /** Highest version that exists: what "latest" means. */
   latestVersion: number;
+  /** Highest version number ever given out; the next version is this + 1 (never reused). */
+  lastVersion: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -158,9 +161,10 @@ export class Store {
 
   /**
    * Records a new package (version 1) or the next version of an existing one. Atomic, and safe
-   * when several site servers share the database: the package row only moves from version N-1
-   * to N (a conditional write), so of racing writers of one version exactly one succeeds and the
-   * others get `conflict`.
+   * when several site servers share the database: the package row's last version number only
+   * moves from N-1 to N (a conditional write), so of racing writers of one version exactly one
+   * succeeds and the others get `conflict`. Version numbers only move forward: the next version
+   * is one more than the highest ever given out, even when that version has been deleted.
    */
   async insertVersion(p: { id: string; name: string; priority: Priority }, v: Omit<VersionRow, 'packageId' | 'createdAt'>): Promise<void> {
     if (!this.db.isTransaction) return this.transaction((s) => s.insertVersion(p, v));
@@ -168,25 +172,26 @@ export class Store {
     if (v.version === 1) {
       const r = await this.db
         .insertInto('packages')
-        .values({ id: p.id, name: p.name, priority: p.priority, latest_version: 1, created_at: now, updated_at: now })
+        .values({
+          id: p.id,
+          name: p.name,
+          priority: p.priority,
+          latest_version: 1,
+          last_version: 1,
+          created_at: now,
+          updated_at: now,
+        })
         .onConflict((oc) => oc.column('id').doNothing())
         .executeTakeFirst();
-      if (Number(r.numInsertedOrUpdatedRows ?? 0) === 0) {
-        const existing = await this.getPackage(p.id);
-        throw fail('conflict', `package ${p.id} is at version ${existing?.latestVersion ?? '?'}; version 1 is not next`);
-      }
+      if (Number(r.numInsertedOrUpdatedRows ?? 0) === 0) throw notNext(p.id, v.version, await this.getPackage(p.id));
     } else {
       const r = await this.db
         .updateTable('packages')
-        .set({ name: p.name, priority: p.priority, latest_version: v.version, updated_at: now })
+        .set({ name: p.name, priority: p.priority, latest_version: v.version, last_version: v.version, updated_at: now })
         .where('id', '=', p.id)
-        .where('latest_version', '=', v.version - 1)
+        .where('last_version', '=', v.version - 1)
         .executeTakeFirst();
-      if (Number(r.numUpdatedRows) === 0) {
-        const existing = await this.getPackage(p.id);
-        if (!existing) throw fail('conflict', `package ${p.id} does not exist yet, so its first version must be 1`);
-        throw fail('conflict', `package ${p.id} is at version ${existing.latestVersion}; version ${v.version} is not next`);
-      }
+      if (Number(r.numUpdatedRows) === 0) throw notNext(p.id, v.version, await this.getPackage(p.id));
     }
     await this.db
       .insertInto('package_versions')
@@ -202,7 +207,10 @@ export class Store {
       .execute();
   }
 
-  /** Deletes one version's row; the package row goes with its last version. */
+  /**
+   * Deletes one version's row; the package row goes with its last version. Latest moves back to
+   * the highest version left, but the last number given out stays: a number is never reused.
+   */
   async deleteVersion(packageId: string, version: number): Promise<void> {
     await this.db.deleteFrom('package_versions').where('package_id', '=', packageId).where('version', '=', version).execute();
     const left = await this.listVersions(packageId);
@@ -304,9 +312,18 @@ function toPackage(r: Database['packages']): PackageRow {
     name: r.name,
     priority: r.priority as Priority,
     latestVersion: r.latest_version,
+    lastVersion: r.last_version,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+function notNext(id: string, version: number, existing: PackageRow | undefined) {
+  if (!existing) return fail('conflict', `package ${id} does not exist yet, so its first version must be 1`);
+  const next = existing.lastVersion + 1;
+  if (version >= 1 && version < next)
+    return fail('conflict', `package ${id}: version ${version} was already given out; the next is ${next}`);
+  return fail('conflict', `package ${id}: version ${version} is not next; the next is ${next}`);
 }
 
 function toVersion(r: Database['package_versions']): VersionRow {

@@ -15,10 +15,14 @@ export interface RunResult {
 }
 
 /** Runs `bin/cascade ARGS` to completion. */
-export function cascade(args: string[], opts: { env?: Record<string, string>; uid?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+export function cascade(
+  args: string[],
+  opts: { env?: Record<string, string>; uid?: number; timeoutMs?: number; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, CASCADE_SITE: '', CASCADE_TOKEN: '', CASCADE_DATA: '', ...opts.env },
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
       ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
     });
     let stdout = '';
@@ -60,9 +64,13 @@ process.on('exit', () => {
   for (const p of started) if (p.exitCode === null) p.kill('SIGKILL');
 });
 
-/** Starts `cascade site start` on a free port and waits until it listens. */
-export async function startSite(dataDir: string, extra: string[] = []): Promise<SiteProcess> {
-  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, '--listen', '127.0.0.1:0', ...extra], {
+/**
+ * Starts `cascade site start` on a free port and waits until it listens. `listen: null` leaves
+ * out --listen, so the site serves where its config.json says.
+ */
+export async function startSite(dataDir: string, extra: string[] = [], opts: { listen?: string | null } = {}): Promise<SiteProcess> {
+  const listen = opts.listen === null ? [] : ['--listen', opts.listen ?? '127.0.0.1:0'];
+  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, ...listen, ...extra], {
     env: { ...process.env, CASCADE_LOG_LEVEL: 'info' },
   });
   started.add(proc);

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { fail } from '../../core/errors.js';
 import { ROLES, type Role } from '../../core/roles.js';
-import { type AdminOpts, adminOptions, clientFrom, printJson, table } from '../common.js';
+import { printJson } from '../../lib/output.js';
+import { type AdminOpts, adminOptions, clientFrom, table } from '../common.js';
 
 export function registerToken(program: Command): void {
   const token = program.command('token').description('API tokens: admin, operator, read-only');

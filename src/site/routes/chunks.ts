@@ -3,7 +3,7 @@ import { decodeChunk } from '../../content/codec.js';
 import { signature } from '../../content/delta.js';
 import { DIGEST } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
-import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
+import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
 
 const Digests = z.strictObject({ digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000) });
@@ -55,8 +55,8 @@ export function registerChunkRoutes(app: App, parts: AppParts): void {
             },
           },
         },
-        422: { description: 'A chunk does not match its digest (chunk_mismatch)' },
         ...errorResponses,
+        422: errorResponse('A chunk does not match its digest (chunk_mismatch)'),
       },
     }),
     async (c) => {

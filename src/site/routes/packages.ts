@@ -1,8 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import type { TypedResponse } from 'hono';
 import { entrySchema, LIMITS, programSchema } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID, PRIORITIES } from '../../core/package.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
+import { type App, type AppParts, errorResponse, errorResponses, need } from '../app.js';
 import { collectGarbage, commitVersion, deleteVersion, readSignedManifest, readVersion, verifyContent } from '../content.js';
 
 const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
@@ -127,8 +128,10 @@ export function registerPackageRoutes(app: App, parts: AppParts): void {
       request: { body: { content: { 'application/json': { schema: CreateBody } }, required: true } },
       responses: {
         201: { description: 'Created', content: { 'application/json': { schema: VersionReport } } },
-        409: { description: 'Chunks are missing from the library (missing_chunks)' },
         ...errorResponses,
+        409: errorResponse(
+          'Chunks are missing from the library (missing_chunks), or another writer took this version number first (conflict)',
+        ),
       },
     }),
     async (c) => {
@@ -148,8 +151,10 @@ export function registerPackageRoutes(app: App, parts: AppParts): void {
       request: { params: IdParam, body: { content: { 'application/json': { schema: UpdateBody } }, required: true } },
       responses: {
         201: { description: 'Created', content: { 'application/json': { schema: VersionReport } } },
-        409: { description: 'Chunks are missing from the library (missing_chunks)' },
         ...errorResponses,
+        409: errorResponse(
+          'Chunks are missing from the library (missing_chunks), or another writer took this version number first (conflict)',
+        ),
       },
     }),
     async (c) => {
@@ -221,7 +226,8 @@ export function registerPackageRoutes(app: App, parts: AppParts): void {
       const { id, version } = c.req.valid('param');
       if (!(await parts.store.getVersion(id, version))) throw fail('not_found', `package ${id} has no version ${version}`);
       const bytes = await readSignedManifest(parts, id, version);
-      return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json' });
+      // The stored bytes as they are (the signature covers them), not re-serialised JSON.
+      return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json' }) as unknown as TypedResponse<unknown, 200, 'json'>;
     },
   );
 

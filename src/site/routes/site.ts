@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { publicKeyPem } from '../../content/signing.js';
 import { VERSION } from '../../lib/version.js';
-import type { App, AppParts } from '../app.js';
+import { type App, type AppParts, errorResponses } from '../app.js';
 
 export const SiteInfo = z
   .object({
@@ -20,7 +20,10 @@ export function registerSiteRoutes(app: App, parts: AppParts): void {
       path: '/api/v1/site',
       summary: "This site's code, name and public key (no token needed)",
       security: [],
-      responses: { 200: { description: 'Site identity', content: { 'application/json': { schema: SiteInfo } } } },
+      responses: {
+        200: { description: 'Site identity', content: { 'application/json': { schema: SiteInfo } } },
+        500: errorResponses[500],
+      },
     }),
     (c) =>
       c.json(

@@ -99,7 +99,10 @@ export class SiteClient {
       req.on('error', (e: NodeJS.ErrnoException) =>
         reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
       );
+      // Corked: the many small record headers and payloads leave in large writev calls.
+      req.cork();
       for (const p of parts) req.write(p);
+      req.uncork();
       req.end();
     });
   }

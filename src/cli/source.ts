@@ -35,15 +35,28 @@ async function walk(root: string, rel: string, out: SourceEntry[]): Promise<void
     throw fail('invalid_source', `folder ${dir} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Look at a folder's entries concurrently (stat, and a test open of each file), in order.
+  const looks = new Array<Promise<Look>>(names.length);
+  let next = 0;
+  let looked = 0;
+  const ahead = () => {
+    while (next < names.length && next < looked + 64) {
+      const d = names[next] as import('node:fs').Dirent;
+      const p = look(path.join(dir, d.name));
+      p.catch(() => {});
+      looks[next++] = p;
+    }
+  };
   for (const d of names) {
+    ahead();
     const r = rel ? `${rel}/${d.name}` : d.name;
     const abs = path.join(root, r);
     const why = checkPath(r);
     if (why) throw fail('invalid_source', `${abs}: the name ${why}`);
     if (out.length >= LIMITS.entries) throw fail('too_large', `source holds more than ${LIMITS.entries} entries`);
-    const st = await fs.lstat(abs);
-    if (st.isSymbolicLink()) {
-      const target = await fs.readlink(abs);
+    const { st, target, openError } = await (looks[looked] as Promise<Look>);
+    looks[looked++] = undefined as unknown as Promise<Look>;
+    if (st.isSymbolicLink() && target !== undefined) {
       const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(r), target));
       if (path.isAbsolute(target) || resolved === '..' || resolved.startsWith('../')) {
         throw fail('invalid_source', `${abs} is a link to ${target}, outside the source folder`);
@@ -54,12 +67,7 @@ async function walk(root: string, rel: string, out: SourceEntry[]): Promise<void
       await walk(root, r, out);
     } else if (st.isFile()) {
       if (st.size > LIMITS.fileSize) throw fail('too_large', `${abs} is ${st.size} bytes, over the ${LIMITS.fileSize}-byte limit`);
-      try {
-        const fh = await fs.open(abs, 'r');
-        await fh.close();
-      } catch (e) {
-        throw fail('invalid_source', `${abs} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      }
+      if (openError) throw fail('invalid_source', `${abs} cannot be read (${openError})`);
       out.push({ type: 'file', path: r, abs, mode: st.mode & 0o777, size: st.size });
     } else {
       const kind = st.isBlockDevice()
@@ -74,4 +82,25 @@ async function walk(root: string, rel: string, out: SourceEntry[]): Promise<void
       throw fail('invalid_source', `${abs} is ${kind}; only files, folders and links inside the source can be packaged`);
     }
   }
+}
+
+interface Look {
+  st: import('node:fs').Stats;
+  target?: string;
+  openError?: string;
+}
+
+/** What walking needs of one entry: its lstat, a link's target, whether a file opens. */
+async function look(abs: string): Promise<Look> {
+  const st = await fs.lstat(abs);
+  if (st.isSymbolicLink()) return { st, target: await fs.readlink(abs) };
+  if (st.isFile()) {
+    try {
+      const fh = await fs.open(abs, 'r');
+      await fh.close();
+    } catch (e) {
+      return { st, openError: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+    }
+  }
+  return { st };
 }

@@ -2,10 +2,11 @@ import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { registerPackage } from './commands/package.js';
+import { registerSiteAdmin } from './commands/sites.js';
 import { registerToken } from './commands/token.js';
 
 /** The admin CLI; `roles` add the commands that run a role (site, demo), wired in src/main.ts. */
-export function buildProgram(roles: ((p: Command) => void)[] = []): Command {
+export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   const program = new Command('cascade')
     .version(VERSION, '-V, --version', 'print the version')
     .enablePositionalOptions()
@@ -13,13 +14,15 @@ export function buildProgram(roles: ((p: Command) => void)[] = []): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   for (const r of roles) r(program);
+  const site = program.commands.find((c) => c.name() === 'site') ?? program.command('site').description('sites of the hierarchy');
+  registerSiteAdmin(site);
   registerPackage(program);
   registerToken(program);
   return program;
 }
 
 /** Runs the CLI: user errors print one line and exit 1 (or 2 for bad usage); never a stack trace. */
-export async function main(argv: string[], roles: ((p: Command) => void)[] = []): Promise<void> {
+export async function main(argv: string[], roles: ((p: Command) => unknown)[] = []): Promise<void> {
   const program = buildProgram(roles);
   program.commands.forEach(function exit(c: Command) {
     c.exitOverride();

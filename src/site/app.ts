@@ -11,6 +11,7 @@ import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
 import { registerPackageRoutes } from './routes/packages.js';
 import { registerSiteRoutes } from './routes/site.js';
+import { registerSitesRoutes } from './routes/sites.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 
 export type AppEnv = {
@@ -43,7 +44,7 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 }
 
 /** Paths anyone may read without a token. */
-const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site']);
+const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join']);
 
 /**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
@@ -104,6 +105,7 @@ export function createApp(parts: AppParts): App {
   app.get('/metrics', (c) => c.text(parts.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
   registerSiteRoutes(app, parts);
+  registerSitesRoutes(app, parts);
   registerTokenRoutes(app, parts);
   registerChunkRoutes(app, parts);
   registerPackageRoutes(app, parts);

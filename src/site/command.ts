@@ -6,7 +6,7 @@ import { createLogger } from '../lib/log.js';
 import { printJson } from '../lib/output.js';
 
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
-export function registerSite(program: Command): void {
+export function registerSite(program: Command): Command {
   const site = program.command('site').description('create and run a site server');
 
   site
@@ -26,21 +26,46 @@ export function registerSite(program: Command): void {
       '--listen <host:port>',
       'address "site start" serves on unless told otherwise; kept in DIR/config.json (default 127.0.0.1:8100)',
     )
+    .option('--parent <url>', 'join this parent site (its URL) as a child; needs --join-token and --listen or --url')
+    .option('--join-token <token>', 'one-time token from "cascade site join-token" on the parent')
+    .option('--url <url>', 'where other sites reach this one (default: http://LISTEN)')
     .option('--json', 'print JSON')
-    .action(async (o: { data: string; code: string; name?: string; db?: string; listen?: string; json?: boolean }) => {
-      const code = parseSiteCode(o.code);
-      const { initSite } = await import('./main.js');
-      const r = await initSite({ dataDir: o.data, code, name: o.name, db: o.db, listen: o.listen });
-      if (o.json) printJson(r);
-      else
-        process.stdout.write(
-          `site ${r.code} (${r.name}) created in ${r.dataDir}\n` +
-            `  store: ${r.db}, signing key: ${r.keyId}\n` +
-            (r.listen ? `  listen: ${r.listen}\n` : '') +
-            `  admin token: ${r.adminTokenFile}\n` +
-            `next: cascade site start --data ${o.data}\n`,
-        );
-    });
+    .action(
+      async (o: {
+        data: string;
+        code: string;
+        name?: string;
+        db?: string;
+        listen?: string;
+        parent?: string;
+        joinToken?: string;
+        url?: string;
+        json?: boolean;
+      }) => {
+        const code = parseSiteCode(o.code);
+        const { initSite } = await import('./main.js');
+        const r = await initSite({
+          dataDir: o.data,
+          code,
+          name: o.name,
+          db: o.db,
+          listen: o.listen,
+          parent: o.parent,
+          joinToken: o.joinToken,
+          url: o.url,
+        });
+        if (o.json) printJson(r);
+        else
+          process.stdout.write(
+            `site ${r.code} (${r.name}) created in ${r.dataDir}\n` +
+              `  store: ${r.db}, signing key: ${r.keyId}\n` +
+              (r.listen ? `  listen: ${r.listen}\n` : '') +
+              (r.parent ? `  joined parent ${r.parent}; pinned the key of central site ${r.central}\n` : '') +
+              `  admin token: ${r.adminTokenFile}\n` +
+              `next: cascade site start --data ${o.data}\n`,
+          );
+      },
+    );
 
   site
     .command('start')
@@ -70,6 +95,7 @@ export function registerSite(program: Command): void {
     });
 
   site.action(() => {
-    throw fail('usage', 'say what to do with the site: "cascade site init" or "cascade site start" (see --help)');
+    throw fail('usage', 'say what to do with the site: init, start, join-token or list (see --help)');
   });
+  return site;
 }

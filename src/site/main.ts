@@ -3,18 +3,21 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
+import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
-import { fail } from '../core/errors.js';
+import { CascadeError, fail } from '../core/errors.js';
+import { PEER_ROLE } from '../core/roles.js';
 import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { isPostgresUrl } from '../store/db.js';
-import { Store } from '../store/store.js';
+import { type SiteRow, Store } from '../store/store.js';
 import { createApp } from './app.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage, type SiteContext } from './content.js';
+import { callPeer, JoinAnswer, type JoinRequest, pingPeers } from './hierarchy.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -31,6 +34,61 @@ export interface InitResult {
   db: 'sqlite' | 'postgres';
   /** The address `site start` serves on when given no --listen (absent: the default). */
   listen?: string;
+  /** Where other sites reach this one. */
+  url?: string;
+  /** The parent this site joined, and the central site whose key it pinned. */
+  parent?: string;
+  central?: string;
+}
+
+/**
+ * The child's half of joining: hand the parent a credential for calling us, get one for
+ * calling it, pin the central site's key, keep the certificate the central site signed.
+ */
+async function joinParent(
+  tx: Store,
+  o: { code: string; name: string; key: SiteKey; url: string; parentUrl: string; token: string },
+): Promise<{ parent: string; central: string }> {
+  const credential = `cas_peer_${crypto.randomBytes(24).toString('base64url')}`;
+  const req: JoinRequest = {
+    token: o.token,
+    code: o.code,
+    name: o.name,
+    url: o.url,
+    keyId: o.key.keyId,
+    publicKey: publicKeyPem(o.key.publicKey),
+    credential,
+  };
+  const peer = { code: 'parent', url: o.parentUrl, outboundToken: 'none' } as SiteRow;
+  let raw: unknown;
+  try {
+    raw = await callPeer(peer, 'POST', '/api/v1/sites/join', req);
+  } catch (e) {
+    if (e instanceof CascadeError) throw new CascadeError(e.code, `cannot join ${o.parentUrl}: ${e.message.replace(/^site parent: /, '')}`);
+    throw e;
+  }
+  const answer = JoinAnswer.parse(raw);
+  const central = { keyId: answer.central.keyId, publicKeyPem: answer.central.publicKey };
+  const mine = verifyCertificate(answer.certificate, central);
+  if (mine.code !== o.code || mine.keyId !== o.key.keyId)
+    throw fail('bad_signature', `the parent returned a certificate for ${mine.code}, not for this site`);
+  await tx.setMeta('central.code', answer.central.code);
+  await tx.setMeta('central.keyId', answer.central.keyId);
+  await tx.setMeta('central.publicKey', answer.central.publicKey);
+  await tx.setMeta('site.certificate', JSON.stringify(answer.certificate));
+  await tx.insertSite({
+    code: answer.parent.code,
+    name: answer.parent.name,
+    parent: null,
+    relation: 'parent',
+    url: o.parentUrl,
+    keyId: answer.parent.keyId,
+    publicKey: answer.parent.publicKey,
+    certificate: null,
+    outboundToken: answer.credential,
+  });
+  await tx.insertTokenSecret(PEER_ROLE, answer.parent.code, credential);
+  return { parent: answer.parent.code, central: answer.central.code };
 }
 
 /**
@@ -45,8 +103,19 @@ export async function initSite(opts: {
   name?: string | undefined;
   db?: string | undefined;
   listen?: string | undefined;
+  /** Join this parent site (its URL) with a join token it issued. */
+  parent?: string | undefined;
+  joinToken?: string | undefined;
+  /** Where other sites reach this one (default: http://LISTEN). */
+  url?: string | undefined;
 }): Promise<InitResult> {
   const dataDir = path.resolve(opts.dataDir);
+  if ((opts.parent === undefined) !== (opts.joinToken === undefined)) {
+    throw fail('usage', 'joining a parent needs both --parent URL and --join-token TOKEN');
+  }
+  const url = opts.url ?? (opts.listen ? `http://${opts.listen}` : undefined);
+  if (opts.parent && !url) throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
+  if (url !== undefined && !URL.canParse(url)) throw fail('usage', `--url "${url}" is not a URL (e.g. http://10.0.0.5:8100)`);
   if (opts.listen !== undefined && parseListen(opts.listen).port === 0) {
     throw fail('usage', `--listen "${opts.listen}": port 0 would change on every start; give a fixed port, e.g. 127.0.0.1:8100`);
   }
@@ -63,7 +132,8 @@ export async function initSite(opts: {
   const sqliteExisted = sqliteFile ? fs.existsSync(sqliteFile) : true;
   const madeDbDir = sqliteFile ? fs.mkdirSync(path.dirname(sqliteFile), { recursive: true }) : undefined;
   try {
-    return await createSite(dataDir, { code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen });
+    const join = opts.parent && opts.joinToken ? { parentUrl: opts.parent, token: opts.joinToken } : undefined;
+    return await createSite(dataDir, { code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen, url, join });
   } catch (e) {
     if (madeDir) fs.rmSync(madeDir, { recursive: true, force: true });
     else if (before) {
@@ -79,18 +149,28 @@ export async function initSite(opts: {
 
 async function createSite(
   dataDir: string,
-  o: { code: string; name: string; db: string | undefined; listen: string | undefined },
+  o: {
+    code: string;
+    name: string;
+    db: string | undefined;
+    listen: string | undefined;
+    url: string | undefined;
+    join: { parentUrl: string; token: string } | undefined;
+  },
 ): Promise<InitResult> {
   const store = await Store.open({ url: o.db, dataDir });
   try {
     const key = generateSiteKey(o.code);
     const tokenFile = path.join(dataDir, ADMIN_TOKEN_FILE);
+    let joined: { parent: string; central: string } | undefined;
     await store.transaction(async (tx) => {
       const existing = await tx.getMeta('site.code');
       if (existing) throw fail('conflict', `the database already belongs to site ${existing}`);
       await tx.setMeta('site.code', o.code);
       await tx.setMeta('site.name', o.name);
       await tx.setMeta('site.publicKey', publicKeyPem(key.publicKey));
+      if (o.url) await tx.setMeta('site.url', o.url);
+      if (o.join) joined = await joinParent(tx, { code: o.code, name: o.name, key, url: o.url as string, ...o.join });
       const token = await tx.createToken('admin', 'initial admin');
       saveSiteKey(dataDir, key);
       writeFileDurableSync(tokenFile, `${token.secret}\n`, 0o600);
@@ -107,6 +187,8 @@ async function createSite(
       adminTokenFile: tokenFile,
       db: store.dialect,
       ...(o.listen ? { listen: o.listen } : {}),
+      ...(o.url ? { url: o.url } : {}),
+      ...(joined ? { parent: joined.parent, central: joined.central } : {}),
     };
   } finally {
     await store.close();
@@ -126,6 +208,7 @@ export async function startSite(opts: {
   db?: string | undefined;
   log?: Logger;
   gcIntervalMs?: number;
+  pingIntervalMs?: number;
   clock?: () => Date;
 }): Promise<RunningSite> {
   const dataDir = path.resolve(opts.dataDir);
@@ -189,6 +272,11 @@ export async function startSite(opts: {
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
+  const pinger = () => pingPeers(ctx).catch((err) => log.warn({ err }, 'health check of peer sites failed'));
+  const pingEvery = opts.pingIntervalMs ?? (Number(process.env.CASCADE_PING_SECONDS) || 30) * 1000;
+  const pingTimer = setInterval(pinger, pingEvery);
+  pingTimer.unref();
+  void pinger();
 
   let closing: Promise<void> | undefined;
   return {
@@ -197,6 +285,7 @@ export async function startSite(opts: {
     close() {
       closing ??= (async () => {
         clearInterval(gcTimer);
+        clearInterval(pingTimer);
         await new Promise<void>((r) => server.close(() => r()));
         await closePool();
         await store.close();

@@ -66,6 +66,36 @@ const migrations: Record<string, Migration> = {
       await sql`UPDATE packages SET last_version = latest_version`.execute(db);
     },
   },
+  '0003_hierarchy': {
+    // The sites this site knows (itself, its parent, every site below it) and join tokens.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('sites')
+        .addColumn('code', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('parent', 'text')
+        .addColumn('relation', 'text', (c) => c.notNull())
+        .addColumn('url', 'text')
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('certificate', 'text')
+        .addColumn('outbound_token', 'text')
+        .addColumn('reachable', 'integer')
+        .addColumn('last_contact', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('join_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('hash', 'text', (c) => c.notNull().unique())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .addColumn('used_by', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -51,6 +51,33 @@ export interface ChunkTable {
   created_at: string;
 }
 
+export interface SiteTable {
+  code: string;
+  name: string;
+  parent: string | null;
+  /** self, parent, child (direct) or descendant (further below). */
+  relation: string;
+  url: string | null;
+  key_id: string;
+  public_key: string;
+  certificate: string | null;
+  /** The credential this site presents when it calls that site (parent and children only). */
+  outbound_token: string | null;
+  reachable: number | null;
+  last_contact: string | null;
+  created_at: string;
+}
+
+export interface JoinTokenTable {
+  id: string;
+  hash: string;
+  kind: string;
+  expires_at: string;
+  used_at: string | null;
+  used_by: string | null;
+  created_at: string;
+}
+
 export interface Database {
   meta: MetaTable;
   tokens: TokenTable;
@@ -58,4 +85,6 @@ export interface Database {
   packages: PackageTable;
   package_versions: PackageVersionTable;
   chunks: ChunkTable;
+  sites: SiteTable;
+  join_tokens: JoinTokenTable;
 }

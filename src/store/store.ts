@@ -3,13 +3,13 @@ import type { Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
-import type { Role } from '../core/roles.js';
+import type { TokenRole } from '../core/roles.js';
 import { type Dialect, openDb } from './db.js';
 import type { Database } from './schema.js';
 
 export interface TokenInfo {
   id: string;
-  role: Role;
+  role: TokenRole;
   name: string;
   createdAt: string;
 }
@@ -42,6 +42,23 @@ export interface ChunkRow {
   storedSize: number;
   literalBytes: number;
   refs: number;
+}
+
+export type SiteRelation = 'self' | 'parent' | 'child' | 'descendant';
+
+export interface SiteRow {
+  code: string;
+  name: string;
+  parent: string | null;
+  relation: SiteRelation;
+  url: string | null;
+  keyId: string;
+  publicKey: string;
+  certificate: string | null;
+  outboundToken: string | null;
+  reachable: boolean | null;
+  lastContact: string | null;
+  createdAt: string;
 }
 
 /** Parameters per statement stay well under SQLite's and PostgreSQL's limits. */
@@ -107,7 +124,7 @@ export class Store {
   // --- tokens -----------------------------------------------------------------------------
 
   /** Creates a bearer token; the secret is returned once and only its hash is kept. */
-  async createToken(role: Role, name: string): Promise<{ id: string; secret: string }> {
+  async createToken(role: TokenRole, name: string): Promise<{ id: string; secret: string }> {
     const id = crypto.randomBytes(6).toString('hex');
     const secret = `cas_${id}_${crypto.randomBytes(24).toString('base64url')}`;
     await this.db
@@ -117,19 +134,110 @@ export class Store {
     return { id, secret };
   }
 
+  /** Records a token whose secret was made elsewhere (a peer credential handed over at join). */
+  async insertTokenSecret(role: TokenRole, name: string, secret: string): Promise<string> {
+    const id = crypto.randomBytes(6).toString('hex');
+    await this.db
+      .insertInto('tokens')
+      .values({ id, hash: hashToken(secret), role, name, created_at: this.clock().toISOString() })
+      .execute();
+    return id;
+  }
+
   async findToken(secret: string): Promise<TokenInfo | undefined> {
     const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hashToken(secret)).executeTakeFirst();
-    return row && { id: row.id, role: row.role as Role, name: row.name, createdAt: row.created_at };
+    return row && { id: row.id, role: row.role as TokenRole, name: row.name, createdAt: row.created_at };
   }
 
   async listTokens(): Promise<TokenInfo[]> {
     const rows = await this.db.selectFrom('tokens').selectAll().orderBy('created_at').execute();
-    return rows.map((r) => ({ id: r.id, role: r.role as Role, name: r.name, createdAt: r.created_at }));
+    return rows.map((r) => ({ id: r.id, role: r.role as TokenRole, name: r.name, createdAt: r.created_at }));
   }
 
   async revokeToken(id: string): Promise<boolean> {
     const r = await this.db.deleteFrom('tokens').where('id', '=', id).executeTakeFirst();
     return Number(r.numDeletedRows) > 0;
+  }
+
+  // --- join tokens and sites ---------------------------------------------------------------
+
+  /** A one-time join token: the secret is returned once; only its hash is kept. */
+  async createJoinToken(kind: 'site' | 'dp', ttlSeconds: number): Promise<{ id: string; secret: string; expiresAt: string }> {
+    const id = crypto.randomBytes(6).toString('hex');
+    const secret = `casj_${kind}_${id}_${crypto.randomBytes(24).toString('base64url')}`;
+    const now = this.clock();
+    const expiresAt = new Date(now.getTime() + ttlSeconds * 1000).toISOString();
+    await this.db
+      .insertInto('join_tokens')
+      .values({ id, hash: hashToken(secret), kind, expires_at: expiresAt, used_at: null, used_by: null, created_at: now.toISOString() })
+      .execute();
+    return { id, secret, expiresAt };
+  }
+
+  /**
+   * Uses a join token once: atomically marks it used by `by`. Says why when it cannot:
+   * unknown, already used, or expired.
+   */
+  async consumeJoinToken(secret: string, kind: 'site' | 'dp', by: string): Promise<'ok' | 'unknown' | 'used' | 'expired'> {
+    const now = this.clock().toISOString();
+    const r = await this.db
+      .updateTable('join_tokens')
+      .set({ used_at: now, used_by: by })
+      .where('hash', '=', hashToken(secret))
+      .where('kind', '=', kind)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 1) return 'ok';
+    const row = await this.db.selectFrom('join_tokens').selectAll().where('hash', '=', hashToken(secret)).executeTakeFirst();
+    if (!row || row.kind !== kind) return 'unknown';
+    return row.used_at ? 'used' : 'expired';
+  }
+
+  /** Makes a used join token usable again (its join failed after using it). */
+  async releaseJoinToken(secret: string): Promise<void> {
+    await this.db.updateTable('join_tokens').set({ used_at: null, used_by: null }).where('hash', '=', hashToken(secret)).execute();
+  }
+
+  async getSite(code: string): Promise<SiteRow | undefined> {
+    const r = await this.db.selectFrom('sites').selectAll().where('code', '=', code).executeTakeFirst();
+    return r && toSite(r);
+  }
+
+  async listSites(): Promise<SiteRow[]> {
+    const rows = await this.db.selectFrom('sites').selectAll().orderBy('code').execute();
+    return rows.map(toSite);
+  }
+
+  /** Adds a site; a code already present is a conflict (codes are unique in the hierarchy). */
+  async insertSite(s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact'>): Promise<void> {
+    const existing = await this.getSite(s.code);
+    if (existing) throw fail('conflict', `site code ${s.code} is already taken in this hierarchy (by ${existing.name})`);
+    await this.db
+      .insertInto('sites')
+      .values({
+        code: s.code,
+        name: s.name,
+        parent: s.parent,
+        relation: s.relation,
+        url: s.url,
+        key_id: s.keyId,
+        public_key: s.publicKey,
+        certificate: s.certificate,
+        outbound_token: s.outboundToken,
+        reachable: null,
+        last_contact: null,
+        created_at: this.clock().toISOString(),
+      })
+      .execute();
+  }
+
+  async setSiteContact(code: string, reachable: boolean): Promise<void> {
+    await this.db
+      .updateTable('sites')
+      .set(reachable ? { reachable: 1, last_contact: this.clock().toISOString() } : { reachable: 0 })
+      .where('code', '=', code)
+      .execute();
   }
 
   // --- packages ---------------------------------------------------------------------------
@@ -340,4 +448,21 @@ function toVersion(r: Database['package_versions']): VersionRow {
 
 function toChunk(r: Selectable<Database['chunks']>): ChunkRow {
   return { digest: r.digest, size: r.size, storedSize: r.stored_size, literalBytes: r.literal_bytes, refs: Number(r.refs) };
+}
+
+function toSite(r: Selectable<Database['sites']>): SiteRow {
+  return {
+    code: r.code,
+    name: r.name,
+    parent: r.parent,
+    relation: r.relation as SiteRelation,
+    url: r.url,
+    keyId: r.key_id,
+    publicKey: r.public_key,
+    certificate: r.certificate,
+    outboundToken: r.outbound_token,
+    reachable: r.reachable === null ? null : Boolean(r.reachable),
+    lastContact: r.last_contact,
+    createdAt: r.created_at,
+  };
 }

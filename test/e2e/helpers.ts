@@ -68,10 +68,14 @@ process.on('exit', () => {
  * Starts `cascade site start` on a free port and waits until it listens. `listen: null` leaves
  * out --listen, so the site serves where its config.json says.
  */
-export async function startSite(dataDir: string, extra: string[] = [], opts: { listen?: string | null } = {}): Promise<SiteProcess> {
+export async function startSite(
+  dataDir: string,
+  extra: string[] = [],
+  opts: { listen?: string | null; env?: Record<string, string> } = {},
+): Promise<SiteProcess> {
   const listen = opts.listen === null ? [] : ['--listen', opts.listen ?? '127.0.0.1:0'];
   const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, ...listen, ...extra], {
-    env: { ...process.env, CASCADE_LOG_LEVEL: 'info' },
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'info', ...opts.env },
   });
   started.add(proc);
   proc.once('exit', () => started.delete(proc));

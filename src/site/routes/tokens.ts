@@ -1,9 +1,16 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
-import { ROLES } from '../../core/roles.js';
+import { PEER_ROLE, ROLES } from '../../core/roles.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
 
-const Token = z.object({ id: z.string(), role: z.enum(ROLES), name: z.string(), createdAt: z.string() }).openapi('Token');
+const Token = z
+  .object({
+    id: z.string(),
+    role: z.enum([...ROLES, PEER_ROLE]).describe('`site`: a credential another site holds for this one'),
+    name: z.string(),
+    createdAt: z.string(),
+  })
+  .openapi('Token');
 
 export function registerTokenRoutes(app: App, parts: AppParts): void {
   app.openapi(

@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import { printJson } from '../../lib/output.js';
+import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+
+interface SiteEntry {
+  code: string;
+  name: string;
+  parent: string | null;
+  relation: string;
+  url: string | null;
+  reachable: boolean | null;
+  lastContact: string | null;
+}
+
+/** `cascade site join-token | list`: hierarchy commands over a site's API. */
+export function registerSiteAdmin(site: Command): void {
+  adminOptions(
+    site
+      .command('join-token')
+      .description('issue a one-time, expiring token a child site joins with (admin)')
+      .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl')),
+  ).action(async (o: AdminOpts & { ttl?: number }) => {
+    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', '/api/v1/join-tokens', {
+      json: { kind: 'site', ttlSeconds: o.ttl ?? 3600 },
+    });
+    if (o.json) printJson(r);
+    else process.stdout.write(`${r.token}\n`);
+  });
+
+  adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {
+    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[] }>('GET', '/api/v1/sites');
+    if (o.json) {
+      printJson(r);
+      return;
+    }
+    // The tree below this site, depth first, children in code order.
+    const below = r.sites.filter((s) => s.relation !== 'parent');
+    const self = below.find((s) => s.relation === 'self');
+    const ordered: [SiteEntry, number][] = [];
+    const visit = (s: SiteEntry, depth: number) => {
+      ordered.push([s, depth]);
+      for (const c of below.filter((x) => x.parent === s.code && x.relation !== 'self')) visit(c, depth + 1);
+    };
+    if (self) visit(self, 0);
+    const rows = ordered.map(([s, d]) => [
+      `${'  '.repeat(d)}${s.code}`,
+      s.name,
+      s.parent ?? '-',
+      s.url ?? '-',
+      s.relation === 'self' ? 'this site' : s.reachable === null ? (s.relation === 'descendant' ? 'via child' : 'unknown') : s.reachable ? 'yes' : 'NO',
+      s.lastContact ?? '-',
+    ]);
+    const parent = r.sites.find((s) => s.relation === 'parent');
+    process.stdout.write(
+      `central site: ${r.central}${parent ? `; parent: ${parent.code} at ${parent.url} (reachable: ${parent.reachable === null ? 'unknown' : parent.reachable ? 'yes' : 'NO'})` : ''}\n`,
+    );
+    process.stdout.write(table([['CODE', 'NAME', 'PARENT', 'URL', 'REACHABLE', 'LAST CONTACT'], ...rows]));
+  });
+}

@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { fail } from '../core/errors.js';
+import { SITE_CODE } from '../core/site.js';
+import { canonicalJson } from './canonical.js';
+import { type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
+
+/**
+ * A site certificate: the central site's signature over a site's code and public key. Every
+ * party pins only the central key; a manifest signed by any site of the hierarchy is trusted
+ * through that site's certificate.
+ */
+const bodySchema = z.strictObject({
+  code: z.string().regex(SITE_CODE),
+  name: z.string().min(1).max(128),
+  parent: z.string().regex(SITE_CODE).nullable(),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+  issuedAt: z.string().max(64),
+});
+const certificateSchema = z.strictObject({
+  body: bodySchema,
+  issuer: z.string().min(1).max(128),
+  signature: z.string().min(1).max(256),
+});
+
+export type CertificateBody = z.infer<typeof bodySchema>;
+export type SiteCertificate = z.infer<typeof certificateSchema>;
+
+export function issueCertificate(central: SiteKey, body: CertificateBody): SiteCertificate {
+  const b = bodySchema.parse(body);
+  return { body: b, issuer: central.keyId, signature: sign(central, Buffer.from(canonicalJson(b))) };
+}
+
+/** Checks a certificate against the pinned central key; returns the key it vouches for. */
+export function verifyCertificate(cert: unknown, central: TrustedKey): CertificateBody & { trusted: TrustedKey } {
+  const r = certificateSchema.safeParse(cert);
+  if (!r.success) throw fail('bad_signature', `site certificate is malformed: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  if (r.data.issuer !== central.keyId)
+    throw fail('bad_signature', `site certificate of ${r.data.body.code} is issued by ${r.data.issuer}, not the central site`);
+  verifySignature([central], r.data.issuer, Buffer.from(canonicalJson(r.data.body)), r.data.signature);
+  return { ...r.data.body, trusted: { keyId: r.data.body.keyId, publicKeyPem: r.data.body.publicKey } };
+}

@@ -1,0 +1,208 @@
+import crypto from 'node:crypto';
+import { z } from 'zod';
+import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
+import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
+import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+import { PEER_ROLE } from '../core/roles.js';
+import { SITE_CODE } from '../core/site.js';
+import type { SiteRow, Store } from '../store/store.js';
+import type { SiteContext } from './content.js';
+
+/**
+ * The hierarchy: joining a child site to its parent, registering every new site with the
+ * central site (which keeps codes unique and signs each site's key), and what a site knows
+ * of the tree below it. See docs/hierarchy.md.
+ */
+
+export const JoinRequest = z.strictObject({
+  token: z.string().min(1).max(256),
+  code: z.string().regex(SITE_CODE, 'a site code is three capital letters or digits'),
+  name: z.string().min(1).max(128),
+  url: z.url().max(512),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+  /** The secret the parent will present when it calls the child. */
+  credential: z.string().min(16).max(256),
+});
+export type JoinRequest = z.infer<typeof JoinRequest>;
+
+const PeerInfo = z.object({ code: z.string(), name: z.string(), url: z.string().nullable(), keyId: z.string(), publicKey: z.string() });
+export const JoinAnswer = z.object({
+  parent: PeerInfo,
+  central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }),
+  certificate: z.unknown(),
+  /** The secret the child presents when it calls the parent. */
+  credential: z.string(),
+});
+export type JoinAnswer = z.infer<typeof JoinAnswer>;
+
+export const RegisterRequest = z.strictObject({
+  code: z.string().regex(SITE_CODE),
+  name: z.string().min(1).max(128),
+  parent: z.string().regex(SITE_CODE),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+});
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+/** The central site's key, as this site pinned it (its own when it is the central site). */
+export async function centralTrust(ctx: SiteContext): Promise<{ code: string; key: TrustedKey }> {
+  const code = await ctx.store.getMeta('central.code');
+  const keyId = await ctx.store.getMeta('central.keyId');
+  const pem = await ctx.store.getMeta('central.publicKey');
+  if (code && keyId && pem) return { code, key: { keyId, publicKeyPem: pem } };
+  return { code: ctx.code, key: { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey) } };
+}
+
+export const parentOf = async (store: Store): Promise<SiteRow | undefined> =>
+  (await store.listSites()).find((s) => s.relation === 'parent');
+
+function checkKey(code: string, keyId: string, publicKey: string): void {
+  let k: crypto.KeyObject;
+  try {
+    k = crypto.createPublicKey(publicKey);
+  } catch {
+    throw fail('bad_request', `the public key of site ${code} is not a valid key`);
+  }
+  if (k.asymmetricKeyType !== 'ed25519') throw fail('bad_request', `the key of site ${code} is not an Ed25519 key`);
+  if (keyIdFor(code, k) !== keyId) throw fail('bad_request', `key id ${keyId} does not match the public key of site ${code}`);
+}
+
+/**
+ * Has the central site vouch for a new site: the central site itself checks that the code is
+ * free and signs; any other site checks its own registry, then asks its parent.
+ */
+export async function registerUp(ctx: SiteContext, body: RegisterRequest): Promise<SiteCertificate> {
+  if (body.code === ctx.code || (await ctx.store.getSite(body.code))) {
+    throw fail('conflict', `site code ${body.code} is already taken in this hierarchy; choose another --code`);
+  }
+  const parent = await parentOf(ctx.store);
+  if (!parent) {
+    const cert: CertificateBody = { ...body, issuedAt: ctx.clock().toISOString() };
+    return issueCertificate(ctx.key, cert);
+  }
+  const answer = await callPeer(parent, 'POST', '/api/v1/sites/register', body);
+  const { certificate } = z.object({ certificate: z.unknown() }).parse(answer);
+  const central = await centralTrust(ctx);
+  const vouched = verifyCertificate(certificate, central.key);
+  if (vouched.code !== body.code || vouched.keyId !== body.keyId)
+    throw fail('bad_signature', `the certificate from ${parent.code} is not for site ${body.code}`);
+  return certificate as SiteCertificate;
+}
+
+/** A child joins: one-time token, unique code, certificate from the central site, credentials both ways. */
+export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
+  checkKey(req.code, req.keyId, req.publicKey);
+  const used = await ctx.store.consumeJoinToken(req.token, 'site', req.code);
+  if (used === 'unknown')
+    throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with "cascade site join-token"`);
+  if (used === 'used') throw fail('conflict', 'the join token was already used; issue a new one with "cascade site join-token"');
+  if (used === 'expired') throw fail('unauthorized', 'the join token has expired; issue a new one with "cascade site join-token"');
+  try {
+    const certificate = await registerUp(ctx, {
+      code: req.code,
+      name: req.name,
+      parent: ctx.code,
+      keyId: req.keyId,
+      publicKey: req.publicKey,
+    });
+    const credential = await ctx.store.createToken(PEER_ROLE, req.code);
+    await ctx.store.insertSite({
+      code: req.code,
+      name: req.name,
+      parent: ctx.code,
+      relation: 'child',
+      url: req.url,
+      keyId: req.keyId,
+      publicKey: req.publicKey,
+      certificate: JSON.stringify(certificate),
+      outboundToken: req.credential,
+    });
+    const central = await centralTrust(ctx);
+    ctx.log.info({ child: req.code, url: req.url }, 'child site joined');
+    return {
+      parent: { code: ctx.code, name: ctx.name, url: ownUrl, keyId: ctx.key.keyId, publicKey: publicKeyPem(ctx.key.publicKey) },
+      central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
+      certificate,
+      credential: credential.secret,
+    };
+  } catch (e) {
+    // Let the admin retry with the same token (say, with another code).
+    await ctx.store.releaseJoinToken(req.token);
+    throw e;
+  }
+}
+
+/** A child registers a site that joined below it: recorded here, vouched for above. */
+export async function acceptRegister(
+  ctx: SiteContext,
+  fromChild: string,
+  body: RegisterRequest,
+): Promise<{ certificate: SiteCertificate }> {
+  checkKey(body.code, body.keyId, body.publicKey);
+  // The new site's parent must be the calling child or lie below it.
+  let at = await ctx.store.getSite(body.parent);
+  while (at && at.code !== fromChild && at.parent && at.relation === 'descendant') at = await ctx.store.getSite(at.parent);
+  if (!at || at.code !== fromChild) throw fail('forbidden', `site ${fromChild} cannot register a site under ${body.parent}`);
+  const certificate = await registerUp(ctx, body);
+  await ctx.store.insertSite({
+    code: body.code,
+    name: body.name,
+    parent: body.parent,
+    relation: 'descendant',
+    url: null,
+    keyId: body.keyId,
+    publicKey: body.publicKey,
+    certificate: JSON.stringify(certificate),
+    outboundToken: null,
+  });
+  ctx.log.info({ site: body.code, parent: body.parent }, 'site registered below');
+  return { certificate };
+}
+
+/** Calls another site of the hierarchy with the credential this site holds for it. */
+export async function callPeer(peer: SiteRow, method: string, path: string, body?: unknown): Promise<unknown> {
+  if (!peer.url || !peer.outboundToken)
+    throw fail('unavailable', `site ${peer.code} cannot be called from here (no address or credential)`);
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, peer.url), {
+      method,
+      headers: { authorization: `Bearer ${peer.outboundToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause;
+    throw fail('unavailable', `site ${peer.code} at ${peer.url} cannot be reached: ${cause?.code ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw fail('unavailable', `site ${peer.code} answered HTTP ${res.status} with something that is not JSON`);
+  }
+  if (!res.ok) {
+    const err = (json as { error?: { code?: unknown; message?: unknown } }).error;
+    if (err && isErrorCode(err.code) && typeof err.message === 'string')
+      throw new CascadeError(err.code, `site ${peer.code}: ${err.message}`);
+    throw fail('unavailable', `site ${peer.code} answered HTTP ${res.status}`);
+  }
+  return json;
+}
+
+/** Checks every parent and child site's health and records who answered. */
+export async function pingPeers(ctx: SiteContext): Promise<void> {
+  for (const s of await ctx.store.listSites()) {
+    if (!s.url || (s.relation !== 'child' && s.relation !== 'parent')) continue;
+    let ok = false;
+    try {
+      const res = await fetch(new URL('/healthz', s.url), { signal: AbortSignal.timeout(5000) });
+      ok = res.ok;
+    } catch {
+      ok = false;
+    }
+    await ctx.store.setSiteContact(s.code, ok);
+  }
+}

@@ -1,0 +1,110 @@
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cascade, freePort, type SiteProcess, startSite, tmpDir } from './helpers.js';
+
+interface Entry {
+  code: string;
+  parent: string | null;
+  relation: string;
+  url: string | null;
+  reachable: boolean | null;
+}
+
+/** Three real site processes: central → region → branch. */
+describe('site hierarchy', () => {
+  const root = tmpDir('cascade-tree-');
+  const running: SiteProcess[] = [];
+  afterAll(async () => {
+    for (const s of running) await s.stop();
+  });
+
+  const init = async (code: string, parent?: SiteProcess) => {
+    const port = await freePort();
+    const args = ['site', 'init', '--data', path.join(root, code), '--code', code, '--listen', `127.0.0.1:${port}`, '--json'];
+    if (parent) {
+      const t = await cascade(['site', 'join-token', '--json'], { env: parent.env });
+      expect(t.code).toBe(0);
+      args.push('--parent', parent.url, '--join-token', JSON.parse(t.stdout).token);
+    }
+    const r = await cascade(args);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const s = await startSite(path.join(root, code), [], { listen: null, env: { CASCADE_PING_SECONDS: '1' } });
+    running.push(s);
+    return { site: s, init: JSON.parse(r.stdout) };
+  };
+
+  it('joins sites with one-time tokens, keeps codes unique, and shows the tree from each site', async () => {
+    const cen = await init('CEN');
+    const eur = await init('EUR', cen.site);
+    expect(eur.init).toMatchObject({ code: 'EUR', parent: 'CEN', central: 'CEN' });
+    const ber = await init('BER', eur.site);
+    expect(ber.init).toMatchObject({ code: 'BER', parent: 'EUR', central: 'CEN' });
+
+    // A used token, a code taken elsewhere in the tree, a token from nowhere: one clear line each.
+    const token = JSON.parse((await cascade(['site', 'join-token', '--json'], { env: cen.site.env })).stdout).token;
+    const port = await freePort();
+    const attempt = (code: string, t: string, dir: string) =>
+      cascade([
+        'site',
+        'init',
+        '--data',
+        path.join(root, dir),
+        '--code',
+        code,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--parent',
+        cen.site.url,
+        '--join-token',
+        t,
+      ]);
+    let r = await attempt('BER', token, 'dup');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `cascade: cannot join ${cen.site.url}: site code BER is already taken in this hierarchy; choose another --code\n`,
+    );
+    // The failed join gave the token back: it still works for a free code...
+    r = await attempt('LON', token, 'lon');
+    expect(r.code).toBe(0);
+    // ...once.
+    r = await attempt('PAR', token, 'par');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the join token was already used');
+    r = await attempt('MAD', 'casj_site_bogus', 'mad');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the join token is not valid at site CEN');
+
+    // The central site sees the whole tree; the region sees itself, its parent and below.
+    const list = async (s: SiteProcess) =>
+      JSON.parse((await cascade(['site', 'list', '--json'], { env: s.env })).stdout) as { central: string; sites: Entry[] };
+    const atCen = await list(cen.site);
+    expect(atCen.central).toBe('CEN');
+    expect(atCen.sites.map((s) => [s.code, s.parent, s.relation]).sort()).toEqual([
+      ['BER', 'EUR', 'descendant'],
+      ['CEN', null, 'self'],
+      ['EUR', 'CEN', 'child'],
+      ['LON', 'CEN', 'child'],
+    ]);
+    const atEur = await list(eur.site);
+    expect(atEur.central).toBe('CEN');
+    expect(atEur.sites.map((s) => [s.code, s.relation]).sort()).toEqual([
+      ['BER', 'child'],
+      ['CEN', 'parent'],
+      ['EUR', 'self'],
+    ]);
+    // Health checks run every second here: EUR answers, LON never started.
+    for (let i = 0; i < 50; i++) {
+      const s = (await list(cen.site)).sites;
+      if (s.find((x) => x.code === 'EUR')?.reachable && s.find((x) => x.code === 'LON')?.reachable === false) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    const final = (await list(cen.site)).sites;
+    expect(final.find((x) => x.code === 'EUR')?.reachable).toBe(true);
+    expect(final.find((x) => x.code === 'LON')?.reachable).toBe(false);
+    const text = await cascade(['site', 'list'], { env: cen.site.env });
+    expect(text.stdout).toMatch(/^CEN .*this site/m);
+    expect(text.stdout).toMatch(/^ {2}EUR .*yes/m);
+    expect(text.stdout).toMatch(/^ {4}BER .*via child/m);
+  });
+});

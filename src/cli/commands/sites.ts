@@ -47,7 +47,15 @@ export function registerSiteAdmin(site: Command): void {
       s.name,
       s.parent ?? '-',
       s.url ?? '-',
-      s.relation === 'self' ? 'this site' : s.reachable === null ? (s.relation === 'descendant' ? 'via child' : 'unknown') : s.reachable ? 'yes' : 'NO',
+      s.relation === 'self'
+        ? 'this site'
+        : s.reachable === null
+          ? s.relation === 'descendant'
+            ? 'via child'
+            : 'unknown'
+          : s.reachable
+            ? 'yes'
+            : 'NO',
       s.lastContact ?? '-',
     ]);
     const parent = r.sites.find((s) => s.relation === 'parent');

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { SiteClient } from '../cli/client.js';
@@ -125,26 +126,70 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const f = await fetchVersion(client, r1.id, 2, dest, { trusted: await siteTrust(client) });
   out(`\n4. package fetch: version 2 written to ${dest}: ${f.files} files, signature and every chunk verified`);
 
+  // 5. A hierarchy: a region joins the central site, a branch joins the region, each with a
+  // one-time join token from its parent.
+  const children: Awaited<ReturnType<typeof startSite>>[] = [];
+  let parent = { url: site.url, client };
+  for (const [code, name] of [
+    ['EUR', 'Europe region (demo)'],
+    ['BER', 'Berlin branch (demo)'],
+  ] as const) {
+    const dir = path.join(dataDir, code.toLowerCase());
+    if (!fs.existsSync(path.join(dir, 'config.json'))) {
+      const { token } = await parent.client.json<{ token: string }>('POST', '/api/v1/join-tokens', { json: { kind: 'site', ttlSeconds: 600 } });
+      await initSite({ dataDir: dir, code, name, listen: `127.0.0.1:${await freePort()}`, parent: parent.url, joinToken: token });
+    }
+    const child = await startSite({ dataDir: dir, log });
+    children.push(child);
+    parent = { url: child.url, client: new SiteClient(child.url, fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim()) };
+  }
+  const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>('GET', '/api/v1/sites');
+  out('\n5. site hierarchy: each site joined its parent with a one-time token; the central site checked codes and signed keys');
+  const show = (code: string, depth: number): void => {
+    const s = tree.sites.find((x) => x.code === code);
+    if (!s) return;
+    out(`   ${'  '.repeat(depth)}${s.code}  ${s.name}${depth === 0 ? `  ${site.url}` : s.url ? `  ${s.url}` : '  (known through its parent)'}`);
+    for (const c of tree.sites.filter((x) => x.parent === code)) show(c.code, depth + 1);
+  };
+  show('CEN', 0);
+
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
   out('\nTry next (in another terminal):');
   out(`  export ${env}`);
+  out(`  ${me} site list`);
   out(`  ${me} package list`);
   out(`  ${me} package show ${r1.id} --json`);
   out(`  ${me} package verify ${r1.id}`);
   out(`  ${me} package create SOME/FOLDER --name "My package" --program "Install=setup.exe /q"`);
   out(`  curl ${site.url}/metrics   |   ${site.url}/api/v1/openapi.json`);
-  if (o.once) {
+  const closeAll = async () => {
+    for (const c of children) await c.close();
     await site.close();
+  };
+  if (o.once) {
+    await closeAll();
     await closePool();
     return;
   }
   out('\nServing; press Ctrl-C to stop.');
   await new Promise<void>((resolve) => {
-    const stop = () => site.close().then(resolve, resolve);
+    const stop = () => closeAll().then(resolve, resolve);
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
   await closePool();
+}
+
+/** A loopback port free a moment ago (for a child site's fixed address). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
 }

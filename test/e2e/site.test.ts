@@ -123,5 +123,8 @@ describe('site server process', () => {
     expect(r.stdout).toContain('3. package verify');
     expect(r.stdout).toContain('all intact');
     expect(r.stdout).toMatch(/4\. package fetch: version 2 written/);
+    expect(r.stdout).toMatch(/5\. site hierarchy/);
+    expect(r.stdout).toMatch(/^ {5}EUR {2}Europe region/m);
+    expect(r.stdout).toMatch(/^ {7}BER {2}Berlin branch/m);
   });
 });

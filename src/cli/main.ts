@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { registerPackage } from './commands/package.js';
+import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
 import { registerToken } from './commands/token.js';
 
@@ -16,6 +17,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   for (const r of roles) r(program);
   const site = program.commands.find((c) => c.name() === 'site') ?? program.command('site').description('sites of the hierarchy');
   registerSiteAdmin(site);
+  registerRoute(program);
   registerPackage(program);
   registerToken(program);
   return program;

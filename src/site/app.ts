@@ -10,6 +10,7 @@ import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
 import { registerPackageRoutes } from './routes/packages.js';
+import { registerRouteRoutes } from './routes/routes.js';
 import { registerSiteRoutes } from './routes/site.js';
 import { registerSitesRoutes } from './routes/sites.js';
 import { registerTokenRoutes } from './routes/tokens.js';
@@ -106,6 +107,7 @@ export function createApp(parts: AppParts): App {
 
   registerSiteRoutes(app, parts);
   registerSitesRoutes(app, parts);
+  registerRouteRoutes(app, parts);
   registerTokenRoutes(app, parts);
   registerChunkRoutes(app, parts);
   registerPackageRoutes(app, parts);

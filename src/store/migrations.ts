@@ -96,6 +96,20 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0004_routes': {
+    // A route per child site, set on the parent: rate (bytes/s, null = unlimited),
+    // packages in flight, and the week x 24-hour schedule as JSON {timeZone, cells}.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('routes')
+        .addColumn('child', 'text', (c) => c.primaryKey())
+        .addColumn('rate', 'bigint')
+        .addColumn('concurrency', 'integer', (c) => c.notNull())
+        .addColumn('schedule', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -78,6 +78,14 @@ export interface JoinTokenTable {
   created_at: string;
 }
 
+export interface RouteTable {
+  child: string;
+  rate: number | null;
+  concurrency: number;
+  schedule: string;
+  updated_at: string;
+}
+
 export interface Database {
   meta: MetaTable;
   tokens: TokenTable;
@@ -87,4 +95,5 @@ export interface Database {
   chunks: ChunkTable;
   sites: SiteTable;
   join_tokens: JoinTokenTable;
+  routes: RouteTable;
 }

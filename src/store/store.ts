@@ -61,6 +61,16 @@ export interface SiteRow {
   createdAt: string;
 }
 
+export interface RouteRow {
+  child: string;
+  /** Bytes per second; null: unlimited. */
+  rate: number | null;
+  concurrency: number;
+  /** JSON of {timeZone, cells}: see core/schedule. */
+  schedule: string;
+  updatedAt: string;
+}
+
 /** Parameters per statement stay well under SQLite's and PostgreSQL's limits. */
 const BATCH = 500;
 
@@ -237,6 +247,43 @@ export class Store {
       .updateTable('sites')
       .set(reachable ? { reachable: 1, last_contact: this.clock().toISOString() } : { reachable: 0 })
       .where('code', '=', code)
+      .execute();
+  }
+
+  // --- routes -------------------------------------------------------------------------------
+
+  async getRoute(child: string): Promise<RouteRow | undefined> {
+    const r = await this.db.selectFrom('routes').selectAll().where('child', '=', child).executeTakeFirst();
+    return (
+      r && {
+        child: r.child,
+        rate: r.rate === null ? null : Number(r.rate),
+        concurrency: r.concurrency,
+        schedule: r.schedule,
+        updatedAt: r.updated_at,
+      }
+    );
+  }
+
+  async listRoutes(): Promise<RouteRow[]> {
+    const rows = await this.db.selectFrom('routes').selectAll().orderBy('child').execute();
+    return rows.map((r) => ({
+      child: r.child,
+      rate: r.rate === null ? null : Number(r.rate),
+      concurrency: r.concurrency,
+      schedule: r.schedule,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  async putRoute(r: Omit<RouteRow, 'updatedAt'>): Promise<void> {
+    const now = this.clock().toISOString();
+    await this.db
+      .insertInto('routes')
+      .values({ child: r.child, rate: r.rate, concurrency: r.concurrency, schedule: r.schedule, updated_at: now })
+      .onConflict((oc) =>
+        oc.column('child').doUpdateSet({ rate: r.rate, concurrency: r.concurrency, schedule: r.schedule, updated_at: now }),
+      )
       .execute();
   }
 

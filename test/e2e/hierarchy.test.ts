@@ -102,6 +102,45 @@ describe('site hierarchy', () => {
     const final = (await list(cen.site)).sites;
     expect(final.find((x) => x.code === 'EUR')?.reachable).toBe(true);
     expect(final.find((x) => x.code === 'LON')?.reachable).toBe(false);
+    // Routes lead from a parent to its children, and hold rate, concurrency and schedule.
+    let route = await cascade(
+      [
+        'route',
+        'set',
+        'eur',
+        '--rate',
+        '2MiB/s',
+        '--concurrency',
+        '3',
+        '--schedule',
+        'mon-fri 08-18 high; sat-sun all',
+        '--time-zone',
+        'Europe/Berlin',
+        '--json',
+      ],
+      { env: cen.site.env },
+    );
+    expect(route.stderr).toBe('');
+    expect(JSON.parse(route.stdout)).toMatchObject({
+      child: 'EUR',
+      rate: 2 * 1024 * 1024,
+      concurrency: 3,
+      schedule: { timeZone: 'Europe/Berlin', spec: 'mon-fri 08-18 high' },
+    });
+    route = await cascade(['route', 'set', 'EUR', '--concurrency', '4', '--json'], { env: cen.site.env });
+    expect(JSON.parse(route.stdout)).toMatchObject({ rate: 2 * 1024 * 1024, concurrency: 4, schedule: { timeZone: 'Europe/Berlin' } });
+    route = await cascade(['route', 'set', 'BER', '--rate', '1MiB/s'], { env: cen.site.env });
+    expect(route.code).toBe(1);
+    expect(route.stderr).toContain('BER is not a child site of CEN');
+    route = await cascade(['route', 'set', 'EUR', '--schedule', 'mon-fry 08-18 high'], { env: cen.site.env });
+    expect(route.code).toBe(2);
+    expect(route.stderr).toContain('unknown day "fry"');
+    route = await cascade(['route', 'show', 'EUR'], { env: cen.site.env });
+    expect(route.stdout).toContain('route to EUR: rate 2 MiB/s, 4 package(s) in flight');
+    expect(route.stdout).toMatch(/mon {2}A{8}H{10}A{6}/);
+    const routes = JSON.parse((await cascade(['route', 'list', '--json'], { env: cen.site.env })).stdout);
+    expect(routes.routes.map((r: { child: string }) => r.child)).toEqual(['EUR', 'LON']);
+
     const text = await cascade(['site', 'list'], { env: cen.site.env });
     expect(text.stdout).toMatch(/^CEN .*this site/m);
     expect(text.stdout).toMatch(/^ {2}EUR .*yes/m);

@@ -1,0 +1,140 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { fail } from '../../core/errors.js';
+import { formatRate } from '../../core/rate.js';
+import {
+  ALWAYS_OPEN,
+  CELLS,
+  checkTimeZone,
+  formatSchedule,
+  parseSchedule,
+  type Schedule,
+  scheduleFromGrid,
+  scheduleToGrid,
+} from '../../core/schedule.js';
+import type { RouteRow } from '../../store/store.js';
+import { type App, type AppParts, errorResponses, need } from '../app.js';
+
+/** Defaults of a route nobody has set: unlimited, two packages in flight, always open. */
+export const DEFAULT_ROUTE_CONCURRENCY = 2;
+
+const RouteView = z
+  .object({
+    child: z.string(),
+    rate: z.number().nullable().describe('bytes per second; null: unlimited'),
+    rateText: z.string(),
+    concurrency: z.number().describe('packages in flight on this route'),
+    schedule: z.object({ timeZone: z.string(), cells: z.array(z.enum(CELLS)), spec: z.string() }),
+    updatedAt: z.string().nullable(),
+  })
+  .openapi('Route');
+
+const ChildParam = z.object({ child: z.string().regex(/^[A-Za-z0-9]{3}$/, 'a site code is three letters or digits') });
+
+function view(child: string, r: RouteRow | undefined) {
+  const schedule: Schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+  return {
+    child,
+    rate: r?.rate ?? null,
+    rateText: formatRate(r?.rate ?? null),
+    concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
+    schedule: { ...scheduleToGrid(schedule), spec: formatSchedule(schedule) },
+    updatedAt: r?.updatedAt ?? null,
+  };
+}
+
+export function registerRouteRoutes(app: App, parts: AppParts): void {
+  const childOf = async (code: string) => {
+    const up = code.toUpperCase();
+    const s = await parts.store.getSite(up);
+    if (!s || s.relation !== 'child')
+      throw fail(
+        'not_found',
+        `${up} is not a child site of ${parts.code}; routes lead from a parent to its children (see "cascade site list")`,
+      );
+    return up;
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/routes',
+      summary: "This site's routes to its child sites",
+      responses: {
+        200: { description: 'Routes', content: { 'application/json': { schema: z.object({ routes: z.array(RouteView) }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      need(c, 'read');
+      const rows = new Map((await parts.store.listRoutes()).map((r) => [r.child, r]));
+      const children = (await parts.store.listSites()).filter((s) => s.relation === 'child');
+      return c.json({ routes: children.map((s) => view(s.code, rows.get(s.code))) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/routes/{child}',
+      summary: 'The route to one child site',
+      request: { params: ChildParam },
+      responses: { 200: { description: 'The route', content: { 'application/json': { schema: RouteView } } }, ...errorResponses },
+    }),
+    async (c) => {
+      need(c, 'read');
+      const child = await childOf(c.req.valid('param').child);
+      return c.json(view(child, await parts.store.getRoute(child)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/routes/{child}',
+      summary: 'Set the rate, concurrency or schedule of the route to a child site (fields left out keep their value)',
+      request: {
+        params: ChildParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                rate: z.number().int().min(1).nullable().optional().describe('bytes per second; null: unlimited'),
+                concurrency: z.number().int().min(1).max(64).optional(),
+                schedule: z.string().min(1).max(4096).optional().describe('SPEC, see docs/schedules.md'),
+                timeZone: z.string().min(1).max(64).optional().describe('IANA zone the schedule is read in (default: as before, else UTC)'),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: { description: 'The route as it is now', content: { 'application/json': { schema: RouteView } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      const child = await childOf(c.req.valid('param').child);
+      const body = c.req.valid('json');
+      const before = await parts.store.getRoute(child);
+      const old = before ? scheduleFromGrid(JSON.parse(before.schedule), 'internal') : ALWAYS_OPEN;
+      const tz = body.timeZone ? checkTimeZone(body.timeZone, 'bad_request') : old.timeZone;
+      let schedule: Schedule;
+      try {
+        schedule = body.schedule !== undefined ? parseSchedule(body.schedule, tz) : { ...old, timeZone: tz };
+      } catch (e) {
+        throw fail('bad_request', (e as Error).message);
+      }
+      const row = {
+        child,
+        rate: body.rate === undefined ? (before?.rate ?? null) : body.rate,
+        concurrency: body.concurrency ?? before?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
+        schedule: JSON.stringify(scheduleToGrid(schedule)),
+      };
+      await parts.store.putRoute(row);
+      parts.log.info({ child, rate: row.rate, concurrency: row.concurrency, schedule: formatSchedule(schedule) }, 'route set');
+      return c.json(view(child, await parts.store.getRoute(child)), 200);
+    },
+  );
+}

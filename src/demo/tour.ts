@@ -136,19 +136,26 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   ] as const) {
     const dir = path.join(dataDir, code.toLowerCase());
     if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      const { token } = await parent.client.json<{ token: string }>('POST', '/api/v1/join-tokens', { json: { kind: 'site', ttlSeconds: 600 } });
+      const { token } = await parent.client.json<{ token: string }>('POST', '/api/v1/join-tokens', {
+        json: { kind: 'site', ttlSeconds: 600 },
+      });
       await initSite({ dataDir: dir, code, name, listen: `127.0.0.1:${await freePort()}`, parent: parent.url, joinToken: token });
     }
     const child = await startSite({ dataDir: dir, log });
     children.push(child);
     parent = { url: child.url, client: new SiteClient(child.url, fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim()) };
   }
-  const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>('GET', '/api/v1/sites');
+  const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>(
+    'GET',
+    '/api/v1/sites',
+  );
   out('\n5. site hierarchy: each site joined its parent with a one-time token; the central site checked codes and signed keys');
   const show = (code: string, depth: number): void => {
     const s = tree.sites.find((x) => x.code === code);
     if (!s) return;
-    out(`   ${'  '.repeat(depth)}${s.code}  ${s.name}${depth === 0 ? `  ${site.url}` : s.url ? `  ${s.url}` : '  (known through its parent)'}`);
+    out(
+      `   ${'  '.repeat(depth)}${s.code}  ${s.name}${depth === 0 ? `  ${site.url}` : s.url ? `  ${s.url}` : '  (known through its parent)'}`,
+    );
     for (const c of tree.sites.filter((x) => x.parent === code)) show(c.code, depth + 1);
   };
   show('CEN', 0);

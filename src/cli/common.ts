@@ -14,9 +14,9 @@ export interface AdminOpts {
 }
 
 /** Options every admin command takes: where the site is, the token, and --json. */
-export function adminOptions(cmd: Command, json = true): Command {
+export function adminOptions(cmd: Command, json = true, siteHelp = `site server URL (default ${DEFAULT_SITE})`): Command {
   cmd
-    .addOption(new Option('--site <url>', `site server URL (default ${DEFAULT_SITE})`).env('CASCADE_SITE'))
+    .addOption(new Option('--site <url>', siteHelp).env('CASCADE_SITE'))
     .addOption(new Option('--token <token>', 'API bearer token').env('CASCADE_TOKEN'))
     .addOption(new Option('--data <dir>', "a local site's data folder: take the URL and admin token from it").env('CASCADE_DATA'));
   if (json) cmd.option('--json', 'print JSON instead of text');

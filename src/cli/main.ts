@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
+import { registerDistribute } from './commands/distribute.js';
 import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
@@ -18,6 +19,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   const site = program.commands.find((c) => c.name() === 'site') ?? program.command('site').description('sites of the hierarchy');
   registerSiteAdmin(site);
   registerRoute(program);
+  registerDistribute(program);
   registerPackage(program);
   registerToken(program);
   return program;

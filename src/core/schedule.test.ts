@@ -4,8 +4,8 @@ import type { Priority } from './package.js';
 import {
   ALWAYS_OPEN,
   allows,
-  type Cell,
   CELLS,
+  type Cell,
   cellAt,
   describeSchedule,
   etaSeconds,

@@ -175,7 +175,7 @@ class LocalHours {
     this.probe();
     this.t = this.nextT;
     if (this.t > this.stableTo) {
-      this.off = this.off;
+      this.off = offsetAt(this.timeZone, this.t);
       this.stableTo = this.t;
     }
     this.probed = false;
@@ -323,6 +323,8 @@ export function etaSeconds(s: Schedule, priority: Priority, from: Date, bytes: n
     if (!skipped && walk.t - start > ETA_EXACT_SPAN) {
       skipped = true;
       const weeks = Math.floor((need - done) / perWeek) - 1;
+      // Past a century the answer is only an order of magnitude: do not walk dates that far.
+      if (weeks > 5200) return (walk.t - start + ((need - done) / perWeek) * WEEK) / SECOND;
       if (weeks >= 1) {
         // Jump to the same local wall-clock time `weeks` weeks later.
         const wall = walk.t + walk.off + weeks * WEEK;

@@ -9,6 +9,7 @@ import { VERSION } from '../lib/version.js';
 import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
+import { registerDistributionRoutes } from './routes/distributions.js';
 import { registerPackageRoutes } from './routes/packages.js';
 import { registerRouteRoutes } from './routes/routes.js';
 import { registerSiteRoutes } from './routes/site.js';
@@ -24,6 +25,8 @@ export type App = OpenAPIHono<AppEnv>;
 
 export interface AppParts extends SiteContext {
   metrics: Metrics;
+  /** Wakes the sender now (a distribution or an arrival changed its queues). */
+  kick?: () => void;
 }
 
 const MiB = 1 << 20;
@@ -108,6 +111,7 @@ export function createApp(parts: AppParts): App {
   registerSiteRoutes(app, parts);
   registerSitesRoutes(app, parts);
   registerRouteRoutes(app, parts);
+  registerDistributionRoutes(app, parts);
   registerTokenRoutes(app, parts);
   registerChunkRoutes(app, parts);
   registerPackageRoutes(app, parts);

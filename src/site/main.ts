@@ -17,7 +17,9 @@ import { type SiteRow, Store } from '../store/store.js';
 import { createApp } from './app.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage, type SiteContext } from './content.js';
+import { loadTrust, reportUp } from './distribution.js';
 import { callPeer, JoinAnswer, type JoinRequest, pingPeers } from './hierarchy.js';
+import { Sender } from './sender.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -252,7 +254,9 @@ export async function startSite(opts: {
     log,
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
-  const app = createApp({ ...ctx, metrics });
+  await loadTrust(ctx);
+  const sender = new Sender(ctx);
+  const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
@@ -272,6 +276,12 @@ export async function startSite(opts: {
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
+  sender.start();
+  // Status goes up in batches; what cannot be sent now stays for the next round.
+  const reporter = () =>
+    reportUp(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
+  const reportTimer = setInterval(reporter, (Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
+  reportTimer.unref();
   const pinger = () => pingPeers(ctx).catch((err) => log.warn({ err }, 'health check of peer sites failed'));
   const pingEvery = opts.pingIntervalMs ?? (Number(process.env.CASCADE_PING_SECONDS) || 30) * 1000;
   const pingTimer = setInterval(pinger, pingEvery);
@@ -286,6 +296,8 @@ export async function startSite(opts: {
       closing ??= (async () => {
         clearInterval(gcTimer);
         clearInterval(pingTimer);
+        clearInterval(reportTimer);
+        await sender.stop();
         await new Promise<void>((r) => server.close(() => r()));
         await closePool();
         await store.close();

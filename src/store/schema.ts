@@ -86,6 +86,61 @@ export interface RouteTable {
   updated_at: string;
 }
 
+export interface TargetTable {
+  package_id: string;
+  version: number;
+  site: string;
+  /** The child site the package travels through to reach this target; null: this site. */
+  via: string | null;
+  state: string;
+  bytes_done: number;
+  bytes_total: number;
+  rate: number;
+  retries: number;
+  next_retry_at: string | null;
+  last_error: string | null;
+  detail: string | null;
+  updated_at: string;
+}
+
+export interface TransferTable {
+  id: string;
+  package_id: string;
+  version: number;
+  child: string;
+  priority: string;
+  /** JSON array of the target site codes at or below the child. */
+  targets: string;
+  state: string;
+  bytes_total: number;
+  bytes_done: number;
+  wire_bytes: number;
+  retries: number;
+  next_attempt_at: string | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MessageTable {
+  id: string;
+  time: string;
+  site: string;
+  component: string;
+  severity: string;
+  code: string;
+  text: string;
+  package_id: string | null;
+  forwarded: number;
+}
+
+export interface KeyTable {
+  key_id: string;
+  site: string;
+  public_key: string;
+  certificate: string | null;
+}
+
 export interface Database {
   meta: MetaTable;
   tokens: TokenTable;
@@ -96,4 +151,8 @@ export interface Database {
   sites: SiteTable;
   join_tokens: JoinTokenTable;
   routes: RouteTable;
+  targets: TargetTable;
+  transfers: TransferTable;
+  messages: MessageTable;
+  keys: KeyTable;
 }

@@ -1,0 +1,372 @@
+import http from 'node:http';
+import https from 'node:https';
+import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
+import { decodeChunk } from '../content/codec.js';
+import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
+import { type Manifest, verifyManifest } from '../content/manifest.js';
+import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+import { TokenBucket } from '../core/rate.js';
+import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
+import { throttle } from '../lib/throttle.js';
+import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import type { SiteRow } from '../store/store.js';
+import type { SiteContext } from './content.js';
+import { emit } from './distribution.js';
+import { callPeer } from './hierarchy.js';
+import { DEFAULT_ROUTE_CONCURRENCY } from './routes/routes.js';
+
+/**
+ * The sender: at each site, one queue per route (child site), ordered by priority then age.
+ * A transfer offers the signed manifest, learns which chunks the child lacks, sends those
+ * (as deltas of the version the child holds where smaller) through the route's token
+ * bucket, and commits. It honours the route's schedule: nothing starts while the cell
+ * forbids the priority, and a window that closes mid-transfer pauses it between batches;
+ * the next attempt asks again what is missing, so no verified chunk crosses twice.
+ */
+
+const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
+const BATCH_BYTES = 4 << 20;
+/** Packages in flight from this site across all routes (`sender.concurrency` in meta). */
+export const DEFAULT_SITE_CONCURRENCY = 4;
+
+export function backoffSeconds(retries: number): number {
+  return Math.min(300, 5 * 2 ** Math.max(0, retries - 1));
+}
+
+interface RouteState {
+  bucket: TokenBucket;
+  rate: number | null;
+}
+
+export class Sender {
+  private readonly active = new Map<string, AbortController>();
+  private readonly routes = new Map<string, RouteState>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+
+  constructor(private readonly ctx: SiteContext) {}
+
+  start(intervalMs = 500): void {
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    for (const a of this.active.values()) a.abort(new Error('site stopping'));
+    for (let i = 0; i < 100 && this.active.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** One pass: start whatever may start now. */
+  async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const now = this.ctx.clock();
+      const total = Number((await this.ctx.store.getMeta('sender.concurrency')) ?? DEFAULT_SITE_CONCURRENCY);
+      const open = await listTransfers(this.ctx.store, { states: ['queued', 'sending', 'retrying'] });
+      // A transfer marked sending but not running here was cut off by a restart: resume it.
+      for (const t of open) if (t.state === 'sending' && !this.active.has(t.id)) t.state = 'queued';
+      const children = new Map((await this.ctx.store.listSites()).filter((s) => s.relation === 'child').map((s) => [s.code, s]));
+      const waiting = open
+        .filter((t) => !this.active.has(t.id))
+        .sort((a, b) => PRIORITY_ORDER[a.priority] - PRIORITY_ORDER[b.priority] || (a.createdAt < b.createdAt ? -1 : 1));
+      for (const t of waiting) {
+        if (this.active.size >= total) break;
+        const child = children.get(t.child);
+        if (!child) continue;
+        const route = await this.routeOf(t.child);
+        const perRoute = [...this.active.keys()].filter((id) => open.find((x) => x.id === id)?.child === t.child).length;
+        if (perRoute >= route.concurrency) continue;
+        if (t.nextAttemptAt && t.nextAttemptAt > now.toISOString()) continue;
+        if (!isOpen(route.schedule, t.priority, now)) {
+          const opens = nextOpening(route.schedule, t.priority, now);
+          await this.markTargets(t, 'pending', {
+            detail: `waiting for the route's schedule (opens ${opens ? opens.toISOString() : 'never'})`,
+          });
+          continue;
+        }
+        const ac = new AbortController();
+        this.active.set(t.id, ac);
+        void this.run(t, child, route, ac.signal).finally(() => this.active.delete(t.id));
+      }
+    } catch (err) {
+      this.ctx.log.error({ err }, 'sender pass failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async routeOf(child: string): Promise<{ schedule: Schedule; concurrency: number; state: RouteState }> {
+    const r = await this.ctx.store.getRoute(child);
+    const rate = r?.rate ?? null;
+    let st = this.routes.get(child);
+    if (!st) {
+      st = { bucket: new TokenBucket({ rate, now: () => Date.now() }), rate };
+      this.routes.set(child, st);
+    } else if (st.rate !== rate) {
+      st.bucket.setRate(rate);
+      st.rate = rate;
+    }
+    return {
+      schedule: r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN,
+      concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
+      state: st,
+    };
+  }
+
+  private async markTargets(
+    t: TransferRow,
+    state: 'pending' | 'sending' | 'retrying' | 'failed',
+    p: {
+      detail?: string | null;
+      lastError?: string | null;
+      nextRetryAt?: string | null;
+      retries?: number;
+      bytesDone?: number;
+      rate?: number;
+    } = {},
+  ) {
+    const targets = (await listTargets(this.ctx.store, t.packageId)).filter((x) => x.version === t.version && t.targets.includes(x.site));
+    for (const x of targets)
+      if (x.state !== 'installed') await updateTarget(this.ctx.store, t.packageId, t.version, x.site, { state, ...p });
+  }
+
+  private async run(t: TransferRow, child: SiteRow, route: { schedule: Schedule; state: RouteState }, signal: AbortSignal): Promise<void> {
+    const ctx = this.ctx;
+    const started = Date.now();
+    try {
+      await updateTransfer(ctx.store, t.id, { state: 'sending', lastError: null });
+      await this.markTargets(t, 'sending', { detail: `sending to ${t.child}`, lastError: null, nextRetryAt: null });
+      const bytes = await ctx.library.readManifest(t.packageId, t.version);
+      const { manifest, signature: sig } = verifyManifest(bytes, ctx.trusted);
+      const originCertificate = await this.certificateOf(manifest.origin, sig.keyId);
+      const offer = (await callPeer(child, 'POST', '/api/v1/transfers/offer', {
+        packageId: t.packageId,
+        version: t.version,
+        priority: t.priority,
+        manifest: bytes.toString('base64'),
+        originCertificate,
+        targets: t.targets,
+      })) as { missing: string[]; versions: number[]; installed: boolean; bytesTotal: number };
+      const sizes = new Map<string, number>();
+      for (const e of manifest.files) if (e.type === 'file') for (const [d, n] of e.chunks) sizes.set(d, n);
+      const missingBytes = offer.missing.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
+      let done = manifest.bytes - missingBytes;
+      let wire = 0;
+      await updateTransfer(ctx.store, t.id, { bytesTotal: manifest.bytes, bytesDone: done });
+      const bases = await this.baseIndex(manifest, offer.versions);
+      const sent = new Set<string>();
+      for (let i = 0; i < offer.missing.length; ) {
+        if (!isOpen(route.schedule, t.priority, ctx.clock())) {
+          await updateTransfer(ctx.store, t.id, { state: 'queued' });
+          await this.markTargets(t, 'pending', {
+            detail: `paused: the route's schedule closed for ${t.priority} priority`,
+            bytesDone: done,
+          });
+          await emit(ctx, {
+            component: 'sender',
+            severity: 'info',
+            code: 'transfer_paused',
+            text: `${t.packageId} to ${t.child} paused: schedule window closed`,
+            packageId: t.packageId,
+          });
+          return;
+        }
+        const batch: string[] = [];
+        let size = 0;
+        while (i < offer.missing.length && size < BATCH_BYTES) {
+          const d = offer.missing[i++] as string;
+          if (sent.has(d)) continue;
+          sent.add(d);
+          batch.push(d);
+          size += sizes.get(d) ?? 0;
+        }
+        const parts = await this.encode(batch, sizes, bases);
+        const n = await postThrottled(child, '/api/v1/transfers/chunks', parts, route.state.bucket, signal);
+        wire += n;
+        done += size;
+        const secs = (Date.now() - started) / 1000;
+        const rate = secs > 0 ? wire / secs : 0;
+        await updateTransfer(ctx.store, t.id, { bytesDone: done, wireBytes: t.wireBytes + wire });
+        await this.markTargets(t, 'sending', { bytesDone: done, rate, detail: `sending to ${t.child}` });
+      }
+      const commit = (await callPeer(child, 'POST', '/api/v1/transfers/commit', { packageId: t.packageId, version: t.version })) as {
+        installed: boolean;
+        missing: number;
+      };
+      if (!commit.installed) throw fail('unavailable', `${t.child} still lacks ${commit.missing} chunk(s) after the transfer`);
+      await updateTransfer(ctx.store, t.id, { state: 'done', bytesDone: manifest.bytes, retries: 0, nextAttemptAt: null });
+      await emit(ctx, {
+        component: 'sender',
+        severity: 'info',
+        code: 'transfer_done',
+        text: `${t.packageId} version ${t.version} sent to ${t.child}: ${wire} bytes on the wire for ${missingBytes} bytes it lacked`,
+        packageId: t.packageId,
+      });
+    } catch (e) {
+      if (signal.aborted) {
+        await updateTransfer(ctx.store, t.id, { state: 'queued' }).catch(() => {});
+        return;
+      }
+      const message = e instanceof Error ? e.message : String(e);
+      const retries = t.retries + 1;
+      const fatal = e instanceof CascadeError && (e.code === 'bad_signature' || e.code === 'invalid_manifest');
+      const next = new Date(ctx.clock().getTime() + backoffSeconds(retries) * 1000).toISOString();
+      await updateTransfer(ctx.store, t.id, {
+        state: fatal ? 'failed' : 'retrying',
+        retries,
+        nextAttemptAt: fatal ? null : next,
+        lastError: message,
+      });
+      await this.markTargets(t, fatal ? 'failed' : 'retrying', {
+        lastError: message,
+        retries,
+        nextRetryAt: fatal ? null : next,
+        detail: null,
+      });
+      await emit(ctx, {
+        component: 'sender',
+        severity: fatal ? 'error' : 'warning',
+        code: fatal ? 'transfer_failed' : 'transfer_retrying',
+        text: `${t.packageId} version ${t.version} to ${t.child}: ${message}${fatal ? '' : `; retry ${retries} at ${next}`}`,
+        packageId: t.packageId,
+      });
+    }
+  }
+
+  /** The origin site's certificate, when the origin is not the central site. */
+  private async certificateOf(origin: string, keyId: string): Promise<unknown> {
+    if (origin === this.ctx.code) {
+      const own = await this.ctx.store.getMeta('site.certificate');
+      return own ? JSON.parse(own) : null;
+    }
+    const site = await this.ctx.store.getSite(origin);
+    if (site?.certificate) return JSON.parse(site.certificate);
+    const k = (await listKeys(this.ctx.store)).find((x) => x.keyId === keyId);
+    return k?.certificate ? JSON.parse(k.certificate) : null;
+  }
+
+  /** Chunks of the newest version the child holds, by path and offset: delta bases. */
+  private async baseIndex(
+    m: Manifest,
+    childVersions: number[],
+  ): Promise<Map<string, { digest: string; offset: number; size: number }[]> | undefined> {
+    const base = childVersions.filter((v) => v < m.version).sort((a, b) => b - a)[0];
+    if (base === undefined || !(await this.ctx.store.getVersion(m.id, base))) return undefined;
+    const old = verifyManifest(await this.ctx.library.readManifest(m.id, base), this.ctx.trusted).manifest;
+    const idx = new Map<string, { digest: string; offset: number; size: number }[]>();
+    for (const e of old.files) {
+      if (e.type !== 'file') continue;
+      let offset = 0;
+      idx.set(
+        e.path,
+        e.chunks.map(([digest, size]) => {
+          const r = { digest, offset, size };
+          offset += size;
+          return r;
+        }),
+      );
+    }
+    // Where each new chunk sits, to find its base chunks.
+    const at = new Map<string, { path: string; offset: number }>();
+    for (const e of m.files) {
+      if (e.type !== 'file') continue;
+      let offset = 0;
+      for (const [d, n] of e.chunks) {
+        if (!at.has(d)) at.set(d, { path: e.path, offset });
+        offset += n;
+      }
+    }
+    const out = new Map<string, { digest: string; offset: number; size: number }[]>();
+    for (const [d, where] of at) {
+      const olds = idx.get(where.path);
+      if (!olds) continue;
+      out.set(d, olds.filter((o) => o.offset < where.offset + 262144 && o.offset + o.size > where.offset).slice(0, MAX_BASES));
+    }
+    return out;
+  }
+
+  /** Batch records for these chunks: a delta against the child's version where it saves. */
+  private async encode(
+    batch: string[],
+    sizes: Map<string, number>,
+    bases: Map<string, { digest: string; offset: number; size: number }[]> | undefined,
+  ): Promise<Uint8Array[]> {
+    const parts: Uint8Array[] = [];
+    for (const d of batch) {
+      const raw = decodeChunk(await this.ctx.library.readStored(d), sizes.get(d) ?? 0);
+      let delta: Buffer | null = null;
+      const cands = bases?.get(d);
+      if (cands && cands.length > 0) {
+        const withSigs = [];
+        for (const c of cands)
+          withSigs.push({ digest: c.digest, sig: signature(decodeChunk(await this.ctx.library.readStored(c.digest), c.size)) });
+        delta = makeDelta(raw, withSigs);
+      }
+      if (delta) parts.push(encodeRecordHeader(RECORD_DELTA, d, delta.length), delta);
+      else parts.push(encodeRecordHeader(RECORD_WHOLE, d, raw.length), raw);
+    }
+    return parts;
+  }
+}
+
+const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+/**
+ * POSTs a binary body through the route's token bucket; returns the bytes sent. A closed
+ * connection or an error answer becomes a CascadeError.
+ */
+async function postThrottled(
+  peer: SiteRow,
+  pathName: string,
+  parts: Uint8Array[],
+  bucket: TokenBucket,
+  signal: AbortSignal,
+): Promise<number> {
+  if (!peer.url || !peer.outboundToken)
+    throw fail('unavailable', `site ${peer.code} cannot be called from here (no address or credential)`);
+  const url = new URL(pathName, peer.url);
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise<number>((resolve, reject) => {
+    const req = mod.request(url, {
+      method: 'POST',
+      agent: url.protocol === 'https:' ? agents.https : agents.http,
+      signal,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(length),
+        authorization: `Bearer ${peer.outboundToken}`,
+      },
+    });
+    req.on('response', (res) => {
+      const body: Buffer[] = [];
+      res.on('data', (d: Buffer) => body.push(d));
+      res.on('end', () => {
+        if ((res.statusCode ?? 500) < 400) return resolve(length);
+        const text = Buffer.concat(body).toString('utf8');
+        try {
+          const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
+          if (e && isErrorCode(e.code) && typeof e.message === 'string')
+            return reject(new CascadeError(e.code, `site ${peer.code}: ${e.message}`));
+        } catch {}
+        reject(fail('unavailable', `site ${peer.code} answered HTTP ${res.statusCode}`));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => reject(fail('unavailable', `site ${peer.code} at ${peer.url}: ${e.code ?? e.message}`)));
+    (async () => {
+      async function* source() {
+        for (const p of parts) yield p;
+      }
+      for await (const slice of throttle(source(), bucket, { signal })) {
+        if (!req.write(slice)) await new Promise<void>((r) => req.once('drain', () => r()));
+      }
+      req.end();
+    })().catch((e) => {
+      req.destroy(e as Error);
+      reject(e);
+    });
+  });
+}

@@ -448,6 +448,18 @@ describe('nextOpening / nextClosing', () => {
     expect(iso(nextOpening(kathmandu, 'low', utc('2026-01-05T00:00:00Z')))).toBe('2026-01-05T03:15:00.000Z');
   });
 
+  it('is exact where DST moves the clock by half an hour (Australia/Lord_Howe)', () => {
+    // 2026-10-03 15:30Z: Sunday 02:00 +10:30 becomes 02:30 +11, so 03:00 comes at 16:00Z.
+    const three = parseSchedule('closed; sun 03-04 all', 'Australia/Lord_Howe');
+    expect(iso(nextOpening(three, 'low', utc('2026-10-03T12:00:00Z')))).toBe('2026-10-03T16:00:00.000Z');
+    expect(iso(nextClosing(three, 'low', utc('2026-10-03T16:00:00Z')))).toBe('2026-10-03T17:00:00.000Z');
+    const two = parseSchedule('closed; sun 02-03 all', 'Australia/Lord_Howe');
+    expect(openSecondsBetween(two, 'low', utc('2026-10-03T12:00:00Z'), utc('2026-10-03T18:00:00Z'))).toBe(1800);
+    // 2026-04-04 15:00Z: Sunday 02:00 +11 becomes 01:30 +10:30, so 02:00 comes at 15:30Z.
+    expect(iso(nextOpening(two, 'low', utc('2026-04-04T12:00:00Z')))).toBe('2026-04-04T15:30:00.000Z');
+    expect(iso(nextClosing(two, 'low', utc('2026-04-04T15:30:00Z')))).toBe('2026-04-04T16:30:00.000Z');
+  });
+
   it('agrees with cellAt on random schedules and instants', () => {
     const r = rng(7);
     const priorities: Priority[] = ['high', 'medium', 'low'];

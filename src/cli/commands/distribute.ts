@@ -143,7 +143,7 @@ export function registerDistribute(program: Command): void {
     if (o.severity && !['info', 'warning', 'error'].includes(o.severity)) throw fail('usage', '--severity must be info, warning or error');
     const r = await clientFrom(o).json<{
       messages: { time: string; site: string; component: string; severity: string; code: string; text: string; packageId: string | null }[];
-    }>('GET', '/api/v1/messages', { query: { site: o.site, package: o.package, severity: o.severity, limit: o.limit } });
+    }>('GET', '/api/v1/messages', { query: { site: o.from, package: o.package, severity: o.severity, limit: o.limit } });
     if (o.json) printJson(r);
     else
       process.stdout.write(

@@ -37,9 +37,15 @@ function parsePriority(v: string): Priority {
   return v as Priority;
 }
 
+/** The keys the site accepts manifests from (its own, the central site's, vouched ones). */
 export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
-  const s = await client.json<{ keyId: string; publicKey: string }>('GET', '/api/v1/site');
-  return [{ keyId: s.keyId, publicKeyPem: s.publicKey }];
+  const s = await client.json<{ keyId: string; publicKey: string; trusted?: { keyId: string; publicKey: string }[] }>(
+    'GET',
+    '/api/v1/site',
+  );
+  const keys = [{ keyId: s.keyId, publicKeyPem: s.publicKey }];
+  for (const k of s.trusted ?? []) if (!keys.some((x) => x.keyId === k.keyId)) keys.push({ keyId: k.keyId, publicKeyPem: k.publicKey });
+  return keys;
 }
 
 async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {

@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { publicKeyPem } from '../../content/signing.js';
 import { VERSION } from '../../lib/version.js';
 import { type App, type AppParts, errorResponses } from '../app.js';
+import { centralTrust } from '../hierarchy.js';
 
 export const SiteInfo = z
   .object({
@@ -10,6 +11,10 @@ export const SiteInfo = z
     keyId: z.string(),
     publicKey: z.string().describe('Ed25519 public key, SPKI PEM'),
     version: z.string(),
+    central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }).describe('the central site this site pinned'),
+    trusted: z
+      .array(z.object({ keyId: z.string(), publicKey: z.string() }))
+      .describe("every key this site accepts manifests from: its own, the central site's, and keys vouched for by the central site"),
   })
   .openapi('SiteInfo');
 
@@ -25,10 +30,20 @@ export function registerSiteRoutes(app: App, parts: AppParts): void {
         500: errorResponses[500],
       },
     }),
-    (c) =>
-      c.json(
-        { code: parts.code, name: parts.name, keyId: parts.key.keyId, publicKey: publicKeyPem(parts.key.publicKey), version: VERSION },
+    async (c) => {
+      const central = await centralTrust(parts);
+      return c.json(
+        {
+          code: parts.code,
+          name: parts.name,
+          keyId: parts.key.keyId,
+          publicKey: publicKeyPem(parts.key.publicKey),
+          version: VERSION,
+          central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
+          trusted: parts.trusted.map((t) => ({ keyId: t.keyId, publicKey: t.publicKeyPem })),
+        },
         200,
-      ),
+      );
+    },
   );
 }

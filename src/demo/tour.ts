@@ -160,12 +160,39 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   };
   show('CEN', 0);
 
+  // 6. Distribution: the package goes down the tree, once per route, and status comes back up.
+  await client.json('PUT', '/api/v1/routes/EUR', { json: { rate: 8 << 20, schedule: 'all' } });
+  await client.json('POST', '/api/v1/distributions', { json: { packageId: r1.id, to: ['site:EUR', 'site:BER'] } });
+  type Status = {
+    summary: { targeted: number; installed: number };
+    targets: { site: string; state: string; bytesDone: number; bytesTotal: number }[];
+  };
+  let st: Status = { summary: { targeted: 2, installed: 0 }, targets: [] };
+  const t6 = Date.now();
+  while (Date.now() - t6 < 60_000) {
+    st = await client.json<Status>('GET', `/api/v1/distributions/${r1.id}`);
+    if (st.summary.installed === st.summary.targeted) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  out(
+    `\n6. distribute ${r1.id} --to site:EUR --to site:BER (route CEN->EUR limited to 8 MiB/s): ${((Date.now() - t6) / 1000).toFixed(1)} s`,
+  );
+  for (const t of st.targets) out(`   ${t.site}  ${t.state}  ${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`);
+  const msgs = await client.json<{ messages: { site: string; code: string; text: string }[] }>('GET', '/api/v1/messages', {
+    query: { package: r1.id, limit: 4 },
+  });
+  out('   latest status messages, as they reached the central site:');
+  for (const m of msgs.messages) out(`     ${m.site} ${m.code}: ${m.text}`);
+
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
   out('\nTry next (in another terminal):');
   out(`  export ${env}`);
   out(`  ${me} site list`);
+  out(`  ${me} status ${r1.id}`);
+  out(`  ${me} messages --severity warning`);
+  out(`  ${me} route show EUR`);
   out(`  ${me} package list`);
   out(`  ${me} package show ${r1.id} --json`);
   out(`  ${me} package verify ${r1.id}`);

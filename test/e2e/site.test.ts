@@ -126,5 +126,8 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/5\. site hierarchy/);
     expect(r.stdout).toMatch(/^ {5}EUR {2}Europe region/m);
     expect(r.stdout).toMatch(/^ {7}BER {2}Berlin branch/m);
+    expect(r.stdout).toMatch(/6\. distribute CEN00001/);
+    expect(r.stdout).toMatch(/^ {3}BER {2}installed/m);
+    expect(r.stdout).toMatch(/^ {3}EUR {2}installed/m);
   });
 });

@@ -142,6 +142,15 @@ export type Offer = z.infer<typeof Offer>;
 
 const incomingPath = (ctx: SiteContext, id: string, version: number) => path.join(ctx.library.root, 'incoming', id, `${version}.json`);
 
+/** The signed manifest of a version offered here and still arriving (for relaying it on). */
+export async function readIncoming(ctx: SiteContext, id: string, version: number): Promise<Buffer> {
+  try {
+    return await fs.readFile(incomingPath(ctx, id, version));
+  } catch {
+    throw fail('conflict', `${id} version ${version} is neither installed nor arriving at ${ctx.code}`);
+  }
+}
+
 /** The origin's key, through its certificate, or the central key when the central site is the origin. */
 async function trustOrigin(ctx: SiteContext, certificate: unknown): Promise<void> {
   if (certificate === null || certificate === undefined) return;
@@ -179,8 +188,11 @@ export async function acceptOffer(
   const chunks = manifestChunks(manifest);
   const have = await ctx.store.haveChunks([...chunks.keys()]);
   const missing = [...chunks.keys()].filter((d) => !have.has(d));
-  if (ctx.code && !installed)
+  if (!installed && o.targets.includes(ctx.code)) {
     await updateTarget(ctx.store, o.packageId, o.version, ctx.code, { state: 'sending', detail: `receiving from ${from}` });
+  }
+  // Relay: the targets below start at once; each chunk goes on as soon as it is verified here.
+  if (!installed) await queueOnward(ctx, manifest);
   return { missing, versions, installed, bytesTotal: manifest.bytes };
 }
 
@@ -232,10 +244,28 @@ export async function commitOffer(
   return { installed: true, missing: 0 };
 }
 
+/** Queues the version towards every target below this site that does not have it yet. */
+async function queueOnward(ctx: SiteContext, manifest: Manifest): Promise<void> {
+  const targets = (await listTargets(ctx.store, manifest.id)).filter(
+    (t) => t.version === manifest.version && t.via !== null && t.state !== 'installed',
+  );
+  const byChild = new Map<string, string[]>();
+  for (const t of targets) byChild.set(t.via as string, [...(byChild.get(t.via as string) ?? []), t.site]);
+  for (const [child, sites] of byChild) {
+    await queueTransfer(ctx.store, {
+      packageId: manifest.id,
+      version: manifest.version,
+      child,
+      priority: manifest.priority as Priority,
+      targets: sites,
+      bytesTotal: manifest.bytes,
+    });
+  }
+}
+
 /** The version is here: this site's own target is installed; the rest go on down. */
 async function onInstalled(ctx: SiteContext, manifest: Manifest, from: string): Promise<void> {
   const targets = (await listTargets(ctx.store, manifest.id)).filter((t) => t.version === manifest.version);
-  const byChild = new Map<string, string[]>();
   for (const t of targets) {
     if (t.via === null) {
       if (t.state !== 'installed') {
@@ -253,18 +283,9 @@ async function onInstalled(ctx: SiteContext, manifest: Manifest, from: string): 
           packageId: manifest.id,
         });
       }
-    } else if (t.state !== 'installed') byChild.set(t.via, [...(byChild.get(t.via) ?? []), t.site]);
+    }
   }
-  for (const [child, sites] of byChild) {
-    await queueTransfer(ctx.store, {
-      packageId: manifest.id,
-      version: manifest.version,
-      child,
-      priority: manifest.priority as Priority,
-      targets: sites,
-      bytesTotal: manifest.bytes,
-    });
-  }
+  await queueOnward(ctx, manifest);
 }
 
 // --- status up the tree ----------------------------------------------------------------------

@@ -7,11 +7,11 @@ import { type Manifest, verifyManifest } from '../content/manifest.js';
 import { CascadeError, fail, isErrorCode } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
-import { throttle } from '../lib/throttle.js';
+import { sleep, throttle } from '../lib/throttle.js';
 import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
-import { emit } from './distribution.js';
+import { emit, readIncoming } from './distribution.js';
 import { callPeer } from './hierarchy.js';
 import { DEFAULT_ROUTE_CONCURRENCY } from './routes/routes.js';
 
@@ -26,6 +26,8 @@ import { DEFAULT_ROUTE_CONCURRENCY } from './routes/routes.js';
 
 const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
 const BATCH_BYTES = 4 << 20;
+/** A relay waits this long for the next chunk to arrive before it steps aside. */
+const RELAY_IDLE_MS = 30_000;
 /** Packages in flight from this site across all routes (`sender.concurrency` in meta). */
 export const DEFAULT_SITE_CONCURRENCY = 4;
 
@@ -138,7 +140,16 @@ export class Sender {
     try {
       await updateTransfer(ctx.store, t.id, { state: 'sending', lastError: null });
       await this.markTargets(t, 'sending', { detail: `sending to ${t.child}`, lastError: null, nextRetryAt: null });
-      const bytes = await ctx.library.readManifest(t.packageId, t.version);
+      // Relay: a version still arriving here is sent on as its chunks arrive and are verified.
+      let here = Boolean(await ctx.store.getVersion(t.packageId, t.version));
+      const bytes = here
+        ? await ctx.library.readManifest(t.packageId, t.version)
+        : await readIncoming(ctx, t.packageId, t.version).catch(async (e) => {
+            // Installed in the meantime: the offer file made way for the library's copy.
+            if (!(await ctx.store.getVersion(t.packageId, t.version))) throw e;
+            here = true;
+            return ctx.library.readManifest(t.packageId, t.version);
+          });
       const { manifest, signature: sig } = verifyManifest(bytes, ctx.trusted);
       const originCertificate = await this.certificateOf(manifest.origin, sig.keyId);
       const offer = (await callPeer(child, 'POST', '/api/v1/transfers/offer', {
@@ -156,8 +167,9 @@ export class Sender {
       let wire = 0;
       await updateTransfer(ctx.store, t.id, { bytesTotal: manifest.bytes, bytesDone: done });
       const bases = await this.baseIndex(manifest, offer.versions);
-      const sent = new Set<string>();
-      for (let i = 0; i < offer.missing.length; ) {
+      let pending = offer.missing;
+      let idle = Date.now();
+      while (pending.length > 0) {
         if (!isOpen(route.schedule, t.priority, ctx.clock())) {
           await updateTransfer(ctx.store, t.id, { state: 'queued' });
           await this.markTargets(t, 'pending', {
@@ -173,15 +185,31 @@ export class Sender {
           });
           return;
         }
+        // Only chunks this site holds (verified) can go; while relaying, wait for the rest.
+        const ready = here ? pending : await this.held(pending);
+        if (ready.length === 0) {
+          here = Boolean(await ctx.store.getVersion(t.packageId, t.version));
+          if (here) continue;
+          if (Date.now() - idle > RELAY_IDLE_MS) {
+            // Nothing new arrived for a while: step aside without counting a retry.
+            const next = new Date(ctx.clock().getTime() + 5000).toISOString();
+            await updateTransfer(ctx.store, t.id, { state: 'queued', nextAttemptAt: next });
+            await this.markTargets(t, 'pending', { detail: `waiting for ${t.packageId} to arrive at ${ctx.code}`, bytesDone: done });
+            return;
+          }
+          await sleep(100, signal);
+          continue;
+        }
+        idle = Date.now();
         const batch: string[] = [];
         let size = 0;
-        while (i < offer.missing.length && size < BATCH_BYTES) {
-          const d = offer.missing[i++] as string;
-          if (sent.has(d)) continue;
-          sent.add(d);
+        for (const d of ready) {
+          if (size >= BATCH_BYTES) break;
           batch.push(d);
           size += sizes.get(d) ?? 0;
         }
+        const taken = new Set(batch);
+        pending = pending.filter((d) => !taken.has(d));
         const parts = await this.encode(batch, sizes, bases);
         const n = await postThrottled(child, '/api/v1/transfers/chunks', parts, route.state.bucket, signal);
         wire += n;
@@ -233,6 +261,12 @@ export class Sender {
         packageId: t.packageId,
       });
     }
+  }
+
+  /** Which of these chunks the library holds now, in the given order. */
+  private async held(digests: string[]): Promise<string[]> {
+    const have = await this.ctx.store.haveChunks(digests);
+    return digests.filter((d) => have.has(d));
   }
 
   /** The origin site's certificate, when the origin is not the central site. */

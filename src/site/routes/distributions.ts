@@ -228,7 +228,9 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
       const t = need(c, 'peer');
       const from = await fromChildOrParent(t.name);
       if (from.relation !== 'parent') throw fail('forbidden', 'only the parent site offers packages');
-      return c.json(await acceptOffer(parts, from.code, c.req.valid('json')), 200);
+      const r = await acceptOffer(parts, from.code, c.req.valid('json'));
+      parts.kick?.();
+      return c.json(r, 200);
     },
   );
 

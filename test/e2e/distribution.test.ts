@@ -186,4 +186,48 @@ describe('distribution down the tree', () => {
     expect(v.ok).toBe(true);
     await cascade(['route', 'set', 'EUR', '--rate', 'unlimited'], { env: (sites.CEN as SiteProcess).env });
   });
+
+  it('lets a high-priority package overtake queued ones on a busy route', async () => {
+    const env = (sites.CEN as SiteProcess).env;
+    await cascade(['route', 'set', 'EUR', '--rate', '512KiB/s', '--concurrency', '1'], { env });
+    const make = async (name: string, priority: string, seed: number) => {
+      const src = path.join(root, `prio-${name}`);
+      makeSource(src, seed, 2 << 20);
+      return JSON.parse((await cascade(['package', 'create', src, '--name', name, '--priority', priority, '--json'], { env })).stdout)
+        .id as string;
+    };
+    const first = await make('first-low', 'low', 31);
+    const second = await make('second-low', 'low', 32);
+    const urgent = await make('urgent-high', 'high', 33);
+    await cascade(['distribute', first, '--to', 'site:EUR'], { env });
+    await until(
+      'the first package on the wire',
+      async () => ((await transfers('CEN')).find((t) => t.packageId === first)?.state ?? '') === 'sending',
+    );
+    // Straight to the API: both queue while the first is still on the wire.
+    const cen = sites.CEN as SiteProcess;
+    for (const id of [second, urgent]) {
+      const r = await fetch(`${cen.url}/api/v1/distributions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${cen.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ packageId: id, to: ['site:EUR'] }),
+      });
+      expect(r.status).toBe(201);
+    }
+    expect((await transfers('CEN')).find((t) => t.packageId === first)?.state).toBe('sending');
+    await until(
+      'all three at EUR',
+      async () => {
+        const ts = (await transfers('CEN')).filter((t) => [first, second, urgent].includes(t.packageId));
+        return ts.length === 3 && ts.every((t) => t.state === 'done');
+      },
+      60_000,
+    );
+    const done = (await transfers('CEN'))
+      .filter((t) => [first, second, urgent].includes(t.packageId))
+      .sort((a, b) => ((a as unknown as { updatedAt: string }).updatedAt < (b as unknown as { updatedAt: string }).updatedAt ? -1 : 1))
+      .map((t) => t.packageId);
+    expect(done).toEqual([first, urgent, second]);
+    await cascade(['route', 'set', 'EUR', '--rate', 'unlimited', '--concurrency', '2'], { env });
+  });
 });

@@ -98,7 +98,7 @@ function makeNetwork(): string | null {
   }
 }
 
-/** A TCP connection from inside the namespace to the host's end of the link. */
+/** A TCP connection from inside the namespace to the host's end of the link (async: we serve it). */
 async function probeLink(): Promise<string | null> {
   const server = net.createServer((s) => s.end('ok'));
   try {
@@ -107,8 +107,8 @@ async function probeLink(): Promise<string | null> {
       server.listen(0, HOST_IP, () => resolve((server.address() as net.AddressInfo).port));
     });
     const script = `require('net').connect(${port}, '${HOST_IP}').on('data', (d) => { process.stdout.write(d); process.exit(0); }).on('error', (e) => { console.error(e.message); process.exit(1); })`;
-    const out = inNs(process.execPath, ['-e', script]);
-    return out === 'ok' ? null : `no answer across the veth link (got "${out}")`;
+    const r = await inNsAsync([process.execPath, '-e', script], {}, 10_000);
+    return r.stdout === 'ok' ? null : `no TCP connection across the veth link: ${r.stderr.trim() || `exit ${r.code}`}`;
   } catch (e) {
     return (e as Error).message;
   } finally {
@@ -116,10 +116,10 @@ async function probeLink(): Promise<string | null> {
   }
 }
 
-/** `node bin/cascade ARGS` inside the namespace. */
-function cascadeInNs(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<RunResult> {
+/** A command inside the namespace, run to completion without blocking this process. */
+function inNsAsync(cmd: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, ...args], {
+    const p = spawn('ip', ['netns', 'exec', NS, ...cmd], {
       env: { ...process.env, CASCADE_SITE: '', CASCADE_TOKEN: '', CASCADE_DATA: '', ...env },
     });
     let stdout = '';
@@ -138,6 +138,9 @@ function cascadeInNs(args: string[], env: Record<string, string> = {}, timeoutMs
     });
   });
 }
+
+/** `node bin/cascade ARGS` inside the namespace. */
+const cascadeInNs = (args: string[]) => inNsAsync([process.execPath, BIN, ...args]);
 
 /** SIGTERM, then SIGKILL if it has not gone after a few seconds. */
 function stopProcess(p: ChildProcess | undefined): Promise<void> {

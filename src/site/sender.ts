@@ -13,7 +13,7 @@ import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { emit, readIncoming } from './distribution.js';
 import { callPeer } from './hierarchy.js';
-import { DEFAULT_ROUTE_CONCURRENCY } from './routes/routes.js';
+import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY } from './routes/routes.js';
 
 /**
  * The sender: at each site, one queue per route (child site), ordered by priority then age.
@@ -28,8 +28,29 @@ const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
 const BATCH_BYTES = 4 << 20;
 /** A relay waits this long for the next chunk to arrive before it steps aside. */
 const RELAY_IDLE_MS = 30_000;
-/** Packages in flight from this site across all routes (`sender.concurrency` in meta). */
-export const DEFAULT_SITE_CONCURRENCY = 4;
+
+/**
+ * The rate a transfer moves at: bytes over the last few seconds, not since it began (the
+ * socket's send buffer swallows the first few hundred KiB at once, which would read as a
+ * burst far above a slow link's real rate).
+ */
+export class RateMeter {
+  private readonly samples: { t: number; bytes: number }[] = [];
+  constructor(
+    private readonly windowMs = 5000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Records the running total; returns bytes per second over the window (0 until 1 s of data). */
+  add(total: number): number {
+    const t = this.now();
+    this.samples.push({ t, bytes: total });
+    while (this.samples.length > 2 && t - (this.samples[1] as { t: number }).t >= this.windowMs) this.samples.shift();
+    const first = this.samples[0] as { t: number; bytes: number };
+    const span = (t - first.t) / 1000;
+    return span >= 1 ? (total - first.bytes) / span : 0;
+  }
+}
 
 export function backoffSeconds(retries: number): number {
   return Math.min(300, 5 * 2 ** Math.max(0, retries - 1));
@@ -136,7 +157,6 @@ export class Sender {
 
   private async run(t: TransferRow, child: SiteRow, route: { schedule: Schedule; state: RouteState }, signal: AbortSignal): Promise<void> {
     const ctx = this.ctx;
-    const started = Date.now();
     try {
       await updateTransfer(ctx.store, t.id, { state: 'sending', lastError: null });
       await this.markTargets(t, 'sending', { detail: `sending to ${t.child}`, lastError: null, nextRetryAt: null });
@@ -169,6 +189,7 @@ export class Sender {
       const bases = await this.baseIndex(manifest, offer.versions);
       let pending = offer.missing;
       let idle = Date.now();
+      const meter = new RateMeter();
       while (pending.length > 0) {
         if (!isOpen(route.schedule, t.priority, ctx.clock())) {
           await updateTransfer(ctx.store, t.id, { state: 'queued' });
@@ -211,11 +232,26 @@ export class Sender {
         const taken = new Set(batch);
         pending = pending.filter((d) => !taken.has(d));
         const parts = await this.encode(batch, sizes, bases);
-        const n = await postThrottled(child, '/api/v1/transfers/chunks', parts, route.state.bucket, signal);
+        const batchWire = parts.reduce((n, p) => n + p.length, 0);
+        // Progress while the batch is on the wire, at most twice a second: status shows the
+        // real rate even when one batch takes minutes on a slow link.
+        let onWire = 0;
+        let reported = Date.now();
+        const progress = (n: number) => {
+          onWire += n;
+          if (Date.now() - reported < 500) return;
+          reported = Date.now();
+          const w = wire + onWire;
+          const d = done + Math.round((size * onWire) / batchWire);
+          const rate = meter.add(w);
+          void updateTransfer(ctx.store, t.id, { bytesDone: d, wireBytes: t.wireBytes + w })
+            .then(() => this.markTargets(t, 'sending', { bytesDone: d, rate, detail: `sending to ${t.child}` }))
+            .catch(() => {});
+        };
+        const n = await postThrottled(child, '/api/v1/transfers/chunks', parts, route.state.bucket, signal, progress);
         wire += n;
         done += size;
-        const secs = (Date.now() - started) / 1000;
-        const rate = secs > 0 ? wire / secs : 0;
+        const rate = meter.add(wire);
         await updateTransfer(ctx.store, t.id, { bytesDone: done, wireBytes: t.wireBytes + wire });
         await this.markTargets(t, 'sending', { bytesDone: done, rate, detail: `sending to ${t.child}` });
       }
@@ -357,6 +393,7 @@ async function postThrottled(
   parts: Uint8Array[],
   bucket: TokenBucket,
   signal: AbortSignal,
+  onSlice?: (bytes: number) => void,
 ): Promise<number> {
   if (!peer.url || !peer.outboundToken)
     throw fail('unavailable', `site ${peer.code} cannot be called from here (no address or credential)`);
@@ -396,6 +433,7 @@ async function postThrottled(
       }
       for await (const slice of throttle(source(), bucket, { signal })) {
         if (!req.write(slice)) await new Promise<void>((r) => req.once('drain', () => r()));
+        onSlice?.(slice.length);
       }
       req.end();
     })().catch((e) => {

@@ -141,6 +141,11 @@ describe('site hierarchy', () => {
     const routes = JSON.parse((await cascade(['route', 'list', '--json'], { env: cen.site.env })).stdout);
     expect(routes.routes.map((r: { child: string }) => r.child)).toEqual(['EUR', 'LON']);
 
+    const sender = await cascade(['sender', 'set', '--concurrency', '6', '--json'], { env: cen.site.env });
+    expect(JSON.parse(sender.stdout)).toEqual({ concurrency: 6 });
+    expect((await cascade(['sender', 'show'], { env: cen.site.env })).stdout).toBe('sender: 6 package(s) in flight across all routes\n');
+    expect((await cascade(['sender', 'set', '--concurrency', '0'], { env: cen.site.env })).code).toBe(2);
+
     const text = await cascade(['site', 'list'], { env: cen.site.env });
     expect(text.stdout).toMatch(/^CEN .*this site/m);
     expect(text.stdout).toMatch(/^ {2}EUR .*yes/m);

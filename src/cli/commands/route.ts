@@ -73,4 +73,22 @@ export function registerRoute(program: Command): void {
         ]),
       );
   });
+
+  const sender = program.command('sender').description("a site's sender: packages in flight across all its routes");
+  adminOptions(sender.command('show').description('show the sender settings')).action(async (o: AdminOpts) => {
+    const r = await clientFrom(o).json<{ concurrency: number }>('GET', '/api/v1/sender');
+    if (o.json) printJson(r);
+    else process.stdout.write(`sender: ${r.concurrency} package(s) in flight across all routes\n`);
+  });
+  adminOptions(
+    sender
+      .command('set')
+      .description('set how many packages this site sends at once across all routes')
+      .requiredOption('--concurrency <n>', 'packages in flight (1-256)', parseIntOpt('--concurrency')),
+  ).action(async (o: AdminOpts & { concurrency: number }) => {
+    if (o.concurrency < 1 || o.concurrency > 256) throw fail('usage', '--concurrency must be 1 to 256');
+    const r = await clientFrom(o).json<{ concurrency: number }>('PUT', '/api/v1/sender', { json: { concurrency: o.concurrency } });
+    if (o.json) printJson(r);
+    else process.stdout.write(`sender: ${r.concurrency} package(s) in flight across all routes\n`);
+  });
 }

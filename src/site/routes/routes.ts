@@ -14,6 +14,9 @@ import {
 import type { RouteRow } from '../../store/store.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
 
+/** Packages in flight from one site across all its routes, unless set (`cascade sender set`). */
+export const DEFAULT_SITE_CONCURRENCY = 4;
+
 /** Defaults of a route nobody has set: unlimited, two packages in flight, always open. */
 export const DEFAULT_ROUTE_CONCURRENCY = 2;
 
@@ -135,6 +138,41 @@ export function registerRouteRoutes(app: App, parts: AppParts): void {
       await parts.store.putRoute(row);
       parts.log.info({ child, rate: row.rate, concurrency: row.concurrency, schedule: formatSchedule(schedule) }, 'route set');
       return c.json(view(child, await parts.store.getRoute(child)), 200);
+    },
+  );
+
+  const Sender = z.object({ concurrency: z.number().describe('packages in flight from this site, all routes together') }).openapi('Sender');
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/sender',
+      summary: "This site's sender: packages in flight across all routes",
+      responses: { 200: { description: 'Sender settings', content: { 'application/json': { schema: Sender } } }, ...errorResponses },
+    }),
+    async (c) => {
+      need(c, 'read');
+      return c.json({ concurrency: Number((await parts.store.getMeta('sender.concurrency')) ?? DEFAULT_SITE_CONCURRENCY) }, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/sender',
+      summary: "Set this site's sender: packages in flight across all routes",
+      request: {
+        body: {
+          content: { 'application/json': { schema: z.strictObject({ concurrency: z.number().int().min(1).max(256) }) } },
+          required: true,
+        },
+      },
+      responses: { 200: { description: 'Sender settings', content: { 'application/json': { schema: Sender } } }, ...errorResponses },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      const { concurrency } = c.req.valid('json');
+      await parts.store.setMeta('sender.concurrency', String(concurrency));
+      parts.kick?.();
+      return c.json({ concurrency }, 200);
     },
   );
 }

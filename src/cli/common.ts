@@ -53,9 +53,10 @@ export function table(rows: string[][]): string {
   return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ')).join('\n')}\n`;
 }
 
-export function parseIntOpt(name: string) {
+export function parseIntOpt(name: string, min = 0) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw fail('usage', `${name} must be a whole number, not "${v}"`);
+    if (!/^\d+$/.test(v) || Number(v) < min)
+      throw fail('usage', `${name} must be a whole number${min > 0 ? ` of at least ${min}` : ''}, not "${v}"`);
     return Number(v);
   };
 }

@@ -32,6 +32,10 @@ export async function main(argv: string[], roles: ((p: Command) => unknown)[] = 
     c.exitOverride();
     c.commands.forEach(exit);
   });
+  // Output piped into `head` and the like: a closed pipe ends the command quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -38,7 +38,8 @@ const MiB = 1 << 20;
  */
 export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB } as const;
 
-const VERSION_POSTS = /^\/api\/v1\/packages(?:\/[^/]+\/versions)?$/;
+// A transfer offer carries a whole signed manifest (base64), like a version commit.
+const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/offer)$/;
 
 function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return bodyLimit({
@@ -132,7 +133,7 @@ export function createApp(parts: AppParts): App {
 /** Throws `forbidden` unless the caller's token grants `p`. */
 export function need(c: Context<AppEnv>, p: Permission): TokenInfo {
   const t = c.get('token');
-  if (!allows(t.role, p)) throw fail('forbidden', `a ${t.role} token cannot do this (needs ${p})`);
+  if (!allows(t.role, p)) throw fail('forbidden', `${/^[aeiou]/.test(t.role) ? 'an' : 'a'} ${t.role} token cannot do this (needs ${p})`);
   return t;
 }
 

@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { applyDelta, parseDelta } from '../content/delta.js';
@@ -331,6 +333,27 @@ export async function verifyContent(
   return { ok: problems.length === 0, checkedFiles, checkedChunks: digests.length, checkedBytes, problems };
 }
 
+/** Every chunk named by a manifest waiting in content/incoming/ (offered, not committed). */
+async function incomingChunks(ctx: SiteContext): Promise<Set<string>> {
+  const out = new Set<string>();
+  const root = path.join(ctx.library.root, 'incoming');
+  let ids: string[];
+  try {
+    ids = await fs.readdir(root);
+  } catch {
+    return out;
+  }
+  for (const id of ids) {
+    for (const f of await fs.readdir(path.join(root, id)).catch(() => [] as string[])) {
+      try {
+        const m = verifyManifest(await fs.readFile(path.join(root, id, f)), ctx.trusted).manifest;
+        for (const d of manifestChunks(m).keys()) out.add(d);
+      } catch {}
+    }
+  }
+  return out;
+}
+
 /** Deletes one version: its manifest, its row, and one reference from each of its chunks. */
 export async function deleteVersion(ctx: SiteContext, id: string, version: number): Promise<void> {
   const manifest = await readVersion(ctx, id, version).catch(() => null);
@@ -347,8 +370,11 @@ export async function collectGarbage(ctx: SiteContext, graceSeconds: number): Pr
   const before = new Date(ctx.clock().getTime() - graceSeconds * 1000).toISOString();
   let chunks = 0;
   let bytes = 0;
+  // Chunks of versions still arriving (offered, not yet committed) are spared, however long
+  // a schedule keeps them waiting.
+  const arriving = await incomingChunks(ctx);
   for (;;) {
-    const rows = await ctx.store.unreferencedChunks(before, 1000);
+    const rows = (await ctx.store.unreferencedChunks(before, 1000)).filter((r) => !arriving.has(r.digest));
     if (rows.length === 0) break;
     const deleted = new Set(await ctx.store.deleteUnreferenced(rows.map((r) => r.digest)));
     for (const r of rows) {

@@ -109,7 +109,7 @@ export async function distribute(
     plan.push({ site, via, state: via === null ? 'installed' : 'pending', added });
   }
   for (const [child, targets] of byChild) {
-    await queueTransfer(ctx.store, { packageId, version, child, priority: pkg.priority, targets, bytesTotal: row.bytes });
+    await queueTransfer(ctx.store, { packageId, version, child, priority: pkg.priority, targets, bytesTotal: row.bytes, reopen: true });
   }
   await emit(ctx, {
     component: 'distribution',
@@ -192,7 +192,8 @@ export async function acceptOffer(
     await updateTarget(ctx.store, o.packageId, o.version, ctx.code, { state: 'sending', detail: `receiving from ${from}` });
   }
   // Relay: the targets below start at once; each chunk goes on as soon as it is verified here.
-  if (!installed) await queueOnward(ctx, manifest);
+  // (Offered again while installed here: the targets below that lack it go again.)
+  await queueOnward(ctx, manifest);
   return { missing, versions, installed, bytesTotal: manifest.bytes };
 }
 
@@ -259,6 +260,7 @@ async function queueOnward(ctx: SiteContext, manifest: Manifest): Promise<void> 
       priority: manifest.priority as Priority,
       targets: sites,
       bytesTotal: manifest.bytes,
+      reopen: true,
     });
   }
 }

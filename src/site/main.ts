@@ -280,10 +280,10 @@ export async function startSite(opts: {
   // Status goes up in batches; what cannot be sent now stays for the next round.
   const reporter = () =>
     reportUp(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
-  const reportTimer = setInterval(reporter, (Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
+  const reportTimer = setInterval(reporter, Math.max(0.2, Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
   reportTimer.unref();
   const pinger = () => pingPeers(ctx).catch((err) => log.warn({ err }, 'health check of peer sites failed'));
-  const pingEvery = opts.pingIntervalMs ?? (Number(process.env.CASCADE_PING_SECONDS) || 30) * 1000;
+  const pingEvery = opts.pingIntervalMs ?? Math.max(1, Number(process.env.CASCADE_PING_SECONDS) || 30) * 1000;
   const pingTimer = setInterval(pinger, pingEvery);
   pingTimer.unref();
   void pinger();

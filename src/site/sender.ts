@@ -191,7 +191,9 @@ export class Sender {
       let idle = Date.now();
       const meter = new RateMeter();
       while (pending.length > 0) {
-        if (!isOpen(route.schedule, t.priority, ctx.clock())) {
+        // The route may have been changed while this transfer runs: read it again each batch.
+        const fresh = await this.routeOf(t.child);
+        if (!isOpen(fresh.schedule, t.priority, ctx.clock())) {
           await updateTransfer(ctx.store, t.id, { state: 'queued' });
           await this.markTargets(t, 'pending', {
             detail: `paused: the route's schedule closed for ${t.priority} priority`,
@@ -260,6 +262,15 @@ export class Sender {
         missing: number;
       };
       if (!commit.installed) throw fail('unavailable', `${t.child} still lacks ${commit.missing} chunk(s) after the transfer`);
+      // The child answered for itself: its own target is installed (sites below report later).
+      if (t.targets.includes(t.child)) {
+        await updateTarget(ctx.store, t.packageId, t.version, t.child, {
+          state: 'installed',
+          bytesDone: manifest.bytes,
+          detail: null,
+          lastError: null,
+        });
+      }
       await updateTransfer(ctx.store, t.id, { state: 'done', bytesDone: manifest.bytes, retries: 0, nextAttemptAt: null });
       await emit(ctx, {
         component: 'sender',
@@ -275,7 +286,8 @@ export class Sender {
       }
       const message = e instanceof Error ? e.message : String(e);
       const retries = t.retries + 1;
-      const fatal = e instanceof CascadeError && (e.code === 'bad_signature' || e.code === 'invalid_manifest');
+      // Retrying cannot help these: the content or the request itself is wrong.
+      const fatal = e instanceof CascadeError && ['bad_signature', 'invalid_manifest', 'too_large', 'bad_request'].includes(e.code);
       const next = new Date(ctx.clock().getTime() + backoffSeconds(retries) * 1000).toISOString();
       await updateTransfer(ctx.store, t.id, {
         state: fatal ? 'failed' : 'retrying',

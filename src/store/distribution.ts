@@ -151,19 +151,23 @@ const toTransfer = (r: Selectable<Database['transfers']>): TransferRow => ({
  */
 export async function queueTransfer(
   s: Store,
-  t: { packageId: string; version: number; child: string; priority: Priority; targets: string[]; bytesTotal: number },
+  t: { packageId: string; version: number; child: string; priority: Priority; targets: string[]; bytesTotal: number; reopen?: boolean },
 ): Promise<TransferRow> {
-  const open = (await listTransfers(s, { child: t.child })).find(
-    (x) => x.packageId === t.packageId && x.version === t.version && x.state !== 'failed',
-  );
+  const open = (await listTransfers(s, { child: t.child })).find((x) => x.packageId === t.packageId && x.version === t.version);
   const now = s.clock().toISOString();
   if (open) {
     const targets = [...new Set([...open.targets, ...t.targets])].sort();
-    // A finished transfer reopens only for targets it did not carry.
-    const reopen = open.state === 'done' && targets.length > open.targets.length;
+    // A finished or failed transfer goes again for new targets, or when asked to (the admin
+    // distributed again: targets below that failed get another chance).
+    const finished = open.state === 'done' || open.state === 'failed';
+    const reopen = finished && (targets.length > open.targets.length || t.reopen === true);
     await s.db
       .updateTable('transfers')
-      .set({ targets: JSON.stringify(targets), ...(reopen ? { state: 'queued', next_attempt_at: null } : {}), updated_at: now })
+      .set({
+        targets: JSON.stringify(targets),
+        ...(reopen ? { state: 'queued', next_attempt_at: null, retries: 0, last_error: null } : {}),
+        updated_at: now,
+      })
       .where('id', '=', open.id)
       .execute();
     return { ...open, targets, state: reopen ? 'queued' : open.state };

@@ -62,7 +62,7 @@ export function registerDistribute(program: Command): void {
       .description('send a package version to sites at or below this one; each route carries it once')
       .argument('<id>', 'package ID')
       .requiredOption('--to <target>', 'site:CODE (repeatable)', collect)
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version')),
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number }) => {
     for (const t of o.to) if (!/^site:[A-Za-z0-9]{3}$/.test(t)) throw fail('usage', `--to "${t}" is not site:CODE (e.g. --to site:NYC)`);
     const r = await clientFrom(o).json<{

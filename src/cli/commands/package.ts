@@ -135,7 +135,7 @@ export function registerPackage(program: Command): void {
       .command('show')
       .description('show a package version: programs and file tree')
       .argument('<id>', 'package ID')
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version')),
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
     const r = await clientFrom(o).json<{
       id: string;
@@ -173,7 +173,7 @@ export function registerPackage(program: Command): void {
       .description("write a version's tree to DEST, verifying the signature and every chunk")
       .argument('<id>', 'package ID')
       .argument('<dest>', 'destination folder (empty or new)')
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version'))
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1))
       .option('--force', 'write into a folder that is not empty'),
   ).action(async (id: string, dest: string, o: AdminOpts & { version?: number; force?: boolean }) => {
     const client = clientFrom(o);
@@ -202,7 +202,7 @@ export function registerPackage(program: Command): void {
       .command('verify')
       .description("re-hash a package's stored content on the site; names each damaged file and chunk (exit 1 if any)")
       .argument('<id>', 'package ID')
-      .option('--version <n>', 'only this version', parseIntOpt('--version')),
+      .option('--version <n>', 'only this version', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
     const r = await clientFrom(o).json<{
       id: string;
@@ -234,7 +234,7 @@ export function registerPackage(program: Command): void {
       .command('delete')
       .description('delete a version, or the whole package; chunks no version uses are freed by garbage collection')
       .argument('<id>', 'package ID')
-      .option('--version <n>', 'only this version', parseIntOpt('--version')),
+      .option('--version <n>', 'only this version', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
     const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', `/api/v1/packages/${parsePackageId(id)}`, {
       query: { version: o.version },

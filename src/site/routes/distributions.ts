@@ -284,6 +284,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       const t = need(c, 'peer');
       const from = await fromChildOrParent(t.name);
+      if (from.relation !== 'parent') throw fail('forbidden', 'only the parent site commits what it sent');
       const b = c.req.valid('json');
       const r = await commitOffer(parts, from.code, b.packageId, b.version);
       parts.kick?.();

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
-import type { Entry, Manifest } from '../content/manifest.js';
+import { type ChunkIndex, chunkIndex, type Entry, type Manifest } from '../content/manifest.js';
 import { runChunkFiles } from '../content/pool.js';
 import type { ChunkFilesResult } from '../content/worker.js';
 import { fail } from '../core/errors.js';
@@ -52,7 +52,7 @@ export async function uploadSource(
   const stats: UploadStats = { files: files.length, bytes: total, chunks: 0, uploadedChunks: 0, sentBytes: 0, deltaChunks: 0 };
   const chunked = new Map<string, [string, number][]>();
   const handled = new Set<string>();
-  const prevIndex = indexPrevious(opts.previous);
+  const prevIndex = chunkIndex(opts.previous);
   const sigCache = new Map<string, SubchunkSig[]>();
   let done = 0;
 
@@ -174,25 +174,7 @@ async function encodeBatch(
   return parts;
 }
 
-type PrevIndex = Map<string, { digest: string; offset: number; size: number }[]>;
-
-function indexPrevious(m: Manifest | undefined): PrevIndex {
-  const idx: PrevIndex = new Map();
-  if (!m) return idx;
-  for (const e of m.files) {
-    if (e.type !== 'file') continue;
-    let offset = 0;
-    idx.set(
-      e.path,
-      e.chunks.map(([digest, size]) => {
-        const r = { digest, offset, size };
-        offset += size;
-        return r;
-      }),
-    );
-  }
-  return idx;
-}
+type PrevIndex = ChunkIndex;
 
 /**
  * For each new chunk, the previous version's chunks of the same file around the same place:

@@ -264,3 +264,24 @@ export function manifestChunks(m: Manifest): Map<string, number> {
   for (const e of m.files) if (e.type === 'file') for (const [d, n] of e.chunks) out.set(d, n);
   return out;
 }
+
+/** Where each file's chunks lie: path -> [{digest, offset, size}] in file order. */
+export type ChunkIndex = Map<string, { digest: string; offset: number; size: number }[]>;
+
+export function chunkIndex(m: Manifest | undefined): ChunkIndex {
+  const idx: ChunkIndex = new Map();
+  if (!m) return idx;
+  for (const e of m.files) {
+    if (e.type !== 'file') continue;
+    let offset = 0;
+    idx.set(
+      e.path,
+      e.chunks.map(([digest, size]) => {
+        const r = { digest, offset, size };
+        offset += size;
+        return r;
+      }),
+    );
+  }
+  return idx;
+}

@@ -3,7 +3,7 @@ import https from 'node:https';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
-import { type Manifest, verifyManifest } from '../content/manifest.js';
+import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
 import { CascadeError, fail, isErrorCode } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
@@ -337,19 +337,7 @@ export class Sender {
     const base = childVersions.filter((v) => v < m.version).sort((a, b) => b - a)[0];
     if (base === undefined || !(await this.ctx.store.getVersion(m.id, base))) return undefined;
     const old = verifyManifest(await this.ctx.library.readManifest(m.id, base), this.ctx.trusted).manifest;
-    const idx = new Map<string, { digest: string; offset: number; size: number }[]>();
-    for (const e of old.files) {
-      if (e.type !== 'file') continue;
-      let offset = 0;
-      idx.set(
-        e.path,
-        e.chunks.map(([digest, size]) => {
-          const r = { digest, offset, size };
-          offset += size;
-          return r;
-        }),
-      );
-    }
+    const idx = chunkIndex(old);
     // Where each new chunk sits, to find its base chunks.
     const at = new Map<string, { path: string; offset: number }>();
     for (const e of m.files) {

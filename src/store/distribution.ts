@@ -246,6 +246,17 @@ export interface MessageRow {
   packageId: string | null;
 }
 
+const toMessage = (r: Selectable<Database['messages']>): MessageRow => ({
+  id: r.id,
+  time: r.time,
+  site: r.site,
+  component: r.component,
+  severity: r.severity as Severity,
+  code: r.code,
+  text: r.text,
+  packageId: r.package_id,
+});
+
 /** Records a status message (idempotent on its id: a batch sent twice is kept once). */
 export async function addMessages(s: Store, ms: readonly MessageRow[], forwarded = false): Promise<void> {
   for (const m of ms) {
@@ -280,31 +291,13 @@ export async function listMessages(
     .orderBy('time', 'desc')
     .limit(f.limit ?? 200)
     .execute();
-  return rows.map((r) => ({
-    id: r.id,
-    time: r.time,
-    site: r.site,
-    component: r.component,
-    severity: r.severity as Severity,
-    code: r.code,
-    text: r.text,
-    packageId: r.package_id,
-  }));
+  return rows.map(toMessage);
 }
 
 /** Messages not yet sent up to the parent, oldest first. */
 export async function unforwardedMessages(s: Store, limit = 500): Promise<MessageRow[]> {
   const rows = await s.db.selectFrom('messages').selectAll().where('forwarded', '=', 0).orderBy('time').limit(limit).execute();
-  return rows.map((r) => ({
-    id: r.id,
-    time: r.time,
-    site: r.site,
-    component: r.component,
-    severity: r.severity as Severity,
-    code: r.code,
-    text: r.text,
-    packageId: r.package_id,
-  }));
+  return rows.map(toMessage);
 }
 
 export async function markForwarded(s: Store, ids: readonly string[]): Promise<void> {

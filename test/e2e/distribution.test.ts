@@ -230,4 +230,30 @@ describe('distribution down the tree', () => {
     expect(done).toEqual([first, urgent, second]);
     await cascade(['route', 'set', 'EUR', '--rate', 'unlimited', '--concurrency', '2'], { env });
   });
+
+  it('after the sending site is killed mid-transfer, it resumes at restart without resending what arrived', async () => {
+    await cascade(['route', 'set', 'EUR', '--rate', '1MiB/s'], { env: (sites.CEN as SiteProcess).env });
+    const src = path.join(root, 'src-sender-kill');
+    makeSource(src, 41, 5 << 20);
+    const c = JSON.parse(
+      (await cascade(['package', 'create', src, '--name', 'SenderKill', '--json'], { env: (sites.CEN as SiteProcess).env })).stdout,
+    );
+    await cascade(['distribute', c.id, '--to', 'site:EUR'], { env: (sites.CEN as SiteProcess).env });
+    await until(
+      'some bytes on the wire',
+      async () => ((await transfers('CEN')).find((t) => t.packageId === c.id)?.wireBytes ?? 0) > 1 << 20,
+      20_000,
+    );
+    (sites.CEN as SiteProcess).proc.kill('SIGKILL');
+    await (sites.CEN as SiteProcess).stop();
+    sites.CEN = await startSite(dirs.CEN as string, [], { listen: null, env: FAST });
+    await until('the package at EUR after the sender restarted', installed('CEN', c.id, 'EUR'), 60_000);
+    const t = (await transfers('CEN')).find((x) => x.packageId === c.id);
+    expect(t?.state).toBe('done');
+    // What EUR had verified before the kill did not cross again (one batch in flight at most).
+    expect(t?.wireBytes).toBeLessThan(c.bytes * 1.02 + (4 << 20));
+    const v = JSON.parse((await cascade(['package', 'verify', c.id, '--json'], { env: (sites.EUR as SiteProcess).env })).stdout);
+    expect(v.ok).toBe(true);
+    await cascade(['route', 'set', 'EUR', '--rate', 'unlimited'], { env: (sites.CEN as SiteProcess).env });
+  });
 });

@@ -14,6 +14,7 @@ import {
   insertReplicaVersion,
   listKeys,
   listTargets,
+  listTransfers,
   type MessageRow,
   markForwarded,
   putKey,
@@ -330,10 +331,14 @@ export type StatusReport = z.infer<typeof StatusReport>;
 /** A child reports the targets at and below it and its status messages; kept, and sent on up. */
 export async function acceptStatus(ctx: SiteContext, from: string, r: StatusReport): Promise<{ targets: number; messages: number }> {
   let n = 0;
+  const sending = (await listTransfers(ctx.store, { child: from })).filter((x) => x.state !== 'done' && x.state !== 'failed');
   for (const t of r.targets) {
     // Only targets this site routed through that child.
     const mine = (await listTargets(ctx.store, t.packageId)).find((x) => x.version === t.version && x.site === t.site);
     if (!mine || mine.via !== from) continue;
+    // While this site still sends that version to the child, its own sender's progress is the
+    // truth for the hop; the child's view takes over once the hop is done.
+    if (t.state !== 'installed' && sending.some((x) => x.packageId === t.packageId && x.version === t.version)) continue;
     await updateTarget(ctx.store, t.packageId, t.version, t.site, {
       state: t.state,
       bytesDone: t.bytesDone,

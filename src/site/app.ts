@@ -11,6 +11,7 @@ import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
 import { registerDistributionRoutes } from './routes/distributions.js';
 import { registerPackageRoutes } from './routes/packages.js';
+import { registerQueueRoutes } from './routes/queue.js';
 import { registerRouteRoutes } from './routes/routes.js';
 import { registerSiteRoutes } from './routes/site.js';
 import { registerSitesRoutes } from './routes/sites.js';
@@ -113,6 +114,7 @@ export function createApp(parts: AppParts): App {
   registerSitesRoutes(app, parts);
   registerRouteRoutes(app, parts);
   registerDistributionRoutes(app, parts);
+  registerQueueRoutes(app, parts);
   registerTokenRoutes(app, parts);
   registerChunkRoutes(app, parts);
   registerPackageRoutes(app, parts);

@@ -215,6 +215,14 @@ describe('distribution down the tree', () => {
       expect(r.status).toBe(201);
     }
     expect((await transfers('CEN')).find((t) => t.packageId === first)?.state).toBe('sending');
+    // The queue shows the order the sender will take: the one sending, then by priority.
+    const q = JSON.parse((await cascade(['queue', '--route', 'EUR', '--json'], { env })).stdout);
+    expect(q.routes).toHaveLength(1);
+    expect(q.routes[0].transfers.map((t: { packageId: string }) => t.packageId)).toEqual([first, urgent, second]);
+    expect(q.routes[0].transfers[0].state).toBe('sending');
+    expect(q.routes[0].transfers[2].etaSeconds).toBeGreaterThan(q.routes[0].transfers[1].etaSeconds);
+    const text = (await cascade(['queue'], { env })).stdout;
+    expect(text).toMatch(/^route to EUR: 512 KiB\/s, 1 in flight/m);
     await until(
       'all three at EUR',
       async () => {

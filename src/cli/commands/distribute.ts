@@ -153,4 +153,64 @@ export function registerDistribute(program: Command): void {
         ]),
       );
   });
+
+  adminOptions(
+    program
+      .command('queue')
+      .description("each route's queue in the order the sender takes it: sending now, waiting, bytes left, ETA")
+      .option('--route <code>', 'only the route to this child site'),
+  ).action(async (o: AdminOpts & { route?: string }) => {
+    const r = await clientFrom(o).json<{
+      routes: {
+        child: string;
+        rate: string;
+        concurrency: number;
+        schedule: string;
+        bytesLeft: number;
+        transfers: {
+          position: number;
+          packageId: string;
+          version: number;
+          priority: string;
+          state: string;
+          targets: string[];
+          bytesLeft: number;
+          etaSeconds: number | null;
+          nextAttemptAt: string | null;
+          lastError: string | null;
+        }[];
+      }[];
+    }>('GET', '/api/v1/queue', { query: { route: o.route } });
+    if (o.json) {
+      printJson(r);
+      return;
+    }
+    if (r.routes.length === 0) {
+      process.stdout.write('no child sites, so no routes\n');
+      return;
+    }
+    for (const q of r.routes) {
+      process.stdout.write(
+        `route to ${q.child}: ${q.rate}, ${q.concurrency} in flight, schedule "${q.schedule}"; ${fmtBytes(q.bytesLeft)} to send\n`,
+      );
+      if (q.transfers.length === 0) process.stdout.write('  (empty)\n');
+      else
+        process.stdout.write(
+          table([
+            ['  #', 'PACKAGE', 'VERSION', 'PRIORITY', 'STATE', 'LEFT', 'ETA', 'FOR', 'NOTE'],
+            ...q.transfers.map((t) => [
+              `  ${t.position}`,
+              t.packageId,
+              String(t.version),
+              t.priority,
+              t.state,
+              fmtBytes(t.bytesLeft),
+              fmtEta(t.etaSeconds),
+              t.targets.join(','),
+              t.state === 'retrying' ? `retry at ${t.nextAttemptAt}: ${t.lastError ?? ''}` : '',
+            ]),
+          ]),
+        );
+    }
+  });
 }

@@ -1,0 +1,107 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { fail } from '../../core/errors.js';
+import { formatRate } from '../../core/rate.js';
+import { ALWAYS_OPEN, etaSeconds, formatSchedule, scheduleFromGrid } from '../../core/schedule.js';
+import { listTransfers } from '../../store/distribution.js';
+import { type App, type AppParts, errorResponses, need } from '../app.js';
+import { DEFAULT_ROUTE_CONCURRENCY } from './routes.js';
+
+const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
+
+const QueueEntry = z.object({
+  position: z.number().describe('1 = next to go; sending transfers come first'),
+  packageId: z.string(),
+  version: z.number(),
+  priority: z.enum(['high', 'medium', 'low']),
+  state: z.enum(['queued', 'sending', 'retrying']),
+  targets: z.array(z.string()),
+  bytesLeft: z.number(),
+  etaSeconds: z
+    .number()
+    .nullable()
+    .describe(
+      'when it should be done at the route rate, counting the open hours of the schedule and what is ahead of it; null: unlimited rate or never open',
+    ),
+  nextAttemptAt: z.string().nullable(),
+  lastError: z.string().nullable(),
+});
+const RouteQueue = z
+  .object({
+    child: z.string(),
+    rate: z.string(),
+    concurrency: z.number(),
+    schedule: z.string(),
+    bytesLeft: z.number(),
+    transfers: z.array(QueueEntry),
+  })
+  .openapi('RouteQueue');
+
+/** `GET /api/v1/queue`: each route's queue in the order the sender will take it. */
+export function registerQueueRoutes(app: App, parts: AppParts): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/queue',
+      summary: "Each route's queue in order: what is sending now, what waits, bytes left, ETA",
+      request: {
+        query: z.object({
+          route: z
+            .string()
+            .regex(/^[A-Za-z0-9]{3}$/)
+            .optional(),
+        }),
+      },
+      responses: {
+        200: { description: 'Queues', content: { 'application/json': { schema: z.object({ routes: z.array(RouteQueue) }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      need(c, 'read');
+      const only = c.req.valid('query').route?.toUpperCase();
+      const children = (await parts.store.listSites()).filter((s) => s.relation === 'child' && (!only || s.code === only));
+      if (only && children.length === 0) throw fail('not_found', `${only} is not a child site of ${parts.code}`);
+      const open = await listTransfers(parts.store, { states: ['queued', 'sending', 'retrying'] });
+      const now = parts.clock();
+      const routes = [];
+      for (const child of children) {
+        const r = await parts.store.getRoute(child.code);
+        const schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+        const mine = open
+          .filter((t) => t.child === child.code)
+          .sort(
+            (a, b) =>
+              (a.state === 'sending' ? 0 : 1) - (b.state === 'sending' ? 0 : 1) ||
+              PRIORITY_ORDER[a.priority] - PRIORITY_ORDER[b.priority] ||
+              (a.createdAt < b.createdAt ? -1 : 1),
+          );
+        let ahead = 0;
+        const transfers = mine.map((t, i) => {
+          const left = Math.max(0, t.bytesTotal - t.bytesDone);
+          ahead += left;
+          return {
+            position: i + 1,
+            packageId: t.packageId,
+            version: t.version,
+            priority: t.priority,
+            state: t.state as 'queued' | 'sending' | 'retrying',
+            targets: t.targets,
+            bytesLeft: left,
+            etaSeconds: r?.rate ? etaSeconds(schedule, t.priority, now, ahead, r.rate) : null,
+            nextAttemptAt: t.nextAttemptAt,
+            lastError: t.lastError,
+          };
+        });
+        routes.push({
+          child: child.code,
+          rate: formatRate(r?.rate ?? null),
+          concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
+          schedule: formatSchedule(schedule),
+          bytesLeft: ahead,
+          transfers,
+        });
+      }
+      return c.json({ routes }, 200);
+    },
+  );
+}

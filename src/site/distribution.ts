@@ -351,7 +351,21 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     });
     n++;
   }
-  await addMessages(ctx.store, r.messages as MessageRow[]);
+  // A child speaks for itself and the sites below it, not for anyone else.
+  const below = new Set([from]);
+  for (const site of await ctx.store.listSites()) {
+    let at = site;
+    for (let i = 0; i < 64 && at.relation === 'descendant' && at.parent; i++) {
+      const up = await ctx.store.getSite(at.parent);
+      if (!up) break;
+      at = up;
+    }
+    if (at.code === from) below.add(site.code);
+  }
+  await addMessages(
+    ctx.store,
+    (r.messages as MessageRow[]).filter((m) => below.has(m.site)),
+  );
   return { targets: n, messages: r.messages.length };
 }
 

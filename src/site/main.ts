@@ -13,12 +13,13 @@ import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { isPostgresUrl } from '../store/db.js';
+import { pruneMessages } from '../store/distribution.js';
 import { type SiteRow, Store } from '../store/store.js';
 import { createApp } from './app.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage, type SiteContext } from './content.js';
 import { loadTrust, reportUp } from './distribution.js';
-import { callPeer, JoinAnswer, type JoinRequest, pingPeers } from './hierarchy.js';
+import { callPeer, JoinAnswer, type JoinRequest, parentOf, pingPeers } from './hierarchy.js';
 import { Sender } from './sender.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
@@ -274,6 +275,11 @@ export async function startSite(opts: {
 
   const gcTimer = setInterval(() => {
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));
+    // Status messages are kept 90 days (below the central site, only once they went up).
+    const before = new Date(clock().getTime() - 90 * 86400_000).toISOString();
+    parentOf(store)
+      .then((parent) => pruneMessages(store, before, !parent))
+      .catch((err) => log.error({ err }, 'pruning old status messages failed'));
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
   sender.start();

@@ -50,6 +50,15 @@ export async function addTarget(
   s: Store,
   t: { packageId: string; version: number; site: string; via: string | null; bytesTotal: number },
 ): Promise<boolean> {
+  // One that failed is set pending again: distributing again is how an admin retries it.
+  await s.db
+    .updateTable('targets')
+    .set({ state: 'pending', retries: 0, last_error: null, next_retry_at: null, updated_at: s.clock().toISOString() })
+    .where('package_id', '=', t.packageId)
+    .where('version', '=', t.version)
+    .where('site', '=', t.site)
+    .where('state', '=', 'failed')
+    .execute();
   const r = await s.db
     .insertInto('targets')
     .values({
@@ -298,6 +307,14 @@ export async function listMessages(
 export async function unforwardedMessages(s: Store, limit = 500): Promise<MessageRow[]> {
   const rows = await s.db.selectFrom('messages').selectAll().where('forwarded', '=', 0).orderBy('time').limit(limit).execute();
   return rows.map(toMessage);
+}
+
+/** Forgets messages older than `before` that have gone up already (or have nowhere to go). */
+export async function pruneMessages(s: Store, before: string, centralSite: boolean): Promise<number> {
+  let q = s.db.deleteFrom('messages').where('time', '<', before);
+  if (!centralSite) q = q.where('forwarded', '=', 1);
+  const r = await q.executeTakeFirst();
+  return Number(r.numDeletedRows);
 }
 
 export async function markForwarded(s: Store, ids: readonly string[]): Promise<void> {

@@ -10,41 +10,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH, BIN, bytesOf, corpus, have, MiB, opt } from './lib.mjs';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = path.join(ROOT, 'bin', 'cascade');
-const BENCH = path.join(ROOT, '.bench');
-const args = process.argv.slice(2);
-const opt = (n, d) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
 const size = opt('size', '256MiB');
-const only = opt('only', 'relay,bytes,rate,schedule,update').split(',');
 const R = Number(opt('rate', '20')) * 1024 * 1024;
-const MiB = 1 << 20;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-fs.mkdirSync(BENCH, { recursive: true });
-const corpus = (name, extra) => {
-  const dir = path.join(BENCH, name);
-  if (!fs.existsSync(path.join(dir, 'setup.exe'))) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    console.error(`making corpus ${name} ...`);
-    execFileSync(process.execPath, [path.join(ROOT, 'bench', 'make-corpus.mjs'), dir, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  return fs.realpathSync(dir);
-};
-const bytesOf = (dir) => {
-  let n = 0;
-  const rec = (d) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) rec(p);
-      else if (e.isFile()) n += fs.statSync(p).size;
-    }
-  };
-  rec(dir);
-  return n;
-};
 const freePort = () =>
   new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -86,7 +57,10 @@ async function site(code, parent) {
   return sites[code];
 }
 const api = async (s, p, init = {}) => {
-  const r = await fetch(`${s.url}${p}`, { ...init, headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json', ...(init.headers ?? {}) } });
+  const r = await fetch(`${s.url}${p}`, {
+    ...init,
+    headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
+  });
   return r.json();
 };
 const transfersTo = async (s, child, id, version) =>
@@ -138,7 +112,7 @@ try {
 
   // rsync hop by hop with the same limit (store-and-forward).
   let rsyncSecs = null;
-  if (spawnSync('sh', ['-c', 'command -v rsync']).status === 0) {
+  if (have('rsync')) {
     const h1 = path.join(work, 'rsync-A');
     const h2 = path.join(work, 'rsync-B');
     const t = Date.now();
@@ -158,7 +132,12 @@ try {
   const t1 = await transfersTo(cen, 'AAA', id, 1);
   const t2 = await transfersTo(a, 'BBB', id, 1);
   results.routeBytes = { cenToA: t1.wireBytes, aToB: t2.wireBytes, lacked: S };
-  row('bytes on each route / bytes the receiver lacked', `CEN->A ${(t1.wireBytes / S).toFixed(4)}, A->B ${(t2.wireBytes / S).toFixed(4)}`, '', '<= 1.02');
+  row(
+    'bytes on each route / bytes the receiver lacked',
+    `CEN->A ${(t1.wireBytes / S).toFixed(4)}, A->B ${(t2.wireBytes / S).toFixed(4)}`,
+    '',
+    '<= 1.02',
+  );
 
   // Rate: the most any 10 s window carried, per route.
   const maxWindow = (key) => {

@@ -7,43 +7,11 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH, BIN, bytesOf, corpus, have, MiB, opt, walk } from './lib.mjs';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = path.join(ROOT, 'bin', 'cascade');
-const BENCH = path.join(ROOT, '.bench');
-const args = process.argv.slice(2);
-const opt = (n, d) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
 const size = opt('size', '512MiB');
 const only = opt('only', 'ingest,update').split(',');
-const MiB = 1 << 20;
 
-fs.mkdirSync(BENCH, { recursive: true });
-const corpus = (name, extra) => {
-  const dir = path.join(BENCH, name);
-  if (!fs.existsSync(path.join(dir, 'setup.exe'))) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    console.error(`making corpus ${name} ...`);
-    execFileSync(process.execPath, [path.join(ROOT, 'bench', 'make-corpus.mjs'), dir, ...extra], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-  }
-  return dir;
-};
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const walk = (dir) => {
-  const out = [];
-  const rec = (rel) => {
-    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) rec(r);
-      else if (e.isFile()) out.push(path.join(dir, r));
-    }
-  };
-  rec('');
-  return out;
-};
-const bytesOf = (dir) => walk(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
 const warm = (dir) => {
   for (const f of walk(dir)) fs.readFileSync(f);
 };
@@ -123,10 +91,7 @@ try {
     let sslRate = null;
     if (have('openssl')) {
       const t = process.hrtime.bigint();
-      execFileSync('sh', [
-        '-c',
-        `find "${fs.realpathSync(v1)}" -type f -print0 | sort -z | xargs -0 cat | openssl dgst -sha256 > /dev/null`,
-      ]);
+      execFileSync('sh', ['-c', `find "${v1}" -type f -print0 | sort -z | xargs -0 cat | openssl dgst -sha256 > /dev/null`]);
       sslRate = total / MiB / (Number(process.hrtime.bigint() - t) / 1e9);
     }
     results.ingest = { bytes: total, seconds: create.secs, mibPerSec: rate, opensslSha256MibPerSec: sslRate, package: c };

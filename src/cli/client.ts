@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+import { type CascadeError, errorFromBody, fail } from '../core/errors.js';
 
 const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
@@ -118,11 +118,8 @@ async function toError(res: Response): Promise<CascadeError> {
 }
 
 function errorFrom(status: number, text: string, statusText = ''): CascadeError {
-  try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-    if (body.error && isErrorCode(body.error.code) && typeof body.error.message === 'string') {
-      return new CascadeError(body.error.code, body.error.message);
-    }
-  } catch {}
-  return fail(status >= 500 ? 'unavailable' : 'bad_request', `site answered HTTP ${status}: ${text.slice(0, 200) || statusText}`);
+  return (
+    errorFromBody(text) ??
+    fail(status >= 500 ? 'unavailable' : 'bad_request', `site answered HTTP ${status}: ${text.slice(0, 200) || statusText}`)
+  );
 }

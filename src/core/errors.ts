@@ -45,5 +45,22 @@ export class CascadeError extends Error {
 
 export const isErrorCode = (s: unknown): s is ErrorCode => typeof s === 'string' && s in ERROR_CODES;
 
+/**
+ * The error an API answer carries (`{"error": {"code", "message"}}`, as text or parsed), or
+ * undefined when it carries none of the catalogue. `prefix` names who answered.
+ */
+export function errorFromBody(body: unknown, prefix = ''): CascadeError | undefined {
+  let value = body;
+  if (typeof body === 'string') {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return undefined;
+    }
+  }
+  const e = (value as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  return e && isErrorCode(e.code) && typeof e.message === 'string' ? new CascadeError(e.code, `${prefix}${e.message}`) : undefined;
+}
+
 /** Shorthand: `throw fail('not_found', 'package CEN00009 does not exist')`. */
 export const fail = (code: ErrorCode, message: string): CascadeError => new CascadeError(code, message);

@@ -339,16 +339,8 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     // While this site still sends that version to the child, its own sender's progress is the
     // truth for the hop; the child's view takes over once the hop is done.
     if (t.state !== 'installed' && sending.some((x) => x.packageId === t.packageId && x.version === t.version)) continue;
-    await updateTarget(ctx.store, t.packageId, t.version, t.site, {
-      state: t.state,
-      bytesDone: t.bytesDone,
-      bytesTotal: t.bytesTotal,
-      rate: t.rate,
-      retries: t.retries,
-      nextRetryAt: t.nextRetryAt,
-      lastError: t.lastError,
-      detail: t.detail,
-    });
+    // The report carries exactly the fields of a target's state.
+    await updateTarget(ctx.store, t.packageId, t.version, t.site, t);
     n++;
   }
   // A child speaks for itself and the sites below it, not for anyone else.

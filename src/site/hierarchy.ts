@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { z } from 'zod';
 import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
 import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
-import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+import { errorFromBody, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
 import type { SiteRow, Store } from '../store/store.js';
@@ -183,12 +183,7 @@ export async function callPeer(peer: SiteRow, method: string, path: string, body
   } catch {
     throw fail('unavailable', `site ${peer.code} answered HTTP ${res.status} with something that is not JSON`);
   }
-  if (!res.ok) {
-    const err = (json as { error?: { code?: unknown; message?: unknown } }).error;
-    if (err && isErrorCode(err.code) && typeof err.message === 'string')
-      throw new CascadeError(err.code, `site ${peer.code}: ${err.message}`);
-    throw fail('unavailable', `site ${peer.code} answered HTTP ${res.status}`);
-  }
+  if (!res.ok) throw errorFromBody(json, `site ${peer.code}: `) ?? fail('unavailable', `site ${peer.code} answered HTTP ${res.status}`);
   return json;
 }
 

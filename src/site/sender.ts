@@ -4,7 +4,7 @@ import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch
 import { decodeChunk } from '../content/codec.js';
 import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
 import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
-import { CascadeError, fail, isErrorCode } from '../core/errors.js';
+import { CascadeError, errorFromBody, fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
@@ -417,12 +417,7 @@ async function postThrottled(
       res.on('end', () => {
         if ((res.statusCode ?? 500) < 400) return resolve(length);
         const text = Buffer.concat(body).toString('utf8');
-        try {
-          const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
-          if (e && isErrorCode(e.code) && typeof e.message === 'string')
-            return reject(new CascadeError(e.code, `site ${peer.code}: ${e.message}`));
-        } catch {}
-        reject(fail('unavailable', `site ${peer.code} answered HTTP ${res.statusCode}`));
+        reject(errorFromBody(text, `site ${peer.code}: `) ?? fail('unavailable', `site ${peer.code} answered HTTP ${res.statusCode}`));
       });
       res.on('error', reject);
     });

@@ -8,6 +8,11 @@ import { ingestBatch } from '../content.js';
 
 const Digests = z.strictObject({ digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000) });
 
+/** The answer to a chunk batch, on both routes that take one. */
+export const IngestReport = z
+  .object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() })
+  .openapi('IngestReport');
+
 export function registerChunkRoutes(app: App, parts: AppParts): void {
   const received = parts.metrics.counter('cascade_chunk_bytes_received_total', 'Raw bytes of chunks received and stored.');
   const literal = parts.metrics.counter(
@@ -51,7 +56,7 @@ export function registerChunkRoutes(app: App, parts: AppParts): void {
           description: 'Stored',
           content: {
             'application/json': {
-              schema: z.object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() }),
+              schema: IngestReport,
             },
           },
         },

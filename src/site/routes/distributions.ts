@@ -5,6 +5,7 @@ import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TR
 import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
 import { acceptOffer, acceptStatus, commitOffer, distribute, Offer, StatusReport, summarise } from '../distribution.js';
+import { IngestReport } from './chunks.js';
 
 const Target = z
   .object({
@@ -245,7 +246,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
           description: 'Stored',
           content: {
             'application/json': {
-              schema: z.object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() }),
+              schema: IngestReport,
             },
           },
         },

@@ -86,6 +86,14 @@ const VerifyReport = z
   .openapi('VerifyReport');
 
 export function registerPackageRoutes(app: App, parts: AppParts): void {
+  // What creating a package and adding a version answer. Built here, not at module load:
+  // app.ts and the route modules import each other.
+  const versionResponses = {
+    201: { description: 'Created', content: { 'application/json': { schema: VersionReport } } },
+    ...errorResponses,
+    409: errorResponse('Chunks are missing from the library (missing_chunks), or another writer took this version number first (conflict)'),
+  };
+
   const created = parts.metrics.counter('cascade_package_versions_created_total', 'Package versions committed on this site.');
 
   app.openapi(
@@ -126,13 +134,7 @@ export function registerPackageRoutes(app: App, parts: AppParts): void {
       path: '/api/v1/packages',
       summary: 'Create a package (version 1) from chunks already uploaded',
       request: { body: { content: { 'application/json': { schema: CreateBody } }, required: true } },
-      responses: {
-        201: { description: 'Created', content: { 'application/json': { schema: VersionReport } } },
-        ...errorResponses,
-        409: errorResponse(
-          'Chunks are missing from the library (missing_chunks), or another writer took this version number first (conflict)',
-        ),
-      },
+      responses: versionResponses,
     }),
     async (c) => {
       need(c, 'operate');
@@ -149,13 +151,7 @@ export function registerPackageRoutes(app: App, parts: AppParts): void {
       path: '/api/v1/packages/{id}/versions',
       summary: 'Add the next version of a package',
       request: { params: IdParam, body: { content: { 'application/json': { schema: UpdateBody } }, required: true } },
-      responses: {
-        201: { description: 'Created', content: { 'application/json': { schema: VersionReport } } },
-        ...errorResponses,
-        409: errorResponse(
-          'Chunks are missing from the library (missing_chunks), or another writer took this version number first (conflict)',
-        ),
-      },
+      responses: versionResponses,
     }),
     async (c) => {
       need(c, 'operate');

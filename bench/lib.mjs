@@ -1,0 +1,46 @@
+// Helpers shared by the benchmark scripts (bench/run.mjs, bench/hierarchy.mjs).
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const BIN = path.join(ROOT, 'bin', 'cascade');
+export const BENCH = path.join(ROOT, '.bench');
+export const MiB = 1 << 20;
+
+const args = process.argv.slice(2);
+/** `--name value` from the command line, or the default. */
+export const opt = (n, d) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
+
+/** A corpus made once in .bench/ by make-corpus.mjs; its real path (rsync and find want one). */
+export function corpus(name, extra) {
+  fs.mkdirSync(BENCH, { recursive: true });
+  const dir = path.join(BENCH, name);
+  if (!fs.existsSync(path.join(dir, 'setup.exe'))) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    console.error(`making corpus ${name} ...`);
+    execFileSync(process.execPath, [path.join(ROOT, 'bench', 'make-corpus.mjs'), dir, ...extra], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  }
+  return fs.realpathSync(dir);
+}
+
+export const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+/** Every regular file below `dir`, in name order. */
+export function walk(dir) {
+  const out = [];
+  const rec = (rel) => {
+    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) rec(r);
+      else if (e.isFile()) out.push(path.join(dir, r));
+    }
+  };
+  rec('');
+  return out;
+}
+
+export const bytesOf = (dir) => walk(dir).reduce((s, f) => s + fs.statSync(f).size, 0);

@@ -1,9 +1,10 @@
 /**
  * The `cascade` executable's wiring: the admin CLI plus the commands that run a role
- * (site server, demo). The CLI itself never imports the site or the store.
+ * (site server, distribution point, demo). The CLI itself never imports the site or the store.
  */
 import { main } from './cli/main.js';
 import { registerDemo } from './demo/command.js';
+import { registerDp } from './dp/command.js';
 import { registerSite } from './site/command.js';
 
-await main(process.argv, [registerSite, registerDemo]);
+await main(process.argv, [registerSite, registerDp, registerDemo]);

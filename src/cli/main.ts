@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { registerDistribute } from './commands/distribute.js';
+import { registerDpAdmin } from './commands/dp.js';
 import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
@@ -20,6 +21,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerSiteAdmin(site);
   registerRoute(program);
   registerDistribute(program);
+  registerDpAdmin(program);
   registerPackage(program);
   registerToken(program);
   return program;

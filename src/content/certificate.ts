@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
 import { canonicalJson } from './canonical.js';
@@ -10,7 +11,8 @@ import { type SiteKey, sign, type TrustedKey, verifySignature } from './signing.
  * through that site's certificate.
  */
 const bodySchema = z.strictObject({
-  code: z.string().regex(SITE_CODE),
+  /** A site's code, or a DP's name (a DP's certificate proves who it is; it never vouches for manifests). */
+  code: z.string().regex(TARGET_NAME),
   name: z.string().min(1).max(128),
   parent: z.string().regex(SITE_CODE).nullable(),
   keyId: z.string().min(1).max(128),

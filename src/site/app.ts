@@ -10,12 +10,14 @@ import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
 import { registerDistributionRoutes } from './routes/distributions.js';
+import { registerDpRoutes } from './routes/dps.js';
 import { registerPackageRoutes } from './routes/packages.js';
 import { registerQueueRoutes } from './routes/queue.js';
 import { registerRouteRoutes } from './routes/routes.js';
 import { registerSiteRoutes } from './routes/site.js';
 import { registerSitesRoutes } from './routes/sites.js';
 import { registerTokenRoutes } from './routes/tokens.js';
+import { registerTransferRoutes } from './routes/transfers.js';
 
 export type AppEnv = {
   Bindings: { incoming?: IncomingMessage };
@@ -50,13 +52,13 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 }
 
 /** Paths anyone may read without a token. */
-const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join']);
+const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join', '/api/v1/dps/join']);
 
 /**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
  * tests can build one in-process and call it with `app.request()`.
  */
-export function createApp(parts: AppParts): App {
+export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
@@ -111,19 +113,24 @@ export function createApp(parts: AppParts): App {
   app.get('/metrics', (c) => c.text(parts.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
   registerSiteRoutes(app, parts);
-  registerSitesRoutes(app, parts);
-  registerRouteRoutes(app, parts);
-  registerDistributionRoutes(app, parts);
-  registerQueueRoutes(app, parts);
-  registerTokenRoutes(app, parts);
-  registerChunkRoutes(app, parts);
-  registerPackageRoutes(app, parts);
+  registerTransferRoutes(app, parts);
+  // A DP answers only its site's calls (and serves content, outside this API).
+  if (role === 'site') {
+    registerSitesRoutes(app, parts);
+    registerDpRoutes(app, parts);
+    registerRouteRoutes(app, parts);
+    registerDistributionRoutes(app, parts);
+    registerQueueRoutes(app, parts);
+    registerTokenRoutes(app, parts);
+    registerChunkRoutes(app, parts);
+    registerPackageRoutes(app, parts);
+  }
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
     info: {
-      title: 'Cascade site server API',
+      title: role === 'dp' ? 'Cascade distribution point API' : 'Cascade site server API',
       version: VERSION,
       description: `Errors are {"error": {"code", "message"}}. Codes: ${Object.keys(ERROR_CODES).join(', ')}.`,
     },

@@ -80,7 +80,7 @@ export function registerSite(program: Command): Command {
     .action(async (o: { data: string; listen?: string; db?: string }) => {
       const log = createLogger({ name: 'site' });
       const { startSite } = await import('./main.js');
-      const running = await startSite({ dataDir: o.data, listen: o.listen, db: o.db, log });
+      const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');

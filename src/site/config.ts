@@ -1,17 +1,25 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
 import { writeFileDurableSync } from '../lib/durable.js';
 
 /** DIR/config.json: what `site init` decided; flags and CASCADE_* variables override it. */
-export const SiteConfigSchema = z.strictObject({
-  code: z.string().regex(SITE_CODE),
-  name: z.string().min(1).max(128),
-  db: z.string().min(1).optional(),
-  listen: z.string().min(1).optional(),
-});
+export const SiteConfigSchema = z
+  .strictObject({
+    /** A site server (default) or a distribution point (code: the DP's name). */
+    role: z.enum(['site', 'dp']).optional(),
+    code: z.string().regex(TARGET_NAME),
+    name: z.string().min(1).max(128),
+    db: z.string().min(1).optional(),
+    listen: z.string().min(1).optional(),
+  })
+  .refine((c) => (c.role === 'dp' ? DP_NAME.test(c.code) : SITE_CODE.test(c.code)), {
+    message: 'a site code is three capital letters or digits; a DP name 4 to 64 characters',
+    path: ['code'],
+  });
 export type SiteConfig = z.infer<typeof SiteConfigSchema>;
 
 export const configPath = (dataDir: string): string => path.join(dataDir, 'config.json');
@@ -24,7 +32,7 @@ export function readSiteConfig(dataDir: string): SiteConfig {
   } catch {
     throw fail(
       'invalid_config',
-      `${dataDir} is not a site data folder (no config.json): run "cascade site init --data ${dataDir} --code CODE" first`,
+      `${dataDir} is not a site or DP data folder (no config.json): run "cascade site init" or "cascade dp init" with --data ${dataDir} first`,
     );
   }
   let raw: unknown;

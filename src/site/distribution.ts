@@ -5,12 +5,16 @@ import { z } from 'zod';
 import { verifyCertificate } from '../content/certificate.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
+import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
+import { ALWAYS_OPEN, etaSeconds, isOpen, scheduleFromGrid } from '../core/schedule.js';
+import { SITE_CODE } from '../core/site.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
   addMessages,
   addTarget,
+  dropTransferTargets,
   insertReplicaVersion,
   listKeys,
   listTargets,
@@ -20,11 +24,14 @@ import {
   putKey,
   queueTransfer,
   type Severity,
+  TARGET_STATES,
   type TargetRow,
   unforwardedMessages,
   updateTarget,
 } from '../store/distribution.js';
 import type { SiteContext } from './content.js';
+import { deleteVersion } from './content.js';
+import { DpState, listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
 import { callPeer, centralTrust, parentOf } from './hierarchy.js';
 
 /**
@@ -68,47 +75,177 @@ export async function nextHop(ctx: SiteContext, target: string): Promise<string 
   if (target === ctx.code) return null;
   let at = await ctx.store.getSite(target);
   for (let i = 0; at && i < 64; i++) {
-    if (at.relation === 'child') return at.code;
-    if (at.relation !== 'descendant' || !at.parent) break;
+    if (at.relation === 'child' || at.relation === 'dp') return at.code;
+    if ((at.relation !== 'descendant' && at.relation !== 'dp-below') || !at.parent) break;
+    if (at.parent === ctx.code) break;
     at = await ctx.store.getSite(at.parent);
   }
-  throw fail('not_found', `site ${target} is not ${ctx.code} or below it (see "cascade site list")`);
+  throw fail('not_found', `${target} is not a DP of ${ctx.code} or of a site below it (see "cascade dp list")`);
 }
 
-export const TARGET_SPEC = /^site:([A-Za-z0-9]{3})$/;
+/** One route of a plan: the bytes that would cross it, and when they would be across. */
+export interface PlanRoute {
+  from: string;
+  to: string;
+  bytes: number;
+  /** The route's rate limit in bytes per second (null: none). */
+  rate: number | null;
+  etaSeconds: number | null;
+  /** Why the figures are an estimate, when they are. */
+  note: string | null;
+}
+
+/** One target DP of a plan. */
+export interface PlanTarget {
+  dp: string;
+  site: string;
+  /** The sites and DP the content passes, from this site to the DP. */
+  path: string[];
+  state: string;
+  /** Bytes that would cross the last route into the DP. */
+  bytes: number;
+  /** With relaying, a target is complete when its slowest route is: the largest ETA on its path. */
+  etaSeconds: number | null;
+  added: boolean;
+}
+
+export interface Plan {
+  packageId: string;
+  version: number;
+  dryRun: boolean;
+  bytes: number;
+  /** The version's chunks counted once: the most any route carries for it. */
+  uniqueBytes: number;
+  routes: PlanRoute[];
+  targets: PlanTarget[];
+}
+
+export const PreviewRequest = z.strictObject({
+  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  version: z.number().int().min(1),
+  priority: z.enum(['high', 'medium', 'low']),
+  chunks: z.array(z.tuple([z.string().regex(/^[0-9a-f]{64}$/), z.number().int().min(0)])).max(5_000_000),
+  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
+});
+export type PreviewRequest = z.infer<typeof PreviewRequest>;
+
+export interface PreviewAnswer {
+  /** Bytes of the chunks this receiver lacks: what the route into it would carry. */
+  missingBytes: number;
+  routes: PlanRoute[];
+  targets: { dp: string; site: string; path: string[]; bytes: number; etaSeconds: number | null }[];
+}
+
+const maxEta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(a, b));
 
 /**
- * `cascade distribute`: targets at or below this site; the package goes once down each
- * route that leads to one or more of them.
+ * What sending a version to these targets would cost from here down: each route's bytes
+ * (after what each receiver already holds, asked of the receiver itself) and ETA from the
+ * route's rate and schedule. Asked of each next hop in turn, so each site answers for its
+ * own routes.
+ */
+export async function previewBelow(ctx: SiteContext, req: PreviewRequest): Promise<PreviewAnswer> {
+  const have = await ctx.store.haveChunks(req.chunks.map((c) => c[0]));
+  const installed = Boolean(await ctx.store.getVersion(req.packageId, req.version));
+  const missingBytes = installed ? 0 : req.chunks.reduce((n, [d, size]) => n + (have.has(d) ? 0 : size), 0);
+  const unique = req.chunks.reduce((n, c) => n + c[1], 0);
+  const routes: PlanRoute[] = [];
+  const targets: PreviewAnswer['targets'] = [];
+  const byHop = new Map<string, string[]>();
+  for (const t of req.targets) {
+    const via = await nextHop(ctx, t);
+    if (via === null) targets.push({ dp: t, site: ctx.code, path: [ctx.code], bytes: 0, etaSeconds: 0 });
+    else byHop.set(via, [...(byHop.get(via) ?? []), t]);
+  }
+  const now = ctx.clock();
+  for (const [hop, below] of byHop) {
+    const peer = await ctx.store.getSite(hop);
+    const r = await ctx.store.getRoute(hop);
+    const schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+    const rate = r?.rate ?? null;
+    let answer: PreviewAnswer;
+    let note: string | null = null;
+    try {
+      if (!peer) throw fail('not_found', `${hop} is unknown`);
+      answer = (await callPeer(peer, 'POST', '/api/v1/transfers/preview', { ...req, targets: below })) as PreviewAnswer;
+    } catch (e) {
+      // Cannot ask: assume it lacks everything, and say so.
+      note = `${hop} did not answer (${(e as Error).message}); assumed to hold nothing`;
+      answer = {
+        missingBytes: unique,
+        routes: [],
+        targets: below.map((dp) => ({ dp, site: hop, path: [hop], bytes: unique, etaSeconds: null })),
+      };
+    }
+    // No rate limit: only the schedule's closed hours count.
+    const eta = etaSeconds(schedule, req.priority, now, answer.missingBytes, rate ?? 1e12);
+    routes.push({ from: ctx.code, to: hop, bytes: answer.missingBytes, rate, etaSeconds: eta, note }, ...answer.routes);
+    for (const t of answer.targets) {
+      targets.push({
+        dp: t.dp,
+        site: t.site,
+        path: [ctx.code, ...t.path],
+        bytes: t.path.length === 1 ? answer.missingBytes : t.bytes,
+        etaSeconds: maxEta(eta, t.etaSeconds),
+      });
+    }
+  }
+  return { missingBytes, routes, targets };
+}
+
+/**
+ * `cascade distribute`: the DPs named by the specs (site:, dp:, group:) at or below this site;
+ * the package goes once down each route that leads to one or more of them. With `dryRun`
+ * nothing changes: the answer is the plan. Targets already installed are left alone, so
+ * expanding a distribution sends only to the new ones.
  */
 export async function distribute(
   ctx: SiteContext,
   packageId: string,
   versionWanted: number | undefined,
   to: string[],
-): Promise<{ packageId: string; version: number; targets: { site: string; via: string | null; state: string; added: boolean }[] }> {
+  opts: { dryRun?: boolean } = {},
+): Promise<Plan> {
   const pkg = await ctx.store.getPackage(packageId);
   if (!pkg) throw fail('not_found', `package ${packageId} is not on site ${ctx.code}`);
   const version = versionWanted ?? pkg.latestVersion;
   const row = await ctx.store.getVersion(packageId, version);
   if (!row) throw fail('not_found', `package ${packageId} has no version ${version} on site ${ctx.code}`);
-  const sites = to.map((t) => {
-    const m = TARGET_SPEC.exec(t);
-    if (!m) throw fail('bad_request', `target "${t}" is not site:CODE (DPs and DP groups come later)`);
-    return (m[1] as string).toUpperCase();
-  });
-  const plan: { site: string; via: string | null; state: string; added: boolean }[] = [];
+  const dps = await resolveTargets(ctx, to);
+  const manifest = verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
+  const chunks = [...manifestChunks(manifest)];
+  const preview = await previewBelow(ctx, { packageId, version, priority: pkg.priority, chunks, targets: dps });
+  const existing = new Map((await listTargets(ctx.store, packageId)).filter((t) => t.version === version).map((t) => [t.site, t]));
+  const plan: Plan = {
+    packageId,
+    version,
+    dryRun: opts.dryRun === true,
+    bytes: row.bytes,
+    uniqueBytes: chunks.reduce((n, c) => n + c[1], 0),
+    routes: preview.routes,
+    targets: [],
+  };
   const byChild = new Map<string, string[]>();
-  for (const site of [...new Set(sites)]) {
-    const via = await nextHop(ctx, site);
-    const added = await addTarget(ctx.store, { packageId, version, site, via, bytesTotal: row.bytes });
-    if (via === null) {
-      await updateTarget(ctx.store, packageId, version, site, { state: 'installed', bytesDone: row.bytes });
-    } else {
-      byChild.set(via, [...(byChild.get(via) ?? []), site]);
+  for (const t of preview.targets) {
+    const before = existing.get(t.dp);
+    const via = t.path.length > 1 ? (t.path[1] as string) : null;
+    let state = before && before.state !== 'removed' ? before.state : 'pending';
+    let added = !before;
+    if (!opts.dryRun) {
+      added = await addTarget(ctx.store, { packageId, version, site: t.dp, via, bytesTotal: row.bytes });
+      if (before?.state === 'failed' || before?.state === 'removed' || before?.state === 'removing') state = 'pending';
+      if (via === null) {
+        await updateTarget(ctx.store, packageId, version, t.dp, { state: 'installed', bytesDone: row.bytes });
+        state = 'installed';
+      } else if (state !== 'installed') {
+        byChild.set(via, [...(byChild.get(via) ?? []), t.dp]);
+      }
+    } else if (via === null) {
+      state = 'installed';
     }
-    plan.push({ site, via, state: via === null ? 'installed' : 'pending', added });
+    plan.targets.push({ ...t, state, added });
   }
+  if (opts.dryRun) return plan;
   for (const [child, targets] of byChild) {
     await queueTransfer(ctx.store, { packageId, version, child, priority: pkg.priority, targets, bytesTotal: row.bytes, reopen: true });
   }
@@ -116,10 +253,10 @@ export async function distribute(
     component: 'distribution',
     severity: 'info',
     code: 'distribution_started',
-    text: `${packageId} version ${version} to ${sites.join(', ')}`,
+    text: `${packageId} version ${version} to ${dps.join(', ')}`,
     packageId,
   });
-  return { packageId, version, targets: plan };
+  return plan;
 }
 
 // --- the receiving half ------------------------------------------------------------------------
@@ -134,10 +271,7 @@ export const Offer = z.strictObject({
     .max(700 << 20)
     .describe('the signed manifest, base64'),
   originCertificate: z.unknown().nullable(),
-  targets: z
-    .array(z.string().regex(/^[A-Z0-9]{3}$/))
-    .min(1)
-    .max(10_000),
+  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
 });
 export type Offer = z.infer<typeof Offer>;
 
@@ -157,6 +291,8 @@ async function trustOrigin(ctx: SiteContext, certificate: unknown): Promise<void
   if (certificate === null || certificate === undefined) return;
   const central = await centralTrust(ctx);
   const c = verifyCertificate(certificate, central.key);
+  // Only sites sign manifests; a DP's certificate proves only who the DP is.
+  if (!SITE_CODE.test(c.code)) throw fail('bad_signature', `${c.code} is not a site: its key cannot vouch for a manifest`);
   await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(certificate) });
   if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
 }
@@ -299,8 +435,8 @@ export const StatusReport = z.strictObject({
       z.strictObject({
         packageId: z.string(),
         version: z.number().int(),
-        site: z.string(),
-        state: z.enum(['pending', 'sending', 'installed', 'retrying', 'failed']),
+        site: z.string().max(64),
+        state: z.enum(TARGET_STATES),
         bytesDone: z.number(),
         bytesTotal: z.number(),
         rate: z.number(),
@@ -316,7 +452,7 @@ export const StatusReport = z.strictObject({
       z.strictObject({
         id: z.string().min(1).max(64),
         time: z.string().max(64),
-        site: z.string().max(8),
+        site: z.string().max(64),
         component: z.string().max(64),
         severity: z.enum(['info', 'warning', 'error']),
         code: z.string().max(64),
@@ -325,40 +461,73 @@ export const StatusReport = z.strictObject({
       }),
     )
     .max(10_000),
+  /** The DPs at and below the reporter, as last seen there. */
+  dps: z.array(DpState).max(100_000).optional(),
 });
 export type StatusReport = z.infer<typeof StatusReport>;
 
-/** A child reports the targets at and below it and its status messages; kept, and sent on up. */
+/** The sites and DPs a neighbour below may speak for: itself and everything below it. */
+async function speaksFor(ctx: SiteContext, from: string): Promise<Set<string>> {
+  const below = new Set([from]);
+  const all = [...(await ctx.store.listSites()), ...(await ctx.store.listDps())];
+  const byCode = new Map(all.map((x) => [x.code, x]));
+  for (const row of all) {
+    let at = row;
+    for (let i = 0; i < 64 && (at.relation === 'descendant' || at.relation === 'dp-below') && at.parent; i++) {
+      const up = byCode.get(at.parent);
+      if (!up) break;
+      at = up;
+    }
+    if (at.code === from) below.add(row.code);
+  }
+  return below;
+}
+
+/**
+ * A child site or a DP reports the targets at and below it, its status messages and the
+ * state of the DPs; kept, and sent on up.
+ */
 export async function acceptStatus(ctx: SiteContext, from: string, r: StatusReport): Promise<{ targets: number; messages: number }> {
   let n = 0;
   const sending = (await listTransfers(ctx.store, { child: from })).filter((x) => x.state !== 'done' && x.state !== 'failed');
   for (const t of r.targets) {
-    // Only targets this site routed through that child.
+    // Only targets this site routed through that neighbour.
     const mine = (await listTargets(ctx.store, t.packageId)).find((x) => x.version === t.version && x.site === t.site);
     if (!mine || mine.via !== from) continue;
-    // While this site still sends that version to the child, its own sender's progress is the
-    // truth for the hop; the child's view takes over once the hop is done.
-    if (t.state !== 'installed' && sending.some((x) => x.packageId === t.packageId && x.version === t.version)) continue;
-    // The report carries exactly the fields of a target's state.
+    // A removal this site ordered is finished only when the neighbour says so.
+    if (mine.state === 'removing' && t.state !== 'removed') continue;
+    // While this site still sends that version to the neighbour, its own sender's progress is
+    // the truth for the hop; the neighbour's view takes over once the hop is done.
+    if (t.state !== 'installed' && t.state !== 'removed' && sending.some((x) => x.packageId === t.packageId && x.version === t.version))
+      continue;
     await updateTarget(ctx.store, t.packageId, t.version, t.site, t);
     n++;
   }
-  // A child speaks for itself and the sites below it, not for anyone else.
-  const below = new Set([from]);
-  for (const site of await ctx.store.listSites()) {
-    let at = site;
-    for (let i = 0; i < 64 && at.relation === 'descendant' && at.parent; i++) {
-      const up = await ctx.store.getSite(at.parent);
-      if (!up) break;
-      at = up;
-    }
-    if (at.code === from) below.add(site.code);
-  }
+  // A neighbour speaks for itself and the sites and DPs below it, not for anyone else.
+  const below = await speaksFor(ctx, from);
   await addMessages(
     ctx.store,
     (r.messages as MessageRow[]).filter((m) => below.has(m.site)),
   );
+  if (r.dps) {
+    const self = r.dps.find((d) => d.name === from);
+    const row = await ctx.store.getSite(from);
+    // A DP tells its own address (it may move between starts).
+    if (self?.url && row?.relation === 'dp' && row.url !== self.url && URL.canParse(self.url)) await ctx.store.setSiteUrl(from, self.url);
+    await recordDpStates(ctx, r.dps, (name) => below.has(name));
+  }
   return { targets: n, messages: r.messages.length };
+}
+
+const DP_STATE_SECONDS = 30;
+const lastDpReport = new WeakMap<SiteContext, { at: number; fingerprint: string }>();
+
+/** This process's own DP state, and (at a site) every DP below it as last seen here. */
+async function dpStates(ctx: SiteContext, parentCode: string): Promise<DpState[]> {
+  const role = await ctx.store.getMeta('site.role');
+  const url = (await ctx.store.getMeta('site.url')) ?? null;
+  if (role === 'dp') return [await ownDpState(ctx, parentCode, url)];
+  return (await listAllDps(ctx)).map(({ kind: _kind, ...d }) => d);
 }
 
 /**
@@ -372,7 +541,14 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const mark = (await ctx.store.getMeta('status.reportedUpTo')) ?? '';
   const targets = (await listTargets(ctx.store)).filter((t) => t.updatedAt > mark);
   const messages = await unforwardedMessages(ctx.store, 1000);
-  if (targets.length === 0 && messages.length === 0) return false;
+  // The DPs' state goes up with every report: at once when it changed, else every DP_STATE_SECONDS.
+  const dps = await dpStates(ctx, parent.code);
+  const fingerprint = JSON.stringify(
+    dps.map(({ at: _at, lastContact: _c, freeBytes, ...d }) => ({ ...d, free: Math.round((freeBytes ?? 0) / 2 ** 26) })),
+  );
+  const last = lastDpReport.get(ctx);
+  const stateDue = !last || last.fingerprint !== fingerprint || Date.now() - last.at > DP_STATE_SECONDS * 1000;
+  if (targets.length === 0 && messages.length === 0 && !stateDue) return false;
   const newest = targets.reduce((m, t) => (t.updatedAt > m ? t.updatedAt : m), mark);
   const body: StatusReport = {
     targets: targets.map((t: TargetRow) => ({
@@ -389,8 +565,10 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
       detail: t.detail,
     })),
     messages,
+    dps,
   };
   await callPeer(parent, 'POST', '/api/v1/status', body);
+  lastDpReport.set(ctx, { at: Date.now(), fingerprint });
   await markForwarded(
     ctx.store,
     messages.map((m) => m.id),
@@ -399,17 +577,146 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   return true;
 }
 
-export interface StatusSummary {
-  targeted: number;
-  installed: number;
-  sending: number;
-  pending: number;
-  retrying: number;
-  failed: number;
+export type StatusSummary = { targeted: number } & Record<(typeof TARGET_STATES)[number], number>;
+
+/** Counts per state; removed targets are no longer targeted. */
+export function summarise(targets: readonly TargetRow[]): StatusSummary {
+  const s: StatusSummary = { targeted: 0, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0, removing: 0, removed: 0 };
+  for (const t of targets) {
+    s[t.state]++;
+    if (t.state !== 'removed') s.targeted++;
+  }
+  return s;
 }
 
-export function summarise(targets: readonly TargetRow[]): StatusSummary {
-  const s: StatusSummary = { targeted: targets.length, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0 };
-  for (const t of targets) s[t.state]++;
-  return s;
+// --- removal -----------------------------------------------------------------------------------
+
+export const RemoveRequest = z.strictObject({
+  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  version: z.number().int().min(1),
+  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
+});
+export type RemoveRequest = z.infer<typeof RemoveRequest>;
+
+/**
+ * Removes a version from this process's own DP (its library) unless something still needs it
+ * here: the origin keeps the package it made, and a site keeps what it still relays to
+ * targets below. Unreferenced chunks are freed by garbage collection afterwards.
+ */
+async function removeLocal(ctx: SiteContext, packageId: string, version: number): Promise<string | null> {
+  const v = await ctx.store.getVersion(packageId, version);
+  if (!v) return null;
+  const manifest = verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
+  if (manifest.origin === ctx.code && (await ctx.store.getMeta('site.role')) !== 'dp')
+    return `content kept: ${ctx.code} is where ${packageId} was made (delete the version there to drop it)`;
+  const relayed = (await listTargets(ctx.store, packageId)).filter(
+    (t) => t.version === version && t.via !== null && t.state !== 'removed' && t.state !== 'removing',
+  );
+  if (relayed.length > 0) return `content kept: still sent on to ${relayed.map((t) => t.site).join(', ')}`;
+  await deleteVersion(ctx, packageId, version);
+  return null;
+}
+
+/** Marks targets removed here or removing further down; the sender carries removals down. */
+async function removeTargets(ctx: SiteContext, packageId: string, version: number, names: readonly string[]): Promise<void> {
+  const all = (await listTargets(ctx.store, packageId)).filter((t) => t.version === version);
+  await dropTransferTargets(ctx.store, packageId, version, names);
+  const local = names.filter((n) => n === ctx.code);
+  for (const name of names) {
+    const t = all.find((x) => x.site === name);
+    const via = t ? t.via : await nextHop(ctx, name);
+    if (!t) await addTarget(ctx.store, { packageId, version, site: name, via, bytesTotal: 0 });
+    if (via !== null) {
+      await updateTarget(ctx.store, packageId, version, name, {
+        state: 'removing',
+        detail: 'removal queued',
+        nextRetryAt: null,
+        lastError: null,
+      });
+    }
+  }
+  // Own content last: once nothing routed through here still needs it.
+  for (const name of local) {
+    const kept = await removeLocal(ctx, packageId, version);
+    await updateTarget(ctx.store, packageId, version, name, { state: 'removed', bytesDone: 0, detail: kept, lastError: null, rate: 0 });
+    await emit(ctx, {
+      component: 'distribution',
+      severity: 'info',
+      code: 'package_removed',
+      text: `${packageId} version ${version} removed from ${name}${kept ? ` (${kept})` : ''}`,
+      packageId,
+    });
+  }
+}
+
+/** `cascade undistribute`: removes a version from DPs at or below this site. */
+export async function undistribute(
+  ctx: SiteContext,
+  packageId: string,
+  versionWanted: number | undefined,
+  from: string[],
+): Promise<{ packageId: string; version: number; targets: { dp: string; site: string; state: string }[] }> {
+  const pkg = await ctx.store.getPackage(packageId);
+  const targets = await listTargets(ctx.store, packageId);
+  if (!pkg && targets.length === 0) throw fail('not_found', `package ${packageId} is not known at site ${ctx.code}`);
+  const version = versionWanted ?? pkg?.latestVersion ?? Math.max(...targets.map((t) => t.version));
+  const dps = await resolveTargets(ctx, from);
+  const on = new Set(targets.filter((t) => t.version === version && t.state !== 'removed').map((t) => t.site));
+  const chosen = dps.filter((d) => on.has(d));
+  if (chosen.length === 0)
+    throw fail('not_found', `${packageId} version ${version} is not distributed to ${from.join(', ')} (see "cascade status ${packageId}")`);
+  await removeTargets(ctx, packageId, version, chosen);
+  const after = (await listTargets(ctx.store, packageId)).filter((t) => t.version === version && chosen.includes(t.site));
+  const out = [];
+  for (const t of after) out.push({ dp: t.site, site: await siteOfDp(ctx, t.site), state: t.state });
+  return { packageId, version, targets: out };
+}
+
+/** A parent orders a removal: own content goes now, the rest is carried further down. */
+export async function acceptRemove(ctx: SiteContext, r: RemoveRequest): Promise<{ removed: string[]; removing: string[] }> {
+  await removeTargets(ctx, r.packageId, r.version, r.targets);
+  const after = (await listTargets(ctx.store, r.packageId)).filter((t) => t.version === r.version && r.targets.includes(t.site));
+  return {
+    removed: after.filter((t) => t.state === 'removed').map((t) => t.site),
+    removing: after.filter((t) => t.state === 'removing').map((t) => t.site),
+  };
+}
+
+/** Carries pending removals one hop down; what cannot be sent now is tried again later. */
+export async function sendRemovals(ctx: SiteContext): Promise<void> {
+  const now = ctx.clock().toISOString();
+  const due = (await listTargets(ctx.store)).filter(
+    (t) => t.state === 'removing' && t.via !== null && t.detail === 'removal queued' && (!t.nextRetryAt || t.nextRetryAt <= now),
+  );
+  const groups = new Map<string, TargetRow[]>();
+  for (const t of due) {
+    const k = `${t.via}\n${t.packageId}\n${t.version}`;
+    groups.set(k, [...(groups.get(k) ?? []), t]);
+  }
+  for (const ts of groups.values()) {
+    const first = ts[0] as TargetRow;
+    const peer = await ctx.store.getSite(first.via as string);
+    try {
+      if (!peer) throw fail('not_found', `${first.via} is no longer known here`);
+      const r = (await callPeer(peer, 'POST', '/api/v1/transfers/remove', {
+        packageId: first.packageId,
+        version: first.version,
+        targets: ts.map((t) => t.site),
+      })) as { removed: string[]; removing: string[] };
+      for (const t of ts) {
+        const done = r.removed.includes(t.site);
+        await updateTarget(ctx.store, t.packageId, t.version, t.site, {
+          state: done ? 'removed' : 'removing',
+          detail: done ? null : `removal sent to ${first.via}`,
+          bytesDone: 0,
+          rate: 0,
+        });
+      }
+    } catch (e) {
+      const retries = first.retries + 1;
+      const next = new Date(ctx.clock().getTime() + Math.min(300, 5 * 2 ** (retries - 1)) * 1000).toISOString();
+      for (const t of ts)
+        await updateTarget(ctx.store, t.packageId, t.version, t.site, { lastError: (e as Error).message, retries, nextRetryAt: next });
+    }
+  }
 }

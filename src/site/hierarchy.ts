@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { z } from 'zod';
 import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
 import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
+import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { errorFromBody, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
@@ -37,7 +38,9 @@ export const JoinAnswer = z.object({
 export type JoinAnswer = z.infer<typeof JoinAnswer>;
 
 export const RegisterRequest = z.strictObject({
-  code: z.string().regex(SITE_CODE),
+  /** A site (code) or a DP (name): both are unique in the hierarchy. */
+  kind: z.enum(['site', 'dp']).default('site'),
+  code: z.string().regex(TARGET_NAME),
   name: z.string().min(1).max(128),
   parent: z.string().regex(SITE_CODE),
   keyId: z.string().min(1).max(128),
@@ -73,12 +76,17 @@ function checkKey(code: string, keyId: string, publicKey: string): void {
  * free and signs; any other site checks its own registry, then asks its parent.
  */
 export async function registerUp(ctx: SiteContext, body: RegisterRequest): Promise<SiteCertificate> {
+  const pattern = body.kind === 'dp' ? DP_NAME : SITE_CODE;
+  if (!pattern.test(body.code)) throw fail('bad_request', `"${body.code}" is not a valid ${body.kind === 'dp' ? 'DP name' : 'site code'}`);
   if (body.code === ctx.code || (await ctx.store.getSite(body.code))) {
-    throw fail('conflict', `site code ${body.code} is already taken in this hierarchy; choose another --code`);
+    throw body.kind === 'dp'
+      ? fail('conflict', `DP name ${body.code} is already taken in this hierarchy; choose another --name`)
+      : fail('conflict', `site code ${body.code} is already taken in this hierarchy; choose another --code`);
   }
   const parent = await parentOf(ctx.store);
   if (!parent) {
-    const cert: CertificateBody = { ...body, issuedAt: ctx.clock().toISOString() };
+    const { kind: _kind, ...who } = body;
+    const cert: CertificateBody = { ...who, issuedAt: ctx.clock().toISOString() };
     return issueCertificate(ctx.key, cert);
   }
   const answer = await callPeer(parent, 'POST', '/api/v1/sites/register', body);
@@ -100,6 +108,7 @@ export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: str
   if (used === 'expired') throw fail('unauthorized', 'the join token has expired; issue a new one with "cascade site join-token"');
   try {
     const certificate = await registerUp(ctx, {
+      kind: 'site',
       code: req.code,
       name: req.name,
       parent: ctx.code,
@@ -149,7 +158,7 @@ export async function acceptRegister(
     code: body.code,
     name: body.name,
     parent: body.parent,
-    relation: 'descendant',
+    relation: body.kind === 'dp' ? 'dp-below' : 'descendant',
     url: null,
     keyId: body.keyId,
     publicKey: body.publicKey,
@@ -189,8 +198,8 @@ export async function callPeer(peer: SiteRow, method: string, path: string, body
 
 /** Checks every parent and child site's health and records who answered. */
 export async function pingPeers(ctx: SiteContext): Promise<void> {
-  for (const s of await ctx.store.listSites()) {
-    if (!s.url || (s.relation !== 'child' && s.relation !== 'parent')) continue;
+  for (const s of [...(await ctx.store.listSites()), ...(await ctx.store.listDps())]) {
+    if (!s.url || (s.relation !== 'child' && s.relation !== 'parent' && s.relation !== 'dp')) continue;
     let ok = false;
     try {
       const res = await fetch(new URL('/healthz', s.url), { signal: AbortSignal.timeout(5000) });

@@ -19,10 +19,12 @@ import { createApp } from './app.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage, type SiteContext } from './content.js';
 import { loadTrust, reportUp } from './distribution.js';
+import type { DpJoinRequest } from './dps.js';
 import { callPeer, JoinAnswer, type JoinRequest, parentOf, pingPeers } from './hierarchy.js';
 import { Sender } from './sender.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
+export const DEFAULT_DP_LISTEN = '127.0.0.1:8200';
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
 export const libraryRoot = (dataDir: string): string => path.join(dataDir, 'content');
@@ -32,7 +34,8 @@ export interface InitResult {
   name: string;
   dataDir: string;
   keyId: string;
-  adminTokenFile: string;
+  /** Sites only: a DP has no admin API. */
+  adminTokenFile?: string;
   /** Where the store is: `sqlite` (a file) or `postgres`. */
   db: 'sqlite' | 'postgres';
   /** The address `site start` serves on when given no --listen (absent: the default). */
@@ -50,31 +53,29 @@ export interface InitResult {
  */
 async function joinParent(
   tx: Store,
-  o: { code: string; name: string; key: SiteKey; url: string; parentUrl: string; token: string },
+  o: { role: 'site' | 'dp'; code: string; name: string; key: SiteKey; url: string | undefined; parentUrl: string; token: string },
 ): Promise<{ parent: string; central: string }> {
   const credential = `cas_peer_${crypto.randomBytes(24).toString('base64url')}`;
-  const req: JoinRequest = {
-    token: o.token,
-    code: o.code,
-    name: o.name,
-    url: o.url,
-    keyId: o.key.keyId,
-    publicKey: publicKeyPem(o.key.publicKey),
-    credential,
-  };
+  const common = { token: o.token, keyId: o.key.keyId, publicKey: publicKeyPem(o.key.publicKey), credential };
+  const req: JoinRequest | DpJoinRequest =
+    o.role === 'dp' ? { ...common, name: o.code, url: o.url ?? null } : { ...common, code: o.code, name: o.name, url: o.url as string };
   const peer = { code: 'parent', url: o.parentUrl, outboundToken: 'none' } as SiteRow;
   let raw: unknown;
   try {
-    raw = await callPeer(peer, 'POST', '/api/v1/sites/join', req);
+    raw = await callPeer(peer, 'POST', o.role === 'dp' ? '/api/v1/dps/join' : '/api/v1/sites/join', req);
   } catch (e) {
-    if (e instanceof CascadeError) throw new CascadeError(e.code, `cannot join ${o.parentUrl}: ${e.message.replace(/^site parent: /, '')}`);
+    if (e instanceof CascadeError)
+      throw new CascadeError(
+        e.code,
+        `cannot join ${o.parentUrl}: ${e.message.replace(/^site parent: /, '').replace(/^site parent at /, '')}`,
+      );
     throw e;
   }
   const answer = JoinAnswer.parse(raw);
   const central = { keyId: answer.central.keyId, publicKeyPem: answer.central.publicKey };
   const mine = verifyCertificate(answer.certificate, central);
   if (mine.code !== o.code || mine.keyId !== o.key.keyId)
-    throw fail('bad_signature', `the parent returned a certificate for ${mine.code}, not for this site`);
+    throw fail('bad_signature', `the parent returned a certificate for ${mine.code}, not for this ${o.role === 'dp' ? 'DP' : 'site'}`);
   await tx.setMeta('central.code', answer.central.code);
   await tx.setMeta('central.keyId', answer.central.keyId);
   await tx.setMeta('central.publicKey', answer.central.publicKey);
@@ -101,6 +102,8 @@ async function joinParent(
  * only the entries that were not there before).
  */
 export async function initSite(opts: {
+  /** A site server (default) or a distribution point, which must join a site. */
+  role?: 'site' | 'dp';
   dataDir: string;
   code: string;
   name?: string | undefined;
@@ -116,14 +119,17 @@ export async function initSite(opts: {
   if ((opts.parent === undefined) !== (opts.joinToken === undefined)) {
     throw fail('usage', 'joining a parent needs both --parent URL and --join-token TOKEN');
   }
+  const role = opts.role ?? 'site';
+  if (role === 'dp' && !opts.parent) throw fail('usage', 'a DP joins a site: give --site URL and --join-token TOKEN');
   const url = opts.url ?? (opts.listen ? `http://${opts.listen}` : undefined);
-  if (opts.parent && !url) throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
+  if (role === 'site' && opts.parent && !url)
+    throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
   if (url !== undefined && !URL.canParse(url)) throw fail('usage', `--url "${url}" is not a URL (e.g. http://10.0.0.5:8100)`);
   if (opts.listen !== undefined && parseListen(opts.listen).port === 0) {
     throw fail('usage', `--listen "${opts.listen}": port 0 would change on every start; give a fixed port, e.g. 127.0.0.1:8100`);
   }
   if (fs.existsSync(configPath(dataDir))) {
-    throw fail('conflict', `${dataDir} already holds a site; use another --data folder or remove it first`);
+    throw fail('conflict', `${dataDir} already holds a site or DP; use another --data folder or remove it first`);
   }
   // Any --db that is not a postgres:// URL is a SQLite file: keep it absolute, so "site start"
   // opens the same file from any working directory.
@@ -136,7 +142,7 @@ export async function initSite(opts: {
   const madeDbDir = sqliteFile ? fs.mkdirSync(path.dirname(sqliteFile), { recursive: true }) : undefined;
   try {
     const join = opts.parent && opts.joinToken ? { parentUrl: opts.parent, token: opts.joinToken } : undefined;
-    return await createSite(dataDir, { code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen, url, join });
+    return await createSite(dataDir, { role, code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen, url, join });
   } catch (e) {
     if (madeDir) fs.rmSync(madeDir, { recursive: true, force: true });
     else if (before) {
@@ -153,6 +159,7 @@ export async function initSite(opts: {
 async function createSite(
   dataDir: string,
   o: {
+    role: 'site' | 'dp';
     code: string;
     name: string;
     db: string | undefined;
@@ -172,14 +179,24 @@ async function createSite(
       await tx.setMeta('site.code', o.code);
       await tx.setMeta('site.name', o.name);
       await tx.setMeta('site.publicKey', publicKeyPem(key.publicKey));
+      await tx.setMeta('site.role', o.role);
       if (o.url) await tx.setMeta('site.url', o.url);
-      if (o.join) joined = await joinParent(tx, { code: o.code, name: o.name, key, url: o.url as string, ...o.join });
-      const token = await tx.createToken('admin', 'initial admin');
+      if (o.join) joined = await joinParent(tx, { role: o.role, code: o.code, name: o.name, key, url: o.url, ...o.join });
+      // A DP has no admin API: it answers only its site.
+      if (o.role === 'site') {
+        const token = await tx.createToken('admin', 'initial admin');
+        writeFileDurableSync(tokenFile, `${token.secret}\n`, 0o600);
+      }
       saveSiteKey(dataDir, key);
-      writeFileDurableSync(tokenFile, `${token.secret}\n`, 0o600);
       await new ContentLibrary(libraryRoot(dataDir)).init();
-      // Last: config.json is what marks the folder as a site.
-      const cfg: SiteConfig = { code: o.code, name: o.name, ...(o.db ? { db: o.db } : {}), ...(o.listen ? { listen: o.listen } : {}) };
+      // Last: config.json is what marks the folder as a site or a DP.
+      const cfg: SiteConfig = {
+        ...(o.role === 'dp' ? { role: 'dp' as const } : {}),
+        code: o.code,
+        name: o.name,
+        ...(o.db ? { db: o.db } : {}),
+        ...(o.listen ? { listen: o.listen } : {}),
+      };
       writeSiteConfig(dataDir, cfg);
     });
     return {
@@ -187,7 +204,7 @@ async function createSite(
       name: o.name,
       dataDir,
       keyId: key.keyId,
-      adminTokenFile: tokenFile,
+      ...(o.role === 'site' ? { adminTokenFile: tokenFile } : {}),
       db: store.dialect,
       ...(o.listen ? { listen: o.listen } : {}),
       ...(o.url ? { url: o.url } : {}),
@@ -206,6 +223,8 @@ export interface RunningSite {
 
 /** `cascade site start`: serves until `close()` (or SIGTERM in the CLI). */
 export async function startSite(opts: {
+  /** What the caller expects to start; the data folder says what it holds. */
+  role?: 'site' | 'dp';
   dataDir: string;
   listen?: string | undefined;
   db?: string | undefined;
@@ -216,8 +235,11 @@ export async function startSite(opts: {
 }): Promise<RunningSite> {
   const dataDir = path.resolve(opts.dataDir);
   const cfg = readSiteConfig(dataDir);
-  const log = opts.log ?? createLogger({ name: `site-${cfg.code}` });
-  const { host, port } = parseListen(opts.listen ?? cfg.listen ?? DEFAULT_LISTEN);
+  const role = cfg.role ?? 'site';
+  if (opts.role && opts.role !== role)
+    throw fail('invalid_config', `${dataDir} holds a ${role === 'dp' ? 'DP' : 'site'}: start it with "cascade ${role} start"`);
+  const log = opts.log ?? createLogger({ name: `${role}-${cfg.code}` });
+  const { host, port } = parseListen(opts.listen ?? cfg.listen ?? (role === 'dp' ? DEFAULT_DP_LISTEN : DEFAULT_LISTEN));
   const clock = opts.clock ?? (() => new Date());
   const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock });
   let key: SiteKey;
@@ -257,7 +279,7 @@ export async function startSite(opts: {
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
   await loadTrust(ctx);
   const sender = new Sender(ctx);
-  const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() });
+  const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() }, role);
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
@@ -271,7 +293,9 @@ export async function startSite(opts: {
   http.keepAliveTimeout = 65_000;
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  log.info({ url, site: cfg.code, db: store.dialect }, 'site listening');
+  log.info({ url, [role]: cfg.code, db: store.dialect }, `${role} listening`);
+  // A DP tells its site where it listens now (its status reports carry the address).
+  if (role === 'dp') await store.setMeta('site.url', url);
 
   const gcTimer = setInterval(() => {
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));
@@ -282,7 +306,7 @@ export async function startSite(opts: {
       .catch((err) => log.error({ err }, 'pruning old status messages failed'));
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
-  sender.start();
+  if (role === 'site') sender.start();
   // Status goes up in batches; what cannot be sent now stays for the next round.
   const reporter = () =>
     reportUp(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
@@ -307,7 +331,7 @@ export async function startSite(opts: {
         await new Promise<void>((r) => server.close(() => r()));
         await closePool();
         await store.close();
-        log.info({ site: cfg.code }, 'site stopped');
+        log.info({ [role]: cfg.code }, `${role} stopped`);
       })();
       return closing;
     },

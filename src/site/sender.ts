@@ -11,7 +11,7 @@ import { sleep, throttle } from '../lib/throttle.js';
 import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
-import { emit, readIncoming } from './distribution.js';
+import { emit, readIncoming, sendRemovals } from './distribution.js';
 import { callPeer } from './hierarchy.js';
 import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY } from './routes/routes.js';
 
@@ -90,7 +90,12 @@ export class Sender {
       const open = await listTransfers(this.ctx.store, { states: ['queued', 'sending', 'retrying'] });
       // A transfer marked sending but not running here was cut off by a restart: resume it.
       for (const t of open) if (t.state === 'sending' && !this.active.has(t.id)) t.state = 'queued';
-      const children = new Map((await this.ctx.store.listSites()).filter((s) => s.relation === 'child').map((s) => [s.code, s]));
+      // Child sites and this site's own DPs: both are reached by the same transfer protocol.
+      const children = new Map(
+        [...(await this.ctx.store.listSites()), ...(await this.ctx.store.listDps())]
+          .filter((s) => s.relation === 'child' || s.relation === 'dp')
+          .map((s) => [s.code, s]),
+      );
       const waiting = open
         .filter((t) => !this.active.has(t.id))
         .sort((a, b) => PRIORITY_ORDER[a.priority] - PRIORITY_ORDER[b.priority] || (a.createdAt < b.createdAt ? -1 : 1));
@@ -113,6 +118,7 @@ export class Sender {
         this.active.set(t.id, ac);
         void this.run(t, child, route, ac.signal).finally(() => this.active.delete(t.id));
       }
+      await sendRemovals(this.ctx);
     } catch (err) {
       this.ctx.log.error({ err }, 'sender pass failed');
     } finally {

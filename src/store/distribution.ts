@@ -10,7 +10,8 @@ import type { Store } from './store.js';
  * over a Store, so SQLite and PostgreSQL answer alike.
  */
 
-export const TARGET_STATES = ['pending', 'sending', 'installed', 'retrying', 'failed'] as const;
+/** A target is a DP (a site's code names its local DP). removing/removed: undistributed. */
+export const TARGET_STATES = ['pending', 'sending', 'installed', 'retrying', 'failed', 'removing', 'removed'] as const;
 export type TargetState = (typeof TARGET_STATES)[number];
 
 export interface TargetRow {
@@ -203,6 +204,24 @@ export async function queueTransfer(
     })
     .execute();
   return (await getTransfer(s, id)) as TransferRow;
+}
+
+/** Takes targets out of the open transfers of a version; a transfer left with none is done. */
+export async function dropTransferTargets(s: Store, packageId: string, version: number, targets: readonly string[]): Promise<void> {
+  const drop = new Set(targets);
+  for (const t of await listTransfers(s, { states: ['queued', 'sending', 'retrying'] })) {
+    if (t.packageId !== packageId || t.version !== version || !t.targets.some((x) => drop.has(x))) continue;
+    const left = t.targets.filter((x) => !drop.has(x));
+    await s.db
+      .updateTable('transfers')
+      .set({
+        targets: JSON.stringify(left),
+        ...(left.length === 0 ? { state: 'done', last_error: 'cancelled: every target was undistributed' } : {}),
+        updated_at: s.clock().toISOString(),
+      })
+      .where('id', '=', t.id)
+      .execute();
+  }
 }
 
 export async function getTransfer(s: Store, id: string): Promise<TransferRow | undefined> {

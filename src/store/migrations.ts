@@ -172,6 +172,31 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0006_dps': {
+    // Distribution points live beside sites in \`sites\` (relation dp: this site's own; dp-below:
+    // a DP of a site below), with the state they last reported; DP groups name sets of them.
+    async up(db: Kysely<unknown>) {
+      for (const [name, type] of [
+        ['free_bytes', 'bigint'],
+        ['total_bytes', 'bigint'],
+        ['held', 'text'],
+        ['state_at', 'text'],
+      ] as const) {
+        await db.schema.alterTable('sites').addColumn(name, type).execute();
+      }
+      await db.schema
+        .createTable('dp_groups')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('dp_group_members')
+        .addColumn('group_name', 'text', (c) => c.notNull())
+        .addColumn('dp', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('dp_group_members_pk', ['group_name', 'dp'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -66,6 +66,21 @@ export interface SiteTable {
   reachable: number | null;
   last_contact: string | null;
   created_at: string;
+  /** DPs: free and total bytes of the content folder's disk, versions held (JSON), when reported. */
+  free_bytes: number | null;
+  total_bytes: number | null;
+  held: string | null;
+  state_at: string | null;
+}
+
+export interface DpGroupTable {
+  name: string;
+  created_at: string;
+}
+
+export interface DpGroupMemberTable {
+  group_name: string;
+  dp: string;
 }
 
 export interface JoinTokenTable {
@@ -155,4 +170,6 @@ export interface Database {
   transfers: TransferTable;
   messages: MessageTable;
   keys: KeyTable;
+  dp_groups: DpGroupTable;
+  dp_group_members: DpGroupMemberTable;
 }

@@ -44,7 +44,10 @@ export interface ChunkRow {
   refs: number;
 }
 
-export type SiteRelation = 'self' | 'parent' | 'child' | 'descendant';
+/** self, parent, child, descendant: sites. dp: a DP of this site; dp-below: a DP of a site below. */
+export type SiteRelation = 'self' | 'parent' | 'child' | 'descendant' | 'dp' | 'dp-below';
+
+export const DP_RELATIONS: readonly SiteRelation[] = ['dp', 'dp-below'];
 
 export interface SiteRow {
   code: string;
@@ -59,6 +62,11 @@ export interface SiteRow {
   reachable: boolean | null;
   lastContact: string | null;
   createdAt: string;
+  /** DPs only: the state they last reported. */
+  freeBytes: number | null;
+  totalBytes: number | null;
+  held: { packageId: string; version: number }[];
+  stateAt: string | null;
 }
 
 export interface RouteRow {
@@ -214,15 +222,56 @@ export class Store {
     return r && toSite(r);
   }
 
+  /** The sites this site knows (not DPs: see listDps). */
   async listSites(): Promise<SiteRow[]> {
-    const rows = await this.db.selectFrom('sites').selectAll().orderBy('code').execute();
+    const rows = await this.db.selectFrom('sites').selectAll().where('relation', 'not in', DP_RELATIONS).orderBy('code').execute();
     return rows.map(toSite);
   }
 
+  /** The DPs this site knows: its own and those of the sites below it. */
+  async listDps(): Promise<SiteRow[]> {
+    const rows = await this.db.selectFrom('sites').selectAll().where('relation', 'in', DP_RELATIONS).orderBy('code').execute();
+    return rows.map(toSite);
+  }
+
+  /** Records what a DP last reported (or what a child site reported of a DP below it). */
+  async setDpState(
+    name: string,
+    s: { freeBytes: number | null; totalBytes: number | null; held: { packageId: string; version: number }[]; at: string },
+  ): Promise<void> {
+    await this.db
+      .updateTable('sites')
+      .set({ free_bytes: s.freeBytes, total_bytes: s.totalBytes, held: JSON.stringify(s.held), state_at: s.at })
+      .where('code', '=', name)
+      .execute();
+  }
+
+  /** Contact as another site saw it (for sites and DPs further below). */
+  async setContact(code: string, reachable: boolean | null, lastContact: string | null): Promise<void> {
+    await this.db
+      .updateTable('sites')
+      .set({ reachable: reachable === null ? null : reachable ? 1 : 0, last_contact: lastContact })
+      .where('code', '=', code)
+      .execute();
+  }
+
+  async setSiteUrl(code: string, url: string): Promise<void> {
+    await this.db.updateTable('sites').set({ url }).where('code', '=', code).execute();
+  }
+
+  async deleteSite(code: string): Promise<void> {
+    await this.db.deleteFrom('sites').where('code', '=', code).execute();
+  }
+
   /** Adds a site; a code already present is a conflict (codes are unique in the hierarchy). */
-  async insertSite(s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact'>): Promise<void> {
+  async insertSite(
+    s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt'>,
+  ): Promise<void> {
     const existing = await this.getSite(s.code);
-    if (existing) throw fail('conflict', `site code ${s.code} is already taken in this hierarchy (by ${existing.name})`);
+    if (existing) {
+      const what = DP_RELATIONS.includes(s.relation) ? 'DP name' : 'site code';
+      throw fail('conflict', `${what} ${s.code} is already taken in this hierarchy (by ${existing.name})`);
+    }
     await this.db
       .insertInto('sites')
       .values({
@@ -511,5 +560,9 @@ function toSite(r: Selectable<Database['sites']>): SiteRow {
     reachable: r.reachable === null ? null : Boolean(r.reachable),
     lastContact: r.last_contact,
     createdAt: r.created_at,
+    freeBytes: r.free_bytes === null ? null : Number(r.free_bytes),
+    totalBytes: r.total_bytes === null ? null : Number(r.total_bytes),
+    held: r.held ? (JSON.parse(r.held) as { packageId: string; version: number }[]) : [],
+    stateAt: r.state_at,
   };
 }

@@ -71,10 +71,11 @@ process.on('exit', () => {
 export async function startSite(
   dataDir: string,
   extra: string[] = [],
-  opts: { listen?: string | null; env?: Record<string, string> } = {},
+  opts: { listen?: string | null; env?: Record<string, string>; role?: 'site' | 'dp' } = {},
 ): Promise<SiteProcess> {
+  const role = opts.role ?? 'site';
   const listen = opts.listen === null ? [] : ['--listen', opts.listen ?? '127.0.0.1:0'];
-  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dataDir, ...listen, ...extra], {
+  const proc = spawn(process.execPath, [BIN, role, 'start', '--data', dataDir, ...listen, ...extra], {
     env: { ...process.env, CASCADE_LOG_LEVEL: 'info', ...opts.env },
   });
   started.add(proc);
@@ -84,10 +85,11 @@ export async function startSite(
     out += d;
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`site did not start:\n${out}`)), 30_000);
+    const t = setTimeout(() => reject(new Error(`${role} did not start:\n${out}`)), 30_000);
+    const ready = new RegExp(`"url":"(http://[^"]+)".*"msg":"${role} listening"`);
     proc.stdout?.on('data', (d) => {
       out += d;
-      const m = /"url":"(http:\/\/[^"]+)".*"msg":"site listening"/.exec(out);
+      const m = ready.exec(out);
       if (m) {
         clearTimeout(t);
         resolve(m[1] as string);
@@ -95,10 +97,11 @@ export async function startSite(
     });
     proc.on('exit', (code) => {
       clearTimeout(t);
-      reject(new Error(`site exited with ${code}:\n${out}`));
+      reject(new Error(`${role} exited with ${code}:\n${out}`));
     });
   });
-  const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  // A DP has no admin token: it answers only its site.
+  const token = role === 'dp' ? '' : fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
   return {
     url,
     dataDir,

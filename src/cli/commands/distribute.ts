@@ -6,8 +6,8 @@ import { type AdminOpts, adminOptions, clientFrom, DEFAULT_SITE, parseIntOpt, ta
 import { fmtBytes } from '../progress.js';
 
 interface Target {
-  site: string;
   dp: string;
+  site: string;
   via: string | null;
   version: number;
   state: string;
@@ -27,77 +27,168 @@ interface Summary {
   pending: number;
   retrying: number;
   failed: number;
+  removing: number;
+  removed: number;
+}
+interface Plan {
+  packageId: string;
+  version: number;
+  dryRun: boolean;
+  bytes: number;
+  routes: { from: string; to: string; bytes: number; rate: number | null; etaSeconds: number | null; note: string | null }[];
+  targets: { dp: string; site: string; path: string[]; state: string; bytes: number; etaSeconds: number | null; added: boolean }[];
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-const fmtEta = (s: number | null) =>
-  s === null ? '-' : s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+export const fmtEta = (s: number | null) =>
+  s === null ? 'never' : s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
 
-function statusText(r: { packageId: string; summary: Summary; targets: Target[] }): string {
-  const s = r.summary;
-  let out = `${r.packageId}: ${s.targeted} targeted, ${s.installed} installed, ${s.sending} sending, ${s.pending} pending, ${s.retrying} retrying, ${s.failed} failed\n`;
+const TARGET_SPEC = /^(site|dp|group):.+$/;
+function checkSpecs(flag: string, specs: string[]): void {
+  for (const t of specs)
+    if (!TARGET_SPEC.test(t)) throw fail('usage', `${flag} "${t}" is not site:CODE, dp:NAME or group:NAME (e.g. ${flag} site:NYC)`);
+}
+
+const line = (s: Summary) =>
+  `${s.targeted} targeted, ${s.installed} installed, ${s.sending} sending, ${s.pending} pending, ${s.retrying} retrying, ${s.failed} failed` +
+  (s.removing || s.removed ? `, ${s.removing} removing, ${s.removed} removed` : '');
+
+function statusText(r: {
+  packageId: string;
+  summary: Summary;
+  sites: { site: string; summary: Summary }[];
+  groups: { group: string; summary: Summary }[];
+  targets: Target[];
+}): string {
+  let out = `${r.packageId}: ${line(r.summary)}\n`;
   out += table([
-    ['SITE', 'VERSION', 'STATE', 'DONE', 'RATE', 'ETA', 'RETRIES', 'NEXT RETRY', 'LAST ERROR / NOTE'],
+    ['DP', 'SITE', 'VERSION', 'STATE', 'DONE', 'RATE', 'ETA', 'RETRIES', 'NEXT RETRY', 'LAST ERROR / NOTE'],
     ...r.targets.map((t) => [
+      t.dp,
       t.site,
       String(t.version),
       t.state,
       `${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`,
       t.rate ? `${fmtBytes(t.rate)}/s` : '-',
-      fmtEta(t.etaSeconds),
+      t.etaSeconds === null ? '-' : fmtEta(t.etaSeconds),
       String(t.retries),
       t.nextRetryAt ?? '-',
       t.lastError ?? t.detail ?? '',
     ]),
   ]);
+  if (r.sites.length > 1 || r.groups.length > 0) {
+    out += '\n';
+    out += table([
+      ['ROLL-UP', 'TARGETED', 'INSTALLED', 'IN PROGRESS', 'PENDING', 'RETRYING', 'FAILED', 'REMOVED'],
+      ...[
+        ...r.sites.map((x) => [`site:${x.site}`, x.summary] as const),
+        ...r.groups.map((x) => [`group:${x.group}`, x.summary] as const),
+      ].map(([name, s]) => [
+        name,
+        String(s.targeted),
+        String(s.installed),
+        String(s.sending),
+        String(s.pending),
+        String(s.retrying),
+        String(s.failed),
+        String(s.removed),
+      ]),
+    ]);
+  }
   return out;
 }
 
-/** `cascade distribute`, `cascade status`, `cascade messages`. */
+function planText(r: Plan): string {
+  let out = `${r.packageId} version ${r.version} (${fmtBytes(r.bytes)})${r.dryRun ? ': dry run, nothing was started' : ': started'}\n`;
+  out += table([
+    ['ROUTE', 'BYTES', 'RATE', 'ETA', ''],
+    ...r.routes.map((x) => [
+      `${x.from} -> ${x.to}`,
+      fmtBytes(x.bytes),
+      x.rate === null ? 'unlimited' : `${fmtBytes(x.rate)}/s`,
+      fmtEta(x.etaSeconds),
+      x.note ?? '',
+    ]),
+  ]);
+  out += '\n';
+  out += table([
+    ['DP', 'SITE', 'PATH', 'STATE', 'BYTES IN', 'ETA', ''],
+    ...r.targets.map((t) => [
+      t.dp,
+      t.site,
+      t.path.join(' > '),
+      t.state,
+      fmtBytes(t.bytes),
+      t.state === 'installed' ? '-' : fmtEta(t.etaSeconds),
+      t.added ? '' : '(already targeted)',
+    ]),
+  ]);
+  return out;
+}
+
+/** `cascade distribute`, `undistribute`, `status`, `messages`. */
 export function registerDistribute(program: Command): void {
   adminOptions(
     program
       .command('distribute')
-      .description('send a package version to sites at or below this one; each route carries it once')
+      .description(
+        'send a package version to DPs at or below this site (each route carries it once); prints the plan: ' +
+          'bytes per route after what each receiver holds, ETA per target from route rates and schedules',
+      )
       .argument('<id>', 'package ID')
-      .requiredOption('--to <target>', 'site:CODE (repeatable)', collect)
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
-  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number }) => {
-    for (const t of o.to) if (!/^site:[A-Za-z0-9]{3}$/.test(t)) throw fail('usage', `--to "${t}" is not site:CODE (e.g. --to site:NYC)`);
-    const r = await clientFrom(o).json<{
-      packageId: string;
-      version: number;
-      targets: { site: string; via: string | null; state: string; added: boolean }[];
-    }>('POST', '/api/v1/distributions', {
-      json: { packageId: parsePackageId(id), to: o.to, ...(o.version ? { version: o.version } : {}) },
+      .requiredOption('--to <target>', 'site:CODE (every DP of the site), dp:NAME or group:NAME (repeatable)', collect)
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1))
+      .option('--dry-run', 'only show the plan; change nothing'),
+  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; dryRun?: boolean }) => {
+    checkSpecs('--to', o.to);
+    const r = await clientFrom(o).json<Plan>('POST', '/api/v1/distributions', {
+      json: {
+        packageId: parsePackageId(id),
+        to: o.to,
+        ...(o.version ? { version: o.version } : {}),
+        ...(o.dryRun ? { dryRun: true } : {}),
+      },
     });
+    if (o.json) printJson(r);
+    else process.stdout.write(planText(r));
+  });
+
+  adminOptions(
+    program
+      .command('undistribute')
+      .description('remove a package version from DPs at or below this site (removal states show in "cascade status"); GC frees the chunks')
+      .argument('<id>', 'package ID')
+      .requiredOption('--from <target>', 'site:CODE, dp:NAME or group:NAME (repeatable)', collect)
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
+  ).action(async (id: string, o: AdminOpts & { from: string[]; version?: number }) => {
+    checkSpecs('--from', o.from);
+    const r = await clientFrom(o).json<{ packageId: string; version: number; targets: { dp: string; site: string; state: string }[] }>(
+      'POST',
+      '/api/v1/undistributions',
+      { json: { packageId: parsePackageId(id), from: o.from, ...(o.version ? { version: o.version } : {}) } },
+    );
     if (o.json) printJson(r);
     else {
       process.stdout.write(`${r.packageId} version ${r.version}:\n`);
-      process.stdout.write(
-        table([
-          ['TARGET', 'VIA', 'STATE', ''],
-          ...r.targets.map((t) => [`site:${t.site}`, t.via ?? '(this site)', t.state, t.added ? '' : '(already targeted)']),
-        ]),
-      );
+      process.stdout.write(table([['DP', 'SITE', 'STATE'], ...r.targets.map((t) => [t.dp, t.site, t.state])]));
     }
   });
 
   adminOptions(
     program
       .command('status')
-      .description('where a package is: each target below this site (state, bytes, rate, ETA, retries); without ID, every package')
+      .description(
+        'where a package is: each target DP below this site (state, bytes, rate, ETA, retries, next retry, last error), ' +
+          'with roll-ups per site and DP group; without ID, every package',
+      )
       .argument('[id]', 'package ID')
       .option('--watch', 'refresh every 2 seconds until Ctrl-C'),
   ).action(async (id: string | undefined, o: AdminOpts & { watch?: boolean }) => {
     const client = clientFrom(o);
     const once = async () => {
       if (id) {
-        const r = await client.json<{ packageId: string; summary: Summary; targets: Target[] }>(
-          'GET',
-          `/api/v1/distributions/${parsePackageId(id)}`,
-        );
+        const r = await client.json<Parameters<typeof statusText>[0]>('GET', `/api/v1/distributions/${parsePackageId(id)}`);
         return o.json ? `${JSON.stringify(r, null, 2)}\n` : statusText(r);
       }
       const r = await client.json<{ packages: { packageId: string; summary: Summary }[] }>('GET', '/api/v1/distributions');
@@ -205,7 +296,7 @@ export function registerDistribute(program: Command): void {
               t.priority,
               t.state,
               fmtBytes(t.bytesLeft),
-              fmtEta(t.etaSeconds),
+              t.etaSeconds === null ? '-' : fmtEta(t.etaSeconds),
               t.targets.join(','),
               t.state === 'retrying' ? `retry at ${t.nextAttemptAt}: ${t.lastError ?? ''}` : '',
             ]),

@@ -2,15 +2,15 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
-import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
-import { ingestBatch } from '../content.js';
-import { acceptOffer, acceptStatus, commitOffer, distribute, Offer, StatusReport, summarise } from '../distribution.js';
-import { IngestReport } from './chunks.js';
+import { listGroups } from '../../store/dps.js';
+import { type App, type AppParts, errorResponses, need } from '../app.js';
+import { distribute, summarise, undistribute } from '../distribution.js';
+import { siteOfDp } from '../dps.js';
 
 const Target = z
   .object({
-    site: z.string(),
-    dp: z.string().describe("the site's local DP"),
+    dp: z.string().describe("the DP (a site's code names its local DP)"),
+    site: z.string().describe('the site the DP belongs to'),
     via: z.string().nullable(),
     version: z.number(),
     state: z.enum(TARGET_STATES),
@@ -56,28 +56,57 @@ const Message = z
     packageId: z.string().nullable(),
   })
   .openapi('StatusMessage');
-const Summary = z.object({
-  targeted: z.number(),
-  installed: z.number(),
-  sending: z.number(),
-  pending: z.number(),
-  retrying: z.number(),
-  failed: z.number(),
-});
+const Summary = z
+  .object({
+    targeted: z.number().describe('targets not removed'),
+    installed: z.number(),
+    sending: z.number(),
+    pending: z.number(),
+    retrying: z.number(),
+    failed: z.number(),
+    removing: z.number(),
+    removed: z.number(),
+  })
+  .openapi('StatusSummary');
+const PlanRoute = z
+  .object({
+    from: z.string(),
+    to: z.string(),
+    bytes: z.number().describe('bytes that would cross the route, after what the receiver holds'),
+    rate: z.number().nullable().describe('the route rate limit, bytes/s (null: none)'),
+    etaSeconds: z.number().nullable().describe("from the route's rate and schedule (null: never)"),
+    note: z.string().nullable(),
+  })
+  .openapi('PlanRoute');
+const Plan = z
+  .object({
+    packageId: z.string(),
+    version: z.number(),
+    dryRun: z.boolean(),
+    bytes: z.number(),
+    uniqueBytes: z.number().describe("the version's chunks counted once: the most any route carries"),
+    routes: z.array(PlanRoute),
+    targets: z.array(
+      z.object({
+        dp: z.string(),
+        site: z.string(),
+        path: z.array(z.string()),
+        state: z.string(),
+        bytes: z.number(),
+        etaSeconds: z.number().nullable(),
+        added: z.boolean(),
+      }),
+    ),
+  })
+  .openapi('DistributionPlan');
+const Specs = z.array(z.string().min(1).max(80)).min(1).max(10_000).describe('site:CODE (every DP of the site), dp:NAME, group:NAME');
 
 export function registerDistributionRoutes(app: App, parts: AppParts): void {
-  const fromChildOrParent = async (name: string) => {
-    const s = await parts.store.getSite(name);
-    if (!s || (s.relation !== 'parent' && s.relation !== 'child'))
-      throw fail('forbidden', `credential of ${name} is not a neighbouring site's`);
-    return s;
-  };
-
   app.openapi(
     createRoute({
       method: 'post',
       path: '/api/v1/distributions',
-      summary: 'Distribute a package version to sites at or below this one (operate)',
+      summary: 'Distribute a package version to DPs at or below this site, or preview it with dryRun (operate)',
       request: {
         body: {
           content: {
@@ -85,7 +114,8 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
               schema: z.strictObject({
                 packageId: z.string().regex(PACKAGE_ID),
                 version: z.number().int().min(1).optional(),
-                to: z.array(z.string().min(1).max(64)).min(1).max(10_000).describe('site:CODE'),
+                to: Specs,
+                dryRun: z.boolean().optional(),
               }),
             },
           },
@@ -93,14 +123,49 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
         },
       },
       responses: {
-        201: {
-          description: 'The plan',
+        200: { description: 'The plan (dry run: nothing changed)', content: { 'application/json': { schema: Plan } } },
+        201: { description: 'The plan, started', content: { 'application/json': { schema: Plan } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid('json');
+      need(c, b.dryRun ? 'read' : 'operate');
+      const r = await distribute(parts, b.packageId, b.version, b.to, { dryRun: b.dryRun === true });
+      if (b.dryRun) return c.json(r, 200);
+      parts.kick?.();
+      return c.json(r, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/undistributions',
+      summary: 'Remove a package version from DPs at or below this site (operate)',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                packageId: z.string().regex(PACKAGE_ID),
+                version: z.number().int().min(1).optional(),
+                from: Specs,
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: {
+          description: 'The removal states',
           content: {
             'application/json': {
               schema: z.object({
                 packageId: z.string(),
                 version: z.number(),
-                targets: z.array(z.object({ site: z.string(), via: z.string().nullable(), state: z.string(), added: z.boolean() })),
+                targets: z.array(z.object({ dp: z.string(), site: z.string(), state: z.string() })),
               }),
             },
           },
@@ -111,9 +176,9 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'operate');
       const b = c.req.valid('json');
-      const r = await distribute(parts, b.packageId, b.version, b.to);
+      const r = await undistribute(parts, b.packageId, b.version, b.from);
       parts.kick?.();
-      return c.json(r, 201);
+      return c.json(r, 200);
     },
   );
 
@@ -121,12 +186,22 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     createRoute({
       method: 'get',
       path: '/api/v1/distributions/{id}',
-      summary: 'Where a package is: every target at or below this site',
+      summary: 'Where a package is: every target DP at or below this site, with roll-ups per site and per DP group',
       request: { params: z.object({ id: z.string().regex(PACKAGE_ID) }) },
       responses: {
         200: {
           description: 'Targets and their states',
-          content: { 'application/json': { schema: z.object({ packageId: z.string(), summary: Summary, targets: z.array(Target) }) } },
+          content: {
+            'application/json': {
+              schema: z.object({
+                packageId: z.string(),
+                summary: Summary,
+                sites: z.array(z.object({ site: z.string(), summary: Summary })),
+                groups: z.array(z.object({ group: z.string(), summary: Summary })),
+                targets: z.array(Target),
+              }),
+            },
+          },
         },
         ...errorResponses,
       },
@@ -134,29 +209,37 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'read');
       const { id } = c.req.valid('param');
-      const targets = await listTargets(parts.store, id);
-      if (targets.length === 0 && !(await parts.store.getPackage(id)))
+      const rows = await listTargets(parts.store, id);
+      if (rows.length === 0 && !(await parts.store.getPackage(id)))
         throw fail('not_found', `package ${id} is not known at site ${parts.code}`);
+      const targets: z.infer<typeof Target>[] = [];
+      for (const t of rows) {
+        targets.push({
+          dp: t.site,
+          site: await siteOfDp(parts, t.site),
+          via: t.via,
+          version: t.version,
+          state: t.state,
+          bytesDone: t.bytesDone,
+          bytesTotal: t.bytesTotal,
+          rate: t.rate,
+          etaSeconds: t.state === 'sending' && t.rate > 0 ? Math.ceil((t.bytesTotal - t.bytesDone) / t.rate) : null,
+          retries: t.retries,
+          nextRetryAt: t.nextRetryAt,
+          lastError: t.lastError,
+          detail: t.detail,
+          updatedAt: t.updatedAt,
+        });
+      }
+      const sites = [...new Set(targets.map((t) => t.site))].sort();
+      const groups = (await listGroups(parts.store)).filter((g) => rows.some((t) => g.members.includes(t.site)));
       return c.json(
         {
           packageId: id,
-          summary: summarise(targets),
-          targets: targets.map((t) => ({
-            site: t.site,
-            dp: `${t.site}-local`,
-            via: t.via,
-            version: t.version,
-            state: t.state,
-            bytesDone: t.bytesDone,
-            bytesTotal: t.bytesTotal,
-            rate: t.rate,
-            etaSeconds: t.state === 'sending' && t.rate > 0 ? Math.ceil((t.bytesTotal - t.bytesDone) / t.rate) : null,
-            retries: t.retries,
-            nextRetryAt: t.nextRetryAt,
-            lastError: t.lastError,
-            detail: t.detail,
-            updatedAt: t.updatedAt,
-          })),
+          summary: summarise(rows),
+          sites: sites.map((site) => ({ site, summary: summarise(rows.filter((_, i) => targets[i]?.site === site)) })),
+          groups: groups.map((g) => ({ group: g.name, summary: summarise(rows.filter((t) => g.members.includes(t.site))) })),
+          targets,
         },
         200,
       );
@@ -204,122 +287,12 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
 
   app.openapi(
     createRoute({
-      method: 'post',
-      path: '/api/v1/transfers/offer',
-      summary: 'A parent offers a package version (site credential); answers which chunks are missing',
-      request: { body: { content: { 'application/json': { schema: Offer } }, required: true } },
-      responses: {
-        200: {
-          description: 'What this site lacks',
-          content: {
-            'application/json': {
-              schema: z.object({
-                missing: z.array(z.string()),
-                versions: z.array(z.number()),
-                installed: z.boolean(),
-                bytesTotal: z.number(),
-              }),
-            },
-          },
-        },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const t = need(c, 'peer');
-      const from = await fromChildOrParent(t.name);
-      if (from.relation !== 'parent') throw fail('forbidden', 'only the parent site offers packages');
-      const r = await acceptOffer(parts, from.code, c.req.valid('json'));
-      parts.kick?.();
-      return c.json(r, 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/api/v1/transfers/chunks',
-      summary: 'A parent sends chunks of an offered version (site credential; batch format as POST /api/v1/chunks)',
-      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
-      responses: {
-        200: {
-          description: 'Stored',
-          content: {
-            'application/json': {
-              schema: IngestReport,
-            },
-          },
-        },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const t = need(c, 'peer');
-      const from = await fromChildOrParent(t.name);
-      if (from.relation !== 'parent') throw fail('forbidden', 'only the parent site sends packages');
-      return c.json(await ingestBatch(parts, bodyStream(c)), 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/api/v1/transfers/commit',
-      summary: 'A parent says an offered version is complete (site credential)',
-      request: {
-        body: {
-          content: {
-            'application/json': { schema: z.strictObject({ packageId: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) }) },
-          },
-          required: true,
-        },
-      },
-      responses: {
-        200: {
-          description: 'Installed, or how many chunks are still missing',
-          content: { 'application/json': { schema: z.object({ installed: z.boolean(), missing: z.number() }) } },
-        },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const t = need(c, 'peer');
-      const from = await fromChildOrParent(t.name);
-      if (from.relation !== 'parent') throw fail('forbidden', 'only the parent site commits what it sent');
-      const b = c.req.valid('json');
-      const r = await commitOffer(parts, from.code, b.packageId, b.version);
-      parts.kick?.();
-      return c.json(r, 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/api/v1/status',
-      summary: 'A child reports targets and status messages (site credential)',
-      request: { body: { content: { 'application/json': { schema: StatusReport } }, required: true } },
-      responses: {
-        200: { description: 'Kept', content: { 'application/json': { schema: z.object({ targets: z.number(), messages: z.number() }) } } },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const t = need(c, 'peer');
-      const from = await fromChildOrParent(t.name);
-      if (from.relation !== 'child') throw fail('forbidden', 'only child sites report status');
-      return c.json(await acceptStatus(parts, from.code, c.req.valid('json')), 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
       method: 'get',
       path: '/api/v1/messages',
       summary: 'Status messages of this site and the sites below it, newest first',
       request: {
         query: z.object({
-          site: z.string().max(8).optional(),
+          site: z.string().max(64).optional().describe('a site code or DP name'),
           package: z.string().max(16).optional(),
           severity: z.enum(SEVERITIES).optional(),
           limit: z.coerce.number().int().min(1).max(10_000).optional(),
@@ -334,7 +307,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
       need(c, 'read');
       const q = c.req.valid('query');
       const messages = await listMessages(parts.store, {
-        ...(q.site ? { site: q.site.toUpperCase() } : {}),
+        ...(q.site ? { site: q.site.length === 3 ? q.site.toUpperCase() : q.site } : {}),
         ...(q.package ? { packageId: q.package.toUpperCase() } : {}),
         ...(q.severity ? { severity: q.severity } : {}),
         ...(q.limit ? { limit: q.limit } : {}),

@@ -58,9 +58,11 @@ export function registerQueueRoutes(app: App, parts: AppParts): void {
     }),
     async (c) => {
       need(c, 'read');
-      const only = c.req.valid('query').route?.toUpperCase();
-      const children = (await parts.store.listSites()).filter((s) => s.relation === 'child' && (!only || s.code === only));
-      if (only && children.length === 0) throw fail('not_found', `${only} is not a child site of ${parts.code}`);
+      const only = c.req.valid('query').route;
+      const children = [...(await parts.store.listSites()), ...(await parts.store.listDps())].filter(
+        (s) => (s.relation === 'child' || s.relation === 'dp') && (!only || s.code === only || s.code === only.toUpperCase()),
+      );
+      if (only && children.length === 0) throw fail('not_found', `${only} is not a child site or DP of ${parts.code}`);
       const open = await listTransfers(parts.store, { states: ['queued', 'sending', 'retrying'] });
       const now = parts.clock();
       const routes = [];

@@ -47,21 +47,20 @@ function view(child: string, r: RouteRow | undefined) {
 
 export function registerRouteRoutes(app: App, parts: AppParts): void {
   const childOf = async (code: string) => {
-    const up = code.toUpperCase();
-    const s = await parts.store.getSite(up);
-    if (!s || s.relation !== 'child')
+    const s = (await parts.store.getSite(code)) ?? (await parts.store.getSite(code.toUpperCase()));
+    if (!s || (s.relation !== 'child' && s.relation !== 'dp'))
       throw fail(
         'not_found',
-        `${up} is not a child site of ${parts.code}; routes lead from a parent to its children (see "cascade site list")`,
+        `${code} is not a child site or DP of ${parts.code}; routes lead from a site to its children and its DPs (see "cascade site list", "cascade dp list")`,
       );
-    return up;
+    return s.code;
   };
 
   app.openapi(
     createRoute({
       method: 'get',
       path: '/api/v1/routes',
-      summary: "This site's routes to its child sites",
+      summary: "This site's routes to its child sites and its DPs",
       responses: {
         200: { description: 'Routes', content: { 'application/json': { schema: z.object({ routes: z.array(RouteView) }) } } },
         ...errorResponses,
@@ -70,7 +69,9 @@ export function registerRouteRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'read');
       const rows = new Map((await parts.store.listRoutes()).map((r) => [r.child, r]));
-      const children = (await parts.store.listSites()).filter((s) => s.relation === 'child');
+      const children = [...(await parts.store.listSites()), ...(await parts.store.listDps())].filter(
+        (s) => s.relation === 'child' || s.relation === 'dp',
+      );
       return c.json({ routes: children.map((s) => view(s.code, rows.get(s.code))) }, 200);
     },
   );

@@ -20,13 +20,13 @@ export function registerSitesRoutes(app: App, parts: AppParts): void {
     createRoute({
       method: 'post',
       path: '/api/v1/join-tokens',
-      summary: 'Issue a one-time, expiring join token for a child site (admin)',
+      summary: 'Issue a one-time, expiring join token for a child site or a DP (admin)',
       request: {
         body: {
           content: {
             'application/json': {
               schema: z.strictObject({
-                kind: z.enum(['site']).default('site'),
+                kind: z.enum(['site', 'dp']).default('site'),
                 ttlSeconds: z
                   .number()
                   .int()
@@ -124,7 +124,7 @@ export function registerSitesRoutes(app: App, parts: AppParts): void {
         code: s.code,
         name: s.name,
         parent: s.parent,
-        relation: s.relation,
+        relation: s.relation as 'parent' | 'child' | 'descendant',
         url: s.url,
         reachable: s.reachable,
         lastContact: s.lastContact,

@@ -1,0 +1,115 @@
+import type { Command } from 'commander';
+import { fail } from '../../core/errors.js';
+import { printJson } from '../../lib/output.js';
+import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+import { fmtBytes } from '../progress.js';
+
+interface DpEntry {
+  name: string;
+  site: string;
+  kind: 'local' | 'remote';
+  url: string | null;
+  state: string;
+  freeBytes: number | null;
+  totalBytes: number | null;
+  packages: { packageId: string; version: number }[];
+  lastContact: string | null;
+}
+interface Group {
+  name: string;
+  members: string[];
+  createdAt: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** `cascade dp join-token | list` and `cascade dp-group ...`, over a site's API. */
+export function registerDpAdmin(program: Command): void {
+  const dp = program.commands.find((c) => c.name() === 'dp') ?? program.command('dp').description('distribution points');
+  adminOptions(
+    dp
+      .command('join-token')
+      .description('issue a one-time, expiring token a DP joins this site with (admin)')
+      .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl', 60)),
+  ).action(async (o: AdminOpts & { ttl?: number }) => {
+    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', '/api/v1/join-tokens', {
+      json: { kind: 'dp', ttlSeconds: o.ttl ?? 3600 },
+    });
+    if (o.json) printJson(r);
+    else process.stdout.write(`${r.token}\n`);
+  });
+
+  adminOptions(dp.command('list').description('every DP of this site and of every site below it: state, free space, packages held')).action(
+    async (o: AdminOpts) => {
+      const r = await clientFrom(o).json<{ dps: DpEntry[] }>('GET', '/api/v1/dps');
+      if (o.json) {
+        printJson(r);
+        return;
+      }
+      process.stdout.write(
+        table([
+          ['DP', 'SITE', 'KIND', 'STATE', 'FREE', 'PACKAGES', 'URL'],
+          ...r.dps.map((d) => [
+            d.name,
+            d.site,
+            d.kind,
+            d.state,
+            d.freeBytes === null ? '-' : `${fmtBytes(d.freeBytes)} of ${fmtBytes(d.totalBytes ?? 0)}`,
+            d.packages.length === 0 ? '-' : d.packages.map((p) => `${p.packageId}:${p.version}`).join(','),
+            d.url ?? '-',
+          ]),
+        ]),
+      );
+    },
+  );
+
+  const group = program.command('dp-group').description('named sets of DPs (possibly across sites), usable as --to group:NAME');
+  const show = (o: AdminOpts, g: Group) => {
+    if (o.json) printJson(g);
+    else process.stdout.write(`${g.name}: ${g.members.length === 0 ? '(no DPs)' : g.members.join(', ')}\n`);
+  };
+  adminOptions(
+    group
+      .command('create')
+      .description('create a DP group (operate)')
+      .argument('<name>', 'group name')
+      .option('--dp <name>', 'a DP to put in it (repeatable)', collect),
+  ).action(async (name: string, o: AdminOpts & { dp?: string[] }) => {
+    show(o, await clientFrom(o).json<Group>('POST', '/api/v1/dp-groups', { json: { name, dps: o.dp ?? [] } }));
+  });
+  for (const op of ['add', 'remove'] as const) {
+    adminOptions(
+      group
+        .command(op)
+        .description(op === 'add' ? 'add DPs to a group (operate)' : 'take DPs out of a group (operate)')
+        .argument('<name>', 'group name')
+        .requiredOption('--dp <name>', 'a DP (repeatable)', collect),
+    ).action(async (name: string, o: AdminOpts & { dp: string[] }) => {
+      show(o, await clientFrom(o).json<Group>('POST', `/api/v1/dp-groups/${encodeURIComponent(name)}/${op}`, { json: { dps: o.dp } }));
+    });
+  }
+  adminOptions(group.command('list').description('every DP group')).action(async (o: AdminOpts) => {
+    const r = await clientFrom(o).json<{ groups: Group[] }>('GET', '/api/v1/dp-groups');
+    if (o.json) printJson(r);
+    else if (r.groups.length === 0) process.stdout.write('no DP groups yet: cascade dp-group create NAME --dp A --dp B\n');
+    else
+      process.stdout.write(
+        table([['GROUP', 'DPS', 'MEMBERS'], ...r.groups.map((g) => [g.name, String(g.members.length), g.members.join(',')])]),
+      );
+  });
+  adminOptions(group.command('show').description('one DP group').argument('<name>', 'group name')).action(
+    async (name: string, o: AdminOpts) => {
+      show(o, await clientFrom(o).json<Group>('GET', `/api/v1/dp-groups/${encodeURIComponent(name)}`));
+    },
+  );
+  adminOptions(
+    group.command('delete').description('delete a DP group; its DPs are untouched (operate)').argument('<name>', 'group name'),
+  ).action(async (name: string, o: AdminOpts) => {
+    const r = await clientFrom(o).json<{ deleted: string }>('DELETE', `/api/v1/dp-groups/${encodeURIComponent(name)}`);
+    if (o.json) printJson(r);
+    else process.stdout.write(`deleted DP group ${r.deleted}\n`);
+  });
+  group.action(() => {
+    throw fail('usage', 'say what to do with DP groups: create, add, remove, list, show or delete (see --help)');
+  });
+}

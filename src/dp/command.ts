@@ -1,0 +1,70 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { parseDpName } from '../core/dp.js';
+import { fail } from '../core/errors.js';
+import { createLogger } from '../lib/log.js';
+import { printJson } from '../lib/output.js';
+
+/**
+ * `cascade dp init|start`: the distribution point role. A DP is a content store that joins one
+ * site, receives packages from it by the transfer protocol (only missing chunks, each
+ * verified), serves them to clients as static files, and reports its state to the site.
+ */
+export function registerDp(program: Command): Command {
+  const dp = program.command('dp').description('distribution points: create and run one, list them, issue join tokens');
+
+  dp.command('init')
+    .description('create a DP in DIR and join it to a site with a join token from "cascade dp join-token" there')
+    .requiredOption('--data <dir>', 'data folder to create')
+    .requiredOption('--site <url>', 'URL of the site the DP belongs to')
+    .requiredOption('--join-token <token>', 'one-time token from "cascade dp join-token" on that site')
+    .requiredOption('--name <name>', 'DP name, unique in the hierarchy: 4 to 64 letters, digits, ".", "_" or "-"')
+    .option('--listen <host:port>', 'address "dp start" serves on unless told otherwise (default 127.0.0.1:8200)')
+    .option('--url <url>', 'where the site and clients reach this DP (default: http://LISTEN, told to the site at every start)')
+    .option('--json', 'print JSON')
+    .action(async (o: { data: string; site: string; joinToken: string; name: string; listen?: string; url?: string; json?: boolean }) => {
+      const name = parseDpName(o.name);
+      if (!URL.canParse(o.site)) throw fail('usage', `--site "${o.site}" is not a URL (e.g. http://10.0.0.5:8100)`);
+      const { initSite } = await import('../site/main.js');
+      const r = await initSite({
+        role: 'dp',
+        dataDir: o.data,
+        code: name,
+        listen: o.listen,
+        parent: o.site,
+        joinToken: o.joinToken,
+        url: o.url,
+      });
+      const out = { name: r.code, dataDir: r.dataDir, keyId: r.keyId, site: r.parent, central: r.central, listen: r.listen ?? null };
+      if (o.json) printJson(out);
+      else
+        process.stdout.write(
+          `DP ${out.name} created in ${out.dataDir} and joined site ${out.site}; pinned the key of central site ${out.central}\n` +
+            `next: cascade dp start --data ${o.data}${o.listen ? '' : ' --listen HOST:PORT'}\n`,
+        );
+    });
+
+  dp.command('start')
+    .description('run the DP in the foreground: receive from its site, serve content, report state (SIGTERM stops it)')
+    .requiredOption('--data <dir>', 'data folder made by "dp init"')
+    .addOption(
+      new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8200)').env('CASCADE_LISTEN'),
+    )
+    .action(async (o: { data: string; listen?: string }) => {
+      const log = createLogger({ name: 'dp' });
+      const { startSite } = await import('../site/main.js');
+      const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info({ signal }, 'stopping');
+          running.close().then(resolve, (err) => {
+            log.error({ err }, 'stop failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+  return dp;
+}

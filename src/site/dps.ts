@@ -1,0 +1,192 @@
+import fs from 'node:fs/promises';
+import { z } from 'zod';
+import { publicKeyPem } from '../content/signing.js';
+import { DP_NAME, parseTargetSpec } from '../core/dp.js';
+import { fail } from '../core/errors.js';
+import { PEER_ROLE } from '../core/roles.js';
+import { getGroup } from '../store/dps.js';
+import type { SiteRow } from '../store/store.js';
+import type { SiteContext } from './content.js';
+import { centralTrust, type JoinAnswer, registerUp } from './hierarchy.js';
+
+/**
+ * Distribution points as a site sees them (see docs/dp.md). A remote DP joins a site with a
+ * one-time token, like a child site; it is then a neighbour of that site (relation `dp`) that
+ * the sender serves like a child, over a route of its own. The site's library is its local
+ * DP, named after the site. Every DP name is registered up to the central site, which keeps
+ * names unique; the sites above learn of each DP as `dp-below`.
+ */
+
+export const DpJoinRequest = z.strictObject({
+  token: z.string().min(1).max(256),
+  name: z.string().regex(DP_NAME, 'a DP name is 4 to 64 letters, digits, ".", "_" or "-"'),
+  url: z.url().max(512).nullable(),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+  /** The secret the site presents when it calls the DP. */
+  credential: z.string().min(16).max(256),
+});
+export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
+
+/** A DP joins this site: one-time token, a name unique in the hierarchy, credentials both ways. */
+export async function acceptDpJoin(ctx: SiteContext, req: DpJoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
+  const used = await ctx.store.consumeJoinToken(req.token, 'dp', req.name);
+  if (used === 'unknown')
+    throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with "cascade dp join-token"`);
+  if (used === 'used') throw fail('conflict', 'the join token was already used; issue a new one with "cascade dp join-token"');
+  if (used === 'expired') throw fail('unauthorized', 'the join token has expired; issue a new one with "cascade dp join-token"');
+  try {
+    const certificate = await registerUp(ctx, {
+      kind: 'dp',
+      code: req.name,
+      name: req.name,
+      parent: ctx.code,
+      keyId: req.keyId,
+      publicKey: req.publicKey,
+    });
+    const credential = await ctx.store.createToken(PEER_ROLE, req.name);
+    await ctx.store.insertSite({
+      code: req.name,
+      name: req.name,
+      parent: ctx.code,
+      relation: 'dp',
+      url: req.url,
+      keyId: req.keyId,
+      publicKey: req.publicKey,
+      certificate: JSON.stringify(certificate),
+      outboundToken: req.credential,
+    });
+    const central = await centralTrust(ctx);
+    ctx.log.info({ dp: req.name, url: req.url }, 'DP joined');
+    return {
+      parent: { code: ctx.code, name: ctx.name, url: ownUrl, keyId: ctx.key.keyId, publicKey: publicKeyPem(ctx.key.publicKey) },
+      central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
+      certificate,
+      credential: credential.secret,
+    };
+  } catch (e) {
+    await ctx.store.releaseJoinToken(req.token);
+    throw e;
+  }
+}
+
+export const HeldVersion = z.strictObject({ packageId: z.string().max(16), version: z.number().int().min(1) });
+
+/** The state a DP reports: where it is, how much room it has, what it holds. */
+export const DpState = z.strictObject({
+  name: z.string().max(64),
+  site: z.string().max(8),
+  url: z.string().max(512).nullable(),
+  reachable: z.boolean().nullable(),
+  lastContact: z.string().max(64).nullable(),
+  freeBytes: z.number().nullable(),
+  totalBytes: z.number().nullable(),
+  held: z.array(HeldVersion).max(100_000),
+  at: z.string().max(64),
+});
+export type DpState = z.infer<typeof DpState>;
+
+/** What this process holds and has room for: every process is a DP of its own library. */
+export async function ownDpState(ctx: SiteContext, site: string, url: string | null): Promise<DpState> {
+  let freeBytes: number | null = null;
+  let totalBytes: number | null = null;
+  try {
+    const st = await fs.statfs(ctx.library.root);
+    freeBytes = st.bavail * st.bsize;
+    totalBytes = st.blocks * st.bsize;
+  } catch {
+    // statfs is missing on some platforms: the space is then unknown.
+  }
+  const held: { packageId: string; version: number }[] = [];
+  for (const p of await ctx.store.listPackages()) {
+    for (const v of await ctx.store.listVersions(p.id)) held.push({ packageId: p.id, version: v.version });
+  }
+  return {
+    name: ctx.code,
+    site,
+    url,
+    reachable: true,
+    lastContact: ctx.clock().toISOString(),
+    freeBytes,
+    totalBytes,
+    held,
+    at: ctx.clock().toISOString(),
+  };
+}
+
+export interface DpEntry extends DpState {
+  kind: 'local' | 'remote';
+}
+
+const entryOf = (r: SiteRow, kind: 'local' | 'remote', site: string): DpEntry => ({
+  name: r.code,
+  site,
+  kind,
+  url: r.url,
+  reachable: r.reachable,
+  lastContact: r.lastContact,
+  freeBytes: r.freeBytes,
+  totalBytes: r.totalBytes,
+  held: r.held,
+  at: r.stateAt ?? r.createdAt,
+});
+
+/** Every DP at or below this site: the local DPs of this site and of every site below, and remote DPs. */
+export async function listAllDps(ctx: SiteContext): Promise<DpEntry[]> {
+  const url = (await ctx.store.getMeta('site.url')) ?? null;
+  const out: DpEntry[] = [{ ...(await ownDpState(ctx, ctx.code, url)), kind: 'local' }];
+  for (const s of await ctx.store.listSites()) {
+    if (s.relation === 'child' || s.relation === 'descendant') out.push(entryOf(s, 'local', s.code));
+  }
+  for (const d of await ctx.store.listDps()) out.push(entryOf(d, 'remote', d.parent ?? '?'));
+  return out;
+}
+
+/** Records the states a DP or a child site reported (only for DPs it may speak for). */
+export async function recordDpStates(ctx: SiteContext, states: readonly DpState[], allowed: (name: string) => boolean): Promise<void> {
+  for (const s of states) {
+    if (!allowed(s.name)) continue;
+    const row = await ctx.store.getSite(s.name);
+    if (!row || row.relation === 'parent') continue;
+    await ctx.store.setDpState(s.name, { freeBytes: s.freeBytes, totalBytes: s.totalBytes, held: s.held, at: s.at });
+    // Contact with DPs below is what their own site last saw.
+    if (row.relation === 'dp-below' || row.relation === 'descendant') await ctx.store.setContact(s.name, s.reachable, s.lastContact);
+  }
+}
+
+/**
+ * The DPs named by `site:CODE`, `dp:NAME` and `group:NAME` specs, in order, without repeats.
+ * `site:CODE` is every DP of that site: its local DP and its remote ones.
+ */
+export async function resolveTargets(ctx: SiteContext, specs: readonly string[]): Promise<string[]> {
+  const dps = await listAllDps(ctx);
+  const known = new Map(dps.map((d) => [d.name, d]));
+  const out = new Set<string>();
+  const one = (name: string, how: string) => {
+    if (!known.has(name)) throw fail('not_found', `${how}: DP ${name} is not at or below site ${ctx.code} (see "cascade dp list")`);
+    out.add(name);
+  };
+  for (const spec of specs) {
+    const t = parseTargetSpec(spec);
+    if (t.kind === 'site') {
+      if (!known.has(t.code)) throw fail('not_found', `site ${t.code} is not ${ctx.code} or below it (see "cascade site list")`);
+      for (const d of dps) if (d.site === t.code) out.add(d.name);
+    } else if (t.kind === 'dp') {
+      one(t.name, spec);
+    } else {
+      const g = await getGroup(ctx.store, t.name);
+      if (!g) throw fail('not_found', `DP group ${t.name} does not exist (see "cascade dp-group list")`);
+      if (g.members.length === 0) throw fail('bad_request', `DP group ${t.name} has no DPs; add some with "cascade dp-group add"`);
+      for (const m of g.members) one(m, spec);
+    }
+  }
+  return [...out];
+}
+
+/** The site a DP belongs to (a site's code names its local DP). */
+export async function siteOfDp(ctx: SiteContext, name: string): Promise<string> {
+  if (name === ctx.code) return ctx.code;
+  const r = await ctx.store.getSite(name);
+  if (!r) return '?';
+  return r.relation === 'dp' || r.relation === 'dp-below' ? (r.parent ?? '?') : r.code;
+}

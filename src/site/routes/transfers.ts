@@ -1,0 +1,185 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { fail } from '../../core/errors.js';
+import { PACKAGE_ID } from '../../core/package.js';
+import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
+import { ingestBatch } from '../content.js';
+import {
+  acceptOffer,
+  acceptRemove,
+  acceptStatus,
+  commitOffer,
+  Offer,
+  PreviewRequest,
+  previewBelow,
+  RemoveRequest,
+  StatusReport,
+} from '../distribution.js';
+import { IngestReport } from './chunks.js';
+
+/**
+ * The calls between neighbours (site credentials): a parent offers, sends and commits
+ * versions, asks for a preview and orders removals; a child site or a DP reports status.
+ * Child sites and DPs answer the same protocol.
+ */
+export function registerTransferRoutes(app: App, parts: AppParts): void {
+  const fromChildOrParent = async (name: string) => {
+    const s = await parts.store.getSite(name);
+    if (!s || (s.relation !== 'parent' && s.relation !== 'child' && s.relation !== 'dp'))
+      throw fail('forbidden', `credential of ${name} is not a neighbouring site's or DP's`);
+    return s;
+  };
+  const fromParent = async (name: string, what: string) => {
+    const from = await fromChildOrParent(name);
+    if (from.relation !== 'parent') throw fail('forbidden', `only the parent site ${what}`);
+    return from;
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/offer',
+      summary: 'A parent offers a package version (site credential); answers which chunks are missing',
+      request: { body: { content: { 'application/json': { schema: Offer } }, required: true } },
+      responses: {
+        200: {
+          description: 'What this site lacks',
+          content: {
+            'application/json': {
+              schema: z.object({
+                missing: z.array(z.string()),
+                versions: z.array(z.number()),
+                installed: z.boolean(),
+                bytesTotal: z.number(),
+              }),
+            },
+          },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const from = await fromParent(need(c, 'peer').name, 'offers packages');
+      const r = await acceptOffer(parts, from.code, c.req.valid('json'));
+      parts.kick?.();
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/chunks',
+      summary: 'A parent sends chunks of an offered version (site credential; batch format as POST /api/v1/chunks)',
+      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+      responses: {
+        200: {
+          description: 'Stored',
+          content: {
+            'application/json': {
+              schema: IngestReport,
+            },
+          },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      await fromParent(need(c, 'peer').name, 'sends packages');
+      return c.json(await ingestBatch(parts, bodyStream(c)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/commit',
+      summary: 'A parent says an offered version is complete (site credential)',
+      request: {
+        body: {
+          content: {
+            'application/json': { schema: z.strictObject({ packageId: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) }) },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: {
+          description: 'Installed, or how many chunks are still missing',
+          content: { 'application/json': { schema: z.object({ installed: z.boolean(), missing: z.number() }) } },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const from = await fromParent(need(c, 'peer').name, 'commits what it sent');
+      const b = c.req.valid('json');
+      const r = await commitOffer(parts, from.code, b.packageId, b.version);
+      parts.kick?.();
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/status',
+      summary: 'A child site or a DP reports targets, status messages and DP state (site credential)',
+      request: { body: { content: { 'application/json': { schema: StatusReport } }, required: true } },
+      responses: {
+        200: { description: 'Kept', content: { 'application/json': { schema: z.object({ targets: z.number(), messages: z.number() }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const from = await fromChildOrParent(need(c, 'peer').name);
+      if (from.relation === 'parent') throw fail('forbidden', 'only child sites and DPs report status');
+      return c.json(await acceptStatus(parts, from.code, c.req.valid('json')), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/preview',
+      summary: 'A parent asks what sending a version to targets at or below this site would cost (site credential)',
+      request: { body: { content: { 'application/json': { schema: PreviewRequest } }, required: true } },
+      responses: {
+        200: {
+          description: 'Bytes this site lacks, and the routes and targets below it',
+          content: {
+            'application/json': {
+              schema: z.object({ missingBytes: z.number(), routes: z.array(z.unknown()), targets: z.array(z.unknown()) }),
+            },
+          },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      await fromParent(need(c, 'peer').name, 'asks for previews');
+      return c.json(await previewBelow(parts, c.req.valid('json')), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/remove',
+      summary: 'A parent removes a version from targets at or below this site (site credential)',
+      request: { body: { content: { 'application/json': { schema: RemoveRequest } }, required: true } },
+      responses: {
+        200: {
+          description: 'Removed here, or being removed further down',
+          content: { 'application/json': { schema: z.object({ removed: z.array(z.string()), removing: z.array(z.string()) }) } },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      await fromParent(need(c, 'peer').name, 'orders removals');
+      const r = await acceptRemove(parts, c.req.valid('json'));
+      parts.kick?.();
+      return c.json(r, 200);
+    },
+  );
+}

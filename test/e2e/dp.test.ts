@@ -1,0 +1,212 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir } from './helpers.js';
+
+interface Target {
+  dp: string;
+  site: string;
+  state: string;
+  version: number;
+  detail: string | null;
+}
+interface Status {
+  summary: Record<string, number>;
+  sites: { site: string; summary: Record<string, number> }[];
+  groups: { group: string; summary: Record<string, number> }[];
+  targets: Target[];
+}
+interface Plan {
+  dryRun: boolean;
+  bytes: number;
+  uniqueBytes: number;
+  routes: { from: string; to: string; bytes: number; rate: number | null; etaSeconds: number | null }[];
+  targets: { dp: string; site: string; path: string[]; state: string; bytes: number; etaSeconds: number | null }[];
+}
+
+const FAST = { CASCADE_PING_SECONDS: '1', CASCADE_REPORT_SECONDS: '1' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A central site with a DP, a child site with two DPs: real processes on loopback. */
+describe('distribution points', () => {
+  const root = tmpDir('cascade-dp-');
+  const procs: Record<string, SiteProcess> = {};
+  const dirs: Record<string, string> = {};
+  const env = () => (procs.CEN as SiteProcess).env;
+
+  const initSite = async (code: string, parent?: string) => {
+    const port = await freePort();
+    dirs[code] = path.join(root, code);
+    const args = ['site', 'init', '--data', dirs[code] as string, '--code', code, '--listen', `127.0.0.1:${port}`];
+    if (parent) {
+      const t = JSON.parse((await cascade(['site', 'join-token', '--json'], { env: (procs[parent] as SiteProcess).env })).stdout).token;
+      args.push('--parent', (procs[parent] as SiteProcess).url, '--join-token', t);
+    }
+    expect((await cascade(args)).stderr).toBe('');
+    procs[code] = await startSite(dirs[code] as string, [], { listen: null, env: FAST });
+  };
+  const initDp = async (name: string, site: string) => {
+    const t = JSON.parse((await cascade(['dp', 'join-token', '--json'], { env: (procs[site] as SiteProcess).env })).stdout).token;
+    dirs[name] = path.join(root, name);
+    const r = await cascade([
+      'dp',
+      'init',
+      '--data',
+      dirs[name] as string,
+      '--site',
+      (procs[site] as SiteProcess).url,
+      '--join-token',
+      t,
+      '--name',
+      name,
+      '--json',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toMatchObject({ name, site });
+    procs[name] = await startSite(dirs[name] as string, [], { role: 'dp', env: FAST });
+  };
+  const status = async (id: string): Promise<Status> => JSON.parse((await cascade(['status', id, '--json'], { env: env() })).stdout);
+  const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (await ok()) return;
+      await sleep(250);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  const stateOf = async (id: string, dp: string) => (await status(id)).targets.find((t) => t.dp === dp)?.state;
+
+  let pkg = '';
+  beforeAll(async () => {
+    await initSite('CEN');
+    await initSite('EUR', 'CEN');
+    await initDp('cen-dp1', 'CEN');
+    await initDp('eur-dp1', 'EUR');
+    await initDp('eur-dp2', 'EUR');
+    const src = path.join(root, 'src');
+    makeSource(src, 7);
+    const r = await cascade(['package', 'create', src, '--name', 'Tools', '--json'], { env: env() });
+    expect(r.stderr).toBe('');
+    pkg = JSON.parse(r.stdout).id;
+  }, 120_000);
+  afterAll(async () => {
+    for (const p of Object.values(procs)) await p.stop();
+  });
+
+  it('lists every DP of every site below, with state; names are unique in the hierarchy', async () => {
+    await until('every DP online at the central site', async () => {
+      const r = JSON.parse((await cascade(['dp', 'list', '--json'], { env: env() })).stdout) as {
+        dps: { name: string; state: string; site: string; kind: string; freeBytes: number | null }[];
+      };
+      const names = r.dps.map((d) => `${d.name}@${d.site}:${d.kind}`).sort();
+      return (
+        JSON.stringify(names) ===
+          JSON.stringify(['CEN@CEN:local', 'EUR@EUR:local', 'cen-dp1@CEN:remote', 'eur-dp1@EUR:remote', 'eur-dp2@EUR:remote']) &&
+        r.dps.every((d) => d.state === 'online' && d.freeBytes !== null)
+      );
+    });
+    const text = (await cascade(['dp', 'list'], { env: env() })).stdout;
+    expect(text).toMatch(/eur-dp2\s+EUR\s+remote\s+online/);
+    // The same name again, even at another site: refused by the central site.
+    const t = JSON.parse((await cascade(['dp', 'join-token', '--json'], { env: env() })).stdout).token;
+    const dup = await cascade([
+      'dp',
+      'init',
+      '--data',
+      path.join(root, 'dup'),
+      '--site',
+      (procs.CEN as SiteProcess).url,
+      '--join-token',
+      t,
+      '--name',
+      'eur-dp1',
+    ]);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/DP name eur-dp1 is already taken/);
+    expect(fs.existsSync(path.join(root, 'dup'))).toBe(false);
+  });
+
+  it('previews a distribution without changing anything: routes, bytes, ETA', async () => {
+    await cascade(['route', 'set', 'EUR', '--rate', '1MB/s'], { env: env() });
+    const r = await cascade(['distribute', pkg, '--to', 'dp:eur-dp1', '--to', 'dp:cen-dp1', '--dry-run', '--json'], { env: env() });
+    expect(r.stderr).toBe('');
+    const plan = JSON.parse(r.stdout) as Plan;
+    expect(plan.dryRun).toBe(true);
+    const route = (from: string, to: string) => plan.routes.find((x) => x.from === from && x.to === to);
+    expect(route('CEN', 'EUR')?.bytes).toBe(plan.uniqueBytes);
+    expect(route('CEN', 'EUR')?.rate).toBe(1_000_000);
+    expect(route('CEN', 'EUR')?.etaSeconds).toBeCloseTo(plan.uniqueBytes / 1_000_000, 0);
+    expect(route('EUR', 'eur-dp1')?.bytes).toBe(plan.uniqueBytes);
+    expect(route('CEN', 'cen-dp1')?.bytes).toBe(plan.uniqueBytes);
+    const eur = plan.targets.find((t) => t.dp === 'eur-dp1');
+    expect(eur?.path).toEqual(['CEN', 'EUR', 'eur-dp1']);
+    expect(eur?.etaSeconds).toBeCloseTo(plan.uniqueBytes / 1_000_000, 0);
+    expect((await status(pkg)).targets).toEqual([]);
+    const text = (await cascade(['distribute', pkg, '--to', 'dp:eur-dp1', '--dry-run'], { env: env() })).stdout;
+    expect(text).toMatch(/dry run, nothing was started/);
+    expect(text).toMatch(/CEN > EUR > eur-dp1/);
+    await cascade(['route', 'set', 'EUR', '--rate', 'unlimited'], { env: env() });
+  });
+
+  it('distributes to a DP group, then expands to a whole site: only the new targets get content', async () => {
+    const g = await cascade(['dp-group', 'create', 'pilot', '--dp', 'cen-dp1', '--dp', 'eur-dp1', '--json'], { env: env() });
+    expect(JSON.parse(g.stdout)).toMatchObject({ name: 'pilot', members: ['cen-dp1', 'eur-dp1'] });
+    const r = await cascade(['distribute', pkg, '--to', 'group:pilot', '--json'], { env: env() });
+    expect(r.stderr).toBe('');
+    await until(
+      'the pilot DPs installed',
+      async () => (await stateOf(pkg, 'cen-dp1')) === 'installed' && (await stateOf(pkg, 'eur-dp1')) === 'installed',
+    );
+    // The content is on the DP's disk, in the static layout.
+    expect(fs.existsSync(path.join(dirs['eur-dp1'] as string, 'content', 'manifests', pkg, '1.json'))).toBe(true);
+    expect(fs.existsSync(path.join(dirs['eur-dp2'] as string, 'content', 'manifests', pkg, '1.json'))).toBe(false);
+
+    const plan = JSON.parse((await cascade(['distribute', pkg, '--to', 'site:EUR', '--dry-run', '--json'], { env: env() })).stdout) as Plan;
+    // EUR holds it already (it relayed to eur-dp1): nothing crosses CEN -> EUR again.
+    expect(plan.routes.find((x) => x.to === 'EUR')?.bytes).toBe(0);
+    expect(plan.routes.find((x) => x.to === 'eur-dp2')?.bytes).toBe(plan.uniqueBytes);
+    expect(plan.routes.find((x) => x.to === 'eur-dp1')?.bytes).toBe(0);
+    await cascade(['distribute', pkg, '--to', 'site:EUR'], { env: env() });
+    await until('all of EUR installed', async () => {
+      const s = await status(pkg);
+      return ['EUR', 'eur-dp1', 'eur-dp2'].every((d) => s.targets.find((t) => t.dp === d)?.state === 'installed');
+    });
+    const s = await status(pkg);
+    expect(s.summary).toMatchObject({ targeted: 4, installed: 4 });
+    expect(s.sites.find((x) => x.site === 'EUR')?.summary).toMatchObject({ targeted: 3, installed: 3 });
+    expect(s.groups.find((x) => x.group === 'pilot')?.summary).toMatchObject({ targeted: 2, installed: 2 });
+    const text = (await cascade(['status', pkg], { env: env() })).stdout;
+    expect(text).toMatch(/group:pilot\s+2\s+2/);
+    // What each DP holds goes up to the central site.
+    await until('dp list shows the package held', async () => {
+      const r = JSON.parse((await cascade(['dp', 'list', '--json'], { env: env() })).stdout) as {
+        dps: { name: string; packages: { packageId: string }[] }[];
+      };
+      return r.dps.find((d) => d.name === 'eur-dp2')?.packages.some((p) => p.packageId === pkg) ?? false;
+    });
+  });
+
+  it('removes a version from a DP; removal states show in status', async () => {
+    const r = await cascade(['undistribute', pkg, '--from', 'dp:eur-dp1', '--json'], { env: env() });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout).targets[0]).toMatchObject({ dp: 'eur-dp1', site: 'EUR', state: 'removing' });
+    await until('eur-dp1 removed', async () => (await stateOf(pkg, 'eur-dp1')) === 'removed');
+    expect(fs.existsSync(path.join(dirs['eur-dp1'] as string, 'content', 'manifests', pkg, '1.json'))).toBe(false);
+    const s = await status(pkg);
+    expect(s.summary).toMatchObject({ targeted: 3, removed: 1 });
+    const again = await cascade(['undistribute', pkg, '--from', 'dp:eur-dp1'], { env: env() });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/is not distributed to dp:eur-dp1/);
+  });
+
+  it('refuses unknown targets and groups with one clear line', async () => {
+    const bad = await cascade(['distribute', pkg, '--to', 'dp:nowhere'], { env: env() });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/DP nowhere is not at or below site CEN/);
+    const g = await cascade(['distribute', pkg, '--to', 'group:none'], { env: env() });
+    expect(g.stderr).toMatch(/DP group none does not exist/);
+    const u = await cascade(['distribute', pkg, '--to', 'EUR'], { env: env() });
+    expect(u.code).toBe(2);
+    expect(u.stderr).toMatch(/not site:CODE, dp:NAME or group:NAME/);
+  });
+});

@@ -178,7 +178,11 @@ export async function previewBelow(ctx: SiteContext, req: PreviewRequest): Promi
       };
     }
     // No rate limit: only the schedule's closed hours count.
-    const eta = etaSeconds(schedule, req.priority, now, answer.missingBytes, rate ?? 1e12);
+    const raw =
+      rate === null && (answer.missingBytes === 0 || isOpen(schedule, req.priority, now))
+        ? 0
+        : etaSeconds(schedule, req.priority, now, answer.missingBytes, rate ?? 1e12);
+    const eta = raw === null ? null : Math.ceil(raw);
     routes.push({ from: ctx.code, to: hop, bytes: answer.missingBytes, rate, etaSeconds: eta, note }, ...answer.routes);
     for (const t of answer.targets) {
       targets.push({

@@ -89,9 +89,10 @@ describe('distribution down the tree', () => {
       env: (sites.CEN as SiteProcess).env,
     });
     expect(d.stderr).toBe('');
-    expect(JSON.parse(d.stdout).targets).toEqual([
-      { site: 'BER', via: 'EUR', state: 'pending', added: true },
-      { site: 'EUR', via: 'EUR', state: 'pending', added: true },
+    const planned = JSON.parse(d.stdout).targets as { dp: string; path: string[]; state: string; added: boolean }[];
+    expect(planned.map((t) => ({ dp: t.dp, path: t.path, state: t.state, added: t.added })).sort((a, b) => a.dp.localeCompare(b.dp))).toEqual([
+      { dp: 'BER', path: ['CEN', 'EUR', 'BER'], state: 'pending', added: true },
+      { dp: 'EUR', path: ['CEN', 'EUR'], state: 'pending', added: true },
     ]);
     await until('BER installed, as seen from CEN', installed('CEN', c.id, 'BER'));
     const s = await status('CEN', c.id);

@@ -131,7 +131,7 @@ describe('site hierarchy', () => {
     expect(JSON.parse(route.stdout)).toMatchObject({ rate: 2 * 1024 * 1024, concurrency: 4, schedule: { timeZone: 'Europe/Berlin' } });
     route = await cascade(['route', 'set', 'BER', '--rate', '1MiB/s'], { env: cen.site.env });
     expect(route.code).toBe(1);
-    expect(route.stderr).toContain('BER is not a child site of CEN');
+    expect(route.stderr).toContain('BER is not a child site or DP of CEN');
     route = await cascade(['route', 'set', 'EUR', '--schedule', 'mon-fry 08-18 high'], { env: cen.site.env });
     expect(route.code).toBe(2);
     expect(route.stderr).toContain('unknown day "fry"');

@@ -2,6 +2,8 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type {
+  CheckChunksResult,
+  CheckChunksTask,
   ChunkFilesResult,
   ChunkFilesTask,
   IngestResult,
@@ -25,10 +27,12 @@ function workerFile(): string {
 
 let pool: Piscina | undefined;
 
+/** Threads of the shared pool. */
+export const poolThreads = (): number => Math.max(1, Math.min(os.availableParallelism(), 8));
+
 function getPool(): Piscina {
   if (!pool) {
-    const threads = Math.max(1, Math.min(os.availableParallelism(), 8));
-    pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: threads, idleTimeout: 30_000 });
+    pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: poolThreads(), idleTimeout: 30_000 });
   }
   return pool;
 }
@@ -50,8 +54,25 @@ export function runChunkFiles(t: ChunkFilesTask): Promise<ChunkFilesResult> {
   return getPool().run(t);
 }
 
+/**
+ * Checking stored chunks (validation, `validate.ts`). Normal priority shares the pool. Low
+ * priority (scheduled validation) runs on its own single thread, which lowers its nice value to
+ * 19 on its first task: it takes at most one core, and the kernel gives that core to the pool's
+ * threads (transfers, ingest) and the main thread (serving) whenever they want it.
+ */
+export function runCheckChunks(t: CheckChunksTask, lowPriority = false): Promise<CheckChunksResult> {
+  if (!lowPriority) return getPool().run(t);
+  lowPool ??= new Piscina({ filename: workerFile(), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
+  return lowPool.run({ ...t, nice: LOW_NICE });
+}
+
+export const LOW_NICE = 19;
+let lowPool: Piscina | undefined;
+
 export async function closePool(): Promise<void> {
   const p = pool;
+  const l = lowPool;
   pool = undefined;
-  if (p) await p.destroy();
+  lowPool = undefined;
+  await Promise.all([p?.destroy(), l?.destroy()]);
 }

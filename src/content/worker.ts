@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';
+import { type CheckChunksResult, type CheckChunksTask, checkChunks } from './check.js';
 import { StreamChunker } from './chunker.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
 
@@ -57,8 +58,10 @@ export interface ChunkFilesResult {
   files: ({ chunks: [string, number][]; size: number } | { error: string })[];
 }
 
-export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask;
-export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult;
+export type { CheckChunksResult, CheckChunksTask } from './check.js';
+
+export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask | CheckChunksTask;
+export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult | CheckChunksResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -187,5 +190,7 @@ export default function run(task: Task): Result {
       return verify(task);
     case 'chunkFiles':
       return chunkFiles(task);
+    case 'checkChunks':
+      return checkChunks(task);
   }
 }

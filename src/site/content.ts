@@ -14,8 +14,8 @@ import {
   signManifest,
   verifyManifest,
 } from '../content/manifest.js';
-import { runVerify } from '../content/pool.js';
 import type { SiteKey, TrustedKey } from '../content/signing.js';
+import { type ValidateOptions, type ValidationReport, validateVersion } from '../content/validate.js';
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import type { Logger } from '../lib/log.js';
@@ -55,7 +55,7 @@ export interface VersionReport {
 export interface Problem {
   path: string | null;
   chunk: string | null;
-  kind: 'missing' | 'damaged' | 'manifest';
+  kind: 'missing' | 'damaged' | 'size' | 'manifest';
   detail: string;
 }
 
@@ -282,55 +282,14 @@ async function readStoredManifest(ctx: SiteContext, id: string, version: number)
 
 /**
  * Re-hashes every chunk of a manifest from the library in the worker pool and names each
- * damaged or missing chunk and the files that use it.
+ * damaged or missing chunk and the files that use it (`validateVersion`, content layer).
  */
-export async function verifyContent(
+export function verifyContent(
   ctx: SiteContext,
   manifest: Manifest,
-): Promise<{ ok: boolean; checkedFiles: number; checkedChunks: number; checkedBytes: number; problems: Problem[] }> {
-  const chunks = manifestChunks(manifest);
-  const bad = new Map<string, { kind: Problem['kind']; detail: string }>();
-  const digests = [...chunks.keys()];
-  let checkedBytes = 0;
-  const GROUP = 64;
-  let next = 0;
-  const worker = async () => {
-    while (next < digests.length) {
-      const group = digests.slice(next, next + GROUP);
-      next += GROUP;
-      const items: { digest: string; stored: Uint8Array; size: number }[] = [];
-      for (const d of group) {
-        try {
-          items.push({ digest: d, stored: await ctx.library.readStored(d), size: chunks.get(d) as number });
-        } catch (e) {
-          bad.set(d, { kind: 'missing', detail: (e as Error).message });
-        }
-      }
-      if (items.length === 0) continue;
-      const res = await runVerify({ kind: 'verify', items });
-      res.problems.forEach((p, i) => {
-        const it = items[i] as (typeof items)[number];
-        checkedBytes += it.size;
-        if (p) bad.set(it.digest, { kind: 'damaged', detail: p });
-      });
-    }
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
-  const problems: Problem[] = [];
-  let checkedFiles = 0;
-  for (const e of manifest.files) {
-    if (e.type !== 'file') continue;
-    checkedFiles++;
-    const seen = new Set<string>();
-    for (const [d] of e.chunks) {
-      const b = bad.get(d);
-      if (b && !seen.has(d)) {
-        seen.add(d);
-        problems.push({ path: e.path, chunk: d, kind: b.kind, detail: b.detail });
-      }
-    }
-  }
-  return { ok: problems.length === 0, checkedFiles, checkedChunks: digests.length, checkedBytes, problems };
+  opts?: ValidateOptions,
+): Promise<Omit<ValidationReport, 'problems'> & { problems: Problem[] }> {
+  return validateVersion(ctx.library, manifest, opts);
 }
 
 /** Every chunk named by a manifest waiting in content/incoming/ (offered, not committed). */

@@ -65,7 +65,7 @@ const PackageShow = z
 const Problem = z.object({
   path: z.string().nullable(),
   chunk: z.string().nullable(),
-  kind: z.enum(['missing', 'damaged', 'manifest']),
+  kind: z.enum(['missing', 'damaged', 'size', 'manifest']),
   detail: z.string(),
 });
 const VerifyReport = z

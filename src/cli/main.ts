@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { registerDistribute } from './commands/distribute.js';
-import { registerDpAdmin } from './commands/dp.js';
+import { registerDpAdmin, registerValidate } from './commands/dp.js';
 import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
@@ -22,6 +22,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerRoute(program);
   registerDistribute(program);
   registerDpAdmin(program);
+  registerValidate(program);
   registerPackage(program);
   registerToken(program);
   return program;

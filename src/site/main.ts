@@ -22,6 +22,7 @@ import { loadTrust, reportUp } from './distribution.js';
 import type { DpJoinRequest } from './dps.js';
 import { callPeer, JoinAnswer, type JoinRequest, parentOf, pingPeers } from './hierarchy.js';
 import { Sender } from './sender.js';
+import { scheduledValidation } from './validation.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
 export const DEFAULT_DP_LISTEN = '127.0.0.1:8200';
@@ -307,6 +308,18 @@ export async function startSite(opts: {
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
   if (role === 'site') sender.start();
+  // Scheduled validation at low priority: this site's library and its own DPs; with
+  // CASCADE_AUTO_REPAIR=1, damaged chunks on its DPs are re-sent at once.
+  const validateHours = Number(process.env.CASCADE_VALIDATE_HOURS ?? 24);
+  const validateTimer =
+    role === 'site' && validateHours > 0
+      ? setInterval(() => {
+          scheduledValidation(ctx, process.env.CASCADE_AUTO_REPAIR === '1').catch((err) =>
+            log.error({ err }, 'scheduled validation failed'),
+          );
+        }, validateHours * 3_600_000)
+      : undefined;
+  validateTimer?.unref();
   // Status goes up in batches; what cannot be sent now stays for the next round.
   const reporter = () =>
     reportUp(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
@@ -327,6 +340,7 @@ export async function startSite(opts: {
         clearInterval(gcTimer);
         clearInterval(pingTimer);
         clearInterval(reportTimer);
+        if (validateTimer) clearInterval(validateTimer);
         await sender.stop();
         await new Promise<void>((r) => server.close(() => r()));
         await closePool();

@@ -90,7 +90,9 @@ describe('distribution down the tree', () => {
     });
     expect(d.stderr).toBe('');
     const planned = JSON.parse(d.stdout).targets as { dp: string; path: string[]; state: string; added: boolean }[];
-    expect(planned.map((t) => ({ dp: t.dp, path: t.path, state: t.state, added: t.added })).sort((a, b) => a.dp.localeCompare(b.dp))).toEqual([
+    expect(
+      planned.map((t) => ({ dp: t.dp, path: t.path, state: t.state, added: t.added })).sort((a, b) => a.dp.localeCompare(b.dp)),
+    ).toEqual([
       { dp: 'BER', path: ['CEN', 'EUR', 'BER'], state: 'pending', added: true },
       { dp: 'EUR', path: ['CEN', 'EUR'], state: 'pending', added: true },
     ]);

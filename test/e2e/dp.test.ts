@@ -135,12 +135,12 @@ describe('distribution points', () => {
     const route = (from: string, to: string) => plan.routes.find((x) => x.from === from && x.to === to);
     expect(route('CEN', 'EUR')?.bytes).toBe(plan.uniqueBytes);
     expect(route('CEN', 'EUR')?.rate).toBe(1_000_000);
-    expect(route('CEN', 'EUR')?.etaSeconds).toBeCloseTo(plan.uniqueBytes / 1_000_000, 0);
+    expect(route('CEN', 'EUR')?.etaSeconds).toBe(Math.ceil(plan.uniqueBytes / 1_000_000));
     expect(route('EUR', 'eur-dp1')?.bytes).toBe(plan.uniqueBytes);
     expect(route('CEN', 'cen-dp1')?.bytes).toBe(plan.uniqueBytes);
     const eur = plan.targets.find((t) => t.dp === 'eur-dp1');
     expect(eur?.path).toEqual(['CEN', 'EUR', 'eur-dp1']);
-    expect(eur?.etaSeconds).toBeCloseTo(plan.uniqueBytes / 1_000_000, 0);
+    expect(eur?.etaSeconds).toBe(Math.ceil(plan.uniqueBytes / 1_000_000));
     expect((await status(pkg)).targets).toEqual([]);
     const text = (await cascade(['distribute', pkg, '--to', 'dp:eur-dp1', '--dry-run'], { env: env() })).stdout;
     expect(text).toMatch(/dry run, nothing was started/);
@@ -184,6 +184,51 @@ describe('distribution points', () => {
       };
       return r.dps.find((d) => d.name === 'eur-dp2')?.packages.some((p) => p.packageId === pkg) ?? false;
     });
+  });
+
+  it('validates every DP, names the damaged file and chunk, and repairs only what is damaged', async () => {
+    const ok = await cascade(['validate', pkg, '--json'], { env: env() });
+    expect(ok.stderr).toBe('');
+    const clean = JSON.parse(ok.stdout) as { results: { dp: string; ok: boolean; checkedFiles: number; problems: unknown[] }[] };
+    expect(clean.results.map((r) => r.dp).sort()).toEqual(['CEN', 'EUR', 'cen-dp1', 'eur-dp1', 'eur-dp2']);
+    expect(clean.results.every((r) => r.ok && r.checkedFiles > 0)).toBe(true);
+    // Damage one stored chunk on eur-dp2 (a flipped byte) and delete another.
+    const chunksDir = path.join(dirs['eur-dp2'] as string, 'content', 'chunks');
+    const files = fs
+      .readdirSync(chunksDir)
+      .flatMap((d) => fs.readdirSync(path.join(chunksDir, d)).map((f) => path.join(chunksDir, d, f)))
+      .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size);
+    const [big, other] = files as [string, string];
+    const bytes = fs.readFileSync(big);
+    bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0xff;
+    fs.writeFileSync(big, bytes);
+    fs.rmSync(other);
+    const bad = await cascade(['validate', pkg, '--dp', 'eur-dp2', '--json'], { env: env() });
+    expect(bad.code).toBe(1);
+    const r = (
+      JSON.parse(bad.stdout) as { results: { dp: string; ok: boolean; problems: { path: string; chunk: string; kind: string }[] }[] }
+    ).results;
+    expect(r).toHaveLength(1);
+    expect(r[0]?.ok).toBe(false);
+    const kinds = new Map(r[0]?.problems.map((p) => [p.chunk, p.kind]));
+    expect(kinds.get(path.basename(big))).toBe('damaged');
+    expect(kinds.get(path.basename(other))).toBe('missing');
+    expect(r[0]?.problems.every((p) => p.path.length > 0)).toBe(true);
+    const text = (await cascade(['validate', pkg, '--dp', 'eur-dp2'], { env: env() })).stdout;
+    expect(text, text).toMatch(/eur-dp2\s+EUR\s+INVALID/);
+    // The damage is reported up as a status message naming package, DP, file and chunk.
+    await until('the validation message at the central site', async () => {
+      const m = JSON.parse((await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout) as {
+        messages: { code: string; text: string }[];
+      };
+      return m.messages.some((x) => x.code === 'content_damaged' && x.text.includes('eur-dp2') && x.text.includes(path.basename(big)));
+    });
+    const fixed = await cascade(['repair', pkg, '--dp', 'eur-dp2', '--json'], { env: env() });
+    expect(fixed.stderr).toBe('');
+    const rep = (JSON.parse(fixed.stdout) as { results: { repaired: { chunks: number; ok: boolean } }[] }).results[0];
+    expect(rep?.repaired).toEqual({ chunks: 2, ok: true });
+    const again = await cascade(['validate', pkg, '--dp', 'eur-dp2', '--json'], { env: env() });
+    expect(again.code).toBe(0);
   });
 
   it('removes a version from a DP; removal states show in status', async () => {

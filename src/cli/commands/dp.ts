@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { fail } from '../../core/errors.js';
+import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
@@ -22,6 +23,75 @@ interface Group {
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+interface Validation {
+  packageId: string;
+  version: number;
+  results: {
+    dp: string;
+    site: string;
+    ok: boolean;
+    checkedFiles: number;
+    checkedBytes: number;
+    problems: { path: string; chunk: string | null; kind: string; detail: string }[];
+    repaired?: { chunks: number; ok: boolean };
+    error?: string;
+  }[];
+}
+
+function validationText(r: Validation): string {
+  let out = `${r.packageId} version ${r.version}:\n`;
+  out += table([
+    ['DP', 'SITE', 'RESULT', 'FILES', 'BYTES', 'PROBLEMS', 'REPAIR'],
+    ...r.results.map((x) => [
+      x.dp,
+      x.site,
+      x.error && x.checkedFiles === 0 ? 'not checked' : x.ok ? 'ok' : 'INVALID',
+      String(x.checkedFiles),
+      fmtBytes(x.checkedBytes),
+      String(x.problems.length),
+      x.repaired ? `${x.repaired.chunks} chunk(s) re-sent: ${x.repaired.ok ? 'valid again' : 'still invalid'}` : '-',
+    ]),
+  ]);
+  for (const x of r.results) {
+    if (x.error) out += `  ${x.dp}: ${x.error}\n`;
+    for (const p of x.problems.slice(0, 20))
+      out += `  ${x.dp}: ${p.kind} ${p.path}${p.chunk ? ` chunk ${p.chunk.slice(0, 16)}…` : ''}: ${p.detail}\n`;
+    if (x.problems.length > 20) out += `  ${x.dp}: … and ${x.problems.length - 20} more (--json lists them all)\n`;
+  }
+  return out;
+}
+
+/** `cascade validate` and `cascade repair`. */
+export function registerValidate(program: Command): void {
+  const run = async (id: string, o: AdminOpts & { dp?: string; version?: number }, repair: boolean) => {
+    const r = await clientFrom(o).json<Validation>('POST', '/api/v1/validations', {
+      json: { packageId: parsePackageId(id), ...(o.dp ? { dp: o.dp } : {}), ...(o.version ? { version: o.version } : {}), repair },
+    });
+    if (o.json) printJson(r);
+    else process.stdout.write(validationText(r));
+    // Content that is still wrong (or could not be checked) is a failure the caller can see.
+    if (r.results.some((x) => (x.repaired ? !x.repaired.ok : !x.ok))) process.exitCode = 1;
+  };
+  adminOptions(
+    program
+      .command('validate')
+      .description(
+        're-hash a package version on the DPs (every chunk, every file of the tree against the signed manifest); exit 1 if any is invalid',
+      )
+      .argument('<id>', 'package ID')
+      .option('--dp <name>', 'only this DP (default: every DP at or below the site that holds the version)')
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
+  ).action((id: string, o: AdminOpts & { dp?: string; version?: number }) => run(id, o, false));
+  adminOptions(
+    program
+      .command('repair')
+      .description('validate a package version on a DP and re-send only its damaged or missing chunks from the site that feeds it')
+      .argument('<id>', 'package ID')
+      .requiredOption('--dp <name>', 'the DP to repair')
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
+  ).action((id: string, o: AdminOpts & { dp: string; version?: number }) => run(id, o, true));
+}
 
 /** `cascade dp join-token | list` and `cascade dp-group ...`, over a site's API. */
 export function registerDpAdmin(program: Command): void {

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
@@ -6,6 +7,7 @@ import { listGroups } from '../../store/dps.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
 import { distribute, summarise, undistribute } from '../distribution.js';
 import { siteOfDp } from '../dps.js';
+import { validateDistribution } from '../validation.js';
 
 const Target = z
   .object({
@@ -179,6 +181,57 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
       const r = await undistribute(parts, b.packageId, b.version, b.from);
       parts.kick?.();
       return c.json(r, 200);
+    },
+  );
+
+  const Validation = z
+    .object({
+      packageId: z.string(),
+      version: z.number(),
+      results: z.array(
+        z.object({
+          dp: z.string(),
+          site: z.string(),
+          ok: z.boolean(),
+          checkedFiles: z.number(),
+          checkedBytes: z.number(),
+          problems: z.array(
+            z.object({ path: z.string(), chunk: z.string().nullable(), kind: z.enum(['missing', 'damaged', 'size']), detail: z.string() }),
+          ),
+          repaired: z.object({ chunks: z.number(), ok: z.boolean() }).optional(),
+          error: z.string().optional(),
+        }),
+      ),
+    })
+    .openapi('Validation');
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/validations',
+      summary:
+        'Validate a version on the DPs at or below this site (re-hash every chunk, check every file); repair re-sends only damaged chunks (operate)',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                packageId: z.string().regex(PACKAGE_ID),
+                version: z.number().int().min(1).optional(),
+                dp: z.string().regex(TARGET_NAME).optional().describe('one DP (default: every DP holding the version)'),
+                repair: z.boolean().optional(),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 200: { description: 'Per DP', content: { 'application/json': { schema: Validation } } }, ...errorResponses },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      const b = c.req.valid('json');
+      const dp = b.dp && b.dp.length === 3 ? b.dp.toUpperCase() : b.dp;
+      return c.json(await validateDistribution(parts, b.packageId, b.version, dp, { repair: b.repair === true }), 200);
     },
   );
 

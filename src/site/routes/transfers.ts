@@ -14,6 +14,7 @@ import {
   RemoveRequest,
   StatusReport,
 } from '../distribution.js';
+import { ValidateRequest, validateBelow } from '../validation.js';
 import { IngestReport } from './chunks.js';
 
 /**
@@ -180,6 +181,26 @@ export function registerTransferRoutes(app: App, parts: AppParts): void {
       const r = await acceptRemove(parts, c.req.valid('json'));
       parts.kick?.();
       return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/transfers/validate',
+      summary: 'A parent asks to validate (and repair) a version on targets at or below this site (site credential)',
+      request: { body: { content: { 'application/json': { schema: ValidateRequest } }, required: true } },
+      responses: {
+        200: {
+          description: 'Per DP: what was checked and what is wrong',
+          content: { 'application/json': { schema: z.object({ results: z.array(z.unknown()) }) } },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      await fromParent(need(c, 'peer').name, 'asks for validations');
+      return c.json({ results: await validateBelow(parts, c.req.valid('json')) }, 200);
     },
   );
 }

@@ -1,0 +1,223 @@
+import { z } from 'zod';
+import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
+import { decodeChunk } from '../content/codec.js';
+import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
+import { validateVersion } from '../content/validate.js';
+import { TARGET_NAME } from '../core/dp.js';
+import { errorFromBody, fail } from '../core/errors.js';
+import { listTargets } from '../store/distribution.js';
+import type { SiteRow } from '../store/store.js';
+import type { SiteContext } from './content.js';
+import { emit, nextHop } from './distribution.js';
+import { siteOfDp } from './dps.js';
+import { callPeer } from './hierarchy.js';
+
+/**
+ * Validation ("testing the distribution", docs/dp.md): each DP re-hashes the content it holds
+ * and checks every file of the tree against the signed manifest. Asked down the tree hop by
+ * hop, like a distribution; a problem raises a status message naming package, DP, file and
+ * chunk. Repair re-sends only the damaged chunks, from the site that feeds the DP.
+ */
+
+export interface DpValidation {
+  dp: string;
+  site: string;
+  ok: boolean;
+  checkedFiles: number;
+  checkedBytes: number;
+  problems: { path: string; chunk: string | null; kind: 'missing' | 'damaged' | 'size'; detail: string }[];
+  /** Repair: chunks re-sent, and whether the DP then validated clean. */
+  repaired?: { chunks: number; ok: boolean } | undefined;
+  /** Why this DP could not be checked or repaired. */
+  error?: string | undefined;
+}
+
+export const ValidateRequest = z.strictObject({
+  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  version: z.number().int().min(1),
+  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
+  repair: z.boolean().default(false),
+  lowPriority: z.boolean().default(false),
+});
+export type ValidateRequest = z.infer<typeof ValidateRequest>;
+
+async function manifestOf(ctx: SiteContext, packageId: string, version: number): Promise<Manifest> {
+  return verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
+}
+
+/** Validates this process's own copy. */
+async function validateOwn(ctx: SiteContext, packageId: string, version: number, lowPriority: boolean): Promise<DpValidation> {
+  const base = { dp: ctx.code, site: await siteOfDp(ctx, ctx.code) };
+  if (!(await ctx.store.getVersion(packageId, version)))
+    return {
+      ...base,
+      ok: false,
+      checkedFiles: 0,
+      checkedBytes: 0,
+      problems: [],
+      error: `${packageId} version ${version} is not installed here`,
+    };
+  let manifest: Manifest;
+  try {
+    manifest = await manifestOf(ctx, packageId, version);
+  } catch (e) {
+    return {
+      ...base,
+      ok: false,
+      checkedFiles: 0,
+      checkedBytes: 0,
+      problems: [{ path: `manifests/${packageId}/${version}.json`, chunk: null, kind: 'damaged', detail: (e as Error).message }],
+    };
+  }
+  const r = await validateVersion(ctx.library, manifest, { lowPriority });
+  return { ...base, ok: r.ok, checkedFiles: r.checkedFiles, checkedBytes: r.checkedBytes, problems: r.problems };
+}
+
+/** Re-sends these chunks (whole, verified on arrival there) from this library to a neighbour. */
+async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, digests: readonly string[]): Promise<number> {
+  if (!peer.url || !peer.outboundToken) throw fail('unavailable', `${peer.code} cannot be called from here (no address or credential)`);
+  const sizes = manifestChunks(manifest);
+  const parts: Uint8Array[] = [];
+  for (const d of new Set(digests)) {
+    const raw = decodeChunk(await ctx.library.readStored(d), sizes.get(d) ?? 0);
+    parts.push(encodeRecordHeader(RECORD_WHOLE, d, raw.length), raw);
+  }
+  if (parts.length === 0) return 0;
+  const res = await fetch(new URL('/api/v1/transfers/chunks', peer.url), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${peer.outboundToken}`, 'content-type': 'application/octet-stream' },
+    body: Buffer.concat(parts),
+    signal: AbortSignal.timeout(300_000),
+  });
+  const text = await res.text();
+  if (!res.ok) throw errorFromBody(text, `${peer.code}: `) ?? fail('unavailable', `${peer.code} answered HTTP ${res.status}`);
+  return parts.length / 2;
+}
+
+/**
+ * Validates a version on these DPs (at or below this site), optionally repairing them. Each
+ * hop answers for the DPs below it; the damage of a neighbour's own copy is repaired from here.
+ */
+export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Promise<DpValidation[]> {
+  const out: DpValidation[] = [];
+  const byHop = new Map<string, string[]>();
+  for (const t of req.targets) {
+    const via = await nextHop(ctx, t);
+    if (via === null) out.push(await validateOwn(ctx, req.packageId, req.version, req.lowPriority));
+    else byHop.set(via, [...(byHop.get(via) ?? []), t]);
+  }
+  for (const [hop, targets] of byHop) {
+    const peer = await ctx.store.getSite(hop);
+    let results: DpValidation[];
+    try {
+      if (!peer) throw fail('not_found', `${hop} is unknown here`);
+      results = ((await callPeer(peer, 'POST', '/api/v1/transfers/validate', { ...req, targets })) as { results: DpValidation[] }).results;
+    } catch (e) {
+      for (const dp of targets)
+        out.push({
+          dp,
+          site: await siteOfDp(ctx, dp),
+          ok: false,
+          checkedFiles: 0,
+          checkedBytes: 0,
+          problems: [],
+          error: (e as Error).message,
+        });
+      continue;
+    }
+    for (const r of results) {
+      // A DP does not name its own site: this site knows it.
+      const site = await siteOfDp(ctx, r.dp);
+      if (site !== '?') r.site = site;
+      // The neighbour's own copy is fed from here: re-send its damaged chunks.
+      if (req.repair && r.dp === hop && peer && !r.ok && r.problems.length > 0) {
+        try {
+          const manifest = await manifestOf(ctx, req.packageId, req.version);
+          const chunks = r.problems.map((p) => p.chunk).filter((c): c is string => c !== null);
+          const n = await resend(ctx, peer, manifest, chunks);
+          const again = (
+            (await callPeer(peer, 'POST', '/api/v1/transfers/validate', { ...req, targets: [hop], repair: false })) as {
+              results: DpValidation[];
+            }
+          ).results[0];
+          r.repaired = { chunks: n, ok: again?.ok ?? false };
+          await emit(ctx, {
+            component: 'validation',
+            severity: again?.ok ? 'info' : 'error',
+            code: again?.ok ? 'package_repaired' : 'repair_failed',
+            text: `${req.packageId} version ${req.version} on ${hop}: ${n} damaged chunk(s) re-sent from ${ctx.code}; ${again?.ok ? 'valid again' : 'still invalid'}`,
+            packageId: req.packageId,
+          });
+        } catch (e) {
+          r.error = `repair failed: ${(e as Error).message}`;
+        }
+      }
+      out.push(r);
+    }
+  }
+  // A DP's problems are raised by its site, which knows the whole picture.
+  const isDp = (await ctx.store.getMeta('site.role')) === 'dp';
+  for (const r of out) {
+    if (isDp || (r.dp !== ctx.code && r.site !== ctx.code)) continue;
+    // Each site speaks for its own DPs (the sites below raised theirs already).
+    for (const p of r.problems.slice(0, 100)) {
+      await emit(ctx, {
+        component: 'validation',
+        severity: 'error',
+        code: `content_${p.kind}`,
+        text: `${req.packageId} version ${req.version} on DP ${r.dp}: ${p.path}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.kind} (${p.detail})`,
+        packageId: req.packageId,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * `cascade validate` / `cascade repair` at a site: the DPs holding the version at or below
+ * this site (or the one named).
+ */
+export async function validateDistribution(
+  ctx: SiteContext,
+  packageId: string,
+  versionWanted: number | undefined,
+  dp: string | undefined,
+  opts: { repair: boolean },
+): Promise<{ packageId: string; version: number; results: DpValidation[] }> {
+  const pkg = await ctx.store.getPackage(packageId);
+  const targets = await listTargets(ctx.store, packageId);
+  if (!pkg && targets.length === 0) throw fail('not_found', `package ${packageId} is not known at site ${ctx.code}`);
+  const version = versionWanted ?? pkg?.latestVersion ?? Math.max(...targets.map((t) => t.version));
+  let names: string[];
+  if (dp) {
+    names = [dp];
+  } else {
+    names = targets.filter((t) => t.version === version && t.state === 'installed').map((t) => t.site);
+    if (!names.includes(ctx.code) && (await ctx.store.getVersion(packageId, version))) names.unshift(ctx.code);
+  }
+  if (names.length === 0) throw fail('not_found', `${packageId} version ${version} is installed on no DP at or below ${ctx.code}`);
+  const results = await validateBelow(ctx, { packageId, version, targets: names, repair: opts.repair, lowPriority: false });
+  return { packageId, version, results };
+}
+
+/** The scheduled validation: every version this site holds and on its own DPs, at low priority. */
+export async function scheduledValidation(ctx: SiteContext, autoRepair: boolean): Promise<number> {
+  let problems = 0;
+  const own = (await ctx.store.listDps()).filter((d) => d.relation === 'dp').map((d) => d.code);
+  for (const p of await ctx.store.listPackages()) {
+    for (const v of await ctx.store.listVersions(p.id)) {
+      const installedOn = (await listTargets(ctx.store, p.id))
+        .filter((t) => t.version === v.version && t.state === 'installed' && own.includes(t.site))
+        .map((t) => t.site);
+      const results = await validateBelow(ctx, {
+        packageId: p.id,
+        version: v.version,
+        targets: [ctx.code, ...installedOn],
+        repair: autoRepair,
+        lowPriority: true,
+      });
+      problems += results.reduce((n, r) => n + r.problems.length, 0);
+    }
+  }
+  return problems;
+}

@@ -12,7 +12,7 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
-import { initSite, startSite } from '../site/main.js';
+import { initSite, type RunningSite, startSite } from '../site/main.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
 export function writeSample(dir: string, seed: number, bytes = 24 << 20): void {
@@ -128,7 +128,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
 
   // 5. A hierarchy: a region joins the central site, a branch joins the region, each with a
   // one-time join token from its parent.
-  const children: Awaited<ReturnType<typeof startSite>>[] = [];
+  const children: RunningSite[] = [];
   let parent = { url: site.url, client };
   for (const [code, name] of [
     ['EUR', 'Europe region (demo)'],
@@ -160,29 +160,87 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   };
   show('CEN', 0);
 
-  // 6. Distribution: the package goes down the tree, once per route, and status comes back up.
+  // Distribution points: two join the Berlin branch, one the Europe region, each with a
+  // one-time token; a DP group names the Berlin pair.
+  const dpSpecs = [
+    ['eur-dp1', 0],
+    ['ber-dp1', 1],
+    ['ber-dp2', 1],
+  ] as const;
+  const siteClient = (i: number) => {
+    const dir = path.join(dataDir, ['eur', 'ber'][i] as string);
+    return new SiteClient((children[i] as RunningSite).url, fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim());
+  };
+  for (const [name, at] of dpSpecs) {
+    const dir = path.join(dataDir, name);
+    if (!fs.existsSync(path.join(dir, 'config.json'))) {
+      const { token } = await siteClient(at).json<{ token: string }>('POST', '/api/v1/join-tokens', {
+        json: { kind: 'dp', ttlSeconds: 600 },
+      });
+      await initSite({
+        role: 'dp',
+        dataDir: dir,
+        code: name,
+        listen: `127.0.0.1:${await freePort()}`,
+        parent: (children[at] as RunningSite).url,
+        joinToken: token,
+      });
+    }
+    children.push(await startSite({ role: 'dp', dataDir: dir, log }));
+  }
+  await client.json('POST', '/api/v1/dp-groups', { json: { name: 'berlin', dps: [] } }).catch(() => undefined);
+  await client.json('POST', '/api/v1/dp-groups/berlin/add', { json: { dps: ['ber-dp1', 'ber-dp2'] } }).catch(() => undefined);
+  type Dp = { name: string; site: string; kind: string; state: string; freeBytes: number | null; url: string | null };
+  let dps: Dp[] = [];
+  for (let i = 0; i < 40; i++) {
+    dps = (await client.json<{ dps: Dp[] }>('GET', '/api/v1/dps')).dps;
+    if (dps.length >= 6) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  out('\n6. distribution points: every DP of every site, as the central site sees them (cascade dp list)');
+  for (const d of dps)
+    out(`   ${d.name.padEnd(8)} ${d.site}  ${d.kind.padEnd(6)}  ${d.freeBytes === null ? '' : `${fmtBytes(d.freeBytes)} free`}`);
+
+  // 7. A preview first, then the distribution: once per route, relayed, status back up.
   await client.json('PUT', '/api/v1/routes/EUR', { json: { rate: 8 << 20, schedule: 'all' } });
-  await client.json('POST', '/api/v1/distributions', { json: { packageId: r1.id, to: ['site:EUR', 'site:BER'] } });
+  const to = ['site:EUR', 'group:berlin'];
+  type Plan = {
+    uniqueBytes: number;
+    routes: { from: string; to: string; bytes: number; etaSeconds: number | null }[];
+    targets: { dp: string; path: string[]; etaSeconds: number | null }[];
+  };
+  const plan = await client.json<Plan>('POST', '/api/v1/distributions', { json: { packageId: r1.id, to, dryRun: true } });
+  out(`\n7. distribute ${r1.id} --to site:EUR --to group:berlin --dry-run: what would cross each route, and when`);
+  for (const r of plan.routes)
+    out(`   ${`${r.from} -> ${r.to}`.padEnd(16)} ${fmtBytes(r.bytes).padStart(9)}  ETA ${r.etaSeconds ?? 'never'} s`);
+  await client.json('POST', '/api/v1/distributions', { json: { packageId: r1.id, to } });
   type Status = {
     summary: { targeted: number; installed: number };
-    targets: { site: string; state: string; bytesDone: number; bytesTotal: number }[];
+    targets: { dp: string; site: string; state: string; bytesDone: number; bytesTotal: number }[];
   };
-  let st: Status = { summary: { targeted: 2, installed: 0 }, targets: [] };
+  let st: Status = { summary: { targeted: 1, installed: 0 }, targets: [] };
   const t6 = Date.now();
-  while (Date.now() - t6 < 60_000) {
+  while (Date.now() - t6 < 90_000) {
     st = await client.json<Status>('GET', `/api/v1/distributions/${r1.id}`);
     if (st.summary.installed === st.summary.targeted) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  out(
-    `\n6. distribute ${r1.id} --to site:EUR --to site:BER (route CEN->EUR limited to 8 MiB/s): ${((Date.now() - t6) / 1000).toFixed(1)} s`,
-  );
-  for (const t of st.targets) out(`   ${t.site}  ${t.state}  ${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`);
+  out(`   ... then for real (route CEN->EUR limited to 8 MiB/s): every DP installed in ${((Date.now() - t6) / 1000).toFixed(1)} s`);
+  for (const t of st.targets) out(`   ${t.dp.padEnd(8)} ${t.site}  ${t.state}  ${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`);
   const msgs = await client.json<{ messages: { site: string; code: string; text: string }[] }>('GET', '/api/v1/messages', {
     query: { package: r1.id, limit: 4 },
   });
   out('   latest status messages, as they reached the central site:');
   for (const m of msgs.messages) out(`     ${m.site} ${m.code}: ${m.text}`);
+
+  // 8. Validation: every DP re-hashes what it holds against the signed manifest.
+  const v = await client.json<{ results: { dp: string; ok: boolean; checkedFiles: number; checkedBytes: number }[] }>(
+    'POST',
+    '/api/v1/validations',
+    { json: { packageId: r1.id } },
+  );
+  out(`\n8. cascade validate ${r1.id}: every chunk re-hashed, every file checked, on every DP`);
+  for (const r of v.results) out(`   ${r.dp.padEnd(8)} ${r.ok ? 'ok' : 'INVALID'}  ${r.checkedFiles} files, ${fmtBytes(r.checkedBytes)}`);
 
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
@@ -190,7 +248,11 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out('\nTry next (in another terminal):');
   out(`  export ${env}`);
   out(`  ${me} site list`);
+  out(`  ${me} dp list`);
   out(`  ${me} status ${r1.id}`);
+  out(`  ${me} distribute ${r1.id} --to site:BER --dry-run`);
+  out(`  ${me} validate ${r1.id} --dp ber-dp2`);
+  out(`  ${me} undistribute ${r1.id} --from dp:eur-dp1`);
   out(`  ${me} messages --severity warning`);
   out(`  ${me} route show EUR`);
   out(`  ${me} package list`);

@@ -126,8 +126,12 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/5\. site hierarchy/);
     expect(r.stdout).toMatch(/^ {5}EUR {2}Europe region/m);
     expect(r.stdout).toMatch(/^ {7}BER {2}Berlin branch/m);
-    expect(r.stdout).toMatch(/6\. distribute CEN00001/);
-    expect(r.stdout).toMatch(/^ {3}BER {2}installed/m);
-    expect(r.stdout).toMatch(/^ {3}EUR {2}installed/m);
+    expect(r.stdout).toMatch(/6\. distribution points/);
+    expect(r.stdout).toMatch(/^ {3}ber-dp2 +BER +remote/m);
+    expect(r.stdout).toMatch(/7\. distribute CEN00001 --to site:EUR --to group:berlin --dry-run/);
+    expect(r.stdout).toMatch(/^ {3}CEN -> EUR +\d/m);
+    expect(r.stdout).toMatch(/^ {3}ber-dp1 +BER +installed/m);
+    expect(r.stdout).toMatch(/^ {3}EUR +EUR +installed/m);
+    expect(r.stdout).toMatch(/^ {3}eur-dp1 +ok +19 files/m);
   });
 });

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
@@ -9,6 +10,7 @@ import { closePool } from '../content/pool.js';
 import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
+import { createContentHandler } from '../dp/serve.js';
 import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
@@ -259,8 +261,14 @@ export async function startSite(opts: {
   const sender = new Sender(ctx);
   const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() });
 
+  // The site's library is its local DP: /content/ is served before the API sees the request.
+  const content = createContentHandler({ root: library.root });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    const createServer = ((o: ServerOptions, api: RequestListener) =>
+      createHttpServer(o, (req, res) => {
+        if (!content(req, res)) api(req, res);
+      })) as typeof createHttpServer;
+    const s = serve({ fetch: app.fetch, hostname: host, port, createServer }, () => resolve(s));
     s.once('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e),
     );

@@ -275,6 +275,46 @@ describe('content server', () => {
   });
 });
 
+describe('content server with worker processes', () => {
+  it('serves content from every process on one port and relays the rest to the fallback', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-w-'));
+    const data = crypto.randomBytes(5000);
+    const d = sha(data);
+    fs.mkdirSync(path.join(root, 'chunks', d.slice(0, 2)), { recursive: true });
+    fs.writeFileSync(path.join(root, 'chunks', d.slice(0, 2), d), data);
+    const seen: string[] = [];
+    const srv = await startContentServer({
+      root,
+      listen: '127.0.0.1:0',
+      workers: 2,
+      fallback: (req, res) => {
+        seen.push(String(req.headers['x-forwarded-for'] ?? 'direct'));
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`api ${req.method} ${req.url}`);
+      },
+    });
+    try {
+      expect(srv.workerPids).toHaveLength(1);
+      // Fresh connections, so both processes get some.
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          get(srv.url, i % 2 ? `/content/chunks/${d.slice(0, 2)}/${d}` : `/api/v1/x?i=${i}`, { connection: 'close' }),
+        ),
+      );
+      answers.forEach((r, i) => {
+        expect(r.status).toBe(200);
+        if (i % 2) expect(r.body.equals(data)).toBe(true);
+        else expect(r.body.toString()).toBe(`api GET /api/v1/x?i=${i}`);
+      });
+      expect(seen).toHaveLength(20);
+    } finally {
+      await srv.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+    for (const pid of srv.workerPids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
 describe('parseRange', () => {
   it('reads the forms of a single byte range', () => {
     expect(parseRange('bytes=0-9', 100)).toEqual({ start: 0, end: 9 });

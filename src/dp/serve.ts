@@ -1,7 +1,11 @@
+import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Serving a content library to clients: the hot path of every distribution point (a site's
@@ -325,26 +329,56 @@ export interface ContentServer {
   url: string;
   server: http.Server;
   handler: ContentHandler;
+  /** Process ids of the extra worker processes (empty with `workers: 1`). */
+  workerPids: number[];
   close(): Promise<void>;
 }
+
+/** What the primary sends each worker process, with the listening socket. */
+export interface WorkerConfig {
+  kind: 'cascade-content-worker';
+  handler: ContentHandlerOptions;
+  /** Unix socket of the primary's fallback server, or null: 404 outside /content/. */
+  fallbackSocket: string | null;
+}
+
+/** The parent's Node flags without the code it was given to run (`-e CODE`, `-p CODE`). */
+function nodeFlags(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') i++;
+    else if (!/^--(eval|print|input-type)=/.test(a)) out.push(a);
+  }
+  return out;
+}
+
+const notFound = (req: http.IncomingMessage, res: http.ServerResponse) =>
+  sendError(req, res, 404, 'not_found', `nothing at ${req.url ?? '/'}`);
 
 /**
  * Starts an HTTP server for a library root: content under /content/, every other request to
  * `fallback` (a DP's own API), or 404. `listen` is HOST:PORT (port 0: any free port).
+ *
+ * `workers` > 1 forks that many less one extra processes (dist/dp/serve-worker.js) that accept
+ * connections on the same listening socket (handed over by IPC, as node:cluster does; Node 20
+ * has no SO_REUSEPORT). Each has its own cache. A request outside /content/ that reaches a
+ * worker is relayed to `fallback` in this process over a private Unix socket, with
+ * X-Forwarded-For. The workers exit with this process.
  */
 export async function startContentServer(
   opts: ContentHandlerOptions & {
     listen: string;
     fallback?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+    workers?: number;
   },
 ): Promise<ContentServer> {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(opts.listen);
   if (!m || Number(m[3]) > 65535) throw new Error(`listen address "${opts.listen}" is not HOST:PORT`);
   const host = (m[1] ?? m[2]) as string;
-  const handler = createContentHandler(opts);
-  const fallback =
-    opts.fallback ??
-    ((req: http.IncomingMessage, res: http.ServerResponse) => sendError(req, res, 404, 'not_found', `nothing at ${req.url ?? '/'}`));
+  const { listen: _l, fallback: _f, workers: _w, ...handlerOpts } = opts;
+  const handler = createContentHandler(handlerOpts);
+  const fallback = opts.fallback ?? notFound;
   const server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
     if (!handler(req, res)) fallback(req, res);
   });
@@ -359,14 +393,108 @@ export async function startContentServer(
   });
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+
+  const children: ChildProcess[] = [];
+  let fallbackServer: http.Server | null = null;
+  let fallbackSocket: string | null = null;
+  const stopWorkers = async () => {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            c.once('exit', () => resolve());
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
+    if (fallbackServer) await new Promise<void>((r) => (fallbackServer as http.Server).close(() => r()));
+    if (fallbackSocket) fs.rmSync(path.dirname(fallbackSocket), { recursive: true, force: true });
+  };
+  const extra = Math.max(0, Math.floor(opts.workers ?? 1) - 1);
+  if (extra > 0) {
+    try {
+      if (opts.fallback) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-dp-'));
+        fallbackSocket = path.join(dir, 'fallback.sock');
+        const fb = http.createServer({ keepAlive: true }, fallback);
+        fallbackServer = fb;
+        await new Promise<void>((resolve, reject) => {
+          fb.once('error', reject);
+          fb.listen(fallbackSocket, () => resolve());
+        });
+      }
+      // Workers run compiled code: under vitest (TypeScript sources) dist/, built by the test setup.
+      const script = fileURLToPath(
+        new URL(import.meta.url.endsWith('.ts') ? '../../dist/dp/serve-worker.js' : './serve-worker.js', import.meta.url),
+      );
+      const config: WorkerConfig = { kind: 'cascade-content-worker', handler: handlerOpts, fallbackSocket };
+      for (let i = 0; i < extra; i++) {
+        const child = fork(script, [], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          execArgv: nodeFlags(process.execArgv),
+        });
+        children.push(child);
+        await new Promise<void>((resolve, reject) => {
+          child.once('error', reject);
+          child.once('exit', (code) => reject(new Error(`content worker exited with ${code} before it served`)));
+          child.once('message', (msg) => (msg === 'ready' ? resolve() : reject(new Error(`content worker: ${String(msg)}`))));
+          child.send(config, server);
+        });
+        child.removeAllListeners('exit');
+        child.removeAllListeners('error');
+        child.on('error', () => {});
+      }
+    } catch (e) {
+      await stopWorkers();
+      await new Promise<void>((r) => server.close(() => r()));
+      throw e;
+    }
+  }
   return {
     url,
     server,
     handler,
-    close: () =>
-      new Promise<void>((resolve) => {
+    workerPids: children.map((c) => c.pid as number),
+    close: async () => {
+      await stopWorkers();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
-      }),
+      });
+    },
   };
+}
+
+/**
+ * A worker process's side: serve content on the listening socket the primary handed over,
+ * relay everything else to the primary's fallback. Called by serve-worker.ts.
+ */
+export function serveAsWorker(config: WorkerConfig, listening: net.Server): Promise<http.Server> {
+  const handler = createContentHandler(config.handler);
+  const socketPath = config.fallbackSocket;
+  const agent = socketPath ? new http.Agent({ keepAlive: true }) : null;
+  const relay = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!socketPath) return notFound(req, res);
+    const headers = { ...req.headers };
+    const from = req.socket.remoteAddress ?? '';
+    headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${from}` : from;
+    const up = http.request({ socketPath, agent: agent as http.Agent, method: req.method, path: req.url, headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.rawHeaders);
+      r.pipe(res);
+    });
+    up.on('error', () => {
+      if (!res.headersSent) sendError(req, res, 502, 'unavailable', 'the DP process did not answer');
+      else res.destroy();
+    });
+    req.pipe(up);
+  };
+  const server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    if (!handler(req, res)) relay(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0;
+  // The handle arrives as a listening net.Server: its connections go to the HTTP server.
+  listening.on('connection', (socket: net.Socket) => server.emit('connection', socket));
+  return Promise.resolve(server);
 }

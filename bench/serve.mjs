@@ -6,7 +6,7 @@
 // The load generator is wrk (C, epoll), far leaner than any Node client.
 //
 //   node bench/serve.mjs [--size 128MiB] [--seconds 10] [--rounds 3] [--connections 200]
-//                        [--cache 256] (MiB) [--workers CORES] [--nginx-workers auto]
+//                        [--cache 256] (MiB) [--workers CORES] [--nginx-workers auto] [--min-size 0] (KiB)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -84,7 +84,11 @@ fs.chmodSync(path.dirname(content), 0o711);
 
 // The URLs: every stored chunk of the package, as clients would fetch them.
 const manifest = JSON.parse(fs.readFileSync(path.join(content, 'manifests', 'CEN00001', '1.json'), 'utf8')).manifest;
-const digests = [...new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map(([d]) => d) : [])))];
+// --min-size KiB keeps only the larger stored chunks (e.g. 128: the incompressible ones near the 256 KiB maximum).
+const minSize = Number(opt('min-size', '0')) * 1024;
+const digests = [...new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map(([d]) => d) : [])))].filter(
+  (d) => fs.statSync(path.join(content, 'chunks', d.slice(0, 2), d)).size >= minSize,
+);
 const sizes = digests.map((d) => fs.statSync(path.join(content, 'chunks', d.slice(0, 2), d)).size).sort((a, b) => a - b);
 const stored = sizes.reduce((a, b) => a + b, 0);
 const pct = (p) => sizes[Math.min(sizes.length - 1, Math.floor((p / 100) * sizes.length))];
@@ -188,8 +192,8 @@ console.log(`  nginx (sendfile, worker_processes ${nginxWorkers}): ${line('nginx
 console.log(
   `  ratio cascade/nginx:    ${(c / n).toFixed(2)} (per round ${ratios.map((r) => r.toFixed(2)).join(', ')}); target >= 0.5 — ${c / n >= 0.5 ? 'met' : 'NOT met'}`,
 );
-const out = path.join(BENCH, 'serve.json');
+const out = path.join(BENCH, `serve${minSize ? `-min${minSize / 1024}k` : ''}-w${workers}.json`);
 fs.writeFileSync(
   out,
-  `${JSON.stringify({ date: new Date().toISOString(), size, workers, nginxWorkers, connections, seconds, rounds, chunks: digests.length, storedBytes: stored, results, ratio: c / n }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), size, minSize, workers, nginxWorkers, connections, seconds, rounds, chunks: digests.length, storedBytes: stored, results, ratio: c / n }, null, 2)}\n`,
 );

@@ -262,7 +262,8 @@ export async function startSite(opts: {
   const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() });
 
   // The site's library is its local DP: /content/ is served before the API sees the request.
-  const content = createContentHandler({ root: library.root });
+  // A smaller cache than a DP's: the site server also ingests and relays (RSS budget).
+  const content = createContentHandler({ root: library.root, cacheBytes: 64 << 20 });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const createServer = ((o: ServerOptions, api: RequestListener) =>
       createHttpServer(o, (req, res) => {

@@ -197,7 +197,10 @@ export function registerPackage(program: Command): void {
       .option('--version <n>', 'version (default latest: asks the site)', parseIntOpt('--version', 1))
       .option('--force', 'write into a folder that is not empty')
       .option('--from <url>', 'read the manifest and chunks from this DP or web server (BASE/content/...), no token needed')
-      .option('--trust-key <file>', "trust manifests signed by this public key (PEM, e.g. the central site's); without --site no site is asked"),
+      .option(
+        '--trust-key <file>',
+        "trust manifests signed by this public key (PEM, e.g. the central site's); without --site no site is asked",
+      ),
   ).action(async (id: string, dest: string, o: AdminOpts & { version?: number; force?: boolean; from?: string; trustKey?: string }) => {
     const pid = parsePackageId(id);
     // With --trust-key, the site is asked only when named (for its keys and the latest version).

@@ -275,6 +275,28 @@ describe('content server', () => {
   });
 });
 
+describe('content server without a cache', () => {
+  it('reads the file on every request', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-nc-'));
+    const data = crypto.randomBytes(3000);
+    const d = sha(data);
+    fs.mkdirSync(path.join(root, 'chunks', d.slice(0, 2)), { recursive: true });
+    fs.writeFileSync(path.join(root, 'chunks', d.slice(0, 2), d), data);
+    const srv = await startContentServer({ root, listen: '127.0.0.1:0', cacheBytes: 0 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await get(srv.url, `/content/chunks/${d.slice(0, 2)}/${d}`, { range: 'bytes=1-2' });
+        expect(r.status).toBe(206);
+        expect(r.body.equals(data.subarray(1, 3))).toBe(true);
+      }
+      expect(srv.handler.stats).toMatchObject({ hits: 0, misses: 3, cachedFiles: 0, cachedBytes: 0 });
+    } finally {
+      await srv.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('content server with worker processes', () => {
   it('serves content from every process on one port and relays the rest to the fallback', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-w-'));

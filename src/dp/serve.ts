@@ -246,7 +246,8 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
             if (off === st.size) {
               fs.close(fd, () => {});
               e.buf = buf;
-              remember(e);
+              // A file larger than a quarter of the cache would push out too much.
+              if (buf.length <= cacheBytes >> 2) remember(e);
               respond(req, res, e, fromBuffer(res, buf));
               return;
             }

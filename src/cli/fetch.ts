@@ -5,26 +5,83 @@ import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
-import type { SiteClient } from './client.js';
+import { SiteClient } from './client.js';
 
 const WINDOW = 8;
 
 /**
+ * Where a fetch reads a version's signed manifest and stored chunks from. Nothing it returns
+ * is trusted: fetchVersion checks the manifest's signature and every chunk's digest.
+ */
+export interface ContentSource {
+  /** Who serves, for messages: "the site" or "http://dp:8100". */
+  readonly name: string;
+  manifest(id: string, version: number): Promise<Buffer>;
+  /** A stored chunk (codec tag byte + payload). */
+  chunk(digest: string): Promise<Buffer>;
+}
+
+/** A site's API: `/api/v1/packages/ID/versions/N/manifest` and `/api/v1/chunks/DIGEST` (token needed). */
+export function siteSource(client: SiteClient): ContentSource {
+  return {
+    name: 'the site',
+    manifest: (id, version) => client.bytes(`/api/v1/packages/${id}/versions/${version}/manifest`),
+    chunk: (digest) => client.bytes(`/api/v1/chunks/${digest}`),
+  };
+}
+
+/**
+ * A DP, nginx or any static web server in the public content layout below `base`:
+ * `BASE/content/manifests/ID/N.json` and `BASE/content/chunks/ab/DIGEST`. No token.
+ */
+export function staticSource(base: string): ContentSource {
+  let u: URL;
+  try {
+    u = new URL(base);
+  } catch {
+    throw fail('usage', `--from "${base}" is not a URL (e.g. http://dp1.example:8100)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw fail('usage', `--from "${base}" must be an http:// or https:// URL`);
+  const root = u.toString().replace(/\/+$/, '');
+  const get = async (p: string, what: string): Promise<Buffer> => {
+    let res: Response;
+    try {
+      res = await fetch(`${root}${p}`);
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw fail('unavailable', `cannot reach ${root}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+    }
+    if (res.status === 404) throw fail('not_found', `${root} does not hold ${what} (HTTP 404 for ${p})`);
+    if (!res.ok) throw fail('unavailable', `${root} answered HTTP ${res.status} for ${p}`);
+    return Buffer.from(await res.arrayBuffer());
+  };
+  return {
+    name: root,
+    manifest: (id, version) => get(`/content/manifests/${id}/${version}.json`, `the manifest of ${id} version ${version}`),
+    chunk: (digest) => get(`/content/chunks/${digest.slice(0, 2)}/${digest}`, `chunk ${digest}`),
+  };
+}
+
+/**
  * Writes a package version's tree to `dest`: the manifest's signature is checked first, then
  * every chunk against its digest as it arrives. Each file appears under its name only once
- * complete and verified.
+ * complete and verified. `from`: a site's API (a SiteClient) or any ContentSource.
  */
 export async function fetchVersion(
-  client: SiteClient,
+  from: SiteClient | ContentSource,
   id: string,
   version: number,
   dest: string,
   opts: { force?: boolean; trusted: TrustedKey[]; onProgress?: (done: number, total: number) => void },
 ): Promise<{ manifest: Manifest; files: number; bytes: number }> {
-  const bytes = await client.bytes(`/api/v1/packages/${id}/versions/${version}/manifest`);
+  const source = from instanceof SiteClient ? siteSource(from) : from;
+  const bytes = await source.manifest(id, version);
   const { manifest } = verifyManifest(bytes, opts.trusted);
   if (manifest.id !== id || manifest.version !== version) {
-    throw fail('bad_signature', `the site sent the manifest of ${manifest.id} version ${manifest.version}, not ${id} version ${version}`);
+    throw fail(
+      'bad_signature',
+      `${source.name} sent the manifest of ${manifest.id} version ${manifest.version}, not ${id} version ${version}`,
+    );
   }
   const root = path.resolve(dest);
   await fs.mkdir(root, { recursive: true });
@@ -45,12 +102,17 @@ export async function fetchVersion(
         let next = 0;
         const get = (i: number) => {
           const [digest, size] = e.chunks[i] as [string, number];
-          const p = client.bytes(`/api/v1/chunks/${digest}`).then((stored) => {
-            const raw = decodeChunk(stored, size);
-            if (raw.length !== size || crypto.createHash('sha256').update(raw).digest('hex') !== digest) {
+          const p = source.chunk(digest).then((stored) => {
+            let raw: Buffer | undefined;
+            try {
+              raw = decodeChunk(stored, size);
+            } catch {}
+            if (!raw || raw.length !== size || crypto.createHash('sha256').update(raw).digest('hex') !== digest) {
               throw fail(
                 'damaged',
-                `chunk ${digest} of ${e.path} does not match the signed manifest; the site's copy may be damaged (run "cascade package verify ${id}")`,
+                from instanceof SiteClient
+                  ? `chunk ${digest} of ${e.path} does not match the signed manifest; the site's copy may be damaged (run "cascade package verify ${id}")`
+                  : `chunk ${digest} of ${e.path} from ${source.name} does not match the signed manifest: that server's copy is damaged or altered; nothing of ${e.path} was written`,
               );
             }
             return raw;

@@ -1,14 +1,17 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
+import { getRequestListener, serve } from '@hono/node-server';
 import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
+import { createContentHandler, startContentServer } from '../dp/serve.js';
 import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
@@ -282,16 +285,42 @@ export async function startSite(opts: {
   const sender = new Sender(ctx);
   const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() }, role);
 
-  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
-    s.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e),
-    );
-  });
+  // Every process is a DP of its own library: /content/ is served before the API sees the
+  // request. A DP serves with one process per core (each with its own cache); a site server,
+  // which also ingests and relays, with itself alone and a smaller cache (RSS budget).
+  let closeServer: () => Promise<void>;
+  let server: import('node:http').Server;
+  if (role === 'dp') {
+    const workers = Math.max(1, Number(process.env.CASCADE_DP_WORKERS) || os.availableParallelism());
+    const cs = await startContentServer({
+      root: library.root,
+      listen: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      fallback: getRequestListener(app.fetch),
+      workers,
+      cacheBytes: 256 << 20,
+    }).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e;
+    });
+    server = cs.server;
+    closeServer = () => cs.close();
+  } else {
+    const content = createContentHandler({ root: library.root, cacheBytes: 64 << 20 });
+    const hs = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+      const createServer = ((o: ServerOptions, api: RequestListener) =>
+        createHttpServer(o, (req, res) => {
+          if (!content(req, res)) api(req, res);
+        })) as typeof createHttpServer;
+      const s = serve({ fetch: app.fetch, hostname: host, port, createServer }, () => resolve(s));
+      s.once('error', (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e),
+      );
+    });
+    server = hs as unknown as import('node:http').Server;
+    closeServer = () => new Promise<void>((r) => hs.close(() => r()));
+  }
   // Slow links: a large upload may take long; only idle connections are cut.
-  const http = server as unknown as import('node:http').Server;
-  http.requestTimeout = 0;
-  http.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   log.info({ url, [role]: cfg.code, db: store.dialect }, `${role} listening`);
@@ -342,7 +371,7 @@ export async function startSite(opts: {
         clearInterval(reportTimer);
         if (validateTimer) clearInterval(validateTimer);
         await sender.stop();
-        await new Promise<void>((r) => server.close(() => r()));
+        await closeServer();
         await closePool();
         await store.close();
         log.info({ [role]: cfg.code }, `${role} stopped`);

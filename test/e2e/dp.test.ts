@@ -160,6 +160,15 @@ describe('distribution points', () => {
     // The content is on the DP's disk, in the static layout.
     expect(fs.existsSync(path.join(dirs['eur-dp1'] as string, 'content', 'manifests', pkg, '1.json'))).toBe(true);
     expect(fs.existsSync(path.join(dirs['eur-dp2'] as string, 'content', 'manifests', pkg, '1.json'))).toBe(false);
+    // A client downloads it from the DP over HTTP, every byte verified against the signed manifest.
+    const dest = path.join(root, 'from-dp');
+    const f = await cascade(['package', 'fetch', pkg, dest, '--version', '1', '--from', (procs['eur-dp1'] as SiteProcess).url], {
+      env: env(),
+    });
+    expect(f.stderr).toBe('');
+    expect(fs.readFileSync(path.join(dest, 'sub', 'data.bin')).equals(fs.readFileSync(path.join(root, 'src', 'sub', 'data.bin')))).toBe(
+      true,
+    );
 
     const plan = JSON.parse((await cascade(['distribute', pkg, '--to', 'site:EUR', '--dry-run', '--json'], { env: env() })).stdout) as Plan;
     // EUR holds it already (it relayed to eur-dp1): nothing crosses CEN -> EUR again.

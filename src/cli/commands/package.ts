@@ -1,13 +1,15 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import type { Command } from 'commander';
 import { type Manifest, type Program, verifyManifest } from '../../content/manifest.js';
 import { closePool } from '../../content/pool.js';
-import type { TrustedKey } from '../../content/signing.js';
+import { keyIdFor, publicKeyPem, type TrustedKey } from '../../content/signing.js';
 import { fail } from '../../core/errors.js';
 import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import type { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
-import { fetchVersion } from '../fetch.js';
+import { fetchVersion, staticSource } from '../fetch.js';
 import { fmtBytes, Progress } from '../progress.js';
 import { walkSource } from '../source.js';
 import { uploadSource } from '../upload.js';
@@ -46,6 +48,22 @@ export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
   const keys = [{ keyId: s.keyId, publicKeyPem: s.publicKey }];
   for (const k of s.trusted ?? []) if (!keys.some((x) => x.keyId === k.keyId)) keys.push({ keyId: k.keyId, publicKeyPem: k.publicKey });
   return keys;
+}
+
+/**
+ * A pinned public key (PEM) from a file. Key ids name the signing site and the key's
+ * fingerprint; the signer of a package's manifests is its origin, the first three characters
+ * of its ID.
+ */
+function trustKeyFile(file: string, id: string): TrustedKey {
+  let key: crypto.KeyObject;
+  try {
+    key = crypto.createPublicKey(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw fail('usage', `--trust-key ${file}: not a readable PEM public key (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw fail('usage', `--trust-key ${file}: not an Ed25519 key`);
+  return { keyId: keyIdFor(id.slice(0, 3), key), publicKeyPem: publicKeyPem(key) };
 }
 
 async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {
@@ -170,20 +188,35 @@ export function registerPackage(program: Command): void {
   adminOptions(
     pkg
       .command('fetch')
-      .description("write a version's tree to DEST, verifying the signature and every chunk")
+      .description(
+        "write a version's tree to DEST, verifying the signature and every chunk; from the site's API, " +
+          'or with --from from a DP or any web server serving a content folder',
+      )
       .argument('<id>', 'package ID')
       .argument('<dest>', 'destination folder (empty or new)')
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1))
-      .option('--force', 'write into a folder that is not empty'),
-  ).action(async (id: string, dest: string, o: AdminOpts & { version?: number; force?: boolean }) => {
-    const client = clientFrom(o);
+      .option('--version <n>', 'version (default latest: asks the site)', parseIntOpt('--version', 1))
+      .option('--force', 'write into a folder that is not empty')
+      .option('--from <url>', 'read the manifest and chunks from this DP or web server (BASE/content/...), no token needed')
+      .option(
+        '--trust-key <file>',
+        "trust manifests signed by this public key (PEM, e.g. the central site's); without --site no site is asked",
+      ),
+  ).action(async (id: string, dest: string, o: AdminOpts & { version?: number; force?: boolean; from?: string; trustKey?: string }) => {
     const pid = parsePackageId(id);
-    const version = o.version ?? (await client.json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
+    // With --trust-key, the site is asked only when named (for its keys and the latest version).
+    const askSite = !o.trustKey || Boolean(o.site) || Boolean(o.data);
+    const client = askSite ? clientFrom(o) : undefined;
+    if (!client && o.version === undefined)
+      throw fail('usage', '--trust-key without --site needs --version N: a DP serves content, not the list of versions');
+    const source = o.from ? staticSource(o.from) : client;
+    if (!source) throw fail('usage', '--trust-key needs --from URL (or --site URL to fetch from the site)');
+    const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [trustKeyFile(o.trustKey, pid)] : [])];
+    const version = o.version ?? (await (client as SiteClient).json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
     const progress = new Progress(`fetch ${pid}`, 0, !o.json);
     try {
-      const r = await fetchVersion(client, pid, version, dest, {
+      const r = await fetchVersion(source, pid, version, dest, {
         force: o.force ?? false,
-        trusted: await siteTrust(client),
+        trusted,
         onProgress: (d, t) => {
           progress.setTotal(t);
           progress.update(d);

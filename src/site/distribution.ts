@@ -185,9 +185,11 @@ export async function previewBelow(ctx: SiteContext, req: PreviewRequest): Promi
     const eta = raw === null ? null : Math.ceil(raw);
     routes.push({ from: ctx.code, to: hop, bytes: answer.missingBytes, rate, etaSeconds: eta, note }, ...answer.routes);
     for (const t of answer.targets) {
+      // A DP does not name its own site: this site knows it.
+      const site = await siteOfDp(ctx, t.dp);
       targets.push({
         dp: t.dp,
-        site: t.site,
+        site: site === '?' ? t.site : site,
         path: [ctx.code, ...t.path],
         bytes: t.path.length === 1 ? answer.missingBytes : t.bytes,
         etaSeconds: maxEta(eta, t.etaSeconds),

@@ -128,6 +128,9 @@ describe('distribution points', () => {
 
   it('previews a distribution without changing anything: routes, bytes, ETA', async () => {
     await cascade(['route', 'set', 'EUR', '--rate', '1MB/s'], { env: env() });
+    // A DP of this site has a route of its own.
+    const dpRoute = await cascade(['route', 'set', 'cen-dp1', '--rate', '100MB/s', '--json'], { env: env() });
+    expect(dpRoute.stderr).toBe('');
     const r = await cascade(['distribute', pkg, '--to', 'dp:eur-dp1', '--to', 'dp:cen-dp1', '--dry-run', '--json'], { env: env() });
     expect(r.stderr).toBe('');
     const plan = JSON.parse(r.stdout) as Plan;
@@ -140,12 +143,15 @@ describe('distribution points', () => {
     expect(route('CEN', 'cen-dp1')?.bytes).toBe(plan.uniqueBytes);
     const eur = plan.targets.find((t) => t.dp === 'eur-dp1');
     expect(eur?.path).toEqual(['CEN', 'EUR', 'eur-dp1']);
+    expect(eur?.site).toBe('EUR');
+    expect(route('CEN', 'cen-dp1')?.rate).toBe(100_000_000);
     expect(eur?.etaSeconds).toBe(Math.ceil(plan.uniqueBytes / 1_000_000));
     expect((await status(pkg)).targets).toEqual([]);
     const text = (await cascade(['distribute', pkg, '--to', 'dp:eur-dp1', '--dry-run'], { env: env() })).stdout;
     expect(text).toMatch(/dry run, nothing was started/);
     expect(text).toMatch(/CEN > EUR > eur-dp1/);
     await cascade(['route', 'set', 'EUR', '--rate', 'unlimited'], { env: env() });
+    await cascade(['route', 'set', 'cen-dp1', '--rate', 'unlimited'], { env: env() });
   });
 
   it('distributes to a DP group, then expands to a whole site: only the new targets get content', async () => {

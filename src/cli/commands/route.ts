@@ -28,7 +28,7 @@ export function registerRoute(program: Command): void {
     route
       .command('set')
       .description('set the route to a child site (options left out keep their value)')
-      .argument('<child>', 'child site code')
+      .argument('<child>', 'child site code or DP name')
       .option('--rate <rate>', 'byte rate, e.g. 2MiB/s, 10Mbit/s, unlimited')
       .option('--concurrency <n>', 'packages in flight on this route (1-64)', parseIntOpt('--concurrency'))
       .option('--schedule <spec>', 'when each priority may send, e.g. "mon-fri 08-18 high; sat-sun all" (docs/schedules.md)')
@@ -47,18 +47,25 @@ export function registerRoute(program: Command): void {
       ...(o.schedule !== undefined ? { schedule: o.schedule } : {}),
       ...(o.timeZone !== undefined ? { timeZone: o.timeZone } : {}),
     };
-    const r = await clientFrom(o).json<RouteView>('PUT', `/api/v1/routes/${encodeURIComponent(child.toUpperCase())}`, { json: body });
+    const r = await clientFrom(o).json<RouteView>(
+      'PUT',
+      `/api/v1/routes/${encodeURIComponent(child.length === 3 ? child.toUpperCase() : child)}`,
+      { json: body },
+    );
     if (o.json) printJson(r);
     else process.stdout.write(show(r));
   });
 
-  adminOptions(route.command('show').description('show the route to a child site').argument('<child>', 'child site code')).action(
-    async (child: string, o: AdminOpts) => {
-      const r = await clientFrom(o).json<RouteView>('GET', `/api/v1/routes/${encodeURIComponent(child.toUpperCase())}`);
-      if (o.json) printJson(r);
-      else process.stdout.write(show(r));
-    },
-  );
+  adminOptions(
+    route.command('show').description('show the route to a child site').argument('<child>', 'child site code or DP name'),
+  ).action(async (child: string, o: AdminOpts) => {
+    const r = await clientFrom(o).json<RouteView>(
+      'GET',
+      `/api/v1/routes/${encodeURIComponent(child.length === 3 ? child.toUpperCase() : child)}`,
+    );
+    if (o.json) printJson(r);
+    else process.stdout.write(show(r));
+  });
 
   adminOptions(route.command('list').description('every route from this site to its children')).action(async (o: AdminOpts) => {
     const r = await clientFrom(o).json<{ routes: RouteView[] }>('GET', '/api/v1/routes');

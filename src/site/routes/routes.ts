@@ -31,7 +31,11 @@ const RouteView = z
   })
   .openapi('Route');
 
-const ChildParam = z.object({ child: z.string().regex(/^[A-Za-z0-9]{3}$/, 'a site code is three letters or digits') });
+const ChildParam = z.object({
+  child: z
+    .string()
+    .regex(/^(?:[A-Za-z0-9]{3}|[A-Za-z0-9][A-Za-z0-9._-]{3,63})$/, 'a child site code (three letters or digits) or a DP name'),
+});
 
 function view(child: string, r: RouteRow | undefined) {
   const schedule: Schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;

@@ -12,7 +12,7 @@ import {
   writeFilesAtomic,
 } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
-import { runIngest, runRename } from './pool.js';
+import { runIngest, runRename, runStore } from './pool.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
@@ -76,6 +76,20 @@ export class ContentLibrary {
     const paths = items.map((i) => this.chunkPath(i.digest));
     const r = await runIngest({ kind: 'ingest', buf, items, paths, fsyncEach: !this.grouped });
     return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string, storedSize: s.storedSize });
+  }
+
+  /**
+   * Chunks that arrive encoded (a courier parcel): in a worker thread, each is decoded and
+   * checked against its size and digest, then written as it is to a temporary file. `buf` is
+   * moved to the worker. Per item: the staged file, or null when it does not match.
+   */
+  async ingestStored(
+    buf: Uint8Array,
+    items: { digest: string; offset: number; length: number; size: number }[],
+  ): Promise<({ tmp: string; path: string } | null)[]> {
+    const paths = items.map((i) => this.chunkPath(i.digest));
+    const r = await runStore({ kind: 'store', buf, items, paths, fsyncEach: !this.grouped });
+    return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string });
   }
 
   /** Makes staged chunk files durable, then visible under their names, then the names durable. */

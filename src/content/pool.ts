@@ -8,6 +8,8 @@ import type {
   IngestTask,
   RenameResult,
   RenameTask,
+  StoreResult,
+  StoreTask,
   VerifyResult,
   VerifyTask,
 } from './worker.js';
@@ -35,6 +37,11 @@ function getPool(): Piscina {
 
 /** The task buffer is moved to the worker, not copied: the caller must not touch it again. */
 export function runIngest(t: IngestTask): Promise<IngestResult> {
+  return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
+}
+
+/** The task buffer is moved to the worker, not copied. */
+export function runStore(t: StoreTask): Promise<StoreResult> {
   return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
 }
 

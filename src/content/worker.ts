@@ -46,6 +46,24 @@ export interface VerifyResult {
   problems: (string | null)[];
 }
 
+/**
+ * Stores chunks that arrive already encoded (a courier parcel): each is decoded, checked
+ * against its size and digest, and written as it came (no re-compression).
+ */
+export interface StoreTask {
+  kind: 'store';
+  /** Transferred to the worker (no copy). */
+  buf: Uint8Array;
+  items: { digest: string; offset: number; length: number; size: number }[];
+  paths: string[];
+  fsyncEach: boolean;
+}
+export interface StoreResult {
+  kind: 'store';
+  /** Per item: null when it does not decode to its digest, else its temporary file. */
+  stored: ({ tmp: string } | null)[];
+}
+
 /** Chunk and hash several files (small files travel together: one round trip each task). */
 export interface ChunkFilesTask {
   kind: 'chunkFiles';
@@ -57,8 +75,8 @@ export interface ChunkFilesResult {
   files: ({ chunks: [string, number][]; size: number } | { error: string })[];
 }
 
-export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask;
-export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult;
+export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask | StoreTask;
+export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult | StoreResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -93,6 +111,40 @@ function ingest(t: IngestTask): IngestResult {
       return { tmp, storedSize: 1 + (parts[1] as Uint8Array).length };
     });
     return { kind: 'ingest', stored };
+  } catch (e) {
+    for (const f of written) fs.rmSync(f, { force: true });
+    throw e;
+  }
+}
+
+function writeTemp(finalPath: string, data: Uint8Array, fsync: boolean, written: string[]): string {
+  const tmp = `${path.dirname(finalPath)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+  const fd = fs.openSync(tmp, 'w', 0o644);
+  written.push(tmp);
+  try {
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(fd, data, done);
+    if (fsync) fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return tmp;
+}
+
+function store(t: StoreTask): StoreResult {
+  const written: string[] = [];
+  try {
+    const stored = t.items.map((i, n) => {
+      const data = t.buf.subarray(i.offset, i.offset + i.length);
+      try {
+        const raw = decodeChunk(data, i.size);
+        if (raw.length !== i.size || sha256(raw) !== i.digest) return null;
+      } catch {
+        return null;
+      }
+      return { tmp: writeTemp(t.paths[n] as string, data, t.fsyncEach, written) };
+    });
+    return { kind: 'store', stored };
   } catch (e) {
     for (const f of written) fs.rmSync(f, { force: true });
     throw e;
@@ -187,5 +239,7 @@ export default function run(task: Task): Result {
       return verify(task);
     case 'chunkFiles':
       return chunkFiles(task);
+    case 'store':
+      return store(task);
   }
 }

@@ -4,6 +4,7 @@ import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
 import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
+import { setCourier } from '../courier.js';
 import { acceptOffer, acceptStatus, commitOffer, distribute, Offer, StatusReport, summarise } from '../distribution.js';
 import { IngestReport } from './chunks.js';
 
@@ -86,6 +87,10 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
                 packageId: z.string().regex(PACKAGE_ID),
                 version: z.number().int().min(1).optional(),
                 to: z.array(z.string().min(1).max(64)).min(1).max(10_000).describe('site:CODE'),
+                via: z
+                  .enum(['network', 'courier'])
+                  .optional()
+                  .describe('courier: no chunk crosses the routes from here; the sender waits for a courier parcel (docs/courier.md)'),
               }),
             },
           },
@@ -111,6 +116,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'operate');
       const b = c.req.valid('json');
+      await setCourier(parts, b.packageId, b.version, b.to, b.via === 'courier');
       const r = await distribute(parts, b.packageId, b.version, b.to);
       parts.kick?.();
       return c.json(r, 201);

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
+import { registerCourier } from './commands/courier.js';
 import { registerDistribute } from './commands/distribute.js';
 import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
@@ -21,6 +22,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerRoute(program);
   registerDistribute(program);
   registerPackage(program);
+  registerCourier(program);
   registerToken(program);
   return program;
 }

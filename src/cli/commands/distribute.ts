@@ -62,15 +62,17 @@ export function registerDistribute(program: Command): void {
       .description('send a package version to sites at or below this one; each route carries it once')
       .argument('<id>', 'package ID')
       .requiredOption('--to <target>', 'site:CODE (repeatable)', collect)
-      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
-  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number }) => {
+      .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1))
+      .option('--via <how>', 'network (default), or courier: no chunk crosses the route; carry a parcel (cascade courier export)'),
+  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; via?: string }) => {
     for (const t of o.to) if (!/^site:[A-Za-z0-9]{3}$/.test(t)) throw fail('usage', `--to "${t}" is not site:CODE (e.g. --to site:NYC)`);
+    if (o.via !== undefined && o.via !== 'network' && o.via !== 'courier') throw fail('usage', '--via must be network or courier');
     const r = await clientFrom(o).json<{
       packageId: string;
       version: number;
       targets: { site: string; via: string | null; state: string; added: boolean }[];
     }>('POST', '/api/v1/distributions', {
-      json: { packageId: parsePackageId(id), to: o.to, ...(o.version ? { version: o.version } : {}) },
+      json: { packageId: parsePackageId(id), to: o.to, ...(o.version ? { version: o.version } : {}), ...(o.via ? { via: o.via } : {}) },
     });
     if (o.json) printJson(r);
     else {
@@ -81,6 +83,10 @@ export function registerDistribute(program: Command): void {
           ...r.targets.map((t) => [`site:${t.site}`, t.via ?? '(this site)', t.state, t.added ? '' : '(already targeted)']),
         ]),
       );
+      if (o.via === 'courier')
+        process.stdout.write(
+          `by courier: no chunk crosses the route; make the parcel with: cascade courier export ${r.packageId} --version ${r.version} --to-site CODE -o FILE\n`,
+        );
     }
   });
 

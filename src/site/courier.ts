@@ -351,14 +351,14 @@ export interface ImportReport {
   bytes: { parcel: number; stored: number };
 }
 
-const SEGMENT = 64 << 20;
+const SEGMENT = 16 << 20;
 const IN_FLIGHT = 3;
 
 /**
  * Imports a parcel as it streams in: header and manifests first (every signature checked
  * before any chunk is read), then the index (each chunk named by a manifest, with its size),
  * then the chunks: each decoded and checked against its digest in the worker pool, written as
- * stored, and made durable and recorded every 64 MiB (an import killed half way keeps those;
+ * stored, and made durable and recorded every 16 MiB (an import killed half way keeps those;
  * the next import skips them). Versions become visible only after the trailing checksum
  * matched, and only those whose chunks are all held.
  */

@@ -108,6 +108,36 @@ export class SiteClient {
   }
 
   /**
+   * POSTs a JSON body and answers with the response as a Node stream, for large binary answers
+   * (a courier parcel): node:http reads them with half the CPU time of fetch (measured).
+   */
+  download(path: string, json: unknown): Promise<http.IncomingMessage> {
+    const url = new URL(this.base + path);
+    const mod = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(
+        url,
+        {
+          method: 'POST',
+          agent: url.protocol === 'https:' ? agents.https : agents.http,
+          headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+        },
+        (res) => {
+          if ((res.statusCode ?? 500) < 400) return resolve(res);
+          const body: Buffer[] = [];
+          res.on('data', (d: Buffer) => body.push(d));
+          res.on('error', reject);
+          res.on('end', () => reject(errorFrom(res.statusCode ?? 500, Buffer.concat(body).toString('utf8'))));
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) =>
+        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+      );
+      req.end(JSON.stringify(json));
+    });
+  }
+
+  /**
    * POSTs a body of known length from a stream (a courier parcel), with backpressure; returns
    * the parsed JSON answer. `onBytes` counts what has been written to the socket.
    */

@@ -12,7 +12,7 @@ import {
   writeFilesAtomic,
 } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
-import { runIngest, runRename, runStore } from './pool.js';
+import { runIngest, runRead, runRename, runStore } from './pool.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
@@ -121,6 +121,13 @@ export class ContentLibrary {
 
   async discardChunks(staged: readonly Staged[]): Promise<void> {
     await Promise.all(staged.map(discardStaged));
+  }
+
+  /** Stored chunks of known lengths, end to end in one buffer, read in a worker thread. */
+  async readStoredMany(items: readonly { digest: string; stored: number }[]): Promise<Uint8Array> {
+    const r = await runRead({ kind: 'read', paths: items.map((i) => this.chunkPath(i.digest)), lengths: items.map((i) => i.stored) });
+    if (!(r instanceof Uint8Array)) throw fail('damaged', `${r.error}; run "cascade package verify"`);
+    return r;
   }
 
   async readStored(digest: string): Promise<Buffer> {

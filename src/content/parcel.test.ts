@@ -76,7 +76,7 @@ function plan(versions: Version[], only?: (digest: string) => boolean): ParcelPl
 async function bytesOf(p: ParcelPlan, versions: Version[]): Promise<Buffer> {
   const byDigest = new Map(versions.flatMap((v) => v.chunks).map((c) => [c.digest, c.stored]));
   const parts: Uint8Array[] = [];
-  for await (const b of writeParcel(p, async (d) => byDigest.get(d) as Buffer)) parts.push(b);
+  for await (const b of writeParcel(p, async (es) => Buffer.concat(es.map((e) => byDigest.get(e.digest) as Buffer)))) parts.push(b);
   return Buffer.concat(parts);
 }
 
@@ -303,11 +303,14 @@ describe('courier parcel format', () => {
       const byDigest = new Map(a.chunks.map((c) => [c.digest, c.stored]));
       const parts: Uint8Array[] = [];
       // Write with lengths that match the (edited) index so only the index is wrong.
-      const gen = writeParcel(q, async (d) => {
-        const e = q.chunks.find((c) => c.digest === d) as { stored: number };
-        const s = byDigest.get(d) ?? Buffer.alloc(e.stored);
-        return s.length === e.stored ? s : Buffer.concat([s, Buffer.alloc(Math.max(0, e.stored - s.length))]).subarray(0, e.stored);
-      });
+      const gen = writeParcel(q, async (es) =>
+        Buffer.concat(
+          es.map((e) => {
+            const s = byDigest.get(e.digest) ?? Buffer.alloc(e.stored);
+            return Buffer.concat([s, Buffer.alloc(Math.max(0, e.stored - s.length))]).subarray(0, e.stored);
+          }),
+        ),
+      );
       for await (const x of gen) parts.push(x);
       const sizes = new Map(manifestChunks(a.manifest));
       expect(await codeOf(readAll(Buffer.concat(parts), sizes))).toContain(want);

@@ -6,6 +6,8 @@ import type {
   ChunkFilesTask,
   IngestResult,
   IngestTask,
+  ReadResult,
+  ReadTask,
   RenameResult,
   RenameTask,
   StoreResult,
@@ -43,6 +45,10 @@ export function runIngest(t: IngestTask): Promise<IngestResult> {
 /** The task buffer is moved to the worker, not copied. */
 export function runStore(t: StoreTask): Promise<StoreResult> {
   return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
+}
+
+export function runRead(t: ReadTask): Promise<ReadResult> {
+  return getPool().run(t);
 }
 
 export function runRename(t: RenameTask): Promise<RenameResult> {

@@ -278,7 +278,7 @@ async function chunksKnownAt(ctx: SiteContext, id: string, site: string, more: n
 /** The parcel's bytes; once the last is out, the export is recorded (status shows its id). */
 export async function* exportParcel(ctx: SiteContext, plan: ParcelPlan): AsyncGenerator<Uint8Array> {
   const header = parcelHeader(plan);
-  yield* writeParcel(plan, (d) => ctx.library.readStored(d));
+  yield* writeParcel(plan, (entries) => ctx.library.readStoredMany(entries));
   await recordParcel(ctx.store, {
     id: plan.parcel,
     direction: 'export',
@@ -351,16 +351,16 @@ export interface ImportReport {
   bytes: { parcel: number; stored: number };
 }
 
-const SEGMENT = 16 << 20;
+const SEGMENT = 32 << 20;
 const IN_FLIGHT = 3;
 
 /**
  * Imports a parcel as it streams in: header and manifests first (every signature checked
  * before any chunk is read), then the index (each chunk named by a manifest, with its size),
  * then the chunks: each decoded and checked against its digest in the worker pool, written as
- * stored, and made durable and recorded every 16 MiB (an import killed half way keeps those;
- * the next import skips them). Versions become visible only after the trailing checksum
- * matched, and only those whose chunks are all held.
+ * stored, and made durable and recorded every 32 MiB while the next ones are verified (an
+ * import killed half way keeps those; the next import skips them). Versions become visible
+ * only after the trailing checksum matched, and only those whose chunks are all held.
  */
 export async function importParcel(
   sink: ParcelSink,
@@ -423,17 +423,25 @@ export async function importParcel(
         `parcel ${header.parcel} is damaged or altered: chunk ${badDigest} does not match its digest; nothing was installed`,
       );
   };
+  // A segment's commit (flush, rename, flush, record) runs while the next one is verified; at
+  // most one commit waits behind the one running.
+  let committing: Promise<void> = Promise.resolve();
   const flush = async () => {
     await Promise.all(inFlight.splice(0));
     const files = staged;
     const done = rows;
     staged = [];
     rows = [];
-    await sink.library.commit(files);
-    await sink.recordChunks(done);
-    report.chunks.stored += done.length;
-    report.bytes.stored += done.reduce((n, r) => n + r.size, 0);
     segment = 0;
+    const prev = committing;
+    await prev;
+    committing = (async () => {
+      await sink.library.commit(files);
+      await sink.recordChunks(done);
+      report.chunks.stored += done.length;
+      report.bytes.stored += done.reduce((n, r) => n + r.size, 0);
+    })();
+    committing.catch(() => {});
   };
   let seen = 0;
   try {
@@ -454,8 +462,9 @@ export async function importParcel(
       seen = reader.bytesRead;
     }
     await flush();
+    await committing;
   } catch (e) {
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled([...inFlight, committing]);
     await sink.library.discard(staged);
     // The body is left to the server, which drains it: the client then reads the error.
     throw e;

@@ -117,7 +117,7 @@ describe('courier parcels', () => {
 
   it('distributes by courier: no chunk on the route, a parcel carried, checked, imported, and on to the sites below', async () => {
     const src = path.join(root, 'src1');
-    makeSource(src, 41, 40 << 20);
+    makeSource(src, 41, 48 << 20);
     const c = await json('CEN', ['package', 'create', src, '--name', 'Office']);
     const before = { ...proxy.seen };
     const d = await run('CEN', ['distribute', c.id, '--to', 'site:EUR', '--to', 'site:BER', '--via', 'courier']);
@@ -169,7 +169,7 @@ describe('courier parcels', () => {
 
     // Cut half way (as if the import had been killed): what was stored stays, nothing installed.
     const cut = path.join(root, 'cut.parcel');
-    fs.writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.7)));
+    fs.writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.85)));
     const t2 = await run('EUR', ['courier', 'import', cut]);
     expect(t2.code).toBe(1);
     expect(t2.stderr).toMatch(/truncated/);

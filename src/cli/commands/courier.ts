@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { manifestChunks } from '../../content/manifest.js';
 import { type ParcelHeader, ParcelReader, unverifiedManifest } from '../../content/parcel.js';
-import { fail } from '../../core/errors.js';
+import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { parseSiteCode } from '../../core/site.js';
 import { printJson } from '../../lib/output.js';
@@ -123,34 +123,54 @@ export function registerCourier(program: Command): void {
     const packages = ids.map(parsePackageId);
     const toSite = parseSiteCode(o.toSite);
     const file = path.resolve(o.output);
-    const res = await clientFrom(o).request('POST', '/api/v1/courier/export', {
-      json: { packages, toSite, ...(o.full ? { full: true } : {}), ...(o.version ? { version: o.version } : {}) },
+    const res = await clientFrom(o).download('/api/v1/courier/export', {
+      packages,
+      toSite,
+      ...(o.full ? { full: true } : {}),
+      ...(o.version ? { version: o.version } : {}),
     });
-    if (!res.body) throw fail('unavailable', 'the site sent no parcel');
     const part = `${file}.part`;
     const fh = await fsp.open(part, 'w').catch((e: NodeJS.ErrnoException) => {
+      res.destroy();
       throw fail('usage', `cannot write ${file}: ${e.code ?? e.message}`);
     });
-    const bar = new Progress('export', Number(res.headers.get('content-length') ?? 0), !o.json);
+    const bar = new Progress('export', Number(res.headers['content-length'] ?? 0), !o.json);
     let written = 0;
     let inspection: Inspection;
     try {
-      // Coalesced into 4 MiB writes; the parcel is read through as it lands, so a file that is
-      // cut short or garbled is never left under its name.
+      // Written in 4 MiB blocks while the next block fills, flushed to disk every 64 MiB while
+      // the rest arrives; the parcel is read through as it lands, so a file cut short or
+      // garbled is never left under its name.
       const BLOCK = 4 << 20;
       let block = Buffer.allocUnsafe(BLOCK);
       let fill = 0;
-      const body = res.body as unknown as AsyncIterable<Uint8Array>;
+      let writing: Promise<unknown> = Promise.resolve();
+      let syncing: Promise<unknown> | null = null;
+      let sinceSync = 0;
+      const put = async (b: Buffer, n: number) => {
+        await writing;
+        writing = fh.write(b, 0, n);
+        sinceSync += n;
+        if (sinceSync >= 64 << 20 && !syncing) {
+          sinceSync = 0;
+          const w = writing;
+          syncing = w
+            .then(() => fh.datasync())
+            .finally(() => {
+              syncing = null;
+            });
+        }
+      };
       async function* tee(): AsyncGenerator<Uint8Array> {
-        for await (const piece of body) {
+        for await (const piece of res as AsyncIterable<Buffer>) {
           let at = 0;
           while (at < piece.length) {
             const n = Math.min(BLOCK - fill, piece.length - at);
-            block.set(piece.subarray(at, at + n), fill);
+            piece.copy(block, fill, at, at + n);
             fill += n;
             at += n;
             if (fill === BLOCK) {
-              await fh.write(block, 0, fill);
+              await put(block, fill);
               block = Buffer.allocUnsafe(BLOCK);
               fill = 0;
             }
@@ -159,18 +179,23 @@ export function registerCourier(program: Command): void {
           bar.update(written);
           yield piece;
         }
-        if (fill > 0) await fh.write(block, 0, fill);
+        if (fill > 0) await put(block, fill);
+        await writing;
+        await syncing;
       }
       inspection = await readThrough(tee());
       await fh.sync();
       await fh.close();
       await fsp.rename(part, file);
     } catch (e) {
+      res.destroy();
       await fh.close().catch(() => {});
       await fsp.rm(part, { force: true });
       bar.done();
       if ((e as { code?: string }).code === 'bad_parcel')
         throw fail('unavailable', `the parcel from the site arrived incomplete or damaged (${(e as Error).message}); nothing written`);
+      if (!(e instanceof CascadeError))
+        throw fail('unavailable', `the site stopped sending the parcel (${(e as Error).message}; its log says why); nothing written`);
       throw e;
     }
     bar.done();

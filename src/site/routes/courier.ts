@@ -77,13 +77,21 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
       const b = c.req.valid('json');
       const { plan, header } = await planExport(parts, b);
       const it = exportParcel(parts, plan);
+      // Pieces of about 1 MiB: one pull, one socket write per MiB rather than per chunk.
       const stream = new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
             try {
-              const r = await it.next();
-              if (r.done) controller.close();
-              else controller.enqueue(r.value);
+              const pieces: Uint8Array[] = [];
+              let n = 0;
+              while (n < 1 << 20) {
+                const r = await it.next();
+                if (r.done) break;
+                pieces.push(r.value);
+                n += r.value.length;
+              }
+              if (n > 0) controller.enqueue(pieces.length === 1 ? (pieces[0] as Uint8Array) : Buffer.concat(pieces, n));
+              if (n < 1 << 20) controller.close();
             } catch (err) {
               parts.log.error({ err }, 'courier export failed while streaming');
               controller.error(err);
@@ -93,7 +101,7 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
             await it.return(undefined);
           },
         },
-        { highWaterMark: 0 },
+        { highWaterMark: 1 },
       );
       return c.body(stream, 200, {
         'content-type': 'application/octet-stream',

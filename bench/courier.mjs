@@ -74,8 +74,10 @@ async function site(code, parent, viaProxy) {
   }
   if (parent) a.push('--parent', parent.url, '--join-token', JSON.parse(cascade(['site', 'join-token', '--json'], parent.env).out).token);
   cascade(a);
-  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dir], {
-    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn', CASCADE_REPORT_SECONDS: '1', CASCADE_COURIER_CHECK_SECONDS: '2' },
+  // CASCADE_BENCH_PROF=DIR: CPU profiles of the site servers there.
+  const prof = process.env.CASCADE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CASCADE_BENCH_PROF}`] : [];
+  const proc = spawn(process.execPath, [...prof, BIN, 'site', 'start', '--data', dir], {
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn', CASCADE_REPORT_SECONDS: '1' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   procs.push(proc);
@@ -97,6 +99,10 @@ const until = async (what, ok, ms = 120_000) => {
     await sleep(250);
   }
   throw new Error(`timed out waiting for ${what}`);
+};
+const cpuSecs = (pid) => {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
 };
 const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 
@@ -121,26 +127,51 @@ try {
   // Export: the site streams the parcel, the CLI reads it through and writes it (fsync'd).
   const file = path.join(work, 'corpus.parcel');
   for (const f of walk(v1)) fs.readFileSync(f); // the same warm page cache for every run
+  results.load = os.loadavg();
+  const c0 = cpuSecs(cen.pid);
   const ex = cascade(['courier', 'export', id, '--to-site', 'EUR', '-o', file, '--json'], cen.env);
+  const exportCpu = cpuSecs(cen.pid) - c0;
   const x = JSON.parse(ex.out);
-  results.export = { corpusBytes: S, parcelBytes: x.bytes, chunks: x.chunks, seconds: ex.secs, mibPerSec: S / MiB / ex.secs };
+  // The disk's own rate for the same bytes, same run: what writing the parcel durably costs.
+  const t0 = process.hrtime.bigint();
+  spawnSync('dd', [`if=${file}`, `of=${file}.dd`, 'bs=4M', 'conv=fdatasync'], { stdio: 'ignore' });
+  const ddSecs = Number(process.hrtime.bigint() - t0) / 1e9;
+  fs.rmSync(`${file}.dd`, { force: true });
+  results.export = {
+    corpusBytes: S,
+    parcelBytes: x.bytes,
+    chunks: x.chunks,
+    seconds: ex.secs,
+    mibPerSec: S / MiB / ex.secs,
+    siteCpuSeconds: exportCpu,
+    ddSeconds: ddSecs,
+  };
   row(
     `courier export of the ${(S / MiB).toFixed(0)} MiB corpus (whole CLI run, file fsync'd)`,
-    `${(S / MiB / ex.secs).toFixed(0)} MiB/s (${ex.secs.toFixed(2)} s; parcel ${(x.bytes / MiB).toFixed(0)} MiB, ${x.chunks} chunks)`,
-    '',
+    `${(S / MiB / ex.secs).toFixed(0)} MiB/s (${ex.secs.toFixed(2)} s; parcel ${(x.bytes / MiB).toFixed(0)} MiB, ${x.chunks} chunks; site CPU ${exportCpu.toFixed(2)} s)`,
+    `dd conv=fdatasync of the parcel: ${(x.bytes / MiB / ddSecs).toFixed(0)} MiB/s (${ddSecs.toFixed(2)} s); load average ${results.load[0].toFixed(1)}`,
     '>= 200 MiB/s',
   );
 
   // Import at EUR: every chunk decoded and hashed, stored durably, the version installed.
+  const e0 = cpuSecs(eur.pid);
   const im = cascade(['courier', 'import', file, '--json'], eur.env);
+  const importCpu = cpuSecs(eur.pid) - e0;
   const r = JSON.parse(im.out);
   if (r.packages[0]?.state !== 'installed') throw new Error(`import did not install: ${im.out}`);
-  results.import = { corpusBytes: S, parcelBytes: x.bytes, seconds: im.secs, mibPerSec: S / MiB / im.secs, report: r };
+  results.import = {
+    corpusBytes: S,
+    parcelBytes: x.bytes,
+    seconds: im.secs,
+    mibPerSec: S / MiB / im.secs,
+    siteCpuSeconds: importCpu,
+    report: r,
+  };
   results.import.eurRssPeak = peakRss(eur.pid);
   row(
     'courier import at the child (verify every chunk, store durably, install)',
-    `${(S / MiB / im.secs).toFixed(0)} MiB/s (${im.secs.toFixed(2)} s)`,
-    `site peak RSS ${(results.import.eurRssPeak / MiB).toFixed(0)} MiB`,
+    `${(S / MiB / im.secs).toFixed(0)} MiB/s (${im.secs.toFixed(2)} s; site CPU ${importCpu.toFixed(2)} s)`,
+    `site peak RSS ${(results.import.eurRssPeak / MiB).toFixed(0)} MiB; load average ${os.loadavg()[0].toFixed(1)}`,
     '>= 200 MiB/s',
   );
 

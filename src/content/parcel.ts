@@ -436,13 +436,14 @@ export class ParcelReader {
   /** The chunk data, in tasks of about `taskBytes`, each in a buffer of its own. */
   async *chunks(taskBytes = 4 << 20): AsyncGenerator<ChunkTask> {
     this.expect('chunks');
-    let task: ChunkTask = { buf: new Uint8Array(taskBytes), items: [] };
+    // Not zero-filled, and owning its memory (so it can be moved to a worker thread).
+    let task: ChunkTask = { buf: Buffer.allocUnsafeSlow(taskBytes), items: [] };
     let used = 0;
     for (; this.chunkAt < this.entries.length; this.chunkAt++) {
       const e = this.entries[this.chunkAt] as IndexEntry;
       if (used + e.stored > task.buf.length) {
         if (task.items.length > 0) yield task;
-        task = { buf: new Uint8Array(Math.max(taskBytes, e.stored)), items: [] };
+        task = { buf: Buffer.allocUnsafeSlow(Math.max(taskBytes, e.stored)), items: [] };
         used = 0;
       }
       await this.src.into(task.buf, used, e.stored);

@@ -389,6 +389,8 @@ export async function importParcel(
     for (const [d, n] of manifestChunks(m)) sizes.set(d, n);
   }
   const index = await reader.index((d) => sizes.get(d));
+  // What is here already, asked once (a resumed or repeated import skips those chunks).
+  const held = await sink.haveChunks(index.map((e) => e.digest));
   for (let i = 0; i < pkgs.length; i++) await sink.hold(pkgs[i] as ParcelPackage, manifests[i] as Manifest);
 
   const report: ImportReport = {
@@ -446,8 +448,7 @@ export async function importParcel(
   let seen = 0;
   try {
     for await (const task of reader.chunks()) {
-      const have = await sink.haveChunks(task.items.map((i) => i.digest));
-      const items = task.items.filter((i) => !have.has(i.digest));
+      const items = task.items.filter((i) => !held.has(i.digest));
       report.chunks.alreadyHeld += task.items.length - items.length;
       if (items.length > 0) {
         // Moves task.buf to a worker: nothing may read it here afterwards.

@@ -115,7 +115,9 @@ describe('courier parcels', () => {
     await proxy?.close();
   });
 
-  it('distributes by courier: no chunk on the route, a parcel carried, checked, imported, and on to the sites below', async () => {
+  it('distributes by courier: no chunk on the route, a parcel carried, checked, imported, and on to the sites below', {
+    timeout: 180_000,
+  }, async () => {
     const src = path.join(root, 'src1');
     makeSource(src, 41, 48 << 20);
     const c = await json('CEN', ['package', 'create', src, '--name', 'Office']);

@@ -139,6 +139,15 @@ export async function courierHold(
     lastError: null,
   });
   await markWaiting(ctx, t, { parcel: r.parcel, exportedAt: r.exportedAt, missingBytes, bytesTotal });
+  // The child's own status says so too (its offer alone reads "receiving from ...").
+  const child = await ctx.store.getSite(t.child);
+  if (child)
+    await callPeer(child, 'POST', '/api/v1/courier/waiting', {
+      packageId: t.packageId,
+      version: t.version,
+      missingBytes,
+      parcel: r.parcel,
+    }).catch((err) => ctx.log.debug({ err: (err as Error).message }, 'could not tell the child it waits for a courier parcel'));
   if (r.checkedAt === null) {
     await emit(ctx, {
       component: 'sender',
@@ -170,6 +179,23 @@ async function markWaiting(
       nextRetryAt: null,
     });
   }
+}
+
+/** The parent waits for a parcel for this version: this site's own target says so. */
+export async function courierWaiting(
+  ctx: SiteContext,
+  from: string,
+  w: { packageId: string; version: number; missingBytes: number; parcel: string | null },
+): Promise<boolean> {
+  const own = (await listTargets(ctx.store, w.packageId)).find((t) => t.version === w.version && t.site === ctx.code);
+  if (!own || own.state === 'installed') return false;
+  await updateTarget(ctx.store, w.packageId, w.version, ctx.code, {
+    state: 'pending',
+    bytesDone: Math.max(0, own.bytesTotal - w.missingBytes),
+    rate: 0,
+    detail: `waiting for a courier parcel from ${from}${w.parcel ? ` (parcel ${w.parcel} exported)` : ''}: ${missingText(w.missingBytes)} missing here`,
+  });
+  return true;
 }
 
 /** A child says a parcel arrived there: check its courier transfers again now. */

@@ -137,6 +137,11 @@ describe('courier parcels', () => {
     expect(lacks).toBeGreaterThan(c.bytes * 0.9);
     expect(waiting.detail).toContain(`${lacks} bytes`);
     expect((await target('CEN', c.id, 'BER'))?.detail).toContain('waiting for a courier parcel');
+    // And EUR's own status says what it waits for.
+    await until('EUR to show it waits', async () =>
+      /waiting for a courier parcel from CEN/.test((await target('EUR', c.id, 'EUR'))?.detail ?? ''),
+    );
+    expect((await target('EUR', c.id, 'EUR'))?.detail).toContain(`${lacks} bytes`);
 
     // Export: what EUR lacks, written to a file.
     const file = path.join(root, 'office.parcel');

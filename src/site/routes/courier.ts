@@ -3,7 +3,7 @@ import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listParcels } from '../../store/courier.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
-import { courierArrived, exportParcel, importAtSite, planExport } from '../courier.js';
+import { courierArrived, courierWaiting, exportParcel, importAtSite, planExport } from '../courier.js';
 
 const ImportReport = z
   .object({
@@ -181,6 +181,39 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
       const n = await courierArrived(parts, from.code);
       parts.kick?.();
       return c.json({ transfers: n }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/waiting',
+      summary: 'The parent waits for a courier parcel for a version (site credential): this site shows it in its own status',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                packageId: z.string().regex(PACKAGE_ID),
+                version: z.number().int().min(1),
+                missingBytes: z.number().int().min(0),
+                parcel: z.string().max(64).nullable(),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: { description: 'Noted', content: { 'application/json': { schema: z.object({ updated: z.boolean() }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const t = need(c, 'peer');
+      const from = await parts.store.getSite(t.name);
+      if (from?.relation !== 'parent') throw fail('forbidden', 'only the parent site says it waits for a courier parcel');
+      return c.json({ updated: await courierWaiting(parts, from.code, c.req.valid('json')) }, 200);
     },
   );
 }

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { manifestChunks } from '../../content/manifest.js';
-import { type ParcelHeader, ParcelReader, unverifiedManifest } from '../../content/parcel.js';
+import { ParcelReader, unverifiedManifest } from '../../content/parcel.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { parseSiteCode } from '../../core/site.js';
@@ -45,13 +45,12 @@ interface Inspection {
 }
 
 /**
- * Reads a parcel through: framing, manifests (rules, not signatures), index, checksum.
- * `onBytes` sees the bytes as they are read.
+ * Reads a parcel through: framing, manifests (rules, not signatures), index, and the checksum
+ * when `verify`. `onBytes` sees the bytes as they are read.
  */
-async function readThrough(source: AsyncIterable<Uint8Array>, onHeader?: (h: ParcelHeader) => void, onBytes?: (n: number) => void) {
-  const r = new ParcelReader(source);
+async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
+  const r = new ParcelReader(source, { checksum: verify });
   const header = await r.header();
-  onHeader?.(header);
   const pkgs = await r.packages();
   const sizes = new Map<string, number>();
   const perPackage = pkgs.map((p) => {
@@ -139,8 +138,8 @@ export function registerCourier(program: Command): void {
     let inspection: Inspection;
     try {
       // Written in 4 MiB blocks while the next block fills, flushed to disk every 64 MiB while
-      // the rest arrives; the parcel is read through as it lands, so a file cut short or
-      // garbled is never left under its name.
+      // the rest arrives; its framing is read through as it lands, so a file cut short is never
+      // left under its name (the checksum was made by the site; `courier inspect` checks it).
       const BLOCK = 4 << 20;
       let block = Buffer.allocUnsafe(BLOCK);
       let fill = 0;
@@ -183,7 +182,7 @@ export function registerCourier(program: Command): void {
         await writing;
         await syncing;
       }
-      inspection = await readThrough(tee());
+      inspection = await readThrough(tee(), false);
       await fh.sync();
       await fh.close();
       await fsp.rename(part, file);
@@ -270,7 +269,7 @@ export function registerCourier(program: Command): void {
     .option('--json', 'print JSON instead of text')
     .action(async (file: string, o: { json?: boolean }) => {
       if (!fs.existsSync(file)) throw fail('usage', `cannot read ${file}: no such file`);
-      const i = await readThrough(readFile(file));
+      const i = await readThrough(readFile(file), true);
       if (o.json) {
         printJson(i);
         return;

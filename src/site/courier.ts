@@ -236,6 +236,7 @@ async function certificateOf(ctx: SiteContext, origin: string, keyId: string): P
  */
 export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<{ plan: ParcelPlan; header: ParcelHeader }> {
   const dest = req.toSite.toUpperCase();
+  if (dest === ctx.code) throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
   const site = await ctx.store.getSite(dest);
   if (!site) throw fail('not_found', `site ${dest} is not known at ${ctx.code} (see "cascade site list")`);
   if (site.relation === 'self') throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);

@@ -122,17 +122,22 @@ export function registerCourier(program: Command): void {
     const packages = ids.map(parsePackageId);
     const toSite = parseSiteCode(o.toSite);
     const file = path.resolve(o.output);
-    const res = await clientFrom(o).download('/api/v1/courier/export', {
-      packages,
-      toSite,
-      ...(o.full ? { full: true } : {}),
-      ...(o.version ? { version: o.version } : {}),
-    });
     const part = `${file}.part`;
     const fh = await fsp.open(part, 'w').catch((e: NodeJS.ErrnoException) => {
-      res.destroy();
       throw fail('usage', `cannot write ${file}: ${e.code ?? e.message}`);
     });
+    const res = await clientFrom(o)
+      .download('/api/v1/courier/export', {
+        packages,
+        toSite,
+        ...(o.full ? { full: true } : {}),
+        ...(o.version ? { version: o.version } : {}),
+      })
+      .catch(async (e) => {
+        await fh.close().catch(() => {});
+        await fsp.rm(part, { force: true });
+        throw e;
+      });
     const bar = new Progress('export', Number(res.headers['content-length'] ?? 0), !o.json);
     let written = 0;
     let inspection: Inspection;

@@ -258,12 +258,9 @@ export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<
     let want: Iterable<string> = chunks.keys();
     if (!req.full) {
       const route = await getCourierRoute(ctx.store, id, version, dest);
-      if (route?.missing) {
-        want = route.missing.filter((d) => chunks.has(d));
-      } else {
-        const held = await chunksKnownAt(ctx, id, dest, route?.childVersions ?? []);
-        want = [...chunks.keys()].filter((d) => !held.has(d));
-      }
+      // Versions known to be there (installed targets, or what the child said it holds).
+      const held = await chunksKnownAt(ctx, id, dest, route?.childVersions ?? []);
+      want = (route?.missing ?? [...chunks.keys()]).filter((d) => chunks.has(d) && !held.has(d));
     }
     for (const d of want) {
       if (!needed.has(d)) order.push(d);

@@ -107,6 +107,86 @@ export class SiteClient {
     });
   }
 
+  /**
+   * POSTs a JSON body and answers with the response as a Node stream, for large binary answers
+   * (a courier parcel): node:http reads them with half the CPU time of fetch (measured).
+   */
+  download(path: string, json: unknown): Promise<http.IncomingMessage> {
+    const url = new URL(this.base + path);
+    const mod = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(
+        url,
+        {
+          method: 'POST',
+          agent: url.protocol === 'https:' ? agents.https : agents.http,
+          headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+        },
+        (res) => {
+          if ((res.statusCode ?? 500) < 400) return resolve(res);
+          const body: Buffer[] = [];
+          res.on('data', (d: Buffer) => body.push(d));
+          res.on('error', reject);
+          res.on('end', () => reject(errorFrom(res.statusCode ?? 500, Buffer.concat(body).toString('utf8'))));
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) =>
+        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+      );
+      req.end(JSON.stringify(json));
+    });
+  }
+
+  /**
+   * POSTs a body of known length from a stream (a courier parcel), with backpressure; returns
+   * the parsed JSON answer. `onBytes` counts what has been written to the socket.
+   */
+  uploadStream<T>(path: string, source: AsyncIterable<Uint8Array>, length: number, onBytes?: (n: number) => void): Promise<T> {
+    const url = new URL(this.base + path);
+    const mod = url.protocol === 'https:' ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request(
+        url,
+        {
+          method: 'POST',
+          agent: url.protocol === 'https:' ? agents.https : agents.http,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(length),
+            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          },
+        },
+        (res) => {
+          const body: Buffer[] = [];
+          res.on('data', (d: Buffer) => body.push(d));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(body).toString('utf8');
+            if ((res.statusCode ?? 500) >= 400) return reject(errorFrom(res.statusCode ?? 500, text));
+            try {
+              resolve(JSON.parse(text) as T);
+            } catch {
+              reject(fail('unavailable', `site answered ${path} with something that is not JSON`));
+            }
+          });
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) =>
+        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+      );
+      (async () => {
+        for await (const piece of source) {
+          if (!req.write(piece)) await new Promise<void>((r) => req.once('drain', () => r()));
+          onBytes?.(piece.length);
+        }
+        req.end();
+      })().catch((e) => {
+        req.destroy(e as Error);
+        reject(e);
+      });
+    });
+  }
+
   async bytes(path: string): Promise<Buffer> {
     const res = await this.request('GET', path);
     return Buffer.from(await res.arrayBuffer());

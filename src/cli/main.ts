@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
+import { registerCourier } from './commands/courier.js';
 import { registerDistribute } from './commands/distribute.js';
 import { registerDpAdmin, registerValidate } from './commands/dp.js';
 import { registerPackage } from './commands/package.js';
@@ -24,6 +25,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerDpAdmin(program);
   registerValidate(program);
   registerPackage(program);
+  registerCourier(program);
   registerToken(program);
   return program;
 }

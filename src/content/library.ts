@@ -12,7 +12,7 @@ import {
   writeFilesAtomic,
 } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
-import { runIngest, runRename } from './pool.js';
+import { runIngest, runRead, runRename, runStore } from './pool.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
@@ -78,6 +78,20 @@ export class ContentLibrary {
     return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string, storedSize: s.storedSize });
   }
 
+  /**
+   * Chunks that arrive encoded (a courier parcel): in a worker thread, each is decoded and
+   * checked against its size and digest, then written as it is to a temporary file. `buf` is
+   * moved to the worker. Per item: the staged file, or null when it does not match.
+   */
+  async ingestStored(
+    buf: Uint8Array,
+    items: { digest: string; offset: number; length: number; size: number }[],
+  ): Promise<({ tmp: string; path: string } | null)[]> {
+    const paths = items.map((i) => this.chunkPath(i.digest));
+    const r = await runStore({ kind: 'store', buf, items, paths, fsyncEach: !this.grouped });
+    return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string });
+  }
+
   /** Makes staged chunk files durable, then visible under their names, then the names durable. */
   async commit(files: readonly { tmp: string; path: string }[]): Promise<void> {
     if (files.length === 0) return;
@@ -107,6 +121,13 @@ export class ContentLibrary {
 
   async discardChunks(staged: readonly Staged[]): Promise<void> {
     await Promise.all(staged.map(discardStaged));
+  }
+
+  /** Stored chunks of known lengths, end to end in one buffer, read in a worker thread. */
+  async readStoredMany(items: readonly { digest: string; stored: number }[]): Promise<Uint8Array> {
+    const r = await runRead({ kind: 'read', paths: items.map((i) => this.chunkPath(i.digest)), lengths: items.map((i) => i.stored) });
+    if (!(r instanceof Uint8Array)) throw fail('damaged', `${r.error}; run "cascade package verify"`);
+    return r;
   }
 
   async readStored(digest: string): Promise<Buffer> {

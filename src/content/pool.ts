@@ -8,8 +8,12 @@ import type {
   ChunkFilesTask,
   IngestResult,
   IngestTask,
+  ReadResult,
+  ReadTask,
   RenameResult,
   RenameTask,
+  StoreResult,
+  StoreTask,
   VerifyResult,
   VerifyTask,
 } from './worker.js';
@@ -40,6 +44,15 @@ function getPool(): Piscina {
 /** The task buffer is moved to the worker, not copied: the caller must not touch it again. */
 export function runIngest(t: IngestTask): Promise<IngestResult> {
   return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
+}
+
+/** The task buffer is moved to the worker, not copied. */
+export function runStore(t: StoreTask): Promise<StoreResult> {
+  return getPool().run(t, { transferList: [t.buf.buffer as ArrayBuffer] });
+}
+
+export function runRead(t: ReadTask): Promise<ReadResult> {
+  return getPool().run(t);
 }
 
 export function runRename(t: RenameTask): Promise<RenameResult> {

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   chunk_mismatch: { status: 422, exit: 1, summary: 'Received chunk data does not match its digest.' },
   missing_chunks: { status: 409, exit: 1, summary: 'A manifest names chunks the library does not hold.' },
   bad_signature: { status: 422, exit: 1, summary: 'A signature is missing, wrong, or by an untrusted key.' },
+  bad_parcel: { status: 422, exit: 1, summary: 'A courier parcel is malformed, truncated, or altered.' },
   damaged: { status: 500, exit: 1, summary: 'Stored content no longer matches its digest.' },
   unauthorized: { status: 401, exit: 1, summary: 'No valid bearer token was given.' },
   forbidden: { status: 403, exit: 1, summary: "The token's role does not allow this." },

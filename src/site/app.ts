@@ -9,6 +9,7 @@ import { VERSION } from '../lib/version.js';
 import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
+import { registerCourierRoutes } from './routes/courier.js';
 import { registerDistributionRoutes } from './routes/distributions.js';
 import { registerDpRoutes } from './routes/dps.js';
 import { registerPackageRoutes } from './routes/packages.js';
@@ -106,6 +107,8 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   app.use('/api/*', async (c, next) => {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
     if (c.req.method === 'POST' && c.req.path === '/api/v1/chunks') return next();
+    // A courier parcel streams in, like a chunk batch: never held whole.
+    if (c.req.method === 'POST' && c.req.path === '/api/v1/courier/import') return next();
     return (c.req.method === 'POST' && VERSION_POSTS.test(c.req.path) ? versionBody : jsonBody)(c, next);
   });
 
@@ -124,6 +127,7 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
     registerTokenRoutes(app, parts);
     registerChunkRoutes(app, parts);
     registerPackageRoutes(app, parts);
+    registerCourierRoutes(app, parts);
   }
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

@@ -11,6 +11,7 @@ import { sleep, throttle } from '../lib/throttle.js';
 import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
+import { courierHold, isCourier } from './courier.js';
 import { emit, readIncoming, sendRemovals } from './distribution.js';
 import { callPeer } from './hierarchy.js';
 import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY } from './routes/routes.js';
@@ -165,7 +166,9 @@ export class Sender {
     const ctx = this.ctx;
     try {
       await updateTransfer(ctx.store, t.id, { state: 'sending', lastError: null });
-      await this.markTargets(t, 'sending', { detail: `sending to ${t.child}`, lastError: null, nextRetryAt: null });
+      // By courier: the offer and commit go over the route, the chunks on media (./courier.ts).
+      const courier = await isCourier(ctx, t);
+      if (!courier) await this.markTargets(t, 'sending', { detail: `sending to ${t.child}`, lastError: null, nextRetryAt: null });
       // Relay: a version still arriving here is sent on as its chunks arrive and are verified.
       let here = Boolean(await ctx.store.getVersion(t.packageId, t.version));
       const bytes = here
@@ -189,6 +192,7 @@ export class Sender {
       const sizes = new Map<string, number>();
       for (const e of manifest.files) if (e.type === 'file') for (const [d, n] of e.chunks) sizes.set(d, n);
       const missingBytes = offer.missing.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
+      if (courier && (await courierHold(ctx, t, offer, missingBytes, manifest.bytes))) return;
       let done = manifest.bytes - missingBytes;
       let wire = 0;
       await updateTransfer(ctx.store, t.id, { bytesTotal: manifest.bytes, bytesDone: done });

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import { courierMigration } from './courier.js';
 
 /** Migrations in code, applied in name order; one list for SQLite and PostgreSQL. */
 const migrations: Record<string, Migration> = {
@@ -197,6 +198,8 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Courier parcels (docs/courier.md); the tables and their types are in ./courier.ts.
+  '0007_courier': courierMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -139,19 +139,31 @@ export function registerDistribute(program: Command): void {
       .argument('<id>', 'package ID')
       .requiredOption('--to <target>', 'site:CODE (every DP of the site), dp:NAME or group:NAME (repeatable)', collect)
       .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1))
-      .option('--dry-run', 'only show the plan; change nothing'),
-  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; dryRun?: boolean }) => {
+      .option('--dry-run', 'only show the plan; change nothing')
+      .option(
+        '--via <how>',
+        'network (default), or courier: no chunk crosses the routes to child sites; carry a parcel (cascade courier export)',
+      ),
+  ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; dryRun?: boolean; via?: string }) => {
     checkSpecs('--to', o.to);
+    if (o.via !== undefined && o.via !== 'network' && o.via !== 'courier') throw fail('usage', '--via must be network or courier');
     const r = await clientFrom(o).json<Plan>('POST', '/api/v1/distributions', {
       json: {
         packageId: parsePackageId(id),
         to: o.to,
         ...(o.version ? { version: o.version } : {}),
         ...(o.dryRun ? { dryRun: true } : {}),
+        ...(o.via ? { via: o.via } : {}),
       },
     });
     if (o.json) printJson(r);
-    else process.stdout.write(planText(r));
+    else {
+      process.stdout.write(planText(r));
+      if (o.via === 'courier' && !o.dryRun)
+        process.stdout.write(
+          `by courier: no chunk crosses the routes to child sites; make the parcel with: cascade courier export ${r.packageId} --version ${r.version} --to-site CODE -o FILE\n`,
+        );
+    }
   });
 
   adminOptions(

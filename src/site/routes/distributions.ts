@@ -5,6 +5,7 @@ import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
 import { listGroups } from '../../store/dps.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
+import { setCourier } from '../courier.js';
 import { distribute, summarise, undistribute } from '../distribution.js';
 import { siteOfDp } from '../dps.js';
 import { validateDistribution } from '../validation.js';
@@ -118,6 +119,10 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
                 version: z.number().int().min(1).optional(),
                 to: Specs,
                 dryRun: z.boolean().optional(),
+                via: z
+                  .enum(['network', 'courier'])
+                  .optional()
+                  .describe('courier: no chunk crosses the routes to child sites; the sender waits for a courier parcel (docs/courier.md)'),
               }),
             },
           },
@@ -133,6 +138,8 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       const b = c.req.valid('json');
       need(c, b.dryRun ? 'read' : 'operate');
+      // The mode goes in first, so the sender never sees the transfer without it.
+      if (!b.dryRun) await setCourier(parts, b.packageId, b.version, b.to, b.via === 'courier');
       const r = await distribute(parts, b.packageId, b.version, b.to, { dryRun: b.dryRun === true });
       if (b.dryRun) return c.json(r, 200);
       parts.kick?.();

@@ -1,0 +1,299 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { manifestChunks } from '../../content/manifest.js';
+import { ParcelReader, unverifiedManifest } from '../../content/parcel.js';
+import { CascadeError, fail } from '../../core/errors.js';
+import { parsePackageId } from '../../core/package.js';
+import { parseSiteCode } from '../../core/site.js';
+import { printJson } from '../../lib/output.js';
+import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+import { fmtBytes, Progress } from '../progress.js';
+
+interface ImportReport {
+  parcel: string;
+  source: string;
+  destination: string | null;
+  created: string;
+  packages: {
+    id: string;
+    version: number;
+    bytes: number;
+    state: 'installed' | 'incomplete';
+    missingChunks: number;
+    missingBytes: number;
+  }[];
+  chunks: { inParcel: number; stored: number; alreadyHeld: number };
+  bytes: { parcel: number; stored: number };
+}
+
+/** What a parcel holds, read from its header and manifests (signatures are checked at import). */
+interface Inspection {
+  parcel: string;
+  format: number;
+  created: string;
+  source: string;
+  destination: string | null;
+  full: boolean;
+  packages: { id: string; version: number; name: string; bytes: number; chunkBytesInParcel: number; signedBy: string }[];
+  chunks: number;
+  chunkBytes: number;
+  rawBytes: number;
+  bytes: number;
+  checksum: string;
+}
+
+/**
+ * Reads a parcel through: framing, manifests (rules, not signatures), index, and the checksum
+ * when `verify`. `onBytes` sees the bytes as they are read.
+ */
+async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
+  const r = new ParcelReader(source, { checksum: verify });
+  const header = await r.header();
+  const pkgs = await r.packages();
+  const sizes = new Map<string, number>();
+  const perPackage = pkgs.map((p) => {
+    const { manifest, keyId } = unverifiedManifest(p.manifest);
+    const chunks = manifestChunks(manifest);
+    for (const [d, n] of chunks) sizes.set(d, n);
+    return { id: p.id, version: p.version, name: manifest.name, bytes: manifest.bytes, chunks, signedBy: keyId };
+  });
+  const index = await r.index((d) => sizes.get(d));
+  await r.skipChunks(onBytes);
+  const { checksum } = await r.finish();
+  const inspection: Inspection = {
+    parcel: header.parcel,
+    format: header.format,
+    created: header.created,
+    source: header.source,
+    destination: header.destination,
+    full: header.full,
+    packages: perPackage.map((p) => ({
+      id: p.id,
+      version: p.version,
+      name: p.name,
+      bytes: p.bytes,
+      chunkBytesInParcel: index.filter((e) => p.chunks.has(e.digest)).reduce((n, e) => n + e.size, 0),
+      signedBy: p.signedBy,
+    })),
+    chunks: header.chunks,
+    chunkBytes: header.chunkBytes,
+    rawBytes: header.rawBytes,
+    bytes: header.totalBytes,
+    checksum,
+  };
+  return inspection;
+}
+
+async function* readFile(file: string): AsyncGenerator<Uint8Array> {
+  const fh = await fsp.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
+  });
+  try {
+    for (;;) {
+      // A fresh buffer each time: the reader and the socket keep the pieces they are given.
+      const buf = Buffer.allocUnsafe(1 << 20);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `cascade courier export|import|inspect`. */
+export function registerCourier(program: Command): void {
+  const courier = program
+    .command('courier')
+    .description('courier parcels: package versions on physical media for sites behind slow or full links (docs/courier.md)');
+
+  adminOptions(
+    courier
+      .command('export')
+      .description('write one parcel for a site: signed manifests and the chunks it lacks, as far as this site knows')
+      .argument('<id...>', 'package IDs')
+      .requiredOption('--to-site <code>', 'the site the parcel is for')
+      .requiredOption('-o, --output <file>', 'the parcel file to write')
+      .option('--full', 'every chunk of the versions, whatever the site holds')
+      .option('--version <n>', 'this version of every package (default: each latest)', parseIntOpt('--version', 1)),
+  ).action(async (ids: string[], o: AdminOpts & { toSite: string; output: string; full?: boolean; version?: number }) => {
+    const packages = ids.map(parsePackageId);
+    const toSite = parseSiteCode(o.toSite);
+    const file = path.resolve(o.output);
+    const part = `${file}.part`;
+    const fh = await fsp.open(part, 'w').catch((e: NodeJS.ErrnoException) => {
+      throw fail('usage', `cannot write ${file}: ${e.code ?? e.message}`);
+    });
+    const res = await clientFrom(o)
+      .download('/api/v1/courier/export', {
+        packages,
+        toSite,
+        ...(o.full ? { full: true } : {}),
+        ...(o.version ? { version: o.version } : {}),
+      })
+      .catch(async (e) => {
+        await fh.close().catch(() => {});
+        await fsp.rm(part, { force: true });
+        throw e;
+      });
+    const bar = new Progress('export', Number(res.headers['content-length'] ?? 0), !o.json);
+    let written = 0;
+    let inspection: Inspection;
+    try {
+      // Written in 4 MiB blocks while the next block fills, flushed to disk every 64 MiB while
+      // the rest arrives; its framing is read through as it lands, so a file cut short is never
+      // left under its name (the checksum was made by the site; `courier inspect` checks it).
+      const BLOCK = 4 << 20;
+      let block = Buffer.allocUnsafe(BLOCK);
+      let fill = 0;
+      let writing: Promise<unknown> = Promise.resolve();
+      let syncing: Promise<unknown> | null = null;
+      let sinceSync = 0;
+      const put = async (b: Buffer, n: number) => {
+        await writing;
+        writing = fh.write(b, 0, n);
+        sinceSync += n;
+        if (sinceSync >= 64 << 20 && !syncing) {
+          sinceSync = 0;
+          const w = writing;
+          syncing = w
+            .then(() => fh.datasync())
+            .finally(() => {
+              syncing = null;
+            });
+        }
+      };
+      async function* tee(): AsyncGenerator<Uint8Array> {
+        for await (const piece of res as AsyncIterable<Buffer>) {
+          let at = 0;
+          while (at < piece.length) {
+            const n = Math.min(BLOCK - fill, piece.length - at);
+            piece.copy(block, fill, at, at + n);
+            fill += n;
+            at += n;
+            if (fill === BLOCK) {
+              await put(block, fill);
+              block = Buffer.allocUnsafe(BLOCK);
+              fill = 0;
+            }
+          }
+          written += piece.length;
+          bar.update(written);
+          yield piece;
+        }
+        if (fill > 0) await put(block, fill);
+        await writing;
+        await syncing;
+      }
+      inspection = await readThrough(tee(), false);
+      await fh.sync();
+      await fh.close();
+      await fsp.rename(part, file);
+    } catch (e) {
+      res.destroy();
+      await fh.close().catch(() => {});
+      await fsp.rm(part, { force: true });
+      bar.done();
+      if ((e as { code?: string }).code === 'bad_parcel')
+        throw fail('unavailable', `the parcel from the site arrived incomplete or damaged (${(e as Error).message}); nothing written`);
+      if (!(e instanceof CascadeError))
+        throw fail('unavailable', `the site stopped sending the parcel (${(e as Error).message}; its log says why); nothing written`);
+      throw e;
+    }
+    bar.done();
+    const out = {
+      parcel: inspection.parcel,
+      file,
+      destination: inspection.destination,
+      packages: inspection.packages.map((p) => ({
+        id: p.id,
+        version: p.version,
+        bytes: p.bytes,
+        chunkBytesInParcel: p.chunkBytesInParcel,
+      })),
+      chunks: inspection.chunks,
+      bytes: inspection.bytes,
+    };
+    if (o.json) printJson(out);
+    else {
+      process.stdout.write(
+        `parcel ${out.parcel} for ${out.destination}: ${out.chunks} chunks, ${fmtBytes(out.bytes)} in ${file}\n` +
+          table([
+            ['  PACKAGE', 'VERSION', 'SIZE', 'IN PARCEL'],
+            ...out.packages.map((p) => [`  ${p.id}`, String(p.version), fmtBytes(p.bytes), fmtBytes(p.chunkBytesInParcel)]),
+          ]) +
+          `carry it to ${out.destination} and run there: cascade courier import ${path.basename(file)}\n`,
+      );
+    }
+  });
+
+  adminOptions(
+    courier
+      .command('import')
+      .description('import a parcel at this site: signatures and every chunk verified first; importing twice is harmless')
+      .argument('<file>', 'the parcel file'),
+  ).action(async (file: string, o: AdminOpts) => {
+    const st = await fsp.stat(file).catch((e: NodeJS.ErrnoException) => {
+      throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
+    });
+    if (!st.isFile()) throw fail('usage', `${file} is not a file`);
+    const bar = new Progress('import', st.size, !o.json);
+    let sent = 0;
+    const r = await clientFrom(o)
+      .uploadStream<ImportReport>('/api/v1/courier/import', readFile(file), st.size, (n) => {
+        sent += n;
+        bar.update(sent, sent >= st.size ? 'verifying and installing' : '');
+      })
+      .finally(() => bar.done());
+    if (o.json) {
+      printJson(r);
+      return;
+    }
+    process.stdout.write(
+      `parcel ${r.parcel} from ${r.source}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here\n` +
+        table([
+          ['  PACKAGE', 'VERSION', 'STATE', 'STILL MISSING'],
+          ...r.packages.map((p) => [
+            `  ${p.id}`,
+            String(p.version),
+            p.state,
+            p.state === 'installed' ? '-' : `${p.missingBytes} bytes (${fmtBytes(p.missingBytes)}, ${p.missingChunks} chunks)`,
+          ]),
+        ]),
+    );
+    if (r.packages.some((p) => p.state !== 'installed'))
+      process.stdout.write('the rest comes over the network, or in another parcel (cascade courier export at the sending site)\n');
+  });
+
+  courier
+    .command('inspect')
+    .description('what a parcel holds: packages, chunks, sizes; reads it through and checks its framing and checksum')
+    .argument('<file>', 'the parcel file')
+    .option('--json', 'print JSON instead of text')
+    .action(async (file: string, o: { json?: boolean }) => {
+      if (!fs.existsSync(file)) throw fail('usage', `cannot read ${file}: no such file`);
+      const i = await readThrough(readFile(file), true);
+      if (o.json) {
+        printJson(i);
+        return;
+      }
+      process.stdout.write(
+        `parcel ${i.parcel} (format ${i.format}), made ${i.created} at ${i.source} for ${i.destination ?? 'any site'}${i.full ? ', full' : ''}\n` +
+          `${i.chunks} chunks, ${fmtBytes(i.rawBytes)} (${fmtBytes(i.chunkBytes)} stored); ${fmtBytes(i.bytes)} in all; checksum ok\n` +
+          table([
+            ['  PACKAGE', 'VERSION', 'NAME', 'SIZE', 'IN PARCEL', 'SIGNED BY'],
+            ...i.packages.map((p) => [
+              `  ${p.id}`,
+              String(p.version),
+              p.name,
+              fmtBytes(p.bytes),
+              fmtBytes(p.chunkBytesInParcel),
+              p.signedBy,
+            ]),
+          ]) +
+          'signatures and chunk digests are checked by "cascade courier import" with the trust of the site that imports it\n',
+      );
+    });
+}

@@ -1,0 +1,605 @@
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { verifyCertificate } from '../content/certificate.js';
+import type { ContentLibrary } from '../content/library.js';
+import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
+import { type ParcelHeader, type ParcelPackage, type ParcelPlan, ParcelReader, parcelHeader, writeParcel } from '../content/parcel.js';
+import { CascadeError, fail } from '../core/errors.js';
+import { writeFileAtomic } from '../lib/fsutil.js';
+import {
+  clearCourierRoute,
+  getCourierRoute,
+  listCourierRoutes,
+  recordCheck,
+  recordExportOn,
+  recordParcel,
+  setCourierRoute,
+} from '../store/courier.js';
+import { listKeys, listTargets, listTransfers, putKey, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import type { SiteContext } from './content.js';
+import { commitOffer, emit, nextHop } from './distribution.js';
+import { resolveTargets } from './dps.js';
+import { callPeer, centralTrust, parentOf } from './hierarchy.js';
+
+/**
+ * The courier (docs/courier.md): package versions carried to a site on physical media.
+ *
+ * Sending side: `distribute --via courier` marks the version's route to the next hop as
+ * courier; the sender still offers the manifest (control traffic) and learns what the child
+ * lacks, but sends no chunk: it records the missing list, marks the targets "waiting for a
+ * courier parcel", and checks again later. `courier export` writes a parcel of what the
+ * destination lacks, as far as this site knows.
+ *
+ * Receiving side: `importParcel` reads a parcel as it streams in, verifies the manifests with
+ * the receiver's trust before it reads any chunk, verifies and stores every chunk durably as
+ * it comes, and makes a version visible only once the trailing checksum matched and all its
+ * chunks are held. It works on any ParcelSink (a site here; a DP can bring its own).
+ */
+
+const MiB = 1 << 20;
+
+/** Longest wait between two checks of what a courier child still lacks (seconds). */
+function checkSeconds(): number {
+  const v = Number(process.env.CASCADE_COURIER_CHECK_SECONDS);
+  return Number.isFinite(v) && v > 0 ? v : 300;
+}
+
+const fmt = (n: number) =>
+  n >= 1 << 30
+    ? `${(n / (1 << 30)).toFixed(1)} GiB`
+    : n >= MiB
+      ? `${(n / MiB).toFixed(1)} MiB`
+      : n >= 1024
+        ? `${(n / 1024).toFixed(1)} KiB`
+        : `${n} B`;
+const missingText = (n: number) => `${n} bytes (${fmt(n)})`;
+
+// --- distribute --via courier ----------------------------------------------------------------
+
+/**
+ * Before a distribution is queued: each route it takes from here carries this version by
+ * courier (`courier` true) or over the network again (false). Done first, so the sender never
+ * sees the transfer without its mode.
+ */
+export async function setCourier(
+  ctx: SiteContext,
+  packageId: string,
+  versionWanted: number | undefined,
+  to: readonly string[],
+  courier: boolean,
+): Promise<void> {
+  const pkg = await ctx.store.getPackage(packageId);
+  if (!pkg) return; // distribute() says what is wrong
+  const version = versionWanted ?? pkg.latestVersion;
+  const hops = new Set<string>();
+  let dps: string[];
+  try {
+    dps = await resolveTargets(ctx, to);
+  } catch {
+    return; // distribute() says what is wrong
+  }
+  for (const dp of dps) {
+    const hop = await nextHop(ctx, dp).catch(() => null);
+    if (hop === null) {
+      if (courier && dp === ctx.code) throw fail('bad_request', `${dp} is this site: nothing to carry (the version is here already)`);
+      continue;
+    }
+    // Parcels go to sites: a DP of this site is fed over its own network.
+    const row = await ctx.store.getSite(hop);
+    if (row?.relation === 'child') hops.add(hop);
+  }
+  for (const child of hops) {
+    if (courier) await setCourierRoute(ctx.store, packageId, version, child);
+    else if (await clearCourierRoute(ctx.store, packageId, version, child)) {
+      // Waiting for a parcel until now: the next attempt goes over the network at once.
+      const open = (await listTransfers(ctx.store, { child })).find(
+        (x) => x.packageId === packageId && x.version === version && x.state !== 'done' && x.state !== 'failed',
+      );
+      if (open) await updateTransfer(ctx.store, open.id, { nextAttemptAt: null });
+    }
+  }
+}
+
+/** Whether the sender carries this transfer by courier (no chunk crosses the route). */
+export async function isCourier(ctx: SiteContext, t: TransferRow): Promise<boolean> {
+  return Boolean(await getCourierRoute(ctx.store, t.packageId, t.version, t.child));
+}
+
+/**
+ * The sender's hook after the offer of a courier transfer: when the child still lacks chunks,
+ * records which, marks the targets waiting for a parcel, and queues the next check (sooner
+ * while things change, up to CASCADE_COURIER_CHECK_SECONDS). Returns false when the child
+ * holds everything: the sender commits as usual.
+ */
+export async function courierHold(
+  ctx: SiteContext,
+  t: TransferRow,
+  offer: { missing: string[]; versions: number[] },
+  missingBytes: number,
+  bytesTotal: number,
+): Promise<boolean> {
+  const r = await getCourierRoute(ctx.store, t.packageId, t.version, t.child);
+  if (!r || offer.missing.length === 0) return false;
+  const quiet = r.missingBytes === missingBytes ? r.quietChecks + 1 : 0;
+  await recordCheck(ctx.store, {
+    packageId: t.packageId,
+    version: t.version,
+    child: t.child,
+    missing: offer.missing,
+    missingBytes,
+    childVersions: offer.versions,
+    quietChecks: quiet,
+  });
+  const wait = Math.min(checkSeconds(), 5 * 2 ** Math.min(quiet, 10));
+  const next = new Date(ctx.clock().getTime() + wait * 1000).toISOString();
+  await updateTransfer(ctx.store, t.id, {
+    state: 'queued',
+    nextAttemptAt: next,
+    bytesTotal,
+    bytesDone: bytesTotal - missingBytes,
+    lastError: null,
+  });
+  await markWaiting(ctx, t, { parcel: r.parcel, exportedAt: r.exportedAt, missingBytes, bytesTotal });
+  // The child's own status says so too (its offer alone reads "receiving from ...").
+  const child = await ctx.store.getSite(t.child);
+  if (child)
+    await callPeer(child, 'POST', '/api/v1/courier/waiting', {
+      packageId: t.packageId,
+      version: t.version,
+      missingBytes,
+      parcel: r.parcel,
+    }).catch((err) => ctx.log.debug({ err: (err as Error).message }, 'could not tell the child it waits for a courier parcel'));
+  if (r.checkedAt === null) {
+    await emit(ctx, {
+      component: 'sender',
+      severity: 'info',
+      code: 'courier_waiting',
+      text: `${t.packageId} version ${t.version} to ${t.child} waits for a courier parcel: ${missingText(missingBytes)} missing there`,
+      packageId: t.packageId,
+    });
+  }
+  return true;
+}
+
+async function markWaiting(
+  ctx: SiteContext,
+  t: { packageId: string; version: number; child: string; targets: string[] },
+  w: { parcel: string | null; exportedAt: string | null; missingBytes: number; bytesTotal: number },
+): Promise<void> {
+  const detail = w.parcel
+    ? `waiting for courier parcel ${w.parcel} (exported ${w.exportedAt}); ${missingText(w.missingBytes)} still missing at ${t.child}`
+    : `waiting for a courier parcel: ${missingText(w.missingBytes)} missing at ${t.child} (cascade courier export ${t.packageId} --to-site ${t.child})`;
+  for (const x of await listTargets(ctx.store, t.packageId)) {
+    if (x.version !== t.version || !t.targets.includes(x.site) || x.state === 'installed') continue;
+    await updateTarget(ctx.store, t.packageId, t.version, x.site, {
+      state: 'pending',
+      detail,
+      bytesDone: w.bytesTotal - w.missingBytes,
+      rate: 0,
+      lastError: null,
+      nextRetryAt: null,
+    });
+  }
+}
+
+/** The parent waits for a parcel for this version: this site's own target says so. */
+export async function courierWaiting(
+  ctx: SiteContext,
+  from: string,
+  w: { packageId: string; version: number; missingBytes: number; parcel: string | null },
+): Promise<boolean> {
+  const own = (await listTargets(ctx.store, w.packageId)).find((t) => t.version === w.version && t.site === ctx.code);
+  if (!own || own.state === 'installed') return false;
+  await updateTarget(ctx.store, w.packageId, w.version, ctx.code, {
+    state: 'pending',
+    bytesDone: Math.max(0, own.bytesTotal - w.missingBytes),
+    rate: 0,
+    detail: `waiting for a courier parcel from ${from}${w.parcel ? ` (parcel ${w.parcel} exported)` : ''}: ${missingText(w.missingBytes)} missing here`,
+  });
+  return true;
+}
+
+/** A child says a parcel arrived there: check its courier transfers again now. */
+export async function courierArrived(ctx: SiteContext, child: string): Promise<number> {
+  const routes = await listCourierRoutes(ctx.store, { child });
+  const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter((t) =>
+    routes.some((r) => r.packageId === t.packageId && r.version === t.version),
+  );
+  for (const t of open) await updateTransfer(ctx.store, t.id, { nextAttemptAt: null });
+  return open.length;
+}
+
+// --- export ----------------------------------------------------------------------------------
+
+export interface ExportRequest {
+  packages: string[];
+  version?: number | undefined;
+  toSite: string;
+  full?: boolean | undefined;
+}
+
+/** The origin site's certificate, when the origin is not the central site (as the sender sends it). */
+async function certificateOf(ctx: SiteContext, origin: string, keyId: string): Promise<unknown> {
+  if (origin === ctx.code) {
+    const own = await ctx.store.getMeta('site.certificate');
+    return own ? JSON.parse(own) : null;
+  }
+  const site = await ctx.store.getSite(origin);
+  if (site?.certificate) return JSON.parse(site.certificate);
+  const k = (await listKeys(ctx.store)).find((x) => x.keyId === keyId);
+  return k?.certificate ? JSON.parse(k.certificate) : null;
+}
+
+/**
+ * What a parcel for `toSite` holds: the signed manifests, and the chunks the destination lacks
+ * as far as this site knows (the child's answer to the last courier offer; else every chunk
+ * not in a version known to be installed there), or every chunk with `full`.
+ */
+export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<{ plan: ParcelPlan; header: ParcelHeader }> {
+  const dest = req.toSite.toUpperCase();
+  if (dest === ctx.code) throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
+  const site = await ctx.store.getSite(dest);
+  if (!site) throw fail('not_found', `site ${dest} is not known at ${ctx.code} (see "cascade site list")`);
+  if (site.relation === 'self') throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
+  const ids = [...new Set(req.packages.map((p) => p.toUpperCase()))];
+  const packages: ParcelPlan['packages'] = [];
+  const order: string[] = [];
+  const sizes = new Map<string, number>();
+  const needed = new Set<string>();
+  for (const id of ids) {
+    const pkg = await ctx.store.getPackage(id);
+    if (!pkg) throw fail('not_found', `package ${id} is not on site ${ctx.code}`);
+    const version = req.version ?? pkg.latestVersion;
+    if (!(await ctx.store.getVersion(id, version))) throw fail('not_found', `package ${id} has no version ${version} on site ${ctx.code}`);
+    const bytes = await ctx.library.readManifest(id, version);
+    const { manifest, signature } = verifyManifest(bytes, ctx.trusted);
+    const cert = await certificateOf(ctx, manifest.origin, signature.keyId);
+    packages.push({ id, version, bytes: manifest.bytes, manifest: bytes, certificate: cert ? Buffer.from(JSON.stringify(cert)) : null });
+    const chunks = manifestChunks(manifest);
+    let want: Iterable<string> = chunks.keys();
+    if (!req.full) {
+      const route = await getCourierRoute(ctx.store, id, version, dest);
+      // Versions known to be there (installed targets, or what the child said it holds).
+      const held = await chunksKnownAt(ctx, id, dest, route?.childVersions ?? []);
+      want = (route?.missing ?? [...chunks.keys()]).filter((d) => chunks.has(d) && !held.has(d));
+    }
+    for (const d of want) {
+      if (!needed.has(d)) order.push(d);
+      needed.add(d);
+      sizes.set(d, chunks.get(d) as number);
+    }
+  }
+  const rows = await ctx.store.getChunks(order);
+  const entries = order.map((d) => {
+    const row = rows.get(d);
+    if (!row) throw fail('damaged', `chunk ${d} is missing from the library; run "cascade package verify"`);
+    return { digest: d, stored: row.storedSize, size: sizes.get(d) as number };
+  });
+  const plan: ParcelPlan = {
+    parcel: crypto.randomUUID(),
+    created: ctx.clock().toISOString(),
+    source: ctx.code,
+    destination: dest,
+    full: req.full === true,
+    packages,
+    chunks: entries,
+  };
+  return { plan, header: parcelHeader(plan) };
+}
+
+/** Chunks of the versions of a package that `site` is known to hold (and this site holds too). */
+async function chunksKnownAt(ctx: SiteContext, id: string, site: string, more: number[]): Promise<Set<string>> {
+  const versions = new Set(more);
+  for (const t of await listTargets(ctx.store, id)) if (t.site === site && t.state === 'installed') versions.add(t.version);
+  const held = new Set<string>();
+  for (const v of versions) {
+    if (!(await ctx.store.getVersion(id, v))) continue;
+    const m = verifyManifest(await ctx.library.readManifest(id, v), ctx.trusted).manifest;
+    for (const d of manifestChunks(m).keys()) held.add(d);
+  }
+  return held;
+}
+
+/** The parcel's bytes; once the last is out, the export is recorded (status shows its id). */
+export async function* exportParcel(ctx: SiteContext, plan: ParcelPlan): AsyncGenerator<Uint8Array> {
+  const header = parcelHeader(plan);
+  yield* writeParcel(plan, (entries) => ctx.library.readStoredMany(entries));
+  await recordParcel(ctx.store, {
+    id: plan.parcel,
+    direction: 'export',
+    site: plan.destination ?? '',
+    packages: plan.packages.map((p) => ({ id: p.id, version: p.version })),
+    chunks: plan.chunks.length,
+    bytes: header.totalBytes,
+    result: null,
+  });
+  for (const p of plan.packages) {
+    const r = plan.destination ? await getCourierRoute(ctx.store, p.id, p.version, plan.destination) : undefined;
+    if (!r) continue;
+    await recordExportOn(ctx.store, p.id, p.version, r.child, plan.parcel);
+    const t = (await listTransfers(ctx.store, { child: r.child })).find(
+      (x) => x.packageId === p.id && x.version === p.version && x.state !== 'done' && x.state !== 'failed',
+    );
+    if (t && r.missingBytes !== null)
+      await markWaiting(ctx, t, {
+        parcel: plan.parcel,
+        exportedAt: ctx.clock().toISOString(),
+        missingBytes: r.missingBytes,
+        bytesTotal: p.bytes,
+      });
+  }
+  await emit(ctx, {
+    component: 'courier',
+    severity: 'info',
+    code: 'courier_exported',
+    text: `parcel ${plan.parcel} for ${plan.destination}: ${plan.packages.map((p) => `${p.id} version ${p.version}`).join(', ')}; ${plan.chunks.length} chunks, ${header.totalBytes} bytes`,
+    packageId: plan.packages[0]?.id ?? null,
+  });
+}
+
+// --- import ----------------------------------------------------------------------------------
+
+/** Where a parcel is imported: a site's library and store (or, later, a DP's). */
+export interface ParcelSink {
+  library: ContentLibrary;
+  haveChunks(digests: readonly string[]): Promise<Set<string>>;
+  /** Records chunks whose files are durable. */
+  recordChunks(rows: { digest: string; size: number; storedSize: number; literalBytes: number }[]): Promise<void>;
+  /** Checks a package's signed manifest (and its origin's certificate) with the receiver's trust. */
+  verify(p: ParcelPackage): Promise<Manifest>;
+  /** Keeps a verified manifest while its chunks arrive (so they are not collected). */
+  hold(p: ParcelPackage, m: Manifest): Promise<void>;
+  /** Makes the version visible when every chunk is held; else says how much is missing. */
+  install(
+    p: ParcelPackage,
+    m: Manifest,
+    parcel: ParcelHeader,
+  ): Promise<{ installed: boolean; missingChunks: number; missingBytes: number }>;
+}
+
+export interface ImportReport {
+  parcel: string;
+  source: string;
+  destination: string | null;
+  created: string;
+  packages: {
+    id: string;
+    version: number;
+    bytes: number;
+    state: 'installed' | 'incomplete';
+    missingChunks: number;
+    missingBytes: number;
+  }[];
+  /** Chunks in the parcel, stored now, and already held before. */
+  chunks: { inParcel: number; stored: number; alreadyHeld: number };
+  /** Bytes of the parcel read, and raw bytes of the chunks stored now. */
+  bytes: { parcel: number; stored: number };
+}
+
+const SEGMENT = 32 << 20;
+const IN_FLIGHT = 3;
+
+/**
+ * Imports a parcel as it streams in: header and manifests first (every signature checked
+ * before any chunk is read), then the index (each chunk named by a manifest, with its size),
+ * then the chunks: each decoded and checked against its digest in the worker pool, written as
+ * stored, and made durable and recorded every 32 MiB while the next ones are verified (an
+ * import killed half way keeps those; the next import skips them). Versions become visible
+ * only after the trailing checksum matched, and only those whose chunks are all held.
+ */
+export async function importParcel(
+  sink: ParcelSink,
+  body: AsyncIterable<Uint8Array>,
+  onProgress?: (bytes: number) => void,
+): Promise<ImportReport> {
+  const reader = new ParcelReader(body);
+  const header = await reader.header();
+  const pkgs = await reader.packages();
+  const manifests: Manifest[] = [];
+  const sizes = new Map<string, number>();
+  for (const p of pkgs) {
+    let m: Manifest;
+    try {
+      m = await sink.verify(p);
+    } catch (e) {
+      if (e instanceof CascadeError) throw new CascadeError(e.code, `parcel ${header.parcel}: ${p.id} version ${p.version}: ${e.message}`);
+      throw e;
+    }
+    if (m.id !== p.id || m.version !== p.version)
+      throw fail(
+        'bad_parcel',
+        `parcel ${header.parcel} says it holds ${p.id} version ${p.version}, but that manifest is ${m.id} version ${m.version}`,
+      );
+    manifests.push(m);
+    for (const [d, n] of manifestChunks(m)) sizes.set(d, n);
+  }
+  const index = await reader.index((d) => sizes.get(d));
+  // What is here already, asked once (a resumed or repeated import skips those chunks).
+  const held = await sink.haveChunks(index.map((e) => e.digest));
+  for (let i = 0; i < pkgs.length; i++) await sink.hold(pkgs[i] as ParcelPackage, manifests[i] as Manifest);
+
+  const report: ImportReport = {
+    parcel: header.parcel,
+    source: header.source,
+    destination: header.destination,
+    created: header.created,
+    packages: [],
+    chunks: { inParcel: index.length, stored: 0, alreadyHeld: 0 },
+    bytes: { parcel: header.totalBytes, stored: 0 },
+  };
+  type Item = { digest: string; offset: number; length: number; size: number };
+  let staged: { tmp: string; path: string }[] = [];
+  let rows: { digest: string; size: number; storedSize: number; literalBytes: number }[] = [];
+  let segment = 0;
+  const inFlight: Promise<void>[] = [];
+  const verifyAndStage = async (buf: Uint8Array, items: Item[]) => {
+    const res = await sink.library.ingestStored(buf, items);
+    let badDigest: string | undefined;
+    res.forEach((s, i) => {
+      const it = items[i] as Item;
+      if (!s) {
+        badDigest ??= it.digest;
+        return;
+      }
+      staged.push(s);
+      rows.push({ digest: it.digest, size: it.size, storedSize: it.length, literalBytes: it.size });
+    });
+    if (badDigest)
+      throw fail(
+        'bad_parcel',
+        `parcel ${header.parcel} is damaged or altered: chunk ${badDigest} does not match its digest; nothing was installed`,
+      );
+  };
+  // A segment's commit (flush, rename, flush, record) runs while the next one is verified; at
+  // most one commit waits behind the one running.
+  let committing: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    await Promise.all(inFlight.splice(0));
+    const files = staged;
+    const done = rows;
+    staged = [];
+    rows = [];
+    segment = 0;
+    const prev = committing;
+    await prev;
+    committing = (async () => {
+      await sink.library.commit(files);
+      await sink.recordChunks(done);
+      report.chunks.stored += done.length;
+      report.bytes.stored += done.reduce((n, r) => n + r.size, 0);
+    })();
+    committing.catch(() => {});
+  };
+  let seen = 0;
+  try {
+    for await (const task of reader.chunks()) {
+      const items = task.items.filter((i) => !held.has(i.digest));
+      report.chunks.alreadyHeld += task.items.length - items.length;
+      if (items.length > 0) {
+        // Moves task.buf to a worker: nothing may read it here afterwards.
+        const p = verifyAndStage(task.buf, items);
+        p.catch(() => {});
+        inFlight.push(p);
+        segment += items.reduce((n, i) => n + i.length, 0);
+      }
+      while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+      if (segment >= SEGMENT) await flush();
+      onProgress?.(reader.bytesRead - seen);
+      seen = reader.bytesRead;
+    }
+    await flush();
+    await committing;
+  } catch (e) {
+    await Promise.allSettled([...inFlight, committing]);
+    await sink.library.discard(staged);
+    // The body is left to the server, which drains it: the client then reads the error.
+    throw e;
+  }
+  await reader.finish();
+  onProgress?.(reader.bytesRead - seen);
+  for (let i = 0; i < pkgs.length; i++) {
+    const p = pkgs[i] as ParcelPackage;
+    const m = manifests[i] as Manifest;
+    const r = await sink.install(p, m, header);
+    report.packages.push({
+      id: p.id,
+      version: p.version,
+      bytes: m.bytes,
+      state: r.installed ? 'installed' : 'incomplete',
+      missingChunks: r.missingChunks,
+      missingBytes: r.missingBytes,
+    });
+  }
+  return report;
+}
+
+const incomingPath = (library: ContentLibrary, id: string, version: number) => path.join(library.root, 'incoming', id, `${version}.json`);
+
+/** A site as the place a parcel is imported: its trust, its library, its store, its targets. */
+export function siteSink(ctx: SiteContext): ParcelSink {
+  return {
+    library: ctx.library,
+    haveChunks: (d) => ctx.store.haveChunks(d),
+    recordChunks: (rows) => ctx.store.insertChunks(rows),
+    async verify(p) {
+      if (p.certificate !== null && p.certificate !== undefined) {
+        const central = await centralTrust(ctx);
+        const c = verifyCertificate(p.certificate, central.key);
+        await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(p.certificate) });
+        if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
+      }
+      return verifyManifest(p.manifest, ctx.trusted).manifest;
+    },
+    async hold(p) {
+      if (await ctx.store.getVersion(p.id, p.version)) return;
+      // As an offer does: the signed manifest waits in content/incoming/ until the version is
+      // installed; garbage collection spares the chunks it names.
+      await writeFileAtomic(ctx.library.tmpDir, incomingPath(ctx.library, p.id, p.version), p.manifest);
+    },
+    async install(p, m, parcel) {
+      const chunks = manifestChunks(m);
+      const have = await ctx.store.haveChunks([...chunks.keys()]);
+      const missing = [...chunks.keys()].filter((d) => !have.has(d));
+      if (missing.length === 0) {
+        const r = await commitOffer(ctx, `courier parcel ${parcel.parcel}`, p.id, p.version);
+        if (r.installed) return { installed: true, missingChunks: 0, missingBytes: 0 };
+      }
+      const missingBytes = missing.reduce((n, d) => n + (chunks.get(d) ?? 0), 0);
+      const own = (await listTargets(ctx.store, p.id)).find((t) => t.version === p.version && t.site === ctx.code);
+      if (own && own.state !== 'installed') {
+        await updateTarget(ctx.store, p.id, p.version, ctx.code, {
+          state: 'pending',
+          bytesDone: m.bytes - missingBytes,
+          detail: `${missingText(missingBytes)} still missing after courier parcel ${parcel.parcel}; the rest comes over the network or in another parcel`,
+        });
+      }
+      return { installed: false, missingChunks: missing.length, missingBytes };
+    },
+  };
+}
+
+/**
+ * `cascade courier import` at a site: imports the parcel, records it, tells the parent (so it
+ * checks its courier transfers at once), and lets the content flow on below as usual.
+ */
+export async function importAtSite(
+  ctx: SiteContext,
+  body: AsyncIterable<Uint8Array>,
+  kick?: () => void,
+  onProgress?: (bytes: number) => void,
+): Promise<ImportReport> {
+  const report = await importParcel(siteSink(ctx), body, onProgress);
+  await recordParcel(ctx.store, {
+    id: report.parcel,
+    direction: 'import',
+    site: report.source,
+    packages: report.packages.map((p) => ({ id: p.id, version: p.version })),
+    chunks: report.chunks.inParcel,
+    bytes: report.bytes.parcel,
+    result: report,
+  });
+  const what = report.packages
+    .map(
+      (p) =>
+        `${p.id} version ${p.version} ${p.state === 'installed' ? 'installed' : `incomplete (${missingText(p.missingBytes)} missing)`}`,
+    )
+    .join('; ');
+  await emit(ctx, {
+    component: 'courier',
+    severity: report.packages.every((p) => p.state === 'installed') ? 'info' : 'warning',
+    code: 'courier_imported',
+    text: `parcel ${report.parcel} from ${report.source} imported at ${ctx.code}: ${what}; ${report.chunks.stored} chunks stored, ${report.chunks.alreadyHeld} already here`,
+    packageId: report.packages[0]?.id ?? null,
+  });
+  kick?.();
+  const parent = await parentOf(ctx.store);
+  if (parent) {
+    await callPeer(parent, 'POST', '/api/v1/courier/arrived', {
+      parcel: report.parcel,
+      packages: report.packages.map((p) => ({ id: p.id, version: p.version })),
+    }).catch((err) =>
+      ctx.log.warn({ err: (err as Error).message }, 'could not tell the parent a courier parcel arrived; it checks again later'),
+    );
+  }
+  return report;
+}

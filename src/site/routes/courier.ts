@@ -1,0 +1,219 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { fail } from '../../core/errors.js';
+import { PACKAGE_ID } from '../../core/package.js';
+import { listParcels } from '../../store/courier.js';
+import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
+import { courierArrived, courierWaiting, exportParcel, importAtSite, planExport } from '../courier.js';
+
+const ImportReport = z
+  .object({
+    parcel: z.string(),
+    source: z.string(),
+    destination: z.string().nullable(),
+    created: z.string(),
+    packages: z.array(
+      z.object({
+        id: z.string(),
+        version: z.number(),
+        bytes: z.number(),
+        state: z.enum(['installed', 'incomplete']),
+        missingChunks: z.number(),
+        missingBytes: z.number().describe('bytes of the version still missing here after the import'),
+      }),
+    ),
+    chunks: z.object({ inParcel: z.number(), stored: z.number(), alreadyHeld: z.number() }),
+    bytes: z.object({ parcel: z.number(), stored: z.number().describe('raw bytes of the chunks stored by this import') }),
+  })
+  .openapi('CourierImport');
+
+const Parcel = z
+  .object({
+    id: z.string(),
+    direction: z.enum(['export', 'import']),
+    site: z.string().describe('the destination of an export, the source of an import'),
+    createdAt: z.string(),
+    packages: z.array(z.object({ id: z.string(), version: z.number() })),
+    chunks: z.number(),
+    bytes: z.number(),
+    result: z.unknown().nullable(),
+  })
+  .openapi('CourierParcel');
+
+/** Courier parcels: export (streamed), import (streamed), the parcels seen here, and the child's note. */
+export function registerCourierRoutes(app: App, parts: AppParts): void {
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/export',
+      summary: 'Write a courier parcel for a site: signed manifests and the chunks it lacks (operate; streamed)',
+      description:
+        'The answer streams the parcel (format in docs/courier.md); its length is in content-length and its id in x-cascade-parcel. ' +
+        'Without full, the parcel holds the chunks the destination lacks as far as this site knows.',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                packages: z.array(z.string().regex(PACKAGE_ID)).min(1).max(1000),
+                version: z.number().int().min(1).optional().describe("this version of every package (default: each one's latest)"),
+                toSite: z.string().regex(/^[A-Za-z0-9]{3}$/),
+                full: z.boolean().optional().describe('every chunk, whatever the destination holds'),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: {
+          description: 'The parcel',
+          content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+        },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      const b = c.req.valid('json');
+      const { plan, header } = await planExport(parts, b);
+      const it = exportParcel(parts, plan);
+      // Pieces of about 1 MiB: one pull, one socket write per MiB rather than per chunk.
+      const stream = new ReadableStream<Uint8Array>(
+        {
+          async pull(controller) {
+            try {
+              const pieces: Uint8Array[] = [];
+              let n = 0;
+              while (n < 1 << 20) {
+                const r = await it.next();
+                if (r.done) break;
+                pieces.push(r.value);
+                n += r.value.length;
+              }
+              if (n > 0) controller.enqueue(pieces.length === 1 ? (pieces[0] as Uint8Array) : Buffer.concat(pieces, n));
+              if (n < 1 << 20) controller.close();
+            } catch (err) {
+              parts.log.error({ err }, 'courier export failed while streaming');
+              controller.error(err);
+            }
+          },
+          async cancel() {
+            await it.return(undefined);
+          },
+        },
+        { highWaterMark: 1 },
+      );
+      return c.body(stream, 200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(header.totalBytes),
+        'x-cascade-parcel': plan.parcel,
+        'content-disposition': `attachment; filename="${plan.parcel}.parcel"`,
+      });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/import',
+      summary: 'Import a courier parcel (operate; the body streams)',
+      description:
+        'Signatures are checked before any chunk is read, every chunk before it is stored; versions become visible only ' +
+        'once the trailing checksum matched and all their chunks are here. Importing twice is harmless; a cut import resumes.',
+      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+      responses: {
+        200: { description: 'What the import did', content: { 'application/json': { schema: ImportReport } } },
+        ...errorResponses,
+        422: errorResponse(
+          'The parcel is malformed, truncated or altered (bad_parcel), or signed by a key not trusted here (bad_signature)',
+        ),
+      },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await importAtSite(parts, bodyStream(c), parts.kick), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/courier/parcels',
+      summary: 'Courier parcels exported and imported here, newest first',
+      responses: {
+        200: { description: 'Parcels', content: { 'application/json': { schema: z.object({ parcels: z.array(Parcel) }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      need(c, 'read');
+      return c.json({ parcels: await listParcels(parts.store) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/arrived',
+      summary: 'A child says a courier parcel was imported there (site credential): its courier transfers are checked at once',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                parcel: z.string().max(64),
+                packages: z.array(z.strictObject({ id: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) })).max(1000),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: { description: 'Checked', content: { 'application/json': { schema: z.object({ transfers: z.number() }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const t = need(c, 'peer');
+      const from = await parts.store.getSite(t.name);
+      if (from?.relation !== 'child') throw fail('forbidden', 'only a child site reports a parcel it imported');
+      const n = await courierArrived(parts, from.code);
+      parts.kick?.();
+      return c.json({ transfers: n }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/waiting',
+      summary: 'The parent waits for a courier parcel for a version (site credential): this site shows it in its own status',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({
+                packageId: z.string().regex(PACKAGE_ID),
+                version: z.number().int().min(1),
+                missingBytes: z.number().int().min(0),
+                parcel: z.string().max(64).nullable(),
+              }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: { description: 'Noted', content: { 'application/json': { schema: z.object({ updated: z.boolean() }) } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const t = need(c, 'peer');
+      const from = await parts.store.getSite(t.name);
+      if (from?.relation !== 'parent') throw fail('forbidden', 'only the parent site says it waits for a courier parcel');
+      return c.json({ updated: await courierWaiting(parts, from.code, c.req.valid('json')) }, 200);
+    },
+  );
+}

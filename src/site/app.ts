@@ -42,8 +42,9 @@ const MiB = 1 << 20;
  */
 export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB } as const;
 
-// A transfer offer carries a whole signed manifest (base64), like a version commit.
-const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/offer)$/;
+// A transfer offer carries a whole signed manifest (base64), like a version commit; a preview
+// carries the version's chunk list.
+const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/(?:offer|preview))$/;
 
 function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return bodyLimit({

@@ -5,30 +5,14 @@
 //   node bench/dps.mjs [--size 128MiB] [--dps 20]
 //
 // Prints a table and writes .bench/dps.json.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, corpus, MiB, opt } from './lib.mjs';
+import { BENCH, BIN, cascade, corpus, freePort, opt, sleep } from './lib.mjs';
 
 const size = opt('size', '128MiB');
 const count = Number(opt('dps', '20'));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-const cascade = (argv, env = {}) => {
-  const r = spawnSync(process.execPath, [BIN, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * MiB });
-  if (r.status !== 0) throw new Error(`cascade ${argv.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-};
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-dpbench-'));
 const procs = [];
 const waitUp = async (url) => {

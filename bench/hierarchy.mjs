@@ -5,31 +5,14 @@
 //   node bench/hierarchy.mjs [--size 256MiB] [--rate 20]   (rate in MiB/s)
 //
 // Prints a table and writes .bench/hierarchy.json.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, have, MiB, opt } from './lib.mjs';
+import { BENCH, BIN, bytesOf, cascade, corpus, freePort, have, MiB, opt, sleep } from './lib.mjs';
 
 const size = opt('size', '256MiB');
 const R = Number(opt('rate', '20')) * 1024 * 1024;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-const cascade = (argv, env = {}) => {
-  const r = spawnSync(process.execPath, [BIN, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * MiB });
-  if (r.status !== 0) throw new Error(`cascade ${argv.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-};
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-hbench-'));
 const procs = [];
@@ -79,7 +62,7 @@ try {
   const S = bytesOf(v1);
   const cen = await site('CEN');
   const a = await site('AAA', cen);
-  const b = await site('BBB', a);
+  const _b = await site('BBB', a);
   for (const [from, child] of [
     [cen, 'AAA'],
     [a, 'BBB'],

@@ -1,6 +1,7 @@
 // Helpers shared by the benchmark scripts (bench/run.mjs, bench/hierarchy.mjs).
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,3 +45,23 @@ export function walk(dir) {
 }
 
 export const bytesOf = (dir) => walk(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A loopback port free a moment ago. */
+export const freePort = () =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+
+/** Runs `cascade ARGV` and returns its stdout; a failure throws with its stderr. */
+export const cascade = (argv, env = {}) => {
+  const r = spawnSync(process.execPath, [BIN, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * MiB });
+  if (r.status !== 0) throw new Error(`cascade ${argv.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+};

@@ -1,13 +1,11 @@
 import fs from 'node:fs/promises';
 import { z } from 'zod';
-import { publicKeyPem } from '../content/signing.js';
 import { DP_NAME, parseTargetSpec } from '../core/dp.js';
 import { fail } from '../core/errors.js';
-import { PEER_ROLE } from '../core/roles.js';
 import { getGroup } from '../store/dps.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
-import { centralTrust, type JoinAnswer, registerUp } from './hierarchy.js';
+import { admit, type JoinAnswer } from './hierarchy.js';
 
 /**
  * Distribution points as a site sees them (see docs/dp.md). A remote DP joins a site with a
@@ -29,45 +27,8 @@ export const DpJoinRequest = z.strictObject({
 export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
 
 /** A DP joins this site: one-time token, a name unique in the hierarchy, credentials both ways. */
-export async function acceptDpJoin(ctx: SiteContext, req: DpJoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
-  const used = await ctx.store.consumeJoinToken(req.token, 'dp', req.name);
-  if (used === 'unknown')
-    throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with "cascade dp join-token"`);
-  if (used === 'used') throw fail('conflict', 'the join token was already used; issue a new one with "cascade dp join-token"');
-  if (used === 'expired') throw fail('unauthorized', 'the join token has expired; issue a new one with "cascade dp join-token"');
-  try {
-    const certificate = await registerUp(ctx, {
-      kind: 'dp',
-      code: req.name,
-      name: req.name,
-      parent: ctx.code,
-      keyId: req.keyId,
-      publicKey: req.publicKey,
-    });
-    const credential = await ctx.store.createToken(PEER_ROLE, req.name);
-    await ctx.store.insertSite({
-      code: req.name,
-      name: req.name,
-      parent: ctx.code,
-      relation: 'dp',
-      url: req.url,
-      keyId: req.keyId,
-      publicKey: req.publicKey,
-      certificate: JSON.stringify(certificate),
-      outboundToken: req.credential,
-    });
-    const central = await centralTrust(ctx);
-    ctx.log.info({ dp: req.name, url: req.url }, 'DP joined');
-    return {
-      parent: { code: ctx.code, name: ctx.name, url: ownUrl, keyId: ctx.key.keyId, publicKey: publicKeyPem(ctx.key.publicKey) },
-      central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
-      certificate,
-      credential: credential.secret,
-    };
-  } catch (e) {
-    await ctx.store.releaseJoinToken(req.token);
-    throw e;
-  }
+export function acceptDpJoin(ctx: SiteContext, req: DpJoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
+  return admit(ctx, 'dp', { ...req, code: req.name }, ownUrl);
 }
 
 export const HeldVersion = z.strictObject({ packageId: z.string().max(16), version: z.number().int().min(1) });

@@ -100,15 +100,29 @@ export async function registerUp(ctx: SiteContext, body: RegisterRequest): Promi
 
 /** A child joins: one-time token, unique code, certificate from the central site, credentials both ways. */
 export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
+  return admit(ctx, 'site', req, ownUrl);
+}
+
+/**
+ * A neighbour joins this site: a child site, or a DP of this site. The one-time token is spent,
+ * the code or name registered up to the central site (unique in the hierarchy, its key signed),
+ * and each side gets a credential for calling the other.
+ */
+export async function admit(
+  ctx: SiteContext,
+  kind: 'site' | 'dp',
+  req: { token: string; code: string; name: string; url: string | null; keyId: string; publicKey: string; credential: string },
+  ownUrl: string | null,
+): Promise<JoinAnswer> {
   checkKey(req.code, req.keyId, req.publicKey);
-  const used = await ctx.store.consumeJoinToken(req.token, 'site', req.code);
-  if (used === 'unknown')
-    throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with "cascade site join-token"`);
-  if (used === 'used') throw fail('conflict', 'the join token was already used; issue a new one with "cascade site join-token"');
-  if (used === 'expired') throw fail('unauthorized', 'the join token has expired; issue a new one with "cascade site join-token"');
+  const how = `"cascade ${kind} join-token"`;
+  const used = await ctx.store.consumeJoinToken(req.token, kind, req.code);
+  if (used === 'unknown') throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with ${how}`);
+  if (used === 'used') throw fail('conflict', `the join token was already used; issue a new one with ${how}`);
+  if (used === 'expired') throw fail('unauthorized', `the join token has expired; issue a new one with ${how}`);
   try {
     const certificate = await registerUp(ctx, {
-      kind: 'site',
+      kind,
       code: req.code,
       name: req.name,
       parent: ctx.code,
@@ -120,7 +134,7 @@ export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: str
       code: req.code,
       name: req.name,
       parent: ctx.code,
-      relation: 'child',
+      relation: kind === 'dp' ? 'dp' : 'child',
       url: req.url,
       keyId: req.keyId,
       publicKey: req.publicKey,
@@ -128,7 +142,7 @@ export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: str
       outboundToken: req.credential,
     });
     const central = await centralTrust(ctx);
-    ctx.log.info({ child: req.code, url: req.url }, 'child site joined');
+    ctx.log.info({ [kind === 'dp' ? 'dp' : 'child']: req.code, url: req.url }, kind === 'dp' ? 'DP joined' : 'child site joined');
     return {
       parent: { code: ctx.code, name: ctx.name, url: ownUrl, keyId: ctx.key.keyId, publicKey: publicKeyPem(ctx.key.publicKey) },
       central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },

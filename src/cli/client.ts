@@ -78,23 +78,7 @@ export class SiteClient {
             ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
           },
         },
-        (res) => {
-          const body: Buffer[] = [];
-          res.on('data', (d: Buffer) => body.push(d));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(body).toString('utf8');
-            if ((res.statusCode ?? 500) >= 400) {
-              reject(errorFrom(res.statusCode ?? 500, text));
-              return;
-            }
-            try {
-              resolve(JSON.parse(text) as T);
-            } catch {
-              reject(fail('unavailable', `site answered ${path} with something that is not JSON`));
-            }
-          });
-        },
+        jsonAnswer(path, resolve, reject),
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
         reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
@@ -156,20 +140,7 @@ export class SiteClient {
             ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
           },
         },
-        (res) => {
-          const body: Buffer[] = [];
-          res.on('data', (d: Buffer) => body.push(d));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(body).toString('utf8');
-            if ((res.statusCode ?? 500) >= 400) return reject(errorFrom(res.statusCode ?? 500, text));
-            try {
-              resolve(JSON.parse(text) as T);
-            } catch {
-              reject(fail('unavailable', `site answered ${path} with something that is not JSON`));
-            }
-          });
-        },
+        jsonAnswer(path, resolve, reject),
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
         reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
@@ -191,6 +162,24 @@ export class SiteClient {
     const res = await this.request('GET', path);
     return Buffer.from(await res.arrayBuffer());
   }
+}
+
+/** Reads a node:http answer: its JSON body, or the error it carries. */
+function jsonAnswer<T>(path: string, resolve: (v: T) => void, reject: (e: unknown) => void): (res: http.IncomingMessage) => void {
+  return (res) => {
+    const body: Buffer[] = [];
+    res.on('data', (d: Buffer) => body.push(d));
+    res.on('error', reject);
+    res.on('end', () => {
+      const text = Buffer.concat(body).toString('utf8');
+      if ((res.statusCode ?? 500) >= 400) return reject(errorFrom(res.statusCode ?? 500, text));
+      try {
+        resolve(JSON.parse(text) as T);
+      } catch {
+        reject(fail('unavailable', `site answered ${path} with something that is not JSON`));
+      }
+    });
+  };
 }
 
 async function toError(res: Response): Promise<CascadeError> {

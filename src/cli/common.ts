@@ -60,3 +60,6 @@ export function parseIntOpt(name: string, min = 0) {
     return Number(v);
   };
 }
+
+/** Commander reducer for a repeatable option: every value, in order. */
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];

@@ -502,3 +502,23 @@ export function unverifiedManifest(bytes: Uint8Array): { manifest: Manifest; key
   const keyId = typeof raw?.signature?.keyId === 'string' ? raw.signature.keyId : '?';
   return { manifest: parseManifest(raw?.manifest), keyId };
 }
+
+/** What an import did (the answer of POST /api/v1/courier/import and `courier import --json`). */
+export interface ImportReport {
+  parcel: string;
+  source: string;
+  destination: string | null;
+  created: string;
+  packages: {
+    id: string;
+    version: number;
+    bytes: number;
+    state: 'installed' | 'incomplete';
+    missingChunks: number;
+    missingBytes: number;
+  }[];
+  /** Chunks in the parcel, stored now, and already held before. */
+  chunks: { inParcel: number; stored: number; alreadyHeld: number };
+  /** Bytes of the parcel read, and raw bytes of the chunks stored now. */
+  bytes: { parcel: number; stored: number };
+}

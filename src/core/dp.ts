@@ -27,6 +27,9 @@ export function parseGroupName(name: string): string {
 
 export const isSiteCode = (name: string): boolean => SITE_CODE.test(name);
 
+/** A target name as typed: a three-character site code in any case, or a DP name as it is. */
+export const normaliseTarget = (name: string): string => (name.length === 3 ? name.toUpperCase() : name);
+
 export type TargetSpec = { kind: 'site'; code: string } | { kind: 'dp'; name: string } | { kind: 'group'; name: string };
 
 /** `site:CODE` (every DP of that site), `dp:NAME` (one DP; a site's code names its local DP) or `group:NAME`. */
@@ -40,7 +43,7 @@ export function parseTargetSpec(spec: string): TargetSpec {
     return { kind: 'site', code };
   }
   if (kind === 'dp') {
-    if (SITE_CODE.test(value.toUpperCase()) && value.length === 3) return { kind: 'dp', name: value.toUpperCase() };
+    if (value.length === 3 && SITE_CODE.test(value.toUpperCase())) return { kind: 'dp', name: normaliseTarget(value) };
     if (!DP_NAME.test(value)) throw fail('bad_request', `"${value}" in "${spec}" is not a DP name`);
     return { kind: 'dp', name: value };
   }

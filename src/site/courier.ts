@@ -3,7 +3,15 @@ import path from 'node:path';
 import { verifyCertificate } from '../content/certificate.js';
 import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
-import { type ParcelHeader, type ParcelPackage, type ParcelPlan, ParcelReader, parcelHeader, writeParcel } from '../content/parcel.js';
+import {
+  type ImportReport,
+  type ParcelHeader,
+  type ParcelPackage,
+  type ParcelPlan,
+  ParcelReader,
+  parcelHeader,
+  writeParcel,
+} from '../content/parcel.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
@@ -357,24 +365,7 @@ export interface ParcelSink {
   ): Promise<{ installed: boolean; missingChunks: number; missingBytes: number }>;
 }
 
-export interface ImportReport {
-  parcel: string;
-  source: string;
-  destination: string | null;
-  created: string;
-  packages: {
-    id: string;
-    version: number;
-    bytes: number;
-    state: 'installed' | 'incomplete';
-    missingChunks: number;
-    missingBytes: number;
-  }[];
-  /** Chunks in the parcel, stored now, and already held before. */
-  chunks: { inParcel: number; stored: number; alreadyHeld: number };
-  /** Bytes of the parcel read, and raw bytes of the chunks stored now. */
-  bytes: { parcel: number; stored: number };
-}
+export type { ImportReport };
 
 const SEGMENT = 32 << 20;
 const IN_FLIGHT = 3;

@@ -8,6 +8,7 @@ import type { TrustedKey } from '../content/signing.js';
 import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
+import { backoffSeconds } from '../core/retry.js';
 import { ALWAYS_OPEN, etaSeconds, isOpen, scheduleFromGrid } from '../core/schedule.js';
 import { SITE_CODE } from '../core/site.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
@@ -720,7 +721,7 @@ export async function sendRemovals(ctx: SiteContext): Promise<void> {
       }
     } catch (e) {
       const retries = first.retries + 1;
-      const next = new Date(ctx.clock().getTime() + Math.min(300, 5 * 2 ** (retries - 1)) * 1000).toISOString();
+      const next = new Date(ctx.clock().getTime() + backoffSeconds(retries) * 1000).toISOString();
       for (const t of ts)
         await updateTarget(ctx.store, t.packageId, t.version, t.site, { lastError: (e as Error).message, retries, nextRetryAt: next });
     }

@@ -6,6 +6,7 @@ import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
 import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
 import { CascadeError, errorFromBody, fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
+import { backoffSeconds } from '../core/retry.js';
 import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
 import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
@@ -53,9 +54,7 @@ export class RateMeter {
   }
 }
 
-export function backoffSeconds(retries: number): number {
-  return Math.min(300, 5 * 2 ** Math.max(0, retries - 1));
-}
+export { backoffSeconds };
 
 interface RouteState {
   bucket: TokenBucket;
@@ -397,7 +396,7 @@ const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Age
  * POSTs a binary body through the route's token bucket; returns the bytes sent. A closed
  * connection or an error answer becomes a CascadeError.
  */
-async function postThrottled(
+export async function postThrottled(
   peer: SiteRow,
   pathName: string,
   parts: Uint8Array[],

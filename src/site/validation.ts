@@ -4,13 +4,15 @@ import { decodeChunk } from '../content/codec.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import { validateVersion } from '../content/validate.js';
 import { TARGET_NAME } from '../core/dp.js';
-import { errorFromBody, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
+import { TokenBucket } from '../core/rate.js';
 import { listTargets } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { emit, nextHop } from './distribution.js';
 import { siteOfDp } from './dps.js';
 import { callPeer } from './hierarchy.js';
+import { postThrottled } from './sender.js';
 
 /**
  * Validation ("testing the distribution", docs/dp.md): each DP re-hashes the content it holds
@@ -75,7 +77,6 @@ async function validateOwn(ctx: SiteContext, packageId: string, version: number,
 
 /** Re-sends these chunks (whole, verified on arrival there) from this library to a neighbour. */
 async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, digests: readonly string[]): Promise<number> {
-  if (!peer.url || !peer.outboundToken) throw fail('unavailable', `${peer.code} cannot be called from here (no address or credential)`);
   const sizes = manifestChunks(manifest);
   const parts: Uint8Array[] = [];
   for (const d of new Set(digests)) {
@@ -83,14 +84,14 @@ async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, diges
     parts.push(encodeRecordHeader(RECORD_WHOLE, d, raw.length), raw);
   }
   if (parts.length === 0) return 0;
-  const res = await fetch(new URL('/api/v1/transfers/chunks', peer.url), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${peer.outboundToken}`, 'content-type': 'application/octet-stream' },
-    body: Buffer.concat(parts),
-    signal: AbortSignal.timeout(300_000),
-  });
-  const text = await res.text();
-  if (!res.ok) throw errorFromBody(text, `${peer.code}: `) ?? fail('unavailable', `${peer.code} answered HTTP ${res.status}`);
+  // The sender's own path for a chunk batch; a repair is small and not held to the route's rate.
+  await postThrottled(
+    peer,
+    '/api/v1/transfers/chunks',
+    parts,
+    new TokenBucket({ rate: null, now: Date.now }),
+    AbortSignal.timeout(300_000),
+  );
   return parts.length / 2;
 }
 

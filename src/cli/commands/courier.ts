@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { manifestChunks } from '../../content/manifest.js';
+import type { ImportReport } from '../../content/parcel.js';
 import { ParcelReader, unverifiedManifest } from '../../content/parcel.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
@@ -10,23 +11,6 @@ import { parseSiteCode } from '../../core/site.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
-
-interface ImportReport {
-  parcel: string;
-  source: string;
-  destination: string | null;
-  created: string;
-  packages: {
-    id: string;
-    version: number;
-    bytes: number;
-    state: 'installed' | 'incomplete';
-    missingChunks: number;
-    missingBytes: number;
-  }[];
-  chunks: { inParcel: number; stored: number; alreadyHeld: number };
-  bytes: { parcel: number; stored: number };
-}
 
 /** What a parcel holds, read from its header and manifests (signatures are checked at import). */
 interface Inspection {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
-import { type AdminOpts, adminOptions, clientFrom, DEFAULT_SITE, parseIntOpt, table } from '../common.js';
+import { type AdminOpts, adminOptions, clientFrom, collect, DEFAULT_SITE, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
 
 interface Target {
@@ -38,8 +38,6 @@ interface Plan {
   routes: { from: string; to: string; bytes: number; rate: number | null; etaSeconds: number | null; note: string | null }[];
   targets: { dp: string; site: string; path: string[]; state: string; bytes: number; etaSeconds: number | null; added: boolean }[];
 }
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export const fmtEta = (s: number | null) =>
   s === null ? 'never' : s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
-import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+import { type AdminOpts, adminOptions, clientFrom, collect, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
 
 interface DpEntry {
@@ -21,8 +21,6 @@ interface Group {
   members: string[];
   createdAt: string;
 }
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 interface Validation {
   packageId: string;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parseRate } from '../../core/rate.js';
 import { type Cell, checkTimeZone, parseSchedule, scheduleTable } from '../../core/schedule.js';
@@ -47,11 +48,7 @@ export function registerRoute(program: Command): void {
       ...(o.schedule !== undefined ? { schedule: o.schedule } : {}),
       ...(o.timeZone !== undefined ? { timeZone: o.timeZone } : {}),
     };
-    const r = await clientFrom(o).json<RouteView>(
-      'PUT',
-      `/api/v1/routes/${encodeURIComponent(child.length === 3 ? child.toUpperCase() : child)}`,
-      { json: body },
-    );
+    const r = await clientFrom(o).json<RouteView>('PUT', `/api/v1/routes/${encodeURIComponent(normaliseTarget(child))}`, { json: body });
     if (o.json) printJson(r);
     else process.stdout.write(show(r));
   });
@@ -59,10 +56,7 @@ export function registerRoute(program: Command): void {
   adminOptions(
     route.command('show').description('show the route to a child site').argument('<child>', 'child site code or DP name'),
   ).action(async (child: string, o: AdminOpts) => {
-    const r = await clientFrom(o).json<RouteView>(
-      'GET',
-      `/api/v1/routes/${encodeURIComponent(child.length === 3 ? child.toUpperCase() : child)}`,
-    );
+    const r = await clientFrom(o).json<RouteView>('GET', `/api/v1/routes/${encodeURIComponent(normaliseTarget(child))}`);
     if (o.json) printJson(r);
     else process.stdout.write(show(r));
   });

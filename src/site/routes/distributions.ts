@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { TARGET_NAME } from '../../core/dp.js';
+import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
@@ -237,7 +237,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'operate');
       const b = c.req.valid('json');
-      const dp = b.dp && b.dp.length === 3 ? b.dp.toUpperCase() : b.dp;
+      const dp = b.dp && normaliseTarget(b.dp);
       return c.json(await validateDistribution(parts, b.packageId, b.version, dp, { repair: b.repair === true }), 200);
     },
   );
@@ -367,7 +367,7 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
       need(c, 'read');
       const q = c.req.valid('query');
       const messages = await listMessages(parts.store, {
-        ...(q.site ? { site: q.site.length === 3 ? q.site.toUpperCase() : q.site } : {}),
+        ...(q.site ? { site: normaliseTarget(q.site) } : {}),
         ...(q.package ? { packageId: q.package.toUpperCase() } : {}),
         ...(q.severity ? { severity: q.severity } : {}),
         ...(q.limit ? { limit: q.limit } : {}),

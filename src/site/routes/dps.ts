@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { parseDpName, parseGroupName } from '../../core/dp.js';
+import { normaliseTarget, parseDpName, parseGroupName } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { addMembers, createGroup, deleteGroup, getGroup, listGroups, removeMembers } from '../../store/dps.js';
 import { type App, type AppParts, errorResponses, need } from '../app.js';
@@ -64,10 +64,10 @@ export function registerDpRoutes(app: App, parts: AppParts): void {
   const known = async (names: readonly string[]) => {
     const all = new Set((await listAllDps(parts)).map((d) => d.name));
     for (const n of names) {
-      const name = n.length === 3 ? n.toUpperCase() : parseDpName(n);
+      const name = n.length === 3 ? normaliseTarget(n) : parseDpName(n);
       if (!all.has(name)) throw fail('not_found', `DP ${n} is not at or below site ${parts.code} (see "cascade dp list")`);
     }
-    return names.map((n) => (n.length === 3 ? n.toUpperCase() : n));
+    return names.map(normaliseTarget);
   };
   const groupParam = z.object({ name: z.string().min(1).max(64) });
 
@@ -147,12 +147,7 @@ export function registerDpRoutes(app: App, parts: AppParts): void {
         if (!(await getGroup(parts.store, name))) throw fail('not_found', `DP group ${name} does not exist (see "cascade dp-group list")`);
         const { dps } = c.req.valid('json');
         if (op === 'add') await addMembers(parts.store, name, await known(dps));
-        else
-          await removeMembers(
-            parts.store,
-            name,
-            dps.map((n) => (n.length === 3 ? n.toUpperCase() : n)),
-          );
+        else await removeMembers(parts.store, name, dps.map(normaliseTarget));
         return c.json((await getGroup(parts.store, name)) as z.infer<typeof Group>, 200);
       },
     );

@@ -333,7 +333,10 @@ export async function acceptOffer(
   const have = await ctx.store.haveChunks([...chunks.keys()]);
   const missing = [...chunks.keys()].filter((d) => !have.has(d));
   if (!installed && o.targets.includes(ctx.code)) {
-    await updateTarget(ctx.store, o.packageId, o.version, ctx.code, { state: 'sending', detail: `receiving from ${from}` });
+    // A courier transfer offers again while it waits for the parcel: what it waits for stands.
+    const mine = (await listTargets(ctx.store, o.packageId)).find((t) => t.version === o.version && t.site === ctx.code);
+    if (!mine?.detail?.startsWith('waiting for a courier parcel'))
+      await updateTarget(ctx.store, o.packageId, o.version, ctx.code, { state: 'sending', detail: `receiving from ${from}` });
   }
   // Relay: the targets below start at once; each chunk goes on as soon as it is verified here.
   // (Offered again while installed here: the targets below that lack it go again.)

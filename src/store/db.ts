@@ -35,6 +35,10 @@ export async function openDb(opts: {
   let opened: OpenedDb;
   if (opts.url && isPostgresUrl(opts.url)) {
     const pool = new pg.Pool({ connectionString: opts.url, max: 10 });
+    // An idle connection the server ends (a restart, an administrator, a dropped database) is
+    // dropped from the pool and the next query opens another; unheard, its error would kill
+    // the process.
+    pool.on('error', () => {});
     try {
       const client = await pool.connect();
       client.release();

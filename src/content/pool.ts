@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { newGate } from './gate.js';
 import type {
   CheckChunksResult,
   CheckChunksTask,
@@ -10,8 +11,6 @@ import type {
   IngestTask,
   ReadResult,
   ReadTask,
-  RenameResult,
-  RenameTask,
   StoreResult,
   StoreTask,
   VerifyResult,
@@ -31,12 +30,24 @@ function workerFile(): string {
 
 let pool: Piscina | undefined;
 
+/**
+ * The write gate the pool's threads share (./gate.ts): they write chunk files only while no
+ * group commit is flushing. One per process, like the pool.
+ */
+export const writeGate = newGate();
+
 /** Threads of the shared pool. */
 export const poolThreads = (): number => Math.max(1, Math.min(os.availableParallelism(), 8));
 
 function getPool(): Piscina {
   if (!pool) {
-    pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: poolThreads(), idleTimeout: 30_000 });
+    pool = new Piscina({
+      filename: workerFile(),
+      minThreads: 1,
+      maxThreads: poolThreads(),
+      idleTimeout: 30_000,
+      workerData: { gate: writeGate },
+    });
   }
   return pool;
 }
@@ -52,10 +63,6 @@ export function runStore(t: StoreTask): Promise<StoreResult> {
 }
 
 export function runRead(t: ReadTask): Promise<ReadResult> {
-  return getPool().run(t);
-}
-
-export function runRename(t: RenameTask): Promise<RenameResult> {
   return getPool().run(t);
 }
 

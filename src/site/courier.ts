@@ -367,7 +367,7 @@ export interface ParcelSink {
 
 export type { ImportReport };
 
-const SEGMENT = 32 << 20;
+const SEGMENT = 64 << 20;
 const IN_FLIGHT = 3;
 
 /**

@@ -159,7 +159,7 @@ describe('courier parcels', () => {
     expect(i).toMatchObject({ parcel: x.parcel, format: 1, source: 'CEN', destination: 'EUR', chunks: x.chunks, bytes: x.bytes });
     expect(i.packages[0]).toMatchObject({ id: c.id, version: 1, name: 'Office', bytes: c.bytes });
     const text = await cascade(['courier', 'inspect', file]);
-    expect(text.stdout).toContain(`parcel ${x.parcel} (format 1)`);
+    expect(text.stdout).toContain(`parcel ${x.parcel} (format 2)`);
 
     // A tampered parcel is refused with one line, and nothing is installed.
     const tampered = path.join(root, 'tampered.parcel');

@@ -29,11 +29,12 @@ interface Inspection {
 }
 
 /**
- * Reads a parcel through: framing, manifests (rules, not signatures), index, and the checksum
- * when `verify`. `onBytes` sees the bytes as they are read.
+ * Reads a parcel through: framing, manifests (rules, not signatures), index and the checksum
+ * of all that; with `verify`, every chunk is decoded and checked against its digest too.
+ * `onBytes` sees the bytes as they are read.
  */
 async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
-  const r = new ParcelReader(source, { checksum: verify });
+  const r = new ParcelReader(source);
   const header = await r.header();
   const pkgs = await r.packages();
   const sizes = new Map<string, number>();
@@ -44,7 +45,7 @@ async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, o
     return { id: p.id, version: p.version, name: manifest.name, bytes: manifest.bytes, chunks, signedBy: keyId };
   });
   const index = await r.index((d) => sizes.get(d));
-  await r.skipChunks(onBytes);
+  await r.skipChunks(onBytes, verify);
   const { checksum } = await r.finish();
   const inspection: Inspection = {
     parcel: header.parcel,
@@ -253,7 +254,7 @@ export function registerCourier(program: Command): void {
 
   courier
     .command('inspect')
-    .description('what a parcel holds: packages, chunks, sizes; reads it through and checks its framing and checksum')
+    .description('what a parcel holds: packages, chunks, sizes; reads it through and checks its framing, checksum and every chunk')
     .argument('<file>', 'the parcel file')
     .option('--json', 'print JSON instead of text')
     .action(async (file: string, o: { json?: boolean }) => {
@@ -265,7 +266,7 @@ export function registerCourier(program: Command): void {
       }
       process.stdout.write(
         `parcel ${i.parcel} (format ${i.format}), made ${i.created} at ${i.source} for ${i.destination ?? 'any site'}${i.full ? ', full' : ''}\n` +
-          `${i.chunks} chunks, ${fmtBytes(i.rawBytes)} (${fmtBytes(i.chunkBytes)} stored); ${fmtBytes(i.bytes)} in all; checksum ok\n` +
+          `${i.chunks} chunks, ${fmtBytes(i.rawBytes)} (${fmtBytes(i.chunkBytes)} stored); ${fmtBytes(i.bytes)} in all; checksum and every chunk ok\n` +
           table([
             ['  PACKAGE', 'VERSION', 'NAME', 'SIZE', 'IN PARCEL', 'SIGNED BY'],
             ...i.packages.map((p) => [
@@ -277,7 +278,7 @@ export function registerCourier(program: Command): void {
               p.signedBy,
             ]),
           ]) +
-          'signatures and chunk digests are checked by "cascade courier import" with the trust of the site that imports it\n',
+          'signatures are checked by "cascade courier import" with the trust of the site that imports it\n',
       );
     });
 }

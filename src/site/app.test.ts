@@ -246,6 +246,24 @@ describe('site app (in-process)', () => {
     await refused('tk-dp1', 403, 'forbidden', /needs operate/, reader);
   });
 
+  it('a DP documents its courier import with the ticket as security, and asks for one before reading the body', async () => {
+    const dp = createApp({ ...ctx, metrics: new Metrics() }, 'dp');
+    const doc = await json(await dp.request('/api/v1/openapi.json'));
+    expect(doc.info.title).toBe('Cascade distribution point API');
+    expect(doc.paths['/api/v1/courier/import'].post.security).toEqual([{ ticket: [] }]);
+    expect(doc.components.securitySchemes.ticket).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(doc.paths['/api/v1/courier/waiting']).toBeDefined();
+    expect(doc.paths['/api/v1/courier/export']).toBeUndefined();
+    expect(doc.paths['/api/v1/courier/dp-tickets']).toBeUndefined();
+    const r = await dp.request('/api/v1/courier/import', { method: 'POST', body: new Uint8Array(64) });
+    expect(r.status).toBe(401);
+    expect((await json(r)).error.message).toMatch(/needs an import ticket from the DP's site/);
+    // Only the import is ticketed: the DP's other calls still need its site's credential.
+    const w = await dp.request('/api/v1/courier/waiting', { method: 'POST', body: '{}' });
+    expect(w.status).toBe(401);
+    expect((await json(w)).error.message).toMatch(/needs a bearer token/);
+  });
+
   it('documents the error envelope as the Error component, on every error response of every route', async () => {
     const doc = await json(await call('GET', '/api/v1/openapi.json', null));
     expect(doc.components.schemas.Error).toMatchObject({

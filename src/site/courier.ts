@@ -211,11 +211,21 @@ export async function courierWaiting(
   return true;
 }
 
-/** A child says a parcel arrived there: check its courier transfers again now. */
-export async function courierArrived(ctx: SiteContext, child: string): Promise<number> {
+/**
+ * A child (or a DP of this site) says a parcel arrived there: check its courier transfers again
+ * now, and any transfer queued for a version the parcel held (its next offer finds out what is
+ * still missing, so nothing the parcel brought is sent again).
+ */
+export async function courierArrived(
+  ctx: SiteContext,
+  child: string,
+  packages: readonly { id: string; version: number }[] = [],
+): Promise<number> {
   const routes = await listCourierRoutes(ctx.store, { child });
-  const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter((t) =>
-    routes.some((r) => r.packageId === t.packageId && r.version === t.version),
+  const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter(
+    (t) =>
+      routes.some((r) => r.packageId === t.packageId && r.version === t.version) ||
+      packages.some((p) => p.id === t.packageId && p.version === t.version),
   );
   for (const t of open) await updateTransfer(ctx.store, t.id, { nextAttemptAt: null });
   return open.length;

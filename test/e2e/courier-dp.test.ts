@@ -146,6 +146,30 @@ describe('courier parcels onto a DP', () => {
     expect(again.stdout).toContain(`parcel ${x.parcel} from CEN onto DP cen-dp1: 0 chunks stored`);
   });
 
+  it('a transfer queued over the network to a DP sends nothing the parcel brought (export --to-dp without --via courier)', async () => {
+    // The route to cen-dp2 is closed: the transfer waits in the queue.
+    expect((await run(['route', 'set', 'cen-dp2', '--schedule', 'closed'])).code).toBe(0);
+    const src = path.join(root, 'src-q');
+    makeSource(src, 52, 2 << 20);
+    const c = await json(['package', 'create', src, '--name', 'Signage']);
+    expect((await run(['distribute', c.id, '--to', 'dp:cen-dp2'])).code).toBe(0);
+    await until('the transfer waiting for the schedule', async () => /schedule/.test((await target(c.id, 'cen-dp2'))?.detail ?? ''));
+
+    // No courier route: the parcel holds every chunk the DP is not known to hold.
+    const file = path.join(root, 'signage.parcel');
+    const x = await json(['courier', 'export', c.id, '--to-dp', 'cen-dp2', '-o', file]);
+    expect(x.packages[0]).toMatchObject({ id: c.id, version: 1, chunkBytesInParcel: expect.any(Number) });
+    const r = await json(['courier', 'import', file, '--dp', 'cen-dp2']);
+    expect(r).toMatchObject({ dp: 'cen-dp2', packages: [{ id: c.id, version: 1, state: 'installed' }] });
+
+    // The route opens: the sender offers, the DP lacks nothing, the commit is all that crosses.
+    expect((await run(['route', 'set', 'cen-dp2', '--schedule', 'all'])).code).toBe(0);
+    await until('cen-dp2 installed at CEN', async () => (await target(c.id, 'cen-dp2'))?.state === 'installed');
+    const sent = ((await api('/api/v1/transfers')).transfers as Transfer[]).find((t) => t.packageId === c.id);
+    expect(sent).toMatchObject({ child: 'cen-dp2', state: 'done', wireBytes: 0 });
+    expect((await fetch(`${(procs['cen-dp2'] as SiteProcess).url}/content/manifests/${c.id}/1.json`)).status).toBe(200);
+  });
+
   it('refuses an unknown DP, the local DP, an unreachable DP, and any ticket but a fresh one of its own site for that DP', async () => {
     const file = path.join(root, 'kiosk.parcel');
     const unknown = await run(['courier', 'import', file, '--dp', 'nope-dp']);

@@ -200,7 +200,7 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
       // A DP of this site too: a parcel can be imported straight onto it (courier import --dp).
       if (from?.relation !== 'child' && from?.relation !== 'dp')
         throw fail('forbidden', 'only a child site or a DP of this site reports a parcel it imported');
-      const n = await courierArrived(parts, from.code);
+      const n = await courierArrived(parts, from.code, c.req.valid('json').packages);
       parts.kick?.();
       return c.json({ transfers: n }, 200);
     },

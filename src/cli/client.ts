@@ -14,6 +14,8 @@ export class SiteClient {
   constructor(
     siteUrl: string,
     private readonly token: string | undefined,
+    /** Who answers, in messages: the site, or a DP the CLI talks to directly (courier import --dp). */
+    private readonly who = 'the site',
   ) {
     let u: URL;
     try {
@@ -47,7 +49,7 @@ export class SiteClient {
       res = await fetch(url, { method, headers, body: body ?? null });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw fail('unavailable', `cannot reach the site at ${this.base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+      throw fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
     }
     if (!res.ok) throw await toError(res);
     return res;
@@ -81,7 +83,7 @@ export class SiteClient {
         jsonAnswer(path, resolve, reject),
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
       );
       // Corked: the many small record headers and payloads leave in large writev calls.
       req.cork();
@@ -115,7 +117,7 @@ export class SiteClient {
         },
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
       );
       req.end(JSON.stringify(json));
     });
@@ -143,7 +145,7 @@ export class SiteClient {
         jsonAnswer(path, resolve, reject),
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach the site at ${this.base}: ${e.code ?? e.message}`)),
+        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
       );
       (async () => {
         for await (const piece of source) {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { z } from 'zod';
+import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { PACKAGE_ID } from '../core/package.js';
 import { SITE_CODE } from '../core/site.js';
@@ -55,7 +56,8 @@ export const parcelHeaderSchema = z.strictObject({
   parcel: z.uuid(),
   created: z.string().max(64),
   source: z.string().regex(SITE_CODE),
-  destination: z.string().regex(SITE_CODE).nullable(),
+  /** A site's code, or a DP's name (a parcel for one of its site's DPs: courier export --to-dp). */
+  destination: z.string().regex(TARGET_NAME).nullable(),
   full: z.boolean(),
   packages: z
     .array(

@@ -8,6 +8,7 @@ import { ContentLibrary } from '../content/library.js';
 import { manifestDigest, verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, publicKeyPem } from '../content/signing.js';
+import { verifyTicket } from '../content/ticket.js';
 import { ERROR_CODES } from '../core/errors.js';
 import { silentLogger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
@@ -205,6 +206,62 @@ describe('site app (in-process)', () => {
     const r = await upload(chunks);
     expect(r.status).toBe(200);
     expect((await json(r)).stored).toBe(70);
+  });
+
+  it('issues courier import tickets only for its own DPs, signed with its key (courier import --dp)', async () => {
+    const other = generateSiteKey('x');
+    const row = (code: string, relation: 'dp' | 'dp-below' | 'child' | 'descendant', parent: string, url: string | null) => ({
+      code,
+      name: code,
+      parent,
+      relation,
+      url,
+      keyId: `${code}:0`,
+      publicKey: publicKeyPem(other.publicKey),
+      certificate: null,
+      outboundToken: null,
+    });
+    await ctx.store.insertSite(row('tk-dp1', 'dp', 'CEN', 'http://10.0.0.9:8200'));
+    await ctx.store.insertSite(row('tk-dp2', 'dp', 'CEN', null));
+    await ctx.store.insertSite(row('TKB', 'child', 'CEN', 'http://10.0.0.10:8100'));
+    await ctx.store.insertSite(row('tkb-dp1', 'dp-below', 'TKB', null));
+    const ask = (dp: string, token = admin) => call('POST', '/api/v1/courier/dp-tickets', token, { dp });
+    const r = await ask('tk-dp1');
+    expect(r.status).toBe(200);
+    const t = await json(r);
+    expect(t).toMatchObject({ dp: 'tk-dp1', site: 'CEN', url: 'http://10.0.0.9:8200' });
+    expect(Date.parse(t.expiresAt) - now.getTime()).toBe(600_000);
+    const central = { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey) };
+    expect(verifyTicket(t.ticket, { dp: 'tk-dp1', site: 'CEN', key: central, now }).dp).toBe('tk-dp1');
+    const refused = async (dp: string, status: number, code: string, message: RegExp, token = admin) => {
+      const x = await ask(dp, token);
+      expect(x.status).toBe(status);
+      expect(await json(x)).toEqual({ error: { code, message: expect.stringMatching(message) } });
+    };
+    await refused('nope-dp', 404, 'not_found', /^DP nope-dp is not a DP of site CEN/);
+    await refused('tkb-dp1', 400, 'bad_request', /^DP tkb-dp1 belongs to site TKB, not to CEN: ask TKB/);
+    await refused('TKB', 400, 'bad_request', /^TKB is a site, not a DP of CEN$/);
+    await refused('CEN', 400, 'bad_request', /^CEN is this site's local DP/);
+    await refused('tk-dp2', 503, 'unavailable', /^DP tk-dp2 has not told site CEN its address yet/);
+    await refused('tk-dp1', 403, 'forbidden', /needs operate/, reader);
+  });
+
+  it('a DP documents its courier import with the ticket as security, and asks for one before reading the body', async () => {
+    const dp = createApp({ ...ctx, metrics: new Metrics() }, 'dp');
+    const doc = await json(await dp.request('/api/v1/openapi.json'));
+    expect(doc.info.title).toBe('Cascade distribution point API');
+    expect(doc.paths['/api/v1/courier/import'].post.security).toEqual([{ ticket: [] }]);
+    expect(doc.components.securitySchemes.ticket).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(doc.paths['/api/v1/courier/waiting']).toBeDefined();
+    expect(doc.paths['/api/v1/courier/export']).toBeUndefined();
+    expect(doc.paths['/api/v1/courier/dp-tickets']).toBeUndefined();
+    const r = await dp.request('/api/v1/courier/import', { method: 'POST', body: new Uint8Array(64) });
+    expect(r.status).toBe(401);
+    expect((await json(r)).error.message).toMatch(/needs an import ticket from the DP's site/);
+    // Only the import is ticketed: the DP's other calls still need its site's credential.
+    const w = await dp.request('/api/v1/courier/waiting', { method: 'POST', body: '{}' });
+    expect(w.status).toBe(401);
+    expect((await json(w)).error.message).toMatch(/needs a bearer token/);
   });
 
   it('documents the error envelope as the Error component, on every error response of every route', async () => {

@@ -9,7 +9,7 @@ import { VERSION } from '../lib/version.js';
 import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { registerChunkRoutes } from './routes/chunks.js';
-import { registerCourierRoutes } from './routes/courier.js';
+import { registerCourierRoutes, registerDpCourierRoutes } from './routes/courier.js';
 import { registerDistributionRoutes } from './routes/distributions.js';
 import { registerDpRoutes } from './routes/dps.js';
 import { registerPackageRoutes } from './routes/packages.js';
@@ -57,6 +57,12 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join', '/api/v1/dps/join']);
 
 /**
+ * At a DP, a parcel import carries no token of this store: its bearer is an import ticket signed
+ * by the DP's site, which the route checks before it reads the body.
+ */
+const DP_TICKETED = new Set(['/api/v1/courier/import']);
+
+/**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
  * tests can build one in-process and call it with `app.request()`.
  */
@@ -92,7 +98,7 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   });
 
   app.use('/api/*', async (c, next) => {
-    if (PUBLIC.has(c.req.path)) return next();
+    if (PUBLIC.has(c.req.path) || (role === 'dp' && DP_TICKETED.has(c.req.path))) return next();
     const h = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     if (!m) throw fail('unauthorized', 'this call needs a bearer token (--token or CASCADE_TOKEN)');
@@ -129,9 +135,17 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
     registerChunkRoutes(app, parts);
     registerPackageRoutes(app, parts);
     registerCourierRoutes(app, parts);
+  } else {
+    registerDpCourierRoutes(app, parts);
   }
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  if (role === 'dp')
+    app.openAPIRegistry.registerComponent('securitySchemes', 'ticket', {
+      type: 'http',
+      scheme: 'bearer',
+      description: "an import ticket from the DP's site (POST /api/v1/courier/dp-tickets there)",
+    });
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
     info: {

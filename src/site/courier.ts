@@ -12,6 +12,7 @@ import {
   parcelHeader,
   writeParcel,
 } from '../content/parcel.js';
+import { issueTicket, verifyTicket } from '../content/ticket.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
@@ -24,6 +25,7 @@ import {
   setCourierRoute,
 } from '../store/courier.js';
 import { listKeys, listTargets, listTransfers, putKey, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './content.js';
 import { commitOffer, emit, nextHop } from './distribution.js';
 import { resolveTargets } from './dps.js';
@@ -92,9 +94,10 @@ export async function setCourier(
       if (courier && dp === ctx.code) throw fail('bad_request', `${dp} is this site: nothing to carry (the version is here already)`);
       continue;
     }
-    // Parcels go to sites: a DP of this site is fed over its own network.
+    // A parcel goes to the next hop: a child site, or a DP of this site (cascade courier import
+    // --dp carries it straight onto the DP). A DP further down is fed by its own site.
     const row = await ctx.store.getSite(hop);
-    if (row?.relation === 'child') hops.add(hop);
+    if (row?.relation === 'child' || row?.relation === 'dp') hops.add(hop);
   }
   for (const child of hops) {
     if (courier) await setCourierRoute(ctx.store, packageId, version, child);
@@ -174,9 +177,10 @@ async function markWaiting(
   t: { packageId: string; version: number; child: string; targets: string[] },
   w: { parcel: string | null; exportedAt: string | null; missingBytes: number; bytesTotal: number },
 ): Promise<void> {
+  const to = (await ctx.store.getSite(t.child))?.relation === 'dp' ? '--to-dp' : '--to-site';
   const detail = w.parcel
     ? `waiting for courier parcel ${w.parcel} (exported ${w.exportedAt}); ${missingText(w.missingBytes)} still missing at ${t.child}`
-    : `waiting for a courier parcel: ${missingText(w.missingBytes)} missing at ${t.child} (cascade courier export ${t.packageId} --to-site ${t.child})`;
+    : `waiting for a courier parcel: ${missingText(w.missingBytes)} missing at ${t.child} (cascade courier export ${t.packageId} ${to} ${t.child})`;
   for (const x of await listTargets(ctx.store, t.packageId)) {
     if (x.version !== t.version || !t.targets.includes(x.site) || x.state === 'installed') continue;
     await updateTarget(ctx.store, t.packageId, t.version, x.site, {
@@ -207,11 +211,21 @@ export async function courierWaiting(
   return true;
 }
 
-/** A child says a parcel arrived there: check its courier transfers again now. */
-export async function courierArrived(ctx: SiteContext, child: string): Promise<number> {
+/**
+ * A child (or a DP of this site) says a parcel arrived there: check its courier transfers again
+ * now, and any transfer queued for a version the parcel held (its next offer finds out what is
+ * still missing, so nothing the parcel brought is sent again).
+ */
+export async function courierArrived(
+  ctx: SiteContext,
+  child: string,
+  packages: readonly { id: string; version: number }[] = [],
+): Promise<number> {
   const routes = await listCourierRoutes(ctx.store, { child });
-  const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter((t) =>
-    routes.some((r) => r.packageId === t.packageId && r.version === t.version),
+  const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter(
+    (t) =>
+      routes.some((r) => r.packageId === t.packageId && r.version === t.version) ||
+      packages.some((p) => p.id === t.packageId && p.version === t.version),
   );
   for (const t of open) await updateTransfer(ctx.store, t.id, { nextAttemptAt: null });
   return open.length;
@@ -222,7 +236,9 @@ export async function courierArrived(ctx: SiteContext, child: string): Promise<n
 export interface ExportRequest {
   packages: string[];
   version?: number | undefined;
-  toSite: string;
+  /** The destination: a site this site knows, or (`toDp`) one of this site's own DPs. */
+  toSite?: string | undefined;
+  toDp?: string | undefined;
   full?: boolean | undefined;
 }
 
@@ -244,11 +260,18 @@ async function certificateOf(ctx: SiteContext, origin: string, keyId: string): P
  * not in a version known to be installed there), or every chunk with `full`.
  */
 export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<{ plan: ParcelPlan; header: ParcelHeader }> {
-  const dest = req.toSite.toUpperCase();
-  if (dest === ctx.code) throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
-  const site = await ctx.store.getSite(dest);
-  if (!site) throw fail('not_found', `site ${dest} is not known at ${ctx.code} (see "cascade site list")`);
-  if (site.relation === 'self') throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
+  if ((req.toSite === undefined) === (req.toDp === undefined))
+    throw fail('bad_request', 'a parcel goes to one site (toSite) or to one DP of this site (toDp): give exactly one');
+  let dest: string;
+  if (req.toDp !== undefined) {
+    dest = (await ownDp(ctx, req.toDp, 'it holds what this site holds: no parcel goes there')).code;
+  } else {
+    dest = (req.toSite as string).toUpperCase();
+    if (dest === ctx.code) throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
+    const site = await ctx.store.getSite(dest);
+    if (!site) throw fail('not_found', `site ${dest} is not known at ${ctx.code} (see "cascade site list")`);
+    if (site.relation === 'self') throw fail('bad_request', `site ${dest} is this site: a parcel goes to another site`);
+  }
   const ids = [...new Set(req.packages.map((p) => p.toUpperCase()))];
   const packages: ParcelPlan['packages'] = [];
   const order: string[] = [];
@@ -593,4 +616,69 @@ export async function importAtSite(
     );
   }
   return report;
+}
+
+// --- import onto a DP (cascade courier import FILE --dp NAME) --------------------------------
+
+/**
+ * One of this site's own DPs (relation `dp`), by name; one clear line for anything else. `local`
+ * says what to do when the name is this site's local DP (its own library).
+ */
+export async function ownDp(ctx: SiteContext, name: string, local: string): Promise<SiteRow> {
+  if (name === ctx.code || (name.length === 3 && name.toUpperCase() === ctx.code))
+    throw fail('bad_request', `${ctx.code} is this site's local DP (its own library): ${local}`);
+  const row = await ctx.store.getSite(name.length === 3 ? name.toUpperCase() : name);
+  if (row?.relation === 'dp') return row;
+  if (row?.relation === 'dp-below')
+    throw fail(
+      'bad_request',
+      `DP ${name} belongs to site ${row.parent}, not to ${ctx.code}: ask ${row.parent} (--site with its URL, and its admin token)`,
+    );
+  if (row && row.relation !== 'parent') throw fail('bad_request', `${row.code} is a site, not a DP of ${ctx.code}`);
+  throw fail('not_found', `DP ${name} is not a DP of site ${ctx.code} (see "cascade dp list")`);
+}
+
+/** What the CLI needs to send a parcel straight to a DP: where it is, and a ticket it accepts. */
+export interface DpTicket {
+  dp: string;
+  site: string;
+  /** Where this site reaches the DP (what the DP last reported). */
+  url: string;
+  ticket: string;
+  expiresAt: string;
+}
+
+/**
+ * At a site: a short-lived import ticket for one of its own DPs, signed with the site's key. The
+ * parcel's bytes then go to the DP directly, never through this site: a DP is sent a parcel
+ * because its link from here is slow. Whether the DP can be reached is for the caller to find out
+ * (it may reach the DP where this site cannot).
+ */
+export async function issueDpTicket(ctx: SiteContext, name: string): Promise<DpTicket> {
+  const dp = await ownDp(ctx, name, 'import the parcel at the site, without --dp');
+  if (!dp.url)
+    throw fail('unavailable', `DP ${dp.code} has not told site ${ctx.code} its address yet; start it ("cascade dp start") and try again`);
+  const { ticket, body } = issueTicket(ctx.key, ctx.code, dp.code, ctx.clock());
+  ctx.log.info({ dp: dp.code, expiresAt: body.expiresAt }, 'courier import ticket issued');
+  return { dp: dp.code, site: ctx.code, url: dp.url, ticket, expiresAt: body.expiresAt };
+}
+
+/**
+ * At a DP: checks the import ticket (signed by its own site's key, for this DP, not expired)
+ * before a byte of the parcel is read, then imports exactly as a site does: the DP's own trust,
+ * library and store, every chunk verified and stored durably, a version visible only when
+ * complete (through the same commit as when its site commits an offer), the parcel recorded,
+ * and its site told, so that the site's sender offers again at once and finds nothing missing.
+ */
+export async function importAtDp(
+  ctx: SiteContext,
+  ticket: string,
+  body: AsyncIterable<Uint8Array>,
+  onProgress?: (bytes: number) => void,
+): Promise<ImportReport & { dp: string }> {
+  const site = await parentOf(ctx.store);
+  if (!site) throw fail('internal', `DP ${ctx.code} has no site recorded`);
+  verifyTicket(ticket, { dp: ctx.code, site: site.code, key: { keyId: site.keyId, publicKeyPem: site.publicKey }, now: ctx.clock() });
+  const report = await importAtSite(ctx, body, undefined, onProgress);
+  return { ...report, dp: ctx.code };
 }

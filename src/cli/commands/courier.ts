@@ -5,10 +5,12 @@ import type { Command } from 'commander';
 import { manifestChunks } from '../../content/manifest.js';
 import type { ImportReport } from '../../content/parcel.js';
 import { ParcelReader, unverifiedManifest } from '../../content/parcel.js';
+import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { parseSiteCode } from '../../core/site.js';
 import { printJson } from '../../lib/output.js';
+import { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
 
@@ -71,6 +73,13 @@ async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, o
   return inspection;
 }
 
+/** A DP's name as typed for --dp / --to-dp (a three-character value names a site's local DP). */
+function parseDpTarget(name: string): string {
+  const n = normaliseTarget(name);
+  if (!TARGET_NAME.test(n)) throw fail('usage', `"${name}" is not a DP name: use 4 to 64 letters, digits, ".", "_" or "-"`);
+  return n;
+}
+
 async function* readFile(file: string): AsyncGenerator<Uint8Array> {
   const fh = await fsp.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
     throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
@@ -97,15 +106,18 @@ export function registerCourier(program: Command): void {
   adminOptions(
     courier
       .command('export')
-      .description('write one parcel for a site: signed manifests and the chunks it lacks, as far as this site knows')
+      .description('write one parcel for a site, or a DP of this site: signed manifests and the chunks it lacks, as far as this site knows')
       .argument('<id...>', 'package IDs')
-      .requiredOption('--to-site <code>', 'the site the parcel is for')
+      .option('--to-site <code>', 'the site the parcel is for')
+      .option('--to-dp <name>', 'or: the DP of this site the parcel is for (imported there with "courier import FILE --dp NAME")')
       .requiredOption('-o, --output <file>', 'the parcel file to write')
       .option('--full', 'every chunk of the versions, whatever the site holds')
       .option('--version <n>', 'this version of every package (default: each latest)', parseIntOpt('--version', 1)),
-  ).action(async (ids: string[], o: AdminOpts & { toSite: string; output: string; full?: boolean; version?: number }) => {
+  ).action(async (ids: string[], o: AdminOpts & { toSite?: string; toDp?: string; output: string; full?: boolean; version?: number }) => {
     const packages = ids.map(parsePackageId);
-    const toSite = parseSiteCode(o.toSite);
+    if ((o.toSite === undefined) === (o.toDp === undefined))
+      throw fail('usage', 'give the destination: --to-site CODE or --to-dp NAME (one of them)');
+    const to = o.toDp !== undefined ? { toDp: parseDpTarget(o.toDp) } : { toSite: parseSiteCode(o.toSite as string) };
     const file = path.resolve(o.output);
     const part = `${file}.part`;
     const fh = await fsp.open(part, 'w').catch((e: NodeJS.ErrnoException) => {
@@ -114,7 +126,7 @@ export function registerCourier(program: Command): void {
     const res = await clientFrom(o)
       .download('/api/v1/courier/export', {
         packages,
-        toSite,
+        ...to,
         ...(o.full ? { full: true } : {}),
         ...(o.version ? { version: o.version } : {}),
       })
@@ -209,7 +221,9 @@ export function registerCourier(program: Command): void {
             ['  PACKAGE', 'VERSION', 'SIZE', 'IN PARCEL'],
             ...out.packages.map((p) => [`  ${p.id}`, String(p.version), fmtBytes(p.bytes), fmtBytes(p.chunkBytesInParcel)]),
           ]) +
-          `carry it to ${out.destination} and run there: cascade courier import ${path.basename(file)}\n`,
+          (o.toDp !== undefined
+            ? `carry it to DP ${out.destination} and run there: cascade courier import ${path.basename(file)} --dp ${out.destination} (with this site's --site and --token)\n`
+            : `carry it to ${out.destination} and run there: cascade courier import ${path.basename(file)}\n`),
       );
     }
   });
@@ -217,17 +231,29 @@ export function registerCourier(program: Command): void {
   adminOptions(
     courier
       .command('import')
-      .description('import a parcel at this site: signatures and every chunk verified first; importing twice is harmless')
-      .argument('<file>', 'the parcel file'),
-  ).action(async (file: string, o: AdminOpts) => {
+      .description(
+        'import a parcel at this site, or with --dp straight onto one of its DPs: signatures and every chunk verified first; importing twice is harmless',
+      )
+      .argument('<file>', 'the parcel file')
+      .option('--dp <name>', "import onto this DP of the site: the site issues a ticket, the parcel's bytes go to the DP directly")
+      .option('--dp-url <url>', 'with --dp: where this machine reaches the DP (default: the address the site knows)'),
+  ).action(async (file: string, o: AdminOpts & { dp?: string; dpUrl?: string }) => {
+    if (o.dpUrl !== undefined && o.dp === undefined) throw fail('usage', '--dp-url goes with --dp NAME');
+    const dp = o.dp === undefined ? undefined : parseDpTarget(o.dp);
     const st = await fsp.stat(file).catch((e: NodeJS.ErrnoException) => {
       throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
     });
     if (!st.isFile()) throw fail('usage', `${file} is not a file`);
+    let client = clientFrom(o);
+    if (dp !== undefined) {
+      // The site vouches (admin token, operate); the DP checks the site's signature itself.
+      const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', '/api/v1/courier/dp-tickets', { json: { dp } });
+      client = new SiteClient(o.dpUrl ?? t.url, t.ticket, `DP ${t.dp}`);
+    }
     const bar = new Progress('import', st.size, !o.json);
     let sent = 0;
-    const r = await clientFrom(o)
-      .uploadStream<ImportReport>('/api/v1/courier/import', readFile(file), st.size, (n) => {
+    const r = await client
+      .uploadStream<ImportReport & { dp?: string }>('/api/v1/courier/import', readFile(file), st.size, (n) => {
         sent += n;
         bar.update(sent, sent >= st.size ? 'verifying and installing' : '');
       })
@@ -237,7 +263,7 @@ export function registerCourier(program: Command): void {
       return;
     }
     process.stdout.write(
-      `parcel ${r.parcel} from ${r.source}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here\n` +
+      `parcel ${r.parcel} from ${r.source}${r.dp ? ` onto DP ${r.dp}` : ''}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here\n` +
         table([
           ['  PACKAGE', 'VERSION', 'STATE', 'STILL MISSING'],
           ...r.packages.map((p) => [

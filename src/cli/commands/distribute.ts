@@ -140,7 +140,7 @@ export function registerDistribute(program: Command): void {
       .option('--dry-run', 'only show the plan; change nothing')
       .option(
         '--via <how>',
-        'network (default), or courier: no chunk crosses the routes to child sites; carry a parcel (cascade courier export)',
+        "network (default), or courier: no chunk crosses the routes to child sites or this site's DPs; carry a parcel (cascade courier export)",
       ),
   ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; dryRun?: boolean; via?: string }) => {
     checkSpecs('--to', o.to);
@@ -159,7 +159,7 @@ export function registerDistribute(program: Command): void {
       process.stdout.write(planText(r));
       if (o.via === 'courier' && !o.dryRun)
         process.stdout.write(
-          `by courier: no chunk crosses the routes to child sites; make the parcel with: cascade courier export ${r.packageId} --version ${r.version} --to-site CODE -o FILE\n`,
+          `by courier: no chunk crosses the routes to child sites or this site's DPs; make the parcel with: cascade courier export ${r.packageId} --version ${r.version} --to-site CODE (or --to-dp NAME) -o FILE\n`,
         );
     }
   });

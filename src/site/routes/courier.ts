@@ -1,9 +1,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listParcels } from '../../store/courier.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
-import { courierArrived, courierWaiting, exportParcel, importAtSite, planExport } from '../courier.js';
+import { courierArrived, courierWaiting, exportParcel, importAtDp, importAtSite, issueDpTicket, planExport } from '../courier.js';
 
 const ImportReport = z
   .object({
@@ -25,6 +26,18 @@ const ImportReport = z
     bytes: z.object({ parcel: z.number(), stored: z.number().describe('raw bytes of the chunks stored by this import') }),
   })
   .openapi('CourierImport');
+
+const DpImportReport = ImportReport.extend({ dp: z.string().describe('the DP that imported the parcel') }).openapi('CourierDpImport');
+
+const DpTicket = z
+  .object({
+    dp: z.string(),
+    site: z.string(),
+    url: z.string().describe('where this site reaches the DP'),
+    ticket: z.string().describe("the bearer for the DP's POST /api/v1/courier/import"),
+    expiresAt: z.string(),
+  })
+  .openapi('CourierDpTicket');
 
 const Parcel = z
   .object({
@@ -48,7 +61,8 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
       summary: 'Write a courier parcel for a site: signed manifests and the chunks it lacks (operate; streamed)',
       description:
         'The answer streams the parcel (format in docs/courier.md); its length is in content-length and its id in x-cascade-parcel. ' +
-        'Without full, the parcel holds the chunks the destination lacks as far as this site knows.',
+        'Without full, the parcel holds the chunks the destination lacks as far as this site knows. ' +
+        "The destination is toSite (a site) or toDp (a DP of this site, imported there with POST /api/v1/courier/dp-tickets and the DP's own import); exactly one.",
       request: {
         body: {
           content: {
@@ -56,7 +70,12 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
               schema: z.strictObject({
                 packages: z.array(z.string().regex(PACKAGE_ID)).min(1).max(1000),
                 version: z.number().int().min(1).optional().describe("this version of every package (default: each one's latest)"),
-                toSite: z.string().regex(/^[A-Za-z0-9]{3}$/),
+                toSite: z
+                  .string()
+                  .regex(/^[A-Za-z0-9]{3}$/)
+                  .optional()
+                  .describe('the site the parcel is for'),
+                toDp: z.string().regex(DP_NAME).optional().describe("one of this site's own DPs the parcel is for (exclusive with toSite)"),
                 full: z.boolean().optional().describe('every chunk, whatever the destination holds'),
               }),
             },
@@ -155,7 +174,8 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
     createRoute({
       method: 'post',
       path: '/api/v1/courier/arrived',
-      summary: 'A child says a courier parcel was imported there (site credential): its courier transfers are checked at once',
+      summary:
+        'A child site or a DP of this site says a courier parcel was imported there (site credential): its courier transfers are checked at once',
       request: {
         body: {
           content: {
@@ -177,13 +197,88 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
     async (c) => {
       const t = need(c, 'peer');
       const from = await parts.store.getSite(t.name);
-      if (from?.relation !== 'child') throw fail('forbidden', 'only a child site reports a parcel it imported');
-      const n = await courierArrived(parts, from.code);
+      // A DP of this site too: a parcel can be imported straight onto it (courier import --dp).
+      if (from?.relation !== 'child' && from?.relation !== 'dp')
+        throw fail('forbidden', 'only a child site or a DP of this site reports a parcel it imported');
+      const n = await courierArrived(parts, from.code, c.req.valid('json').packages);
       parts.kick?.();
       return c.json({ transfers: n }, 200);
     },
   );
 
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/dp-tickets',
+      summary: "An import ticket for one of this site's DPs (operate): the parcel then goes straight to the DP",
+      description:
+        "Answers where the DP is and a ticket signed with this site's key, valid for 10 minutes; send the parcel to the DP's " +
+        'POST /api/v1/courier/import with "authorization: Bearer TICKET". The parcel never passes through this site.',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({ dp: z.string().regex(TARGET_NAME).describe("the name of one of this site's own DPs") }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        200: { description: 'The ticket', content: { 'application/json': { schema: DpTicket } } },
+        ...errorResponses,
+        400: errorResponse("The name is this site's local DP, a site, or a DP of another site (bad_request)"),
+        404: errorResponse('No DP of this site has that name (not_found)'),
+        503: errorResponse('The DP has not reported its address yet (unavailable)'),
+      },
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await issueDpTicket(parts, c.req.valid('json').dp), 200);
+    },
+  );
+
+  registerWaitingRoute(app, parts);
+}
+
+/**
+ * A DP's courier routes: the import (its site's import ticket, checked before the body is read)
+ * and the site's note that it waits for a parcel.
+ */
+export function registerDpCourierRoutes(app: App, parts: AppParts): void {
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/import',
+      summary: "Import a courier parcel onto this DP (an import ticket from the DP's site; the body streams)",
+      description:
+        'The bearer is an import ticket from the site (POST /api/v1/courier/dp-tickets there), checked before any byte of the ' +
+        'parcel is read. Then as at a site: signatures checked first, every chunk before it is stored, versions visible only ' +
+        'when complete; the DP tells its site, whose sender then finds nothing missing and commits.',
+      security: [{ ticket: [] }],
+      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+      responses: {
+        200: { description: 'What the import did', content: { 'application/json': { schema: DpImportReport } } },
+        ...errorResponses,
+        401: errorResponse("No import ticket, or one that is malformed, expired or not signed by this DP's site (unauthorized)"),
+        403: errorResponse('An import ticket for another DP, or issued by another site (forbidden)'),
+        422: errorResponse(
+          'The parcel is malformed, truncated or altered (bad_parcel), or signed by a key not trusted here (bad_signature)',
+        ),
+      },
+    }),
+    async (c) => {
+      const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+      if (!m) throw fail('unauthorized', "this call needs an import ticket from the DP's site (cascade courier import FILE --dp NAME)");
+      return c.json(await importAtDp(parts, m[1] as string, bodyStream(c)), 200);
+    },
+  );
+
+  registerWaitingRoute(app, parts);
+}
+
+/** The parent's (or, at a DP, its site's) note that it waits for a parcel: shown in this site's or DP's own status. */
+function registerWaitingRoute(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

@@ -122,7 +122,9 @@ export function registerDistributionRoutes(app: App, parts: AppParts): void {
                 via: z
                   .enum(['network', 'courier'])
                   .optional()
-                  .describe('courier: no chunk crosses the routes to child sites; the sender waits for a courier parcel (docs/courier.md)'),
+                  .describe(
+                    "courier: no chunk crosses the routes to child sites or to this site's DPs; the sender waits for a courier parcel (docs/courier.md)",
+                  ),
               }),
             },
           },

@@ -12,8 +12,7 @@ import {
   writeFilesAtomic,
 } from '../lib/fsutil.js';
 import { DIGEST } from './manifest.js';
-import { closeGate, openGate } from './gate.js';
-import { runIngest, runRead, runStore, writeGate } from './pool.js';
+import { runIngest, runRead, runRename, runStore } from './pool.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
@@ -93,60 +92,15 @@ export class ContentLibrary {
     return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string });
   }
 
-  /**
-   * Makes staged chunk files durable, then visible under their names, then the names durable.
-   * A group commit: commits that arrive while one runs are done together by the next round,
-   * and each round closes the write gate (./gate.ts), so no chunk file is written while the
-   * file system is flushed.
-   */
-  commit(files: readonly { tmp: string; path: string }[]): Promise<void> {
-    if (files.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.commits.push({ files, resolve, reject });
-      if (!this.committing) void this.runCommits();
-    });
-  }
-
-  private commits: { files: readonly { tmp: string; path: string }[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private committing = false;
-
-  private async runCommits(): Promise<void> {
-    this.committing = true;
-    try {
-      while (this.commits.length > 0) {
-        const round = this.commits.splice(0);
-        try {
-          const t0 = performance.now();
-          await closeGate(writeGate);
-          const t1 = performance.now();
-          try {
-            await this.commitNow(round.flatMap((c) => c.files));
-          } finally {
-            openGate(writeGate);
-          }
-          if (process.env.CASCADE_TRACE)
-            process.stderr.write(`TRACE commit ${round.length} commits ${round.reduce((n, c) => n + c.files.length, 0)} files: gate ${(t1 - t0).toFixed(0)} ms, commit ${(performance.now() - t1).toFixed(0)} ms at ${(performance.now() / 1000).toFixed(2)}\n`);
-          for (const c of round) c.resolve();
-        } catch (e) {
-          for (const c of round) c.reject(e);
-        }
-      }
-    } finally {
-      this.committing = false;
-    }
-  }
-
-  private async commitNow(files: readonly { tmp: string; path: string }[]): Promise<void> {
-    const a = performance.now();
+  /** Makes staged chunk files durable, then visible under their names, then the names durable. */
+  async commit(files: readonly { tmp: string; path: string }[]): Promise<void> {
+    if (files.length === 0) return;
+    const moves = files.map((f): [string, string] => [f.tmp, f.path]);
     if (this.grouped && (await flushFileSystem(this.tmpDir))) {
-      const b = performance.now();
-      await renameAll(files, false);
-      const c = performance.now();
-      const ok = await flushFileSystem(this.tmpDir);
-      if (process.env.CASCADE_TRACE) process.stderr.write(`TRACE   flush ${(b - a).toFixed(0)} rename ${(c - b).toFixed(0)} flush ${(performance.now() - c).toFixed(0)}\n`);
-      if (ok) return;
+      await runRename({ kind: 'rename', moves, fsyncDirs: false });
+      if (await flushFileSystem(this.tmpDir)) return;
     }
-    await renameAll(files, true);
+    await runRename({ kind: 'rename', moves, fsyncDirs: true });
   }
 
   async discard(files: readonly { tmp: string }[]): Promise<void> {
@@ -205,35 +159,5 @@ export class ContentLibrary {
 
   async deleteManifest(id: string, version: number): Promise<void> {
     await fs.rm(this.manifestPath(id, version), { force: true });
-  }
-}
-
-/**
- * Renames temporary files into place (on the I/O pool, some at a time), making folders as
- * needed; with `fsyncDirs`, flushes each folder touched (when no group flush is possible).
- * Not on the worker threads: they may be waiting at the closed write gate.
- */
-async function renameAll(files: readonly { tmp: string; path: string }[], fsyncDirs: boolean): Promise<void> {
-  const dirs = new Set<string>();
-  const one = async (f: { tmp: string; path: string }) => {
-    try {
-      await fs.rename(f.tmp, f.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      await fs.mkdir(path.dirname(f.path), { recursive: true });
-      await fs.rename(f.tmp, f.path);
-      dirs.add(path.dirname(path.dirname(f.path)));
-    }
-    dirs.add(path.dirname(f.path));
-  };
-  for (let i = 0; i < files.length; i += 64) await Promise.all(files.slice(i, i + 64).map(one));
-  if (!fsyncDirs) return;
-  for (const d of dirs) {
-    const fh = await fs.open(d, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
   }
 }

@@ -1,7 +1,6 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { newGate } from './gate.js';
 import type {
   CheckChunksResult,
   CheckChunksTask,
@@ -11,6 +10,8 @@ import type {
   IngestTask,
   ReadResult,
   ReadTask,
+  RenameResult,
+  RenameTask,
   StoreResult,
   StoreTask,
   VerifyResult,
@@ -30,24 +31,12 @@ function workerFile(): string {
 
 let pool: Piscina | undefined;
 
-/**
- * The write gate the pool's threads share (./gate.ts): they write chunk files only while no
- * group commit is flushing. One per process, like the pool.
- */
-export const writeGate = newGate();
-
 /** Threads of the shared pool. */
 export const poolThreads = (): number => Math.max(1, Math.min(os.availableParallelism(), 8));
 
 function getPool(): Piscina {
   if (!pool) {
-    pool = new Piscina({
-      filename: workerFile(),
-      minThreads: 1,
-      maxThreads: poolThreads(),
-      idleTimeout: 30_000,
-      workerData: { gate: writeGate },
-    });
+    pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: poolThreads(), idleTimeout: 30_000 });
   }
   return pool;
 }
@@ -63,6 +52,10 @@ export function runStore(t: StoreTask): Promise<StoreResult> {
 }
 
 export function runRead(t: ReadTask): Promise<ReadResult> {
+  return getPool().run(t);
+}
+
+export function runRename(t: RenameTask): Promise<RenameResult> {
   return getPool().run(t);
 }
 

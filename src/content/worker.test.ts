@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { chunkLengths } from './chunker.js';
 import { CODEC_BROTLI, CODEC_RAW, decodeChunk, encodeChunk } from './codec.js';
-import run, { type ChunkFilesResult, type IngestResult, sha256, type VerifyResult } from './worker.js';
+import run, { type ChunkFilesResult, type IngestResult, type RenameResult, sha256, type VerifyResult } from './worker.js';
 
 /** The worker's tasks, run in this thread (the pool only moves them to other threads). */
 describe('worker tasks', () => {
@@ -67,6 +67,16 @@ describe('worker tasks', () => {
     expect(decodeChunk(fa, a.length)).toEqual(a);
     expect(decodeChunk(fb, b.length)).toEqual(b);
     expect(fs.readdirSync(tmpDir)).toHaveLength(2);
+  });
+
+  it('rename moves files into folders it makes', () => {
+    const from = path.join(dir, 'r1.tmp');
+    fs.writeFileSync(from, 'x');
+    const to = path.join(dir, 'chunks', 'ab', 'abc');
+    const r = run({ kind: 'rename', moves: [[from, to]], fsyncDirs: true }) as RenameResult;
+    expect(r.renamed).toBe(1);
+    expect(fs.readFileSync(to, 'utf8')).toBe('x');
+    expect(fs.existsSync(from)).toBe(false);
   });
 
   it('verify reports each problem and passes good chunks', () => {

@@ -5,12 +5,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { threadId, workerData } from 'node:worker_threads';
+import { threadId } from 'node:worker_threads';
 import { move } from 'piscina';
 import { type CheckChunksResult, type CheckChunksTask, checkChunks } from './check.js';
 import { StreamChunker } from './chunker.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
-import { enterWrite, type Gate, leaveWrite } from './gate.js';
 
 export interface IngestTask {
   kind: 'ingest';
@@ -26,6 +25,17 @@ export interface IngestResult {
   kind: 'ingest';
   /** Per item: null when the data does not match the digest, else its temporary file. */
   stored: ({ tmp: string; storedSize: number } | null)[];
+}
+
+/** Renames temporary files into place, making folders as needed; optionally flushes them. */
+export interface RenameTask {
+  kind: 'rename';
+  moves: [string, string][];
+  fsyncDirs: boolean;
+}
+export interface RenameResult {
+  kind: 'rename';
+  renamed: number;
 }
 
 export interface VerifyTask {
@@ -78,93 +88,76 @@ export interface ChunkFilesResult {
 
 export type { CheckChunksResult, CheckChunksTask } from './check.js';
 
-export type Task = IngestTask | VerifyTask | ChunkFilesTask | CheckChunksTask | StoreTask | ReadTask;
-export type Result = IngestResult | VerifyResult | ChunkFilesResult | CheckChunksResult | StoreResult | ReadResult;
+export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask | CheckChunksTask | StoreTask | ReadTask;
+export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult | CheckChunksResult | StoreResult | ReadResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
 let tmpCounter = 0;
 
-/** The pool's write gate (./gate.ts), when the pool shares one. */
-const gate: Gate | undefined = (workerData as { gate?: Gate } | null)?.gate;
-
-/** Writes files (each one or more parts) to temporary files beside their final names, inside the write gate. */
-function writeTemps(files: { path: string; parts: Uint8Array[] }[], fsync: boolean, written: string[]): string[] {
-  if (gate) enterWrite(gate);
-  try {
-    return files.map((f) => {
-      // Beside its final name: creating and renaming spread over 256 folders is ~3x cheaper
-      // than funnelling every file through one temporary folder (measured: 70 against 250 us).
-      const tmp = `${path.dirname(f.path)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
-      const fd = fs.openSync(tmp, 'w', 0o644);
-      written.push(tmp);
-      try {
-        const want = f.parts.reduce((n, p) => n + p.length, 0);
-        let done = fs.writevSync(fd, f.parts);
-        while (done < want) done += fs.writeSync(fd, Buffer.concat(f.parts).subarray(done));
-        if (fsync) fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return tmp;
-    });
-  } finally {
-    if (gate) leaveWrite(gate);
-  }
-}
-
 /**
- * Checks each chunk against its digest and compresses what helps, then writes them all (tag
- * byte and payload) to temporary files with synchronous calls: cheaper here than a round trip
- * per call through the main thread's I/O pool.
+ * Checks each chunk against its digest, compresses what helps, and writes it (tag byte and
+ * payload) to a temporary file with synchronous calls: cheaper here than a round trip per
+ * call through the main thread's I/O pool.
  */
 function ingest(t: IngestTask): IngestResult {
   const written: string[] = [];
   try {
-    const encoded = t.items.map((i) => {
+    const stored = t.items.map((i, n) => {
       const raw = t.buf.subarray(i.offset, i.offset + i.length);
       if (sha256(raw) !== i.digest) return null;
       const c = compressChunk(raw);
-      return c ? [TAG.brotli, c] : [TAG.raw, raw];
+      const parts = c ? [TAG.brotli, c] : [TAG.raw, raw];
+      // Beside its final name: creating and renaming spread over 256 folders is ~3x cheaper
+      // than funnelling every file through one temporary folder (measured: 70 against 250 us).
+      const tmp = `${path.dirname(t.paths[n] as string)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+      const fd = fs.openSync(tmp, 'w', 0o644);
+      written.push(tmp);
+      try {
+        const want = 1 + (parts[1] as Uint8Array).length;
+        let done = fs.writevSync(fd, parts);
+        while (done < want) done += fs.writeSync(fd, Buffer.concat(parts).subarray(done));
+        if (t.fsyncEach) fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return { tmp, storedSize: 1 + (parts[1] as Uint8Array).length };
     });
-    const files: { path: string; parts: Uint8Array[] }[] = [];
-    encoded.forEach((parts, n) => {
-      if (parts) files.push({ path: t.paths[n] as string, parts });
-    });
-    const tmps = writeTemps(files, t.fsyncEach, written);
-    let k = 0;
-    return {
-      kind: 'ingest',
-      stored: encoded.map((parts) => {
-        if (!parts) return null;
-        return { tmp: tmps[k++] as string, storedSize: parts.reduce((n, p) => n + p.length, 0) };
-      }),
-    };
+    return { kind: 'ingest', stored };
   } catch (e) {
     for (const f of written) fs.rmSync(f, { force: true });
     throw e;
   }
 }
 
+function writeTemp(finalPath: string, data: Uint8Array, fsync: boolean, written: string[]): string {
+  const tmp = `${path.dirname(finalPath)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+  const fd = fs.openSync(tmp, 'w', 0o644);
+  written.push(tmp);
+  try {
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(fd, data, done);
+    if (fsync) fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return tmp;
+}
+
 function store(t: StoreTask): StoreResult {
   const written: string[] = [];
   try {
-    const good = t.items.map((i) => {
+    const stored = t.items.map((i, n) => {
       const data = t.buf.subarray(i.offset, i.offset + i.length);
       try {
         const raw = decodeChunk(data, i.size);
-        return raw.length === i.size && sha256(raw) === i.digest ? data : null;
+        if (raw.length !== i.size || sha256(raw) !== i.digest) return null;
       } catch {
         return null;
       }
+      return { tmp: writeTemp(t.paths[n] as string, data, t.fsyncEach, written) };
     });
-    const files: { path: string; parts: Uint8Array[] }[] = [];
-    good.forEach((data, n) => {
-      if (data) files.push({ path: t.paths[n] as string, parts: [data] });
-    });
-    const tmps = writeTemps(files, t.fsyncEach, written);
-    let k = 0;
-    return { kind: 'store', stored: good.map((data) => (data ? { tmp: tmps[k++] as string } : null)) };
+    return { kind: 'store', stored };
   } catch (e) {
     for (const f of written) fs.rmSync(f, { force: true });
     throw e;
@@ -200,6 +193,32 @@ function read(t: ReadTask): ReadResult {
     at += want;
   }
   return move(buf) as Uint8Array;
+}
+
+function rename(t: RenameTask): RenameResult {
+  const dirs = new Set<string>();
+  for (const [from, to] of t.moves) {
+    try {
+      fs.renameSync(from, to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      fs.mkdirSync(path.dirname(to), { recursive: true });
+      fs.renameSync(from, to);
+      dirs.add(path.dirname(path.dirname(to)));
+    }
+    dirs.add(path.dirname(to));
+  }
+  if (t.fsyncDirs) {
+    for (const d of dirs) {
+      const fd = fs.openSync(d, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+  return { kind: 'rename', renamed: t.moves.length };
 }
 
 function verify(t: VerifyTask): VerifyResult {
@@ -258,6 +277,8 @@ export default function run(task: Task): Result {
   switch (task.kind) {
     case 'ingest':
       return ingest(task);
+    case 'rename':
+      return rename(task);
     case 'verify':
       return verify(task);
     case 'chunkFiles':

@@ -81,15 +81,16 @@ export class ContentLibrary {
   /**
    * Chunks that arrive encoded (a courier parcel): in a worker thread, each is decoded and
    * checked against its size and digest, then written as it is to a temporary file. `buf` is
-   * moved to the worker. Per item: the staged file, or null when it does not match.
+   * moved to the worker and back. Per item: the staged file, or null when it does not match;
+   * and the buffer, for the caller's next task.
    */
   async ingestStored(
     buf: Uint8Array,
     items: { digest: string; offset: number; length: number; size: number }[],
-  ): Promise<({ tmp: string; path: string } | null)[]> {
+  ): Promise<{ staged: ({ tmp: string; path: string } | null)[]; buf: Uint8Array }> {
     const paths = items.map((i) => this.chunkPath(i.digest));
     const r = await runStore({ kind: 'store', buf, items, paths, fsyncEach: !this.grouped });
-    return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string });
+    return { staged: r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string }), buf: r.buf };
   }
 
   /** Makes staged chunk files durable, then visible under their names, then the names durable. */

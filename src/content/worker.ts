@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { move } from 'piscina';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { type CheckChunksResult, type CheckChunksTask, checkChunks } from './check.js';
 import { StreamChunker } from './chunker.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
@@ -64,6 +64,8 @@ export interface StoreResult {
   kind: 'store';
   /** Per item: null when it does not decode to its digest, else its temporary file. */
   stored: ({ tmp: string } | null)[];
+  /** The task's buffer, moved back (the caller reuses it for the next task). */
+  buf: Uint8Array;
 }
 
 /** Reads stored chunk files of known lengths, end to end into one buffer (a courier export). */
@@ -144,6 +146,12 @@ function writeTemp(finalPath: string, data: Uint8Array, fsync: boolean, written:
   return tmp;
 }
 
+/** The result, with the task's buffer moved back to the caller rather than copied. */
+function storeResult(r: StoreResult): StoreResult {
+  const movable = { [transferableSymbol]: [r.buf.buffer], [valueSymbol]: r };
+  return move(movable as unknown as ArrayBuffer) as unknown as StoreResult;
+}
+
 function store(t: StoreTask): StoreResult {
   const written: string[] = [];
   try {
@@ -157,7 +165,7 @@ function store(t: StoreTask): StoreResult {
       }
       return { tmp: writeTemp(t.paths[n] as string, data, t.fsyncEach, written) };
     });
-    return { kind: 'store', stored };
+    return storeResult({ kind: 'store', stored, buf: t.buf });
   } catch (e) {
     for (const f of written) fs.rmSync(f, { force: true });
     throw e;

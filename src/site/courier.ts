@@ -391,13 +391,13 @@ export interface ParcelSink {
 export type { ImportReport };
 
 const SEGMENT = 64 << 20;
-const IN_FLIGHT = 3;
+const IN_FLIGHT = 4;
 
 /**
  * Imports a parcel as it streams in: header and manifests first (every signature checked
  * before any chunk is read), then the index (each chunk named by a manifest, with its size),
  * then the chunks: each decoded and checked against its digest in the worker pool, written as
- * stored, and made durable and recorded every 32 MiB while the next ones are verified (an
+ * stored, and made durable and recorded every 64 MiB while the next ones are verified (an
  * import killed half way keeps those; the next import skips them). Versions become visible
  * only after the trailing checksum matched, and only those whose chunks are all held.
  */
@@ -442,12 +442,28 @@ export async function importParcel(
     bytes: { parcel: header.totalBytes, stored: 0 },
   };
   type Item = { digest: string; offset: number; length: number; size: number };
-  let staged: { tmp: string; path: string }[] = [];
-  let rows: { digest: string; size: number; storedSize: number; literalBytes: number }[] = [];
-  let segment = 0;
+  /** Chunks staged together and made durable together (about SEGMENT bytes). */
+  type Segment = {
+    staged: { tmp: string; path: string }[];
+    rows: { digest: string; size: number; storedSize: number; literalBytes: number }[];
+    tasks: Promise<void>[];
+    bytes: number;
+    committed: boolean;
+  };
+  const newSegment = (): Segment => ({ staged: [], rows: [], tasks: [], bytes: 0, committed: false });
+  const segments: Segment[] = [];
+  let segment = newSegment();
+  segments.push(segment);
   const inFlight: Promise<void>[] = [];
-  const verifyAndStage = async (buf: Uint8Array, items: Item[]) => {
-    const res = await sink.library.ingestStored(buf, items);
+  // Task buffers come back from the workers and are used again.
+  const spare: Uint8Array[] = [];
+  const alloc = (bytes: number) => {
+    const b = spare.pop();
+    return b && b.length >= bytes ? b : Buffer.allocUnsafeSlow(bytes);
+  };
+  const verifyAndStage = async (seg: Segment, buf: Uint8Array, items: Item[]) => {
+    const { staged: res, buf: back } = await sink.library.ingestStored(buf, items);
+    spare.push(back);
     let badDigest: string | undefined;
     res.forEach((s, i) => {
       const it = items[i] as Item;
@@ -455,8 +471,8 @@ export async function importParcel(
         badDigest ??= it.digest;
         return;
       }
-      staged.push(s);
-      rows.push({ digest: it.digest, size: it.size, storedSize: it.length, literalBytes: it.size });
+      seg.staged.push(s);
+      seg.rows.push({ digest: it.digest, size: it.size, storedSize: it.length, literalBytes: it.size });
     });
     if (badDigest)
       throw fail(
@@ -464,48 +480,53 @@ export async function importParcel(
         `parcel ${header.parcel} is damaged or altered: chunk ${badDigest} does not match its digest; nothing was installed`,
       );
   };
-  // A segment's commit (flush, rename, flush, record) runs while the next one is verified; at
-  // most one commit waits behind the one running.
+  // Each segment is committed (flush, rename, flush, record) once its tasks are done and the
+  // segment before it is committed, while reading and verifying go on; at most two wait.
+  const commits: Promise<void>[] = [];
   let committing: Promise<void> = Promise.resolve();
-  const flush = async () => {
-    await Promise.all(inFlight.splice(0));
-    const files = staged;
-    const done = rows;
-    staged = [];
-    rows = [];
-    segment = 0;
+  const commit = async (seg: Segment) => {
     const prev = committing;
-    await prev;
     committing = (async () => {
-      await sink.library.commit(files);
-      await sink.recordChunks(done);
-      report.chunks.stored += done.length;
-      report.bytes.stored += done.reduce((n, r) => n + r.size, 0);
+      await Promise.all(seg.tasks);
+      await prev;
+      await sink.library.commit(seg.staged);
+      await sink.recordChunks(seg.rows);
+      seg.committed = true;
+      report.chunks.stored += seg.rows.length;
+      report.bytes.stored += seg.rows.reduce((n, r) => n + r.size, 0);
     })();
     committing.catch(() => {});
+    commits.push(committing);
+    while (commits.length > 2) await commits.shift();
   };
   let seen = 0;
   try {
-    for await (const task of reader.chunks()) {
+    for await (const task of reader.chunks(8 << 20, alloc)) {
       const items = task.items.filter((i) => !held.has(i.digest));
       report.chunks.alreadyHeld += task.items.length - items.length;
       if (items.length > 0) {
         // Moves task.buf to a worker: nothing may read it here afterwards.
-        const p = verifyAndStage(task.buf, items);
+        const p = verifyAndStage(segment, task.buf, items);
         p.catch(() => {});
         inFlight.push(p);
-        segment += items.reduce((n, i) => n + i.length, 0);
-      }
+        segment.tasks.push(p);
+        segment.bytes += items.reduce((n, i) => n + i.length, 0);
+      } else spare.push(task.buf);
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
-      if (segment >= SEGMENT) await flush();
+      if (segment.bytes >= SEGMENT) {
+        const full = segment;
+        segment = newSegment();
+        segments.push(segment);
+        await commit(full);
+      }
       onProgress?.(reader.bytesRead - seen);
       seen = reader.bytesRead;
     }
-    await flush();
-    await committing;
+    await commit(segment);
+    await Promise.all(commits);
   } catch (e) {
-    await Promise.allSettled([...inFlight, committing]);
-    await sink.library.discard(staged);
+    await Promise.allSettled([...inFlight, ...segments.flatMap((s) => s.tasks), ...commits]);
+    await sink.library.discard(segments.filter((s) => !s.committed).flatMap((s) => s.staged));
     // The body is left to the server, which drains it: the client then reads the error.
     throw e;
   }

@@ -156,7 +156,7 @@ describe('courier parcels', () => {
 
     // Inspect lists what it holds.
     const i = await json('CEN', ['courier', 'inspect', file]);
-    expect(i).toMatchObject({ parcel: x.parcel, format: 1, source: 'CEN', destination: 'EUR', chunks: x.chunks, bytes: x.bytes });
+    expect(i).toMatchObject({ parcel: x.parcel, format: 2, source: 'CEN', destination: 'EUR', chunks: x.chunks, bytes: x.bytes });
     expect(i.packages[0]).toMatchObject({ id: c.id, version: 1, name: 'Office', bytes: c.bytes });
     const text = await cascade(['courier', 'inspect', file]);
     expect(text.stdout).toContain(`parcel ${x.parcel} (format 2)`);

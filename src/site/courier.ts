@@ -398,7 +398,8 @@ const IN_FLIGHT = 4;
  * before any chunk is read), then the index (each chunk named by a manifest, with its size),
  * then the chunks: each decoded and checked against its digest in the worker pool, written as
  * stored, and made durable and recorded every 64 MiB while the next ones are verified (an
- * import killed half way keeps those; the next import skips them). Versions become visible
+ * import killed half way keeps those; one whose parcel is cut short or damaged keeps every
+ * chunk it verified; the next import skips them). Versions become visible
  * only after the trailing checksum matched, and only those whose chunks are all held.
  */
 export async function importParcel(
@@ -526,7 +527,15 @@ export async function importParcel(
     await Promise.all(commits);
   } catch (e) {
     await Promise.allSettled([...inFlight, ...segments.flatMap((s) => s.tasks), ...commits]);
-    await sink.library.discard(segments.filter((s) => !s.committed).flatMap((s) => s.staged));
+    // Every staged chunk was verified: keep them, so a cut or damaged parcel still leaves what
+    // it had right, and the next import resumes there. Nothing becomes visible.
+    const rest = segments.filter((s) => !s.committed);
+    try {
+      await sink.library.commit(rest.flatMap((s) => s.staged));
+      await sink.recordChunks(rest.flatMap((s) => s.rows));
+    } catch {
+      await sink.library.discard(rest.flatMap((s) => s.staged));
+    }
     // The body is left to the server, which drains it: the client then reads the error.
     throw e;
   }

@@ -242,6 +242,45 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`\n8. cascade validate ${r1.id}: every chunk re-hashed, every file checked, on every DP`);
   for (const r of v.results) out(`   ${r.dp.padEnd(8)} ${r.ok ? 'ok' : 'INVALID'}  ${r.checkedFiles} files, ${fmtBytes(r.checkedBytes)}`);
 
+  // 9. The courier: a package for EUR carried on "media" (a parcel file): no chunk on the WAN.
+  const v3 = path.join(dataDir, 'sample-drivers');
+  if (!fs.existsSync(v3)) writeSample(v3, 3, 6 << 20);
+  const up3 = await uploadSource(client, await walkSource(v3));
+  const r3 = await client.json<{ id: string; bytes: number }>('POST', '/api/v1/packages', {
+    json: { name: 'Field drivers', priority: 'medium', programs: [], files: up3.files },
+  });
+  await client.json('POST', '/api/v1/distributions', { json: { packageId: r3.id, to: ['site:EUR'], via: 'courier' } });
+  type Target = { dp: string; state: string; detail?: string | null };
+  const eurTarget = async () =>
+    (await client.json<{ targets: Target[] }>('GET', `/api/v1/distributions/${r3.id}`)).targets.find((t) => t.dp === 'EUR');
+  let waiting: Target | undefined;
+  for (let i = 0; i < 120 && !/courier parcel/.test(waiting?.detail ?? ''); i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    waiting = await eurTarget();
+  }
+  out(`\n9. distribute ${r3.id} --to site:EUR --via courier: no chunk crosses the WAN; the sender waits for a parcel`);
+  out(`   EUR  ${waiting?.state ?? '?'}  ${waiting?.detail ?? ''}`);
+  const parcelFile = path.join(dataDir, 'eur.parcel');
+  const res = await client.download('/api/v1/courier/export', { packages: [r3.id], toSite: 'EUR' });
+  await fs.promises.writeFile(parcelFile, res);
+  out(`   cascade courier export ${r3.id} --to-site EUR -o ${parcelFile}: ${fmtBytes(fs.statSync(parcelFile).size)}`);
+  const imported = await siteClient(0).uploadStream<{ chunks: { stored: number }; packages: { state: string }[] }>(
+    '/api/v1/courier/import',
+    fs.createReadStream(parcelFile),
+    fs.statSync(parcelFile).size,
+  );
+  let installed: Target | undefined;
+  for (let i = 0; i < 120 && installed?.state !== 'installed'; i++) {
+    installed = await eurTarget();
+    if (installed?.state !== 'installed') await new Promise((r) => setTimeout(r, 250));
+  }
+  const transfers = await client.json<{ transfers: { packageId: string; child: string; wireBytes: number }[] }>('GET', '/api/v1/transfers');
+  const wire = transfers.transfers.find((t) => t.packageId === r3.id && t.child === 'EUR')?.wireBytes ?? 0;
+  out(
+    `   cascade courier import at EUR: ${imported.chunks.stored} chunks verified and stored, ${imported.packages[0]?.state}; ` +
+      `seen from CEN: EUR ${installed?.state}, ${wire} chunk bytes on the route CEN -> EUR`,
+  );
+
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
@@ -252,6 +291,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} status ${r1.id}`);
   out(`  ${me} distribute ${r1.id} --to site:BER --dry-run`);
   out(`  ${me} validate ${r1.id} --dp ber-dp2`);
+  out(`  ${me} courier inspect ${path.join(dataDir, 'eur.parcel')}`);
   out(`  ${me} undistribute ${r1.id} --from dp:eur-dp1`);
   out(`  ${me} messages --severity warning`);
   out(`  ${me} route show EUR`);

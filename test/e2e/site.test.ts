@@ -133,5 +133,10 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/^ {3}ber-dp1 +BER +installed/m);
     expect(r.stdout).toMatch(/^ {3}EUR +EUR +installed/m);
     expect(r.stdout).toMatch(/^ {3}eur-dp1 +ok +19 files/m);
+    expect(r.stdout).toMatch(/9\. distribute CEN00002 --to site:EUR --via courier/);
+    expect(r.stdout).toMatch(/^ {3}EUR +pending +waiting for a courier parcel: \d+ bytes/m);
+    expect(r.stdout).toMatch(
+      /courier import at EUR: \d+ chunks verified and stored, installed; seen from CEN: EUR installed, 0 chunk bytes on the route/,
+    );
   });
 });

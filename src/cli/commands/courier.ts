@@ -140,8 +140,9 @@ export function registerCourier(program: Command): void {
     let inspection: Inspection;
     try {
       // Written in 4 MiB blocks while the next block fills, flushed to disk every 64 MiB while
-      // the rest arrives; its framing is read through as it lands, so a file cut short is never
-      // left under its name (the checksum was made by the site; `courier inspect` checks it).
+      // the rest arrives; its framing and table-of-contents checksum are read through as it
+      // lands, so a file cut short is never left under its name (`courier inspect` checks every
+      // chunk of a copy).
       const BLOCK = 4 << 20;
       let block = Buffer.allocUnsafe(BLOCK);
       let fill = 0;

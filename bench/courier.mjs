@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, MiB, opt } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, MiB, opt, removeWork } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const runs = Number(opt('runs', '3'));
@@ -235,7 +235,7 @@ try {
   for (const p of procs) p.kill('SIGTERM');
   for (const p of proxies) p.close();
   await sleep(500);
-  if (opt('keep', null) === null) fs.rmSync(work, { recursive: true, force: true });
+  if (opt('keep', null) === null) removeWork(work);
   else console.error(`kept ${work}`);
 }
 

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, cascade, corpus, freePort, opt, sleep } from './lib.mjs';
+import { BENCH, BIN, cascade, corpus, freePort, opt, removeWork, sleep } from './lib.mjs';
 
 const size = opt('size', '128MiB');
 const count = Number(opt('dps', '20'));
@@ -95,7 +95,7 @@ try {
 } finally {
   for (const p of procs) p.kill('SIGTERM');
   await sleep(1000);
-  fs.rmSync(work, { recursive: true, force: true });
+  removeWork(work);
 }
 fs.mkdirSync(BENCH, { recursive: true });
 fs.writeFileSync(path.join(BENCH, 'dps.json'), `${JSON.stringify(results, null, 2)}\n`);

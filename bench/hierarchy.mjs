@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, cascade, corpus, freePort, have, MiB, opt, sleep } from './lib.mjs';
+import { BENCH, BIN, bytesOf, cascade, corpus, freePort, have, MiB, opt, removeWork, sleep } from './lib.mjs';
 
 const size = opt('size', '256MiB');
 const R = Number(opt('rate', '20')) * 1024 * 1024;
@@ -175,7 +175,7 @@ try {
 } finally {
   for (const p of procs) p.kill('SIGTERM');
   await sleep(500);
-  fs.rmSync(work, { recursive: true, force: true });
+  removeWork(work);
 }
 
 fs.writeFileSync(path.join(BENCH, 'hierarchy.json'), `${JSON.stringify(results, null, 2)}\n`);

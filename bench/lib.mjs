@@ -65,3 +65,18 @@ export const cascade = (argv, env = {}) => {
   if (r.status !== 0) throw new Error(`cascade ${argv.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 };
+
+/**
+ * Removes a benchmark's work folder; under bench/all.mjs (`npm run bench`) it is left for
+ * bench/cleanup.mjs at the very end instead. On a file system without a journal (this project's
+ * machines), creating files soon after thousands were deleted is several times slower, so one
+ * benchmark's cleanup would slow the next one's figures (docs/performance.md).
+ */
+export function removeWork(dir) {
+  if (process.env.CASCADE_BENCH_DEFER_CLEANUP) {
+    fs.mkdirSync(BENCH, { recursive: true });
+    fs.appendFileSync(path.join(BENCH, 'cleanup.txt'), `${dir}\n`);
+    return;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}

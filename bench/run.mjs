@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, have, MiB, opt, walk } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, have, MiB, opt, removeWork, walk } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const only = opt('only', 'ingest,update').split(',');
@@ -135,7 +135,7 @@ try {
 } finally {
   site.proc.kill('SIGTERM');
   await new Promise((r) => site.proc.once('exit', r));
-  fs.rmSync(work, { recursive: true, force: true });
+  removeWork(work);
 }
 
 fs.writeFileSync(path.join(BENCH, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startNginx } from '../test/fixtures/nginx.mjs';
-import { BENCH, BIN, corpus, have, MiB, opt, ROOT } from './lib.mjs';
+import { BENCH, BIN, corpus, have, MiB, opt, ROOT, removeWork } from './lib.mjs';
 
 const size = opt('size', '128MiB');
 const seconds = Number(opt('seconds', '10'));
@@ -178,7 +178,7 @@ try {
 } finally {
   await servers.cascade.stop();
   await servers.nginx.stop();
-  fs.rmSync(work, { recursive: true, force: true });
+  removeWork(work);
 }
 
 const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];

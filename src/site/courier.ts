@@ -390,14 +390,20 @@ export interface ParcelSink {
 
 export type { ImportReport };
 
-const SEGMENT = 64 << 20;
+/**
+ * Chunks made durable together. Each commit flushes the file system twice; fewer, larger
+ * commits measured faster on this project's machines (import 152-193 MiB/s at 256 MiB against
+ * 119-179 at 64 MiB, four interleaved pairs). A killed import keeps what it committed; a parcel
+ * cut short or damaged keeps every chunk it verified.
+ */
+const SEGMENT = 256 << 20;
 const IN_FLIGHT = 4;
 
 /**
  * Imports a parcel as it streams in: header and manifests first (every signature checked
  * before any chunk is read), then the index (each chunk named by a manifest, with its size),
  * then the chunks: each decoded and checked against its digest in the worker pool, written as
- * stored, and made durable and recorded every 64 MiB while the next ones are verified (an
+ * stored, and made durable and recorded every 256 MiB while the next ones are verified (an
  * import killed half way keeps those; one whose parcel is cut short or damaged keeps every
  * chunk it verified; the next import skips them). Versions become visible
  * only after the trailing checksum matched, and only those whose chunks are all held.

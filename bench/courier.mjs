@@ -19,20 +19,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, MiB, opt, removeWork } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, freePort, MiB, opt, removeWork, sleep, waitUp } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const runs = Number(opt('runs', '3'));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 const cascade = (argv, env = {}) => {
   const t = process.hrtime.bigint();
   // CASCADE_BENCH_PROF=DIR: CPU profiles of the commands there too.
@@ -100,12 +90,7 @@ async function site(code, parent) {
   });
   procs.push(proc);
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    await sleep(100);
-  }
+  await waitUp(url);
   const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
   return { code, dir, url, token, wan, pid: proc.pid, env: { CASCADE_SITE: url, CASCADE_TOKEN: token } };
 }

@@ -9,21 +9,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, cascade, corpus, freePort, opt, removeWork, sleep } from './lib.mjs';
+import { BENCH, BIN, cascade, corpus, freePort, opt, removeWork, sleep, waitUp } from './lib.mjs';
 
 const size = opt('size', '128MiB');
 const count = Number(opt('dps', '20'));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-dpbench-'));
 const procs = [];
-const waitUp = async (url) => {
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
-    } catch {}
-    await sleep(100);
-  }
-  throw new Error(`${url} did not start`);
-};
 const run = (role, dir, listen) => {
   const p = spawn(process.execPath, [BIN, role, 'start', '--data', dir, '--listen', listen], {
     env: { ...process.env, CASCADE_LOG_LEVEL: 'warn', CASCADE_REPORT_SECONDS: '1' },

@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, cascade, corpus, freePort, have, MiB, opt, removeWork, sleep } from './lib.mjs';
+import { BENCH, BIN, bytesOf, cascade, corpus, freePort, have, MiB, opt, removeWork, sleep, waitUp } from './lib.mjs';
 
 const size = opt('size', '256MiB');
 const R = Number(opt('rate', '20')) * 1024 * 1024;
@@ -29,12 +29,7 @@ async function site(code, parent) {
   });
   procs.push(proc);
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    await sleep(100);
-  }
+  await waitUp(url);
   const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
   sites[code] = { url, token, env: { CASCADE_SITE: url, CASCADE_TOKEN: token } };
   return sites[code];

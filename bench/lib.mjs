@@ -59,6 +59,17 @@ export const freePort = () =>
     s.on('error', reject);
   });
 
+/** Waits until a site or DP at `url` answers /healthz (at most 30 s). */
+export const waitUp = async (url) => {
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {}
+    await sleep(100);
+  }
+  throw new Error(`${url} did not start`);
+};
+
 /** Runs `cascade ARGV` and returns its stdout; a failure throws with its stderr. */
 export const cascade = (argv, env = {}) => {
   const r = spawnSync(process.execPath, [BIN, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * MiB });

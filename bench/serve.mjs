@@ -9,12 +9,11 @@
 //                        [--cache 256] (MiB) [--workers CORES] [--nginx-workers auto] [--min-size 0] (KiB)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startNginx } from '../test/fixtures/nginx.mjs';
-import { BENCH, BIN, corpus, have, MiB, opt, ROOT, removeWork } from './lib.mjs';
+import { BENCH, BIN, corpus, freePort, have, MiB, opt, ROOT, removeWork, waitUp } from './lib.mjs';
 
 const size = opt('size', '128MiB');
 const seconds = Number(opt('seconds', '10'));
@@ -29,16 +28,6 @@ if (!have('wrk') || !fs.existsSync('/usr/sbin/nginx')) {
   console.error('serve benchmark skipped: it needs wrk and nginx (apt-get install wrk nginx-light)');
   process.exit(0);
 }
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 
 /** A site's content folder holding the corpus as one package, made once in .bench/. */
 async function library() {
@@ -57,15 +46,7 @@ async function library() {
     stdio: 'ignore',
   });
   try {
-    for (let i = 0; ; i++) {
-      const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (i > 200) throw new Error('site did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitUp(`http://127.0.0.1:${port}`);
     const token = fs.readFileSync(path.join(data, 'admin-token'), 'utf8').trim();
     execFileSync(process.execPath, [BIN, 'package', 'create', src, '--name', 'Corpus'], {
       env: { ...process.env, CASCADE_SITE: `http://127.0.0.1:${port}`, CASCADE_TOKEN: token },

@@ -61,30 +61,40 @@ export class SiteClient {
   }
 
   /**
+   * A POST over node:http(s) with this client's agent and token; a connection that fails
+   * rejects with one line. The caller writes the body and ends the request.
+   */
+  private post(
+    path: string,
+    headers: Record<string, string>,
+    onResponse: (res: http.IncomingMessage) => void,
+    reject: (e: unknown) => void,
+  ): http.ClientRequest {
+    const url = new URL(this.base + path);
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request(
+      url,
+      {
+        method: 'POST',
+        agent: url.protocol === 'https:' ? agents.https : agents.http,
+        headers: { ...headers, ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      },
+      onResponse,
+    );
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
+    );
+    return req;
+  }
+
+  /**
    * POSTs a binary body given as parts, written straight to the socket: no joined copy of a
    * 16 MiB batch, which `fetch` would make (twice). Returns the parsed JSON answer.
    */
   upload<T>(path: string, parts: readonly Uint8Array[]): Promise<T> {
-    const url = new URL(this.base + path);
     const length = parts.reduce((n, p) => n + p.length, 0);
-    const mod = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
-      const req = mod.request(
-        url,
-        {
-          method: 'POST',
-          agent: url.protocol === 'https:' ? agents.https : agents.http,
-          headers: {
-            'content-type': 'application/octet-stream',
-            'content-length': String(length),
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-          },
-        },
-        jsonAnswer(path, resolve, reject),
-      );
-      req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
-      );
+      const req = this.post(path, binary(length), jsonAnswer(path, resolve, reject), reject);
       // Corked: the many small record headers and payloads leave in large writev calls.
       req.cork();
       for (const p of parts) req.write(p);
@@ -98,16 +108,10 @@ export class SiteClient {
    * (a courier parcel): node:http reads them with half the CPU time of fetch (measured).
    */
   download(path: string, json: unknown): Promise<http.IncomingMessage> {
-    const url = new URL(this.base + path);
-    const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
-      const req = mod.request(
-        url,
-        {
-          method: 'POST',
-          agent: url.protocol === 'https:' ? agents.https : agents.http,
-          headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
-        },
+      const req = this.post(
+        path,
+        { 'content-type': 'application/json' },
         (res) => {
           if ((res.statusCode ?? 500) < 400) return resolve(res);
           const body: Buffer[] = [];
@@ -115,9 +119,7 @@ export class SiteClient {
           res.on('error', reject);
           res.on('end', () => reject(errorFrom(res.statusCode ?? 500, Buffer.concat(body).toString('utf8'))));
         },
-      );
-      req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
+        reject,
       );
       req.end(JSON.stringify(json));
     });
@@ -128,25 +130,8 @@ export class SiteClient {
    * the parsed JSON answer. `onBytes` counts what has been written to the socket.
    */
   uploadStream<T>(path: string, source: AsyncIterable<Uint8Array>, length: number, onBytes?: (n: number) => void): Promise<T> {
-    const url = new URL(this.base + path);
-    const mod = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
-      const req = mod.request(
-        url,
-        {
-          method: 'POST',
-          agent: url.protocol === 'https:' ? agents.https : agents.http,
-          headers: {
-            'content-type': 'application/octet-stream',
-            'content-length': String(length),
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-          },
-        },
-        jsonAnswer(path, resolve, reject),
-      );
-      req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`)),
-      );
+      const req = this.post(path, binary(length), jsonAnswer(path, resolve, reject), reject);
       (async () => {
         for await (const piece of source) {
           if (!req.write(piece)) await new Promise<void>((r) => req.once('drain', () => r()));
@@ -165,6 +150,12 @@ export class SiteClient {
     return Buffer.from(await res.arrayBuffer());
   }
 }
+
+/** Headers of a binary body of known length. */
+const binary = (length: number): Record<string, string> => ({
+  'content-type': 'application/octet-stream',
+  'content-length': String(length),
+});
 
 /** Reads a node:http answer: its JSON body, or the error it carries. */
 function jsonAnswer<T>(path: string, resolve: (v: T) => void, reject: (e: unknown) => void): (res: http.IncomingMessage) => void {

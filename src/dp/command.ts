@@ -52,19 +52,9 @@ export function registerDp(program: Command): Command {
     )
     .action(async (o: { data: string; listen?: string }) => {
       const log = createLogger({ name: 'dp' });
-      const { startSite } = await import('../site/main.js');
+      const { startSite, serveUntilStopped } = await import('../site/main.js');
       const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ signal }, 'stopping');
-          running.close().then(resolve, (err) => {
-            log.error({ err }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      await serveUntilStopped(running, log);
     });
   return dp;
 }

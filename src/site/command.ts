@@ -79,19 +79,9 @@ export function registerSite(program: Command): Command {
     )
     .action(async (o: { data: string; listen?: string; db?: string }) => {
       const log = createLogger({ name: 'site' });
-      const { startSite } = await import('./main.js');
+      const { startSite, serveUntilStopped } = await import('./main.js');
       const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ signal }, 'stopping');
-          running.close().then(resolve, (err) => {
-            log.error({ err }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      await serveUntilStopped(running, log);
     });
 
   site.action(() => {

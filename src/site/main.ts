@@ -225,6 +225,21 @@ export interface RunningSite {
   close(): Promise<void>;
 }
 
+/** In the foreground (`site start`, `dp start`): serves until SIGTERM or SIGINT, then closes cleanly. */
+export function serveUntilStopped(running: RunningSite, log: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      running.close().then(resolve, (err) => {
+        log.error({ err }, 'stop failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
 /** `cascade site start`: serves until `close()` (or SIGTERM in the CLI). */
 export async function startSite(opts: {
   /** What the caller expects to start; the data folder says what it holds. */

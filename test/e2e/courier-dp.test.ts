@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir, until } from './helpers.js';
 
 interface Target {
   dp: string;
@@ -22,7 +22,6 @@ interface Transfer {
 
 // One content process per DP: the machine is shared; these DPs serve a few requests.
 const FAST = { CASCADE_PING_SECONDS: '1', CASCADE_REPORT_SECONDS: '1', CASCADE_COURIER_CHECK_SECONDS: '1', CASCADE_DP_WORKERS: '1' };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A site CEN with two DPs; a parcel carried from CEN straight onto cen-dp1 (courier import --dp). */
 describe('courier parcels onto a DP', () => {
@@ -34,14 +33,6 @@ describe('courier parcels onto a DP', () => {
     const r = await run([...args, '--json']);
     if (r.code !== 0) throw new Error(`cascade ${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout);
-  };
-  const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (await ok()) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
   };
   const target = async (id: string, dp: string): Promise<Target | undefined> =>
     ((await json(['status', id])).targets as Target[]).find((t) => t.dp === dp);

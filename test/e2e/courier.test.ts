@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir, until } from './helpers.js';
 
 interface Target {
   site: string;
@@ -23,7 +23,6 @@ interface Transfer {
 }
 
 const FAST = { CASCADE_PING_SECONDS: '1', CASCADE_REPORT_SECONDS: '1', CASCADE_COURIER_CHECK_SECONDS: '1' };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A TCP proxy that counts what the parent sends to the child (the WAN route) and notices any
@@ -78,14 +77,6 @@ describe('courier parcels', () => {
         })
       ).json()
     ).transfers;
-  const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (await ok()) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   const target = async (at: string, id: string, site: string, version?: number) =>
     (await targets(at, id)).find((t) => t.site === site && (version === undefined || t.version === version));
 

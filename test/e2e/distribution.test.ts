@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, type SiteProcess, sleep, startSite, tmpDir, until } from './helpers.js';
 
 interface Status {
   summary: { targeted: number; installed: number; sending: number; pending: number; retrying: number; failed: number };
@@ -26,7 +26,6 @@ interface Transfer {
 }
 
 const FAST = { CASCADE_PING_SECONDS: '1', CASCADE_REPORT_SECONDS: '1' };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** central → region → branch, three real processes; packages travel down, status comes up. */
 describe('distribution down the tree', () => {
@@ -56,14 +55,6 @@ describe('distribution down the tree', () => {
         })
       ).text(),
     ).transfers;
-  const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (await ok()) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   const installed = (at: string, id: string, site: string, version?: number) => async () =>
     (await status(at, id)).targets.some(
       (t) =>

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, type SiteProcess, startSite, tmpDir, until } from './helpers.js';
 
 interface Target {
   dp: string;
@@ -25,7 +25,6 @@ interface Plan {
 }
 
 const FAST = { CASCADE_PING_SECONDS: '1', CASCADE_REPORT_SECONDS: '1' };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A central site with a DP, a child site with two DPs: real processes on loopback. */
 describe('distribution points', () => {
@@ -66,14 +65,6 @@ describe('distribution points', () => {
     procs[name] = await startSite(dirs[name] as string, [], { role: 'dp', env: FAST });
   };
   const status = async (id: string): Promise<Status> => JSON.parse((await cascade(['status', id, '--json'], { env: env() })).stdout);
-  const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (await ok()) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   const stateOf = async (id: string, dp: string) => (await status(id)).targets.find((t) => t.dp === dp)?.state;
 
   let pkg = '';

@@ -155,3 +155,15 @@ export function freePort(): Promise<number> {
     s.on('error', reject);
   });
 }
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `ok` every 250 ms until it holds; fails naming `what` after `ms`. */
+export async function until(what: string, ok: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await ok()) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -85,7 +85,8 @@ export function findCut(
 }
 
 const maskCache = new Map<ChunkerParams, { small: number; large: number }>();
-function masksFor(p: ChunkerParams): { small: number; large: number } {
+/** The two masks of `p` (computed once per parameter set). */
+export function masksFor(p: ChunkerParams): { small: number; large: number } {
   let m = maskCache.get(p);
   if (!m) {
     m = masks(p);

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { type CheckChunksResult, type CheckChunksTask, checkChunks } from './check.js';
-import { StreamChunker } from './chunker.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
+import { FileChunker } from './gear.js';
 
 export interface IngestTask {
   kind: 'ingest';
@@ -244,28 +244,20 @@ function verify(t: VerifyTask): VerifyResult {
   };
 }
 
-const BLOCK = 4 << 20;
-
-let block: Buffer | undefined;
+let chunker: FileChunker | undefined;
 
 function chunkFile(path: string): { chunks: [string, number][]; size: number } {
   const fd = fs.openSync(path, 'r');
   const chunks: [string, number][] = [];
-  let size = 0;
   try {
-    const chunker = new StreamChunker();
-    block ??= Buffer.allocUnsafe(BLOCK);
-    for (;;) {
-      const n = fs.readSync(fd, block, 0, BLOCK, null);
-      if (n === 0) break;
-      size += n;
-      for (const c of chunker.push(block.subarray(0, n))) chunks.push([sha256(c), c.length]);
-    }
-    for (const c of chunker.finish()) chunks.push([sha256(c), c.length]);
+    chunker ??= new FileChunker();
+    const size = chunker.chunkFd(fd, (c) => {
+      chunks.push([sha256(c), c.length]);
+    });
+    return { chunks, size };
   } finally {
     fs.closeSync(fd);
   }
-  return { chunks, size };
 }
 
 function chunkFiles(t: ChunkFilesTask): ChunkFilesResult {

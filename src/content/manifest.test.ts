@@ -137,6 +137,24 @@ describe('manifest signing', () => {
     expect(verifyManifest(forged, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey) }]).manifest.id).toBe('CEN00001');
   });
 
+  it("a manifest verified before is checked against today's trust, and each caller gets its own copy", () => {
+    const m = sample();
+    const bytes = signManifest(m, key);
+    const first = verifyManifest(bytes, trusted);
+    // The same bytes again, once the key is no longer trusted or its id names another key.
+    expect(codeOf(() => verifyManifest(bytes, []))).toBe('bad_signature');
+    const other = generateSiteKey('CEN');
+    expect(codeOf(() => verifyManifest(bytes, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey) }]))).toBe('bad_signature');
+    // Editing what one caller got changes nothing for the next.
+    first.manifest.name = 'edited';
+    (first.manifest.files[0] as { path: string }).path = 'elsewhere';
+    expect(verifyManifest(bytes, trusted).manifest).toEqual(m);
+    // Any altered byte is still refused after the original passed.
+    const bad = Buffer.from(bytes);
+    bad[bad.indexOf('"name"') + 9] ^= 0x01;
+    expect(() => verifyManifest(bad, trusted)).toThrow(CascadeError);
+  });
+
   it('refuses a re-encoded (non-canonical) but otherwise identical manifest', () => {
     const bytes = signManifest(sample(), key);
     const pretty = Buffer.from(JSON.stringify(JSON.parse(bytes.toString()), null, 2));

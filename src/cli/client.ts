@@ -127,14 +127,24 @@ export class SiteClient {
 
   /**
    * POSTs a body of known length from a stream (a courier parcel), with backpressure; returns
-   * the parsed JSON answer. `onBytes` counts what has been written to the socket.
+   * the parsed JSON answer. `onBytes` counts what has been written to the socket. Each piece
+   * is handed back through `release` once the socket is done with it, so the source can reuse
+   * its buffer (a fresh 1 MiB buffer per piece cost the CLI a quarter second of garbage
+   * collection per 500 MiB).
    */
-  uploadStream<T>(path: string, source: AsyncIterable<Uint8Array>, length: number, onBytes?: (n: number) => void): Promise<T> {
+  uploadStream<T>(
+    path: string,
+    source: AsyncIterable<Uint8Array>,
+    length: number,
+    onBytes?: (n: number) => void,
+    release?: (piece: Uint8Array) => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const req = this.post(path, binary(length), jsonAnswer(path, resolve, reject), reject);
       (async () => {
         for await (const piece of source) {
-          if (!req.write(piece)) await new Promise<void>((r) => req.once('drain', () => r()));
+          const ok = req.write(piece, () => release?.(piece));
+          if (!ok) await new Promise<void>((r) => req.once('drain', () => r()));
           onBytes?.(piece.length);
         }
         req.end();

@@ -56,7 +56,7 @@ export async function openDb(opts: {
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    opened = { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), dialect: 'sqlite' };
+    opened = { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: preparedOnce(sqlite) }) }), dialect: 'sqlite' };
   }
   const migrator = new Migrator({ db: opened.db, provider: migrationProvider });
   const { error } = await (opts.upTo ? migrator.migrateTo(opts.upTo) : migrator.migrateToLatest());
@@ -65,6 +65,27 @@ export async function openDb(opts: {
     throw fail('internal', `database migration failed: ${(error as Error).message}`);
   }
   return opened;
+}
+
+/**
+ * The database as Kysely's SQLite driver sees it, with each SQL text prepared once: the driver
+ * prepares every query afresh, which cost an import of 8,000 chunks ~0.1 s of the main thread.
+ * The most recently used 200 statements are kept. Safe because nothing here streams a query:
+ * a statement runs to its end (all/run) before another use of it can start.
+ */
+function preparedOnce(sqlite: SQLite.Database): { close(): void; prepare(sql: string): SQLite.Statement } {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      let stmt = cache.get(sql);
+      if (stmt) cache.delete(sql);
+      else stmt = sqlite.prepare(sql);
+      cache.set(sql, stmt);
+      if (cache.size > 200) cache.delete(cache.keys().next().value as string);
+      return stmt;
+    },
+  };
 }
 
 /** Hides the password in a connection URL for messages and logs. */

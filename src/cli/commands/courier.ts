@@ -80,21 +80,32 @@ function parseDpTarget(name: string): string {
   return n;
 }
 
-async function* readFile(file: string): AsyncGenerator<Uint8Array> {
-  const fh = await fsp.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
-  });
-  try {
-    for (;;) {
-      // A fresh buffer each time: the reader and the socket keep the pieces they are given.
-      const buf = Buffer.allocUnsafe(1 << 20);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      yield buf.subarray(0, bytesRead);
+/**
+ * A file as 1 MiB pieces, from a few buffers the caller hands back (`release`) once it is done
+ * with each piece; a new buffer is made only when none is free.
+ */
+function readFile(file: string): { pieces: AsyncGenerator<Uint8Array>; release: (piece: Uint8Array) => void } {
+  const free: Buffer[] = [];
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    const fh = await fsp.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
+      throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
+    });
+    try {
+      for (;;) {
+        const buf = free.pop() ?? Buffer.allocUnsafeSlow(1 << 20);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        yield buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh.close();
     }
-  } finally {
-    await fh.close();
   }
+  const release = (piece: Uint8Array) => {
+    if (piece.byteOffset === 0 && piece.buffer.byteLength === 1 << 20 && free.length < 8)
+      free.push(Buffer.from(piece.buffer as ArrayBuffer, 0, 1 << 20));
+  };
+  return { pieces: pieces(), release };
 }
 
 /** `cascade courier export|import|inspect`. */
@@ -253,11 +264,18 @@ export function registerCourier(program: Command): void {
     }
     const bar = new Progress('import', st.size, !o.json);
     let sent = 0;
+    const parcel = readFile(file);
     const r = await client
-      .uploadStream<ImportReport & { dp?: string }>('/api/v1/courier/import', readFile(file), st.size, (n) => {
-        sent += n;
-        bar.update(sent, sent >= st.size ? 'verifying and installing' : '');
-      })
+      .uploadStream<ImportReport & { dp?: string }>(
+        '/api/v1/courier/import',
+        parcel.pieces,
+        st.size,
+        (n) => {
+          sent += n;
+          bar.update(sent, sent >= st.size ? 'verifying and installing' : '');
+        },
+        parcel.release,
+      )
       .finally(() => bar.done());
     if (o.json) {
       printJson(r);
@@ -286,7 +304,7 @@ export function registerCourier(program: Command): void {
     .option('--json', 'print JSON instead of text')
     .action(async (file: string, o: { json?: boolean }) => {
       if (!fs.existsSync(file)) throw fail('usage', `cannot read ${file}: no such file`);
-      const i = await readThrough(readFile(file), true);
+      const i = await readThrough(readFile(file).pieces, true);
       if (o.json) {
         printJson(i);
         return;

@@ -94,7 +94,9 @@ export async function* readBatchTasks(body: AsyncIterable<Uint8Array>, taskBytes
 }
 
 function newTask(bytes: number): BatchTask {
-  return { buf: new Uint8Array(bytes), used: 0, records: [] };
+  // Not zeroed: only the payloads copied in are ever read (a 4 MiB memset per task otherwise).
+  const buf = Buffer.allocUnsafeSlow(bytes);
+  return { buf: new Uint8Array(buf.buffer, buf.byteOffset, bytes), used: 0, records: [] };
 }
 
 /** Parses a batch stream record by record (payloads are views into task buffers). */

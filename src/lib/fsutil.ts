@@ -46,6 +46,11 @@ class GroupSync {
     return this.next;
   }
 
+  /** Starts a flush without waiting for it, unless one is running already. */
+  kick(dir: string): void {
+    if (!this.broken && !this.running) void this.sync(dir);
+  }
+
   private run(dir: string): Promise<boolean> {
     const sh = this.ensureShell();
     if (!sh?.stdin) return Promise.resolve(false);
@@ -108,6 +113,13 @@ const groupSync = new GroupSync();
  * Resolves false where that is not possible: then flush each file instead.
  */
 export const flushFileSystem = (dir: string): Promise<boolean> => groupSync.sync(dir);
+
+/**
+ * Starts writing the file system's dirty data to disk in the background (a flush nobody waits
+ * for; none when one runs already). Linux starts writing back on its own only once a tenth of
+ * memory is dirty, so without this a large commit's flush writes everything at the end.
+ */
+export const startWriteback = (dir: string): void => groupSync.kick(dir);
 
 export interface Staged {
   tmpDir: string;

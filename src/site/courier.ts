@@ -398,6 +398,8 @@ export type { ImportReport };
  */
 const SEGMENT = 256 << 20;
 const IN_FLIGHT = 4;
+/** Staged bytes between two background flushes (see ContentLibrary.startWriteback). */
+const WRITEBACK = 32 << 20;
 
 /**
  * Imports a parcel as it streams in: header and manifests first (every signature checked
@@ -507,6 +509,7 @@ export async function importParcel(
     while (commits.length > 2) await commits.shift();
   };
   let seen = 0;
+  let unflushed = 0;
   try {
     for await (const task of reader.chunks(8 << 20, alloc)) {
       const items = task.items.filter((i) => !held.has(i.digest));
@@ -517,7 +520,13 @@ export async function importParcel(
         p.catch(() => {});
         inFlight.push(p);
         segment.tasks.push(p);
-        segment.bytes += items.reduce((n, i) => n + i.length, 0);
+        const bytes = items.reduce((n, i) => n + i.length, 0);
+        segment.bytes += bytes;
+        unflushed += bytes;
+        if (unflushed >= WRITEBACK) {
+          unflushed = 0;
+          sink.library.startWriteback();
+        }
       } else spare.push(task.buf);
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
       if (segment.bytes >= SEGMENT) {

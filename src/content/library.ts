@@ -6,9 +6,9 @@ import {
   discardStaged,
   type FileData,
   flushFileSystem,
-  startWriteback,
   type Staged,
   stageFiles,
+  startWriteback,
   writeFileAtomic,
   writeFilesAtomic,
 } from '../lib/fsutil.js';

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { parseDpName } from '../core/dp.js';
 import { fail } from '../core/errors.js';
-import { createLogger } from '../lib/log.js';
 import { printJson } from '../lib/output.js';
 
 /**
@@ -51,6 +50,7 @@ export function registerDp(program: Command): Command {
       new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8200)').env('CASCADE_LISTEN'),
     )
     .action(async (o: { data: string; listen?: string }) => {
+      const { createLogger } = await import('../lib/log.js');
       const log = createLogger({ name: 'dp' });
       const { startSite, serveUntilStopped } = await import('../site/main.js');
       const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });

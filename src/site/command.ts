@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { fail } from '../core/errors.js';
 import { parseSiteCode } from '../core/site.js';
-import { createLogger } from '../lib/log.js';
 import { printJson } from '../lib/output.js';
 
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
@@ -78,6 +77,7 @@ export function registerSite(program: Command): Command {
       new Option('--db <url|file>', 'postgres://... store, or a SQLite file path (default: from the data folder)').env('CASCADE_DB'),
     )
     .action(async (o: { data: string; listen?: string; db?: string }) => {
+      const { createLogger } = await import('../lib/log.js');
       const log = createLogger({ name: 'site' });
       const { startSite, serveUntilStopped } = await import('./main.js');
       const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });

@@ -2,9 +2,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { manifestChunks } from '../../content/manifest.js';
+// Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
 import type { ImportReport } from '../../content/parcel.js';
-import { ParcelReader, unverifiedManifest } from '../../content/parcel.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
@@ -36,6 +35,10 @@ interface Inspection {
  * `onBytes` sees the bytes as they are read.
  */
 async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
+  const [{ ParcelReader, unverifiedManifest }, { manifestChunks }] = await Promise.all([
+    import('../../content/parcel.js'),
+    import('../../content/manifest.js'),
+  ]);
   const r = new ParcelReader(source);
   const header = await r.header();
   const pkgs = await r.packages();

@@ -1,18 +1,16 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { type Manifest, type Program, verifyManifest } from '../../content/manifest.js';
-import { closePool } from '../../content/pool.js';
-import { keyIdFor, publicKeyPem, type TrustedKey } from '../../content/signing.js';
+// Types only at the top: content modules (zod, piscina) load when a command needs them, so
+// every other command starts without them.
+import type { Manifest, Program } from '../../content/manifest.js';
+import type { TrustedKey } from '../../content/signing.js';
 import { fail } from '../../core/errors.js';
 import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import type { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
-import { fetchVersion, staticSource } from '../fetch.js';
 import { fmtBytes, Progress } from '../progress.js';
-import { walkSource } from '../source.js';
-import { uploadSource } from '../upload.js';
 
 interface VersionReport {
   id: string;
@@ -55,7 +53,8 @@ export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
  * fingerprint; the signer of a package's manifests is its origin, the first three characters
  * of its ID.
  */
-function trustKeyFile(file: string, id: string): TrustedKey {
+async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
+  const { keyIdFor, publicKeyPem } = await import('../../content/signing.js');
   let key: crypto.KeyObject;
   try {
     key = crypto.createPublicKey(fs.readFileSync(file, 'utf8'));
@@ -69,6 +68,7 @@ function trustKeyFile(file: string, id: string): TrustedKey {
 async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {
   const show = await client.json<{ version: number }>('GET', `/api/v1/packages/${id}`);
   const bytes = await client.bytes(`/api/v1/packages/${id}/versions/${show.version}/manifest`);
+  const { verifyManifest } = await import('../../content/manifest.js');
   return verifyManifest(bytes, await siteTrust(client)).manifest;
 }
 
@@ -79,6 +79,11 @@ async function ingest(
 ): Promise<void> {
   const client = clientFrom(o);
   const previous = id ? await latestManifest(client, id) : undefined;
+  const [{ walkSource }, { uploadSource }, { closePool }] = await Promise.all([
+    import('../source.js'),
+    import('../upload.js'),
+    import('../../content/pool.js'),
+  ]);
   const source = await walkSource(src);
   const progress = new Progress(id ? `update ${id}` : 'create', 0, !o.json);
   let report: VersionReport;
@@ -208,9 +213,10 @@ export function registerPackage(program: Command): void {
     const client = askSite ? clientFrom(o) : undefined;
     if (!client && o.version === undefined)
       throw fail('usage', '--trust-key without --site needs --version N: a DP serves content, not the list of versions');
+    const { fetchVersion, staticSource } = await import('../fetch.js');
     const source = o.from ? staticSource(o.from) : client;
     if (!source) throw fail('usage', '--trust-key needs --from URL (or --site URL to fetch from the site)');
-    const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [trustKeyFile(o.trustKey, pid)] : [])];
+    const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [await trustKeyFile(o.trustKey, pid)] : [])];
     const version = o.version ?? (await (client as SiteClient).json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
     const progress = new Progress(`fetch ${pid}`, 0, !o.json);
     try {

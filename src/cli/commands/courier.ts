@@ -158,7 +158,9 @@ export function registerCourier(program: Command): void {
       // lands, so a file cut short is never left under its name (`courier inspect` checks every
       // chunk of a copy).
       const BLOCK = 4 << 20;
-      let block = Buffer.allocUnsafe(BLOCK);
+      // Two blocks in turn: one fills while the other is written (put awaits the write before).
+      const blocks = [Buffer.allocUnsafeSlow(BLOCK), Buffer.allocUnsafeSlow(BLOCK)];
+      let block = blocks[0] as Buffer;
       let fill = 0;
       let writing: Promise<unknown> = Promise.resolve();
       let syncing: Promise<unknown> | null = null;
@@ -187,7 +189,7 @@ export function registerCourier(program: Command): void {
             at += n;
             if (fill === BLOCK) {
               await put(block, fill);
-              block = Buffer.allocUnsafe(BLOCK);
+              block = (block === blocks[0] ? blocks[1] : blocks[0]) as Buffer;
               fill = 0;
             }
           }

@@ -138,9 +138,10 @@ export class SiteClient {
     length: number,
     onBytes?: (n: number) => void,
     release?: (piece: Uint8Array) => void,
+    headers: Record<string, string> = {},
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const req = this.post(path, binary(length), jsonAnswer(path, resolve, reject), reject);
+      const req = this.post(path, { ...binary(length), ...headers }, jsonAnswer(path, resolve, reject), reject);
       (async () => {
         for await (const piece of source) {
           const ok = req.write(piece, () => release?.(piece));

@@ -15,6 +15,7 @@ import {
   type ParcelPlan,
   ParcelReader,
   parcelHeader,
+  parseOmitHeader,
   TRAILER,
   unverifiedManifest,
   writeParcel,
@@ -181,6 +182,47 @@ describe('courier parcel format', () => {
     const r2 = await importParcel(sink, pieces(whole, 65536));
     expect(r2.chunks).toEqual({ inParcel: 52, stored: 0, alreadyHeld: 52 });
     expect(r2.packages.every((p) => p.state === 'installed')).toBe(true);
+  });
+
+  it('a sender may leave out chunks the receiver holds (x-cascade-omit): only the rest is read', async () => {
+    const { sink, library, rows } = memorySink(path.join(root, 'lib-omit'));
+    await library.init();
+    // The receiver holds a's first 20 chunks (index entries 0-19: a's chunks come first).
+    const first = new Set(a.chunks.slice(0, 20).map((c) => c.digest));
+    await importParcel(sink, pieces(await bytesOf(plan([a], (d) => first.has(d)), [a])));
+    expect(rows.size).toBe(20);
+    // The parcel without the bytes of entries 0-19 and 20-24 (the last five are not held).
+    const tocEnd = whole.length - TRAILER - parcelHeader(p0).chunkBytes;
+    const at = (i: number) => tocEnd + p0.chunks.slice(0, i).reduce((n, c) => n + c.stored, 0);
+    const stripped = Buffer.concat([whole.subarray(0, at(0)), whole.subarray(at(25))]);
+    const omit = parseOmitHeader('0-20, 20-25');
+    expect(omit).toEqual([
+      [0, 20],
+      [20, 25],
+    ]);
+    const r = await importParcel(sink, pieces(stripped, 65536), undefined, omit);
+    expect(r.chunks).toEqual({ inParcel: 52, stored: 27, alreadyHeld: 20 });
+    expect(r.bytes.received).toBe(stripped.length);
+    expect(r.bytes.parcel).toBe(whole.length);
+    // Left out but not held: missing, exactly as from a partial parcel.
+    expect(r.packages[0]).toMatchObject({ id: 'CEN00001', state: 'incomplete', missingChunks: 5 });
+    expect(r.packages[1]).toMatchObject({ id: 'CEN00002', state: 'installed' });
+    // Ranges that leave out what the stream holds break its framing: refused, nothing installed.
+    expect(await codeOf(importParcel(sink, pieces(whole), undefined, [[30, 31]]))).toMatch(/^bad_parcel: /);
+  });
+
+  it('refuses omitted ranges that are malformed, out of order or outside the parcel', async () => {
+    expect(parseOmitHeader(undefined)).toEqual([]);
+    for (const bad of ['1-x', '-1-2', '1', '1-2;3-4'])
+      expect(() => parseOmitHeader(bad), bad).toThrow(/x-cascade-omit: .* is not a range/);
+    expect(() => parseOmitHeader(Array.from({ length: 513 }, (_, i) => `${2 * i}-${2 * i + 1}`).join(','))).toThrow(/over 512/);
+    for (const ranges of [[[5, 3]], [[0, 53]], [[4, 8], [6, 9]], [[3, 3]]] as [number, number][][]) {
+      const { sink, library } = memorySink(path.join(root, 'lib-omit-bad'));
+      await library.init();
+      expect(await codeOf(importParcel(sink, pieces(whole), undefined, ranges)), JSON.stringify(ranges)).toMatch(
+        /^bad_request: omitted chunk range .* not within the parcel's 52 chunks/,
+      );
+    }
   });
 
   it('a partial parcel installs what is complete and says exactly what is missing', async () => {

@@ -297,6 +297,27 @@ class ByteSource {
   }
 }
 
+/** Index entries `[from, to)` left out of a parcel's stream: they are not read. */
+export type OmitRange = readonly [from: number, to: number];
+
+/** At most this many ranges in `x-cascade-omit` (a request header: a few KiB). */
+export const MAX_OMIT_RANGES = 512;
+
+/** `x-cascade-omit: 0-4000,4100-4200` (half-open ranges of index entries) to ranges. */
+export function parseOmitHeader(v: string | undefined): OmitRange[] {
+  if (!v) return [];
+  const parts = v.split(',');
+  if (parts.length > MAX_OMIT_RANGES) throw fail('bad_request', `x-cascade-omit names ${parts.length} ranges, over ${MAX_OMIT_RANGES}`);
+  return parts.map((p) => {
+    const m = /^\s*(\d{1,9})-(\d{1,9})\s*$/.exec(p);
+    if (!m) throw fail('bad_request', `x-cascade-omit: "${p.slice(0, 40)}" is not a range FROM-TO of chunk numbers`);
+    return [Number(m[1]), Number(m[2])] as const;
+  });
+}
+
+/** Ranges as the header spells them. */
+export const formatOmitHeader = (ranges: readonly OmitRange[]): string => ranges.map(([a, b]) => `${a}-${b}`).join(',');
+
 /** Not zero-filled, and owning its memory (so it can be moved to a worker thread). */
 const fresh = (bytes: number): Uint8Array => Buffer.allocUnsafeSlow(bytes);
 
@@ -319,6 +340,8 @@ export class ParcelReader {
   private chunkAt = 0;
   /** The checksum of the table of contents, once read. */
   private toc: Buffer | undefined;
+  /** Index entries whose bytes the sender left out of the stream (see `omitRanges`). */
+  private omitted: OmitRange[] = [];
 
   constructor(body: AsyncIterable<Uint8Array>) {
     this.src = new ByteSource(body, () => this.where());
@@ -461,6 +484,7 @@ export class ParcelReader {
     let task: ChunkTask = { buf: alloc(taskBytes), items: [] };
     let used = 0;
     for (; this.chunkAt < this.entries.length; this.chunkAt++) {
+      if (this.isOmitted(this.chunkAt)) continue;
       const e = this.entries[this.chunkAt] as IndexEntry;
       if (used + e.stored > task.buf.length) {
         if (task.items.length > 0) yield task;
@@ -483,6 +507,7 @@ export class ParcelReader {
   async skipChunks(onBytes?: (n: number) => void, check = false): Promise<void> {
     this.expect('chunks');
     for (; this.chunkAt < this.entries.length; this.chunkAt++) {
+      if (this.isOmitted(this.chunkAt)) continue;
       const e = this.entries[this.chunkAt] as IndexEntry;
       if (!check) {
         await this.src.skip(e.stored, onBytes);
@@ -498,6 +523,35 @@ export class ParcelReader {
       onBytes?.(e.stored);
     }
     this.step = 'finish';
+  }
+
+  /**
+   * Index entries the sender left out of the stream (chunks the receiver said it holds: a
+   * resumed or repeated import reads only the rest). Call after index(), before chunks().
+   * The table of contents and its checksum are whole; only those chunks' bytes are missing.
+   */
+  omitRanges(ranges: readonly OmitRange[]): void {
+    this.expect('chunks');
+    let end = 0;
+    for (const [from, to] of ranges) {
+      if (!(Number.isInteger(from) && Number.isInteger(to) && from >= end && to > from && to <= this.entries.length))
+        throw fail(
+          'bad_request',
+          `omitted chunk range ${from}-${to} is not in order or not within the parcel's ${this.entries.length} chunks`,
+        );
+      end = to;
+    }
+    this.omitted = [...ranges];
+  }
+
+  /** Whether index entry `i` was left out of the stream. */
+  isOmitted(i: number): boolean {
+    // Ranges are few (a header's worth) and entries are visited in order: a short scan.
+    for (const [from, to] of this.omitted) {
+      if (i < from) return false;
+      if (i < to) return true;
+    }
+    return false;
   }
 
   /** The trailing checksum must match the table of contents, and nothing may follow. */
@@ -550,6 +604,9 @@ export interface ImportReport {
   }[];
   /** Chunks in the parcel, stored now, and already held before. */
   chunks: { inParcel: number; stored: number; alreadyHeld: number };
-  /** Bytes of the parcel read, and raw bytes of the chunks stored now. */
-  bytes: { parcel: number; stored: number };
+  /**
+   * The parcel's size, the bytes of it received (less when the sender left out chunks held
+   * here), and raw bytes of the chunks stored now.
+   */
+  bytes: { parcel: number; received: number; stored: number };
 }

@@ -5,6 +5,7 @@ import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import {
   type ImportReport,
+  type OmitRange,
   type ParcelHeader,
   type ParcelPackage,
   type ParcelPlan,
@@ -414,6 +415,7 @@ export async function importParcel(
   sink: ParcelSink,
   body: AsyncIterable<Uint8Array>,
   onProgress?: (bytes: number) => void,
+  omit: readonly OmitRange[] = [],
 ): Promise<ImportReport> {
   const reader = new ParcelReader(body);
   const header = await reader.header();
@@ -437,6 +439,9 @@ export async function importParcel(
     for (const [d, n] of manifestChunks(m)) sizes.set(d, n);
   }
   const index = await reader.index((d) => sizes.get(d));
+  // Chunks the sender left out (it asked which this site holds): not read. Any of them not
+  // held after all is simply missing, as from a partial parcel.
+  reader.omitRanges(omit);
   // What is here already, asked once (a resumed or repeated import skips those chunks).
   const held = await sink.haveChunks(index.map((e) => e.digest));
   for (let i = 0; i < pkgs.length; i++) await sink.hold(pkgs[i] as ParcelPackage, manifests[i] as Manifest);
@@ -447,8 +452,12 @@ export async function importParcel(
     destination: header.destination,
     created: header.created,
     packages: [],
-    chunks: { inParcel: index.length, stored: 0, alreadyHeld: 0 },
-    bytes: { parcel: header.totalBytes, stored: 0 },
+    chunks: {
+      inParcel: index.length,
+      stored: 0,
+      alreadyHeld: index.filter((e, i) => reader.isOmitted(i) && held.has(e.digest)).length,
+    },
+    bytes: { parcel: header.totalBytes, received: 0, stored: 0 },
   };
   type Item = { digest: string; offset: number; length: number; size: number };
   /** Chunks staged together and made durable together (about SEGMENT bytes). */
@@ -556,6 +565,7 @@ export async function importParcel(
   }
   await reader.finish();
   onProgress?.(reader.bytesRead - seen);
+  report.bytes.received = reader.bytesRead;
   for (let i = 0; i < pkgs.length; i++) {
     const p = pkgs[i] as ParcelPackage;
     const m = manifests[i] as Manifest;
@@ -626,8 +636,9 @@ export async function importAtSite(
   body: AsyncIterable<Uint8Array>,
   kick?: () => void,
   onProgress?: (bytes: number) => void,
+  omit: readonly OmitRange[] = [],
 ): Promise<ImportReport> {
-  const report = await importParcel(siteSink(ctx), body, onProgress);
+  const report = await importParcel(siteSink(ctx), body, onProgress, omit);
   await recordParcel(ctx.store, {
     id: report.parcel,
     direction: 'import',

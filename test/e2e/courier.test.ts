@@ -179,6 +179,9 @@ describe('courier parcels', () => {
     expect(r.packages).toEqual([{ id: c.id, version: 1, bytes: c.bytes, state: 'installed', missingChunks: 0, missingBytes: 0 }]);
     expect(r.chunks.alreadyHeld).toBeGreaterThan(0);
     expect(r.chunks.stored + r.chunks.alreadyHeld).toBe(x.chunks);
+    // The CLI asked what EUR holds and left those chunks out: they were not even sent.
+    expect(r.bytes.parcel).toBe(fs.statSync(file).size);
+    expect(r.bytes.received).toBeLessThan(r.bytes.parcel * 0.5);
     const v = await json('EUR', ['package', 'verify', c.id]);
     expect(v.ok).toBe(true);
 
@@ -200,8 +203,11 @@ describe('courier parcels', () => {
     const again = await json('EUR', ['courier', 'import', file]);
     expect(again.chunks).toEqual({ inParcel: x.chunks, stored: 0, alreadyHeld: x.chunks });
     expect(again.packages[0].state).toBe('installed');
+    // Only the table of contents and the trailer crossed: every chunk was left out.
+    expect(again.bytes.received).toBeLessThan(again.bytes.parcel / 20);
     const text2 = await run('EUR', ['courier', 'import', file]);
     expect(text2.stdout).toContain(`parcel ${x.parcel} from CEN: 0 chunks stored`);
+    expect(text2.stdout).toMatch(/ of the parcel's .* sent\)/);
   });
 
   it('a parcel of an older version helps; status shows exactly the bytes still missing; a second parcel carries the rest', async () => {

@@ -84,21 +84,31 @@ function parseDpTarget(name: string): string {
 }
 
 /**
- * A file as 1 MiB pieces, from a few buffers the caller hands back (`release`) once it is done
- * with each piece; a new buffer is made only when none is free.
+ * A file (or byte ranges of it, in order) as pieces of up to 1 MiB, from a few buffers the
+ * caller hands back (`release`) once it is done with each piece; a new buffer is made only
+ * when none is free.
  */
-function readFile(file: string): { pieces: AsyncGenerator<Uint8Array>; release: (piece: Uint8Array) => void } {
+function readFile(
+  file: string,
+  ranges?: readonly (readonly [start: number, end: number])[],
+): { pieces: AsyncGenerator<Uint8Array>; release: (piece: Uint8Array) => void } {
   const free: Buffer[] = [];
   async function* pieces(): AsyncGenerator<Uint8Array> {
     const fh = await fsp.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
       throw fail('usage', `cannot read ${file}: ${e.code ?? e.message}`);
     });
     try {
-      for (;;) {
-        const buf = free.pop() ?? Buffer.allocUnsafeSlow(1 << 20);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-        if (bytesRead === 0) break;
-        yield buf.subarray(0, bytesRead);
+      for (const [start, end] of ranges ?? [[0, Number.MAX_SAFE_INTEGER] as const]) {
+        for (let at = start; at < end; ) {
+          const buf = free.pop() ?? Buffer.allocUnsafeSlow(1 << 20);
+          const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
+          if (bytesRead === 0) {
+            if (ranges) throw fail('usage', `${file} changed while it was being imported (it ends before byte ${end})`);
+            break;
+          }
+          at += bytesRead;
+          yield buf.subarray(0, bytesRead);
+        }
       }
     } finally {
       await fh.close();
@@ -109,6 +119,78 @@ function readFile(file: string): { pieces: AsyncGenerator<Uint8Array>; release: 
       free.push(Buffer.from(piece.buffer as ArrayBuffer, 0, 1 << 20));
   };
   return { pieces: pieces(), release };
+}
+
+/**
+ * What of the parcel `file` the site already holds, so a repeated or resumed import sends
+ * only the rest: reads the parcel's table of contents here, asks the site which of its chunks
+ * it lacks, and returns the byte ranges of the file to send and the `x-cascade-omit` header
+ * for the chunks left out. Undefined when nothing is worth leaving out, or when the file or
+ * the site cannot tell (then the whole file goes, and the site's import says what is wrong).
+ */
+async function resumePlan(
+  client: SiteClient,
+  file: string,
+  size: number,
+): Promise<{ ranges: [number, number][]; omit: string; bytes: number } | undefined> {
+  const [{ ParcelReader, unverifiedManifest, MAX_OMIT_RANGES, formatOmitHeader }, { manifestChunks }] = await Promise.all([
+    import('../../content/parcel.js'),
+    import('../../content/manifest.js'),
+  ]);
+  let entries: { digest: string; stored: number }[];
+  let tocEnd: number;
+  const r = new ParcelReader(readFile(file).pieces);
+  try {
+    await r.header();
+    const sizes = new Map<string, number>();
+    for (const p of await r.packages()) for (const [d, n] of manifestChunks(unverifiedManifest(p.manifest).manifest)) sizes.set(d, n);
+    entries = await r.index((d) => sizes.get(d));
+    tocEnd = r.bytesRead;
+  } catch {
+    return undefined;
+  } finally {
+    await r.close();
+  }
+  const missing = new Set<string>();
+  try {
+    for (let i = 0; i < entries.length; i += 100_000) {
+      const digests = entries.slice(i, i + 100_000).map((e) => e.digest);
+      const res = await client.json<{ missing: string[] }>('POST', '/api/v1/chunks/missing', { json: { digests } });
+      for (const d of res.missing) missing.add(d);
+    }
+  } catch {
+    return undefined;
+  }
+  // Runs of held chunks, with their place in the file; the largest ones, at most a header's worth.
+  const runs: { from: number; to: number; start: number; end: number }[] = [];
+  let at = tocEnd;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { digest: string; stored: number };
+    // A file cut short goes as it is, for the site to say so.
+    if (at + e.stored > size) break;
+    if (!missing.has(e.digest)) {
+      const last = runs[runs.length - 1];
+      if (last && last.to === i) {
+        last.to = i + 1;
+        last.end = at + e.stored;
+      } else runs.push({ from: i, to: i + 1, start: at, end: at + e.stored });
+    }
+    at += e.stored;
+  }
+  const kept = runs
+    .sort((a, b) => b.end - b.start - (a.end - a.start))
+    .slice(0, MAX_OMIT_RANGES)
+    .sort((a, b) => a.from - b.from);
+  const bytes = kept.reduce((n, k) => n + k.end - k.start, 0);
+  if (bytes < 1 << 20) return undefined;
+  const ranges: [number, number][] = [];
+  let from = 0;
+  for (const k of kept) {
+    ranges.push([from, k.start]);
+    from = k.end;
+  }
+  ranges.push([from, size]);
+  return { ranges: ranges.filter(([a, b]) => b > a), omit: formatOmitHeader(kept.map((k) => [k.from, k.to] as const)), bytes };
 }
 
 /** `cascade courier export|import|inspect`. */
@@ -267,19 +349,23 @@ export function registerCourier(program: Command): void {
       const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', '/api/v1/courier/dp-tickets', { json: { dp } });
       client = new SiteClient(o.dpUrl ?? t.url, t.ticket, `DP ${t.dp}`);
     }
-    const bar = new Progress('import', st.size, !o.json);
+    // At the site, chunks it holds already (a repeated or resumed import) are left out.
+    const plan = dp === undefined ? await resumePlan(client, file, st.size) : undefined;
+    const length = plan ? st.size - plan.bytes : st.size;
+    const bar = new Progress('import', length, !o.json);
     let sent = 0;
-    const parcel = readFile(file);
+    const parcel = readFile(file, plan?.ranges);
     const r = await client
       .uploadStream<ImportReport & { dp?: string }>(
         '/api/v1/courier/import',
         parcel.pieces,
-        st.size,
+        length,
         (n) => {
           sent += n;
-          bar.update(sent, sent >= st.size ? 'verifying and installing' : '');
+          bar.update(sent, sent >= length ? 'verifying and installing' : '');
         },
         parcel.release,
+        plan ? { 'x-cascade-omit': plan.omit } : {},
       )
       .finally(() => bar.done());
     if (o.json) {
@@ -287,7 +373,8 @@ export function registerCourier(program: Command): void {
       return;
     }
     process.stdout.write(
-      `parcel ${r.parcel} from ${r.source}${r.dp ? ` onto DP ${r.dp}` : ''}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here\n` +
+      `parcel ${r.parcel} from ${r.source}${r.dp ? ` onto DP ${r.dp}` : ''}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here` +
+        `${r.bytes.received < r.bytes.parcel ? ` (${fmtBytes(r.bytes.received)} of the parcel's ${fmtBytes(r.bytes.parcel)} sent)` : ''}\n` +
         table([
           ['  PACKAGE', 'VERSION', 'STATE', 'STILL MISSING'],
           ...r.packages.map((p) => [

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { parseOmitHeader } from '../../content/parcel.js';
 import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
@@ -23,7 +24,11 @@ const ImportReport = z
       }),
     ),
     chunks: z.object({ inParcel: z.number(), stored: z.number(), alreadyHeld: z.number() }),
-    bytes: z.object({ parcel: z.number(), stored: z.number().describe('raw bytes of the chunks stored by this import') }),
+    bytes: z.object({
+      parcel: z.number(),
+      received: z.number().describe('bytes of the parcel received: less than its size when x-cascade-omit left chunks out'),
+      stored: z.number().describe('raw bytes of the chunks stored by this import'),
+    }),
   })
   .openapi('CourierImport');
 
@@ -138,8 +143,19 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
       summary: 'Import a courier parcel (operate; the body streams)',
       description:
         'Signatures are checked before any chunk is read, every chunk before it is stored; versions become visible only ' +
-        'once the trailing checksum matched and all their chunks are here. Importing twice is harmless; a cut import resumes.',
-      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+        'once the trailing checksum matched and all their chunks are here. Importing twice is harmless; a cut import resumes. ' +
+        'With x-cascade-omit the body leaves out those chunks (ones this site said it holds, POST /api/v1/chunks/missing): ' +
+        'the table of contents and trailer are whole, only those chunks are skipped; one not held after all is missing.',
+      request: {
+        headers: z.object({
+          'x-cascade-omit': z
+            .string()
+            .max(8192)
+            .optional()
+            .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
+        }),
+        body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
+      },
       responses: {
         200: { description: 'What the import did', content: { 'application/json': { schema: ImportReport } } },
         ...errorResponses,
@@ -150,7 +166,8 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
     }),
     async (c) => {
       need(c, 'operate');
-      return c.json(await importAtSite(parts, bodyStream(c), parts.kick), 200);
+      const omit = parseOmitHeader(c.req.header('x-cascade-omit'));
+      return c.json(await importAtSite(parts, bodyStream(c), parts.kick, undefined, omit), 200);
     },
   );
 

@@ -162,7 +162,8 @@ try {
 
     // Import the same parcel again: every chunk is already there.
     const again = cascade(['courier', 'import', file, '--json'], child.env);
-    run.reimport = { seconds: again.secs, stored: JSON.parse(again.out).chunks.stored };
+    const a = JSON.parse(again.out);
+    run.reimport = { seconds: again.secs, stored: a.chunks.stored, received: a.bytes.received };
 
     await until(`${code} installed, seen from CEN`, () => target(cen, id, code)?.state === 'installed');
     const t = JSON.parse(
@@ -206,7 +207,7 @@ try {
   );
   row(
     'import of the same parcel again',
-    `${R.map((r) => `${r.reimport.seconds.toFixed(2)} s`).join(', ')}; chunks stored: ${R.map((r) => r.reimport.stored).join(', ')}`,
+    `${R.map((r) => `${r.reimport.seconds.toFixed(2)} s`).join(', ')}; chunks stored: ${R.map((r) => r.reimport.stored).join(', ')}; parcel bytes sent: ${R.map((r) => `${(r.reimport.received / 1e6).toFixed(2)} MB`).join(', ')}`,
     '',
     'harmless',
   );

@@ -189,7 +189,15 @@ describe('courier parcel format', () => {
     await library.init();
     // The receiver holds a's first 20 chunks (index entries 0-19: a's chunks come first).
     const first = new Set(a.chunks.slice(0, 20).map((c) => c.digest));
-    await importParcel(sink, pieces(await bytesOf(plan([a], (d) => first.has(d)), [a])));
+    await importParcel(
+      sink,
+      pieces(
+        await bytesOf(
+          plan([a], (d) => first.has(d)),
+          [a],
+        ),
+      ),
+    );
     expect(rows.size).toBe(20);
     // The parcel without the bytes of entries 0-19 and 20-24 (the last five are not held).
     const tocEnd = whole.length - TRAILER - parcelHeader(p0).chunkBytes;
@@ -213,10 +221,17 @@ describe('courier parcel format', () => {
 
   it('refuses omitted ranges that are malformed, out of order or outside the parcel', async () => {
     expect(parseOmitHeader(undefined)).toEqual([]);
-    for (const bad of ['1-x', '-1-2', '1', '1-2;3-4'])
-      expect(() => parseOmitHeader(bad), bad).toThrow(/x-cascade-omit: .* is not a range/);
+    for (const bad of ['1-x', '-1-2', '1', '1-2;3-4']) expect(() => parseOmitHeader(bad), bad).toThrow(/x-cascade-omit: .* is not a range/);
     expect(() => parseOmitHeader(Array.from({ length: 513 }, (_, i) => `${2 * i}-${2 * i + 1}`).join(','))).toThrow(/over 512/);
-    for (const ranges of [[[5, 3]], [[0, 53]], [[4, 8], [6, 9]], [[3, 3]]] as [number, number][][]) {
+    for (const ranges of [
+      [[5, 3]],
+      [[0, 53]],
+      [
+        [4, 8],
+        [6, 9],
+      ],
+      [[3, 3]],
+    ] as [number, number][][]) {
       const { sink, library } = memorySink(path.join(root, 'lib-omit-bad'));
       await library.init();
       expect(await codeOf(importParcel(sink, pieces(whole), undefined, ranges)), JSON.stringify(ranges)).toMatch(

@@ -546,12 +546,16 @@ export class ParcelReader {
 
   /** Whether index entry `i` was left out of the stream. */
   isOmitted(i: number): boolean {
-    // Ranges are few (a header's worth) and entries are visited in order: a short scan.
-    for (const [from, to] of this.omitted) {
-      if (i < from) return false;
-      if (i < to) return true;
+    // The ranges are in order and do not overlap: the last one starting at or before i.
+    let lo = 0;
+    let hi = this.omitted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.omitted[mid] as OmitRange)[0] <= i) lo = mid + 1;
+      else hi = mid;
     }
-    return false;
+    const r = this.omitted[lo - 1];
+    return r !== undefined && i < r[1];
   }
 
   /** The trailing checksum must match the table of contents, and nothing may follow. */

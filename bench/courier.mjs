@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, freePort, MiB, opt, removeWork, sleep, waitUp } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, freePort, MiB, needSpace, opt, removeWork, sleep, waitUp } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const runs = Number(opt('runs', '3'));
@@ -67,6 +67,8 @@ async function wanProxy(targetPort) {
 }
 
 // --tmp /dev/shm puts the sites and the parcel on tmpfs: the software's own ceiling, no disk.
+// Each run keeps a child site, the parcel, its dd copy and the tar peer's files: ~2.5 GB.
+needSpace(opt('tmp', os.tmpdir()), (1 + 2.5 * runs) * 2 ** 30, `the courier benchmark (${runs} runs)`);
 const work = fs.mkdtempSync(path.join(opt('tmp', os.tmpdir()), 'cascade-cbench-'));
 const procs = [];
 const proxies = [];

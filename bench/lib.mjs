@@ -48,6 +48,22 @@ export const bytesOf = (dir) => walk(dir).reduce((s, f) => s + fs.statSync(f).si
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Stops with one clear line when the file system of `dir` has less than `bytes` free: a
+ * benchmark that fills the disk half way fails obscurely (and CASCADE_BENCH_DEFER_CLEANUP
+ * keeps every run's folders until bench/cleanup.mjs runs).
+ */
+export function needSpace(dir, bytes, what) {
+  const s = fs.statfsSync(dir);
+  const free = s.bavail * s.bsize;
+  if (free >= bytes) return;
+  console.error(
+    `bench: ${what} needs about ${(bytes / 2 ** 30).toFixed(1)} GiB free in ${dir}, which has ${(free / 2 ** 30).toFixed(1)} GiB` +
+      ' (earlier runs kept by CASCADE_BENCH_DEFER_CLEANUP? run node bench/cleanup.mjs)',
+  );
+  process.exit(1);
+}
+
 /** A loopback port free a moment ago. */
 export const freePort = () =>
   new Promise((resolve, reject) => {

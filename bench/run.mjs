@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, have, MiB, opt, removeWork, walk } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, have, MiB, needSpace, opt, removeWork, walk } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const only = opt('only', 'ingest,update').split(',');
@@ -79,6 +79,8 @@ const row = (metric, value, peer = '', target = '') => {
 const v1 = corpus(`corpus-${size}`, ['--size', size, '--seed', '1']);
 const v2 = corpus(`corpus-${size}-change1`, ['--from', v1, '--change', '1%']);
 const total = bytesOf(v1);
+// The site's library holds both versions; rsync's peer copies the corpus: ~2 GB in all.
+needSpace(os.tmpdir(), 2.5 * 2 ** 30, 'the ingest and update benchmark');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-'));
 const site = await startSite(path.join(work, 'cen'));
 try {

@@ -57,10 +57,11 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join', '/api/v1/dps/join']);
 
 /**
- * At a DP, a parcel import carries no token of this store: its bearer is an import ticket signed
- * by the DP's site, which the route checks before it reads the body.
+ * At a DP, a parcel import (and its question of which chunks the DP lacks) carries no token of
+ * this store: its bearer is an import ticket signed by the DP's site, which the route checks
+ * before it reads the body.
  */
-const DP_TICKETED = new Set(['/api/v1/courier/import']);
+const DP_TICKETED = new Set(['/api/v1/courier/import', '/api/v1/courier/missing']);
 
 /**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so

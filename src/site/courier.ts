@@ -731,10 +731,26 @@ export async function importAtDp(
   ticket: string,
   body: AsyncIterable<Uint8Array>,
   onProgress?: (bytes: number) => void,
+  omit: readonly OmitRange[] = [],
 ): Promise<ImportReport & { dp: string }> {
+  await checkDpTicket(ctx, ticket);
+  const report = await importAtSite(ctx, body, undefined, onProgress, omit);
+  return { ...report, dp: ctx.code };
+}
+
+/**
+ * At a DP, for the holder of an import ticket: which of these chunks the DP lacks, so the CLI
+ * sends only those of a parcel (a repeated or resumed import).
+ */
+export async function missingAtDp(ctx: SiteContext, ticket: string, digests: readonly string[]): Promise<string[]> {
+  await checkDpTicket(ctx, ticket);
+  const have = await ctx.store.haveChunks([...digests]);
+  return [...new Set(digests)].filter((d) => !have.has(d));
+}
+
+/** An import ticket from this DP's own site, for this DP, not expired; else 401 or 403. */
+export async function checkDpTicket(ctx: SiteContext, ticket: string): Promise<void> {
   const site = await parentOf(ctx.store);
   if (!site) throw fail('internal', `DP ${ctx.code} has no site recorded`);
   verifyTicket(ticket, { dp: ctx.code, site: site.code, key: { keyId: site.keyId, publicKeyPem: site.publicKey }, now: ctx.clock() });
-  const report = await importAtSite(ctx, body, undefined, onProgress);
-  return { ...report, dp: ctx.code };
 }

@@ -131,10 +131,13 @@ describe('courier parcels onto a DP', () => {
       ),
     );
 
-    // Again: harmless, nothing stored; the text names the DP.
+    // Again: harmless, nothing stored, and no chunk sent (the DP said it holds them); the text names the DP.
     const again = await run(['courier', 'import', file, '--dp', 'cen-dp1']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`parcel ${x.parcel} from CEN onto DP cen-dp1: 0 chunks stored`);
+    const again2 = await json(['courier', 'import', file, '--dp', 'cen-dp1']);
+    expect(again2.chunks).toEqual({ inParcel: x.chunks, stored: 0, alreadyHeld: x.chunks });
+    expect(again2.bytes.received).toBeLessThan(again2.bytes.parcel / 20);
   });
 
   it('a transfer queued over the network to a DP sends nothing the parcel brought (export --to-dp without --via courier)', async () => {
@@ -210,6 +213,19 @@ describe('courier parcels onto a DP', () => {
     const doc = (await (await fetch(`${(procs['cen-dp1'] as SiteProcess).url}/api/v1/openapi.json`)).json()) as {
       paths: Record<string, unknown>;
     };
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/courier/import', '/api/v1/courier/waiting']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/api/v1/courier/import', '/api/v1/courier/missing', '/api/v1/courier/waiting']),
+    );
+    // Which chunks the DP lacks: for the holder of a ticket for it only.
+    const digest = 'a'.repeat(64);
+    const ask = (t: string | null) =>
+      fetch(`${(procs['cen-dp1'] as SiteProcess).url}/api/v1/courier/missing`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(t ? { authorization: `Bearer ${t}` } : {}) },
+        body: JSON.stringify({ digests: [digest] }),
+      });
+    expect((await ask(null)).status).toBe(401);
+    expect((await ask(cen().token)).status).toBe(401);
+    expect((await ask(other.ticket)).status).toBe(403);
   });
 });

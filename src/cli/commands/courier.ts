@@ -122,14 +122,16 @@ function readFile(
 }
 
 /**
- * What of the parcel `file` the site already holds, so a repeated or resumed import sends
- * only the rest: reads the parcel's table of contents here, asks the site which of its chunks
- * it lacks, and returns the byte ranges of the file to send and the `x-cascade-omit` header
+ * What of the parcel `file` the site (or DP) already holds, so a repeated or resumed import
+ * sends only the rest: reads the parcel's table of contents here, asks the receiver which of
+ * its chunks it lacks (`missingPath`: the site's chunks/missing, a DP's courier/missing with
+ * the import ticket), and returns the byte ranges of the file to send and the `x-cascade-omit` header
  * for the chunks left out. Undefined when nothing is worth leaving out, or when the file or
  * the site cannot tell (then the whole file goes, and the site's import says what is wrong).
  */
 async function resumePlan(
   client: SiteClient,
+  missingPath: string,
   file: string,
   size: number,
 ): Promise<{ ranges: [number, number][]; omit: string; bytes: number } | undefined> {
@@ -155,7 +157,7 @@ async function resumePlan(
   try {
     for (let i = 0; i < entries.length; i += 100_000) {
       const digests = entries.slice(i, i + 100_000).map((e) => e.digest);
-      const res = await client.json<{ missing: string[] }>('POST', '/api/v1/chunks/missing', { json: { digests } });
+      const res = await client.json<{ missing: string[] }>('POST', missingPath, { json: { digests } });
       for (const d of res.missing) missing.add(d);
     }
   } catch {
@@ -349,8 +351,8 @@ export function registerCourier(program: Command): void {
       const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', '/api/v1/courier/dp-tickets', { json: { dp } });
       client = new SiteClient(o.dpUrl ?? t.url, t.ticket, `DP ${t.dp}`);
     }
-    // At the site, chunks it holds already (a repeated or resumed import) are left out.
-    const plan = dp === undefined ? await resumePlan(client, file, st.size) : undefined;
+    // Chunks the site (or the DP) holds already, from a repeated or resumed import, are left out.
+    const plan = await resumePlan(client, dp === undefined ? '/api/v1/chunks/missing' : '/api/v1/courier/missing', file, st.size);
     const length = plan ? st.size - plan.bytes : st.size;
     const bar = new Progress('import', length, !o.json);
     let sent = 0;

@@ -6,7 +6,10 @@ import { fail } from '../../core/errors.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
 
-const Digests = z.strictObject({ digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000) });
+/** A list of chunk digests (up to 200,000): what `missing` calls take. */
+export const Digests = z.strictObject({
+  digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000),
+});
 
 /** The answer to a chunk batch, on both routes that take one. */
 export const IngestReport = z

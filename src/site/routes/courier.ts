@@ -5,7 +5,18 @@ import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listParcels } from '../../store/courier.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
-import { courierArrived, courierWaiting, exportParcel, importAtDp, importAtSite, issueDpTicket, planExport } from '../courier.js';
+import {
+  checkDpTicket,
+  courierArrived,
+  courierWaiting,
+  exportParcel,
+  importAtDp,
+  importAtSite,
+  issueDpTicket,
+  missingAtDp,
+  planExport,
+} from '../courier.js';
+import { Digests } from './chunks.js';
 
 const ImportReport = z
   .object({
@@ -147,13 +158,7 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
         'With x-cascade-omit the body leaves out those chunks (ones this site said it holds, POST /api/v1/chunks/missing): ' +
         'the table of contents and trailer are whole, only those chunks are skipped; one not held after all is missing.',
       request: {
-        headers: z.object({
-          'x-cascade-omit': z
-            .string()
-            .max(8192)
-            .optional()
-            .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
-        }),
+        headers: OmitHeader,
         body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
       },
       responses: {
@@ -273,7 +278,10 @@ export function registerDpCourierRoutes(app: App, parts: AppParts): void {
         'parcel is read. Then as at a site: signatures checked first, every chunk before it is stored, versions visible only ' +
         'when complete; the DP tells its site, whose sender then finds nothing missing and commits.',
       security: [{ ticket: [] }],
-      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+      request: {
+        headers: OmitHeader,
+        body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
+      },
       responses: {
         200: { description: 'What the import did', content: { 'application/json': { schema: DpImportReport } } },
         ...errorResponses,
@@ -285,13 +293,59 @@ export function registerDpCourierRoutes(app: App, parts: AppParts): void {
       },
     }),
     async (c) => {
-      const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
-      if (!m) throw fail('unauthorized', "this call needs an import ticket from the DP's site (cascade courier import FILE --dp NAME)");
-      return c.json(await importAtDp(parts, m[1] as string, bodyStream(c)), 200);
+      const omit = parseOmitHeader(c.req.header('x-cascade-omit'));
+      return c.json(await importAtDp(parts, ticketOf(c.req.header('authorization')), bodyStream(c), undefined, omit), 200);
+    },
+  );
+
+  // The ticket before the body is parsed: only its holder makes this DP read a list of digests.
+  app.use('/api/v1/courier/missing', async (c, next) => {
+    await checkDpTicket(parts, ticketOf(c.req.header('authorization')));
+    return next();
+  });
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/courier/missing',
+      summary: 'Which of these chunks this DP lacks (an import ticket from its site)',
+      description:
+        'Asked by "cascade courier import FILE --dp NAME" before it streams, so that a repeated or resumed import leaves ' +
+        'out (x-cascade-omit) the chunks this DP holds.',
+      security: [{ ticket: [] }],
+      request: { body: { content: { 'application/json': { schema: Digests } }, required: true } },
+      responses: {
+        200: {
+          description: 'The digests not held here',
+          content: { 'application/json': { schema: z.object({ missing: z.array(z.string()) }) } },
+        },
+        ...errorResponses,
+        401: errorResponse("No import ticket, or one that is malformed, expired or not signed by this DP's site (unauthorized)"),
+        403: errorResponse('An import ticket for another DP, or issued by another site (forbidden)'),
+      },
+    }),
+    async (c) => {
+      const { digests } = c.req.valid('json');
+      return c.json({ missing: await missingAtDp(parts, ticketOf(c.req.header('authorization')), digests) }, 200);
     },
   );
 
   registerWaitingRoute(app, parts);
+}
+
+/** Chunks a parcel's sender left out of the body (ones the receiver said it holds). */
+const OmitHeader = z.object({
+  'x-cascade-omit': z
+    .string()
+    .max(8192)
+    .optional()
+    .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
+});
+
+/** The import ticket in an authorization header, or 401. */
+function ticketOf(header: string | undefined): string {
+  const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+  if (!m) throw fail('unauthorized', "this call needs an import ticket from the DP's site (cascade courier import FILE --dp NAME)");
+  return m[1] as string;
 }
 
 /** The parent's (or, at a DP, its site's) note that it waits for a parcel: shown in this site's or DP's own status. */

@@ -193,11 +193,16 @@ describe('courier parcels', () => {
     // Counted on the wire: no chunk batch crossed the route to EUR, only small control calls.
     expect(proxy.seen.chunkBatches - before.chunkBatches).toBe(0);
     expect(proxy.seen.bytes - before.bytes).toBeLessThan(c.bytes / 20);
-    const m = await json('CEN', ['messages', '--package', c.id]);
-    const codes = m.messages.map((z: { site: string; code: string }) => `${z.site}:${z.code}`);
-    expect(codes).toEqual(
-      expect.arrayContaining(['CEN:courier_waiting', 'CEN:courier_exported', 'EUR:courier_imported', 'BER:package_installed']),
-    );
+    // Messages come up with the status reports, BER's through EUR: two hops, a few seconds
+    // after the targets' states.
+    const want = ['CEN:courier_waiting', 'CEN:courier_exported', 'EUR:courier_imported', 'BER:package_installed'];
+    let codes: string[] = [];
+    await until('the courier messages, seen from CEN', async () => {
+      const m = await json('CEN', ['messages', '--package', c.id]);
+      codes = m.messages.map((z: { site: string; code: string }) => `${z.site}:${z.code}`);
+      return want.every((w) => codes.includes(w));
+    });
+    expect(codes).toEqual(expect.arrayContaining(want));
 
     // Importing the same parcel again is harmless.
     const again = await json('EUR', ['courier', 'import', file]);

@@ -99,12 +99,16 @@ describe('distribution down the tree', () => {
     const f = await cascade(['package', 'fetch', c.id, out], { env: (sites.BER as SiteProcess).env });
     expect(f.stderr).toBe('');
     expect(fs.readFileSync(path.join(out, 'sub/data.bin'))).toEqual(fs.readFileSync(path.join(src, 'sub/data.bin')));
-    // Status messages from every site reached the central site.
-    const m = JSON.parse((await cascade(['messages', '--package', c.id, '--json'], { env: (sites.CEN as SiteProcess).env })).stdout);
-    const codes = m.messages.map((x: { site: string; code: string }) => `${x.site}:${x.code}`);
-    expect(codes).toEqual(
-      expect.arrayContaining(['CEN:distribution_started', 'EUR:package_installed', 'BER:package_installed', 'EUR:transfer_done']),
-    );
+    // Status messages from every site reached the central site (with the status reports, BER's
+    // through EUR: a few seconds after the targets' states).
+    const want = ['CEN:distribution_started', 'EUR:package_installed', 'BER:package_installed', 'EUR:transfer_done'];
+    let codes: string[] = [];
+    await until('the messages of every site, seen from CEN', async () => {
+      const m = JSON.parse((await cascade(['messages', '--package', c.id, '--json'], { env: (sites.CEN as SiteProcess).env })).stdout);
+      codes = m.messages.map((x: { site: string; code: string }) => `${x.site}:${x.code}`);
+      return want.every((w) => codes.includes(w));
+    });
+    expect(codes).toEqual(expect.arrayContaining(want));
     const fromBer = JSON.parse((await cascade(['messages', '--site', 'BER', '--json'], { env: (sites.CEN as SiteProcess).env })).stdout);
     expect(fromBer.messages.every((x: { site: string }) => x.site === 'BER')).toBe(true);
 

@@ -27,7 +27,7 @@ import {
 } from '../store/courier.js';
 import { listKeys, listTargets, listTransfers, putKey, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
-import type { SiteContext } from './content.js';
+import { lackedChunks, type SiteContext } from './content.js';
 import { commitOffer, emit, nextHop } from './distribution.js';
 import { resolveTargets } from './dps.js';
 import { callPeer, centralTrust, parentOf } from './hierarchy.js';
@@ -744,8 +744,7 @@ export async function importAtDp(
  */
 export async function missingAtDp(ctx: SiteContext, ticket: string, digests: readonly string[]): Promise<string[]> {
   await checkDpTicket(ctx, ticket);
-  const have = await ctx.store.haveChunks([...digests]);
-  return [...new Set(digests)].filter((d) => !have.has(d));
+  return lackedChunks(ctx, digests);
 }
 
 /** An import ticket from this DP's own site, for this DP, not expired; else 401 or 403. */

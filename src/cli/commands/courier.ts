@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
-import type { ImportReport } from '../../content/parcel.js';
+import type { ImportReport, ParcelReader } from '../../content/parcel.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
@@ -30,16 +30,14 @@ interface Inspection {
 }
 
 /**
- * Reads a parcel through: framing, manifests (rules, not signatures), index and the checksum
- * of all that; with `verify`, every chunk is decoded and checked against its digest too.
- * `onBytes` sees the bytes as they are read.
+ * A parcel's table of contents: header, manifests (rules, not signatures) and index. The
+ * reader is then at the first chunk (`bytesRead` is where the chunks start in the file).
  */
-async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
-  const [{ ParcelReader, unverifiedManifest }, { manifestChunks }] = await Promise.all([
+async function readContents(r: ParcelReader) {
+  const [{ unverifiedManifest }, { manifestChunks }] = await Promise.all([
     import('../../content/parcel.js'),
     import('../../content/manifest.js'),
   ]);
-  const r = new ParcelReader(source);
   const header = await r.header();
   const pkgs = await r.packages();
   const sizes = new Map<string, number>();
@@ -50,6 +48,17 @@ async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, o
     return { id: p.id, version: p.version, name: manifest.name, bytes: manifest.bytes, chunks, signedBy: keyId };
   });
   const index = await r.index((d) => sizes.get(d));
+  return { header, perPackage, index };
+}
+
+/**
+ * Reads a parcel through: its table of contents and the checksum of it; with `verify`, every
+ * chunk is decoded and checked against its digest too. `onBytes` sees the bytes as they are read.
+ */
+async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
+  const { ParcelReader } = await import('../../content/parcel.js');
+  const r = new ParcelReader(source);
+  const { header, perPackage, index } = await readContents(r);
   await r.skipChunks(onBytes, verify);
   const { checksum } = await r.finish();
   const inspection: Inspection = {
@@ -135,18 +144,12 @@ async function resumePlan(
   file: string,
   size: number,
 ): Promise<{ ranges: [number, number][]; omit: string; bytes: number } | undefined> {
-  const [{ ParcelReader, unverifiedManifest, MAX_OMIT_RANGES, formatOmitHeader }, { manifestChunks }] = await Promise.all([
-    import('../../content/parcel.js'),
-    import('../../content/manifest.js'),
-  ]);
+  const { ParcelReader, MAX_OMIT_RANGES, formatOmitHeader } = await import('../../content/parcel.js');
   let entries: { digest: string; stored: number }[];
   let tocEnd: number;
   const r = new ParcelReader(readFile(file).pieces);
   try {
-    await r.header();
-    const sizes = new Map<string, number>();
-    for (const p of await r.packages()) for (const [d, n] of manifestChunks(unverifiedManifest(p.manifest).manifest)) sizes.set(d, n);
-    entries = await r.index((d) => sizes.get(d));
+    entries = (await readContents(r)).index;
     tocEnd = r.bytesRead;
   } catch {
     return undefined;

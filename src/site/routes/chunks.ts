@@ -4,7 +4,10 @@ import { signature } from '../../content/delta.js';
 import { DIGEST } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
-import { ingestBatch } from '../content.js';
+import { ingestBatch, lackedChunks } from '../content.js';
+
+/** The answer of a `missing` call: the digests not held. */
+export const Missing = z.object({ missing: z.array(z.string()) });
 
 /** A list of chunk digests (up to 200,000): what `missing` calls take. */
 export const Digests = z.strictObject({
@@ -32,7 +35,7 @@ export function registerChunkRoutes(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'The digests not in the library',
-          content: { 'application/json': { schema: z.object({ missing: z.array(z.string()) }) } },
+          content: { 'application/json': { schema: Missing } },
         },
         ...errorResponses,
       },
@@ -40,8 +43,7 @@ export function registerChunkRoutes(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'read');
       const { digests } = c.req.valid('json');
-      const have = await parts.store.haveChunks(digests);
-      return c.json({ missing: [...new Set(digests)].filter((d) => !have.has(d)) }, 200);
+      return c.json({ missing: await lackedChunks(parts, digests) }, 200);
     },
   );
 

@@ -16,7 +16,7 @@ import {
   missingAtDp,
   planExport,
 } from '../courier.js';
-import { Digests } from './chunks.js';
+import { Digests, Missing } from './chunks.js';
 
 const ImportReport = z
   .object({
@@ -316,7 +316,7 @@ export function registerDpCourierRoutes(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'The digests not held here',
-          content: { 'application/json': { schema: z.object({ missing: z.array(z.string()) }) } },
+          content: { 'application/json': { schema: Missing } },
         },
         ...errorResponses,
         401: errorResponse("No import ticket, or one that is malformed, expired or not signed by this DP's site (unauthorized)"),

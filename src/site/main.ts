@@ -7,7 +7,7 @@ import path from 'node:path';
 import { getRequestListener, serve } from '@hono/node-server';
 import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
-import { closePool } from '../content/pool.js';
+import { closePool, startPool } from '../content/pool.js';
 import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
@@ -284,6 +284,7 @@ export async function startSite(opts: {
   }
   const library = new ContentLibrary(libraryRoot(dataDir));
   await library.init();
+  startPool();
   const metrics = new Metrics();
   const ctx: SiteContext = {
     store,

@@ -7,6 +7,17 @@ import { SITE_CODE } from '../core/site.js';
 import { CHUNK_PARAMS } from './chunker.js';
 import { decodeChunk } from './codec.js';
 import { LIMITS, type Manifest, parseManifest } from './manifest.js';
+import {
+  INDEX_ENTRY,
+  MAX_OMIT_RANGES,
+  type OmitRange,
+  PARCEL_END,
+  PARCEL_FORMAT,
+  PARCEL_LIMITS,
+  PARCEL_MAGIC,
+  PREFIX,
+  TRAILER,
+} from './parcel-toc.js';
 
 /**
  * The courier parcel: package versions in one file, for transport on physical media
@@ -36,20 +47,19 @@ import { LIMITS, type Manifest, parseManifest } from './manifest.js';
  * hands chunk data out in task buffers of a few MiB. Memory does not grow with the parcel.
  */
 
-export const PARCEL_MAGIC = Buffer.from('CASCPRCL', 'latin1');
-export const PARCEL_END = Buffer.from('CASCEND2', 'latin1');
-export const PARCEL_FORMAT = 2;
-const PREFIX = 16;
-const GROUP_BYTES = 4 << 20;
-export const INDEX_ENTRY = 40;
-export const TRAILER = 40;
+export {
+  formatOmitHeader,
+  INDEX_ENTRY,
+  MAX_OMIT_RANGES,
+  type OmitRange,
+  PARCEL_END,
+  PARCEL_FORMAT,
+  PARCEL_LIMITS,
+  PARCEL_MAGIC,
+  TRAILER,
+} from './parcel-toc.js';
 
-export const PARCEL_LIMITS = {
-  headerBytes: 1 << 20,
-  packages: 1000,
-  certificateBytes: 64 << 10,
-  chunks: 1 << 24,
-} as const;
+const GROUP_BYTES = 4 << 20;
 
 export const parcelHeaderSchema = z.strictObject({
   format: z.literal(PARCEL_FORMAT),
@@ -297,12 +307,6 @@ class ByteSource {
   }
 }
 
-/** Index entries `[from, to)` left out of a parcel's stream: they are not read. */
-export type OmitRange = readonly [from: number, to: number];
-
-/** At most this many ranges in `x-cascade-omit` (a request header: a few KiB). */
-export const MAX_OMIT_RANGES = 512;
-
 /** `x-cascade-omit: 0-4000,4100-4200` (half-open ranges of index entries) to ranges. */
 export function parseOmitHeader(v: string | undefined): OmitRange[] {
   if (!v) return [];
@@ -314,9 +318,6 @@ export function parseOmitHeader(v: string | undefined): OmitRange[] {
     return [Number(m[1]), Number(m[2])] as const;
   });
 }
-
-/** Ranges as the header spells them. */
-export const formatOmitHeader = (ranges: readonly OmitRange[]): string => ranges.map(([a, b]) => `${a}-${b}`).join(',');
 
 /** Not zero-filled, and owning its memory (so it can be moved to a worker thread). */
 const fresh = (bytes: number): Uint8Array => Buffer.allocUnsafeSlow(bytes);

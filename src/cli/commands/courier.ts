@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
 import type { ImportReport, ParcelReader } from '../../content/parcel.js';
+import { formatOmitHeader, MAX_OMIT_RANGES, readParcelToc } from '../../content/parcel-toc.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
@@ -144,18 +145,20 @@ async function resumePlan(
   file: string,
   size: number,
 ): Promise<{ ranges: [number, number][]; omit: string; bytes: number } | undefined> {
-  const { ParcelReader, MAX_OMIT_RANGES, formatOmitHeader } = await import('../../content/parcel.js');
-  let entries: { digest: string; stored: number }[];
-  let tocEnd: number;
-  const r = new ParcelReader(readFile(file).pieces);
-  try {
-    entries = (await readContents(r)).index;
-    tocEnd = r.bytesRead;
-  } catch {
-    return undefined;
-  } finally {
-    await r.close();
-  }
+  const toc = await (async () => {
+    const fh = await fsp.open(file, 'r');
+    try {
+      return await readParcelToc(async (position, length) => {
+        const buf = Buffer.allocUnsafe(length);
+        const { bytesRead } = await fh.read(buf, 0, length, position);
+        return buf.subarray(0, bytesRead);
+      });
+    } finally {
+      await fh.close();
+    }
+  })().catch(() => undefined);
+  if (!toc) return undefined;
+  const { entries, tocEnd } = toc;
   const missing = new Set<string>();
   try {
     for (let i = 0; i < entries.length; i += 100_000) {

@@ -9,6 +9,7 @@ import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { parseSiteCode } from '../../core/site.js';
+import { BlockFileWriter } from '../../lib/blockfile.js';
 import { printJson } from '../../lib/output.js';
 import { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
@@ -224,7 +225,7 @@ export function registerCourier(program: Command): void {
     const to = o.toDp !== undefined ? { toDp: parseDpTarget(o.toDp) } : { toSite: parseSiteCode(o.toSite as string) };
     const file = path.resolve(o.output);
     const part = `${file}.part`;
-    const fh = await fsp.open(part, 'w').catch((e: NodeJS.ErrnoException) => {
+    const writer = await BlockFileWriter.open(part).catch((e: NodeJS.ErrnoException) => {
       throw fail('usage', `cannot write ${file}: ${e.code ?? e.message}`);
     });
     const res = await clientFrom(o)
@@ -235,7 +236,7 @@ export function registerCourier(program: Command): void {
         ...(o.version ? { version: o.version } : {}),
       })
       .catch(async (e) => {
-        await fh.close().catch(() => {});
+        await writer.abort();
         await fsp.rm(part, { force: true });
         throw e;
       });
@@ -243,43 +244,22 @@ export function registerCourier(program: Command): void {
     let written = 0;
     let inspection: Inspection;
     try {
-      // Written in 4 MiB blocks while the next block fills, flushed to disk every 64 MiB while
-      // the rest arrives; its framing and table-of-contents checksum are read through as it
-      // lands, so a file cut short is never left under its name (`courier inspect` checks every
-      // chunk of a copy).
-      const BLOCK = 4 << 20;
-      // Two blocks in turn: one fills while the other is written (put awaits the write before).
-      const blocks = [Buffer.allocUnsafeSlow(BLOCK), Buffer.allocUnsafeSlow(BLOCK)];
-      let block = blocks[0] as Buffer;
+      // Written in 4 MiB blocks while the next block fills (straight to the device where the
+      // file system allows), then flushed to disk; its framing and table-of-contents checksum are
+      // read through as it lands, so a file cut short is never left under its name (`courier
+      // inspect` checks every chunk of a copy).
+      const BLOCK = BlockFileWriter.BLOCK;
       let fill = 0;
-      let writing: Promise<unknown> = Promise.resolve();
-      let syncing: Promise<unknown> | null = null;
-      let sinceSync = 0;
-      const put = async (b: Buffer, n: number) => {
-        await writing;
-        writing = fh.write(b, 0, n);
-        sinceSync += n;
-        if (sinceSync >= 64 << 20 && !syncing) {
-          sinceSync = 0;
-          const w = writing;
-          syncing = w
-            .then(() => fh.datasync())
-            .finally(() => {
-              syncing = null;
-            });
-        }
-      };
       async function* tee(): AsyncGenerator<Uint8Array> {
         for await (const piece of res as AsyncIterable<Buffer>) {
           let at = 0;
           while (at < piece.length) {
             const n = Math.min(BLOCK - fill, piece.length - at);
-            piece.copy(block, fill, at, at + n);
+            piece.copy(writer.block, fill, at, at + n);
             fill += n;
             at += n;
             if (fill === BLOCK) {
-              await put(block, fill);
-              block = (block === blocks[0] ? blocks[1] : blocks[0]) as Buffer;
+              await writer.put(fill);
               fill = 0;
             }
           }
@@ -287,17 +267,14 @@ export function registerCourier(program: Command): void {
           bar.update(written);
           yield piece;
         }
-        if (fill > 0) await put(block, fill);
-        await writing;
-        await syncing;
+        if (fill > 0) await writer.put(fill);
       }
       inspection = await readThrough(tee(), false);
-      await fh.sync();
-      await fh.close();
+      await writer.finish();
       await fsp.rename(part, file);
     } catch (e) {
       res.destroy();
-      await fh.close().catch(() => {});
+      await writer.abort();
       await fsp.rm(part, { force: true });
       bar.done();
       if ((e as { code?: string }).code === 'bad_parcel')

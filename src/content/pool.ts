@@ -44,10 +44,11 @@ function getPool(): Piscina {
 }
 
 /**
- * For servers: starts every thread of the pool now and keeps them. A thread takes ~0.1 s of
- * CPU to start (Node's bootstrap and the worker's modules); started on demand, that came out
- * of the first batch or parcel after each idle spell, both threads' worth, while the transfer
- * waited for them (measured on a courier import: 0.2 CPU-s of 3.2).
+ * Starts every thread of the pool now and keeps them until `closePool`. A thread takes ~0.1 s
+ * of CPU to start (Node's bootstrap and the worker's modules). Servers call it at start: on
+ * demand, that cost came out of the first batch or parcel after each idle spell while the
+ * transfer waited (measured on a courier import: 0.2 CPU-s of 3.2). `package create` calls it
+ * before walking the folder, so the threads start while it walks.
  */
 export function startPool(): void {
   keepThreads = poolThreads();

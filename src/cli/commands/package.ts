@@ -79,11 +79,13 @@ async function ingest(
 ): Promise<void> {
   const client = clientFrom(o);
   const previous = id ? await latestManifest(client, id) : undefined;
-  const [{ walkSource }, { uploadSource }, { closePool }] = await Promise.all([
+  const [{ walkSource }, { uploadSource }, { closePool, startPool }] = await Promise.all([
     import('../source.js'),
     import('../upload.js'),
     import('../../content/pool.js'),
   ]);
+  // The chunking threads start (~0.1 s each) while the folder is walked.
+  startPool();
   const source = await walkSource(src);
   const progress = new Progress(id ? `update ${id}` : 'create', 0, !o.json);
   let report: VersionReport;

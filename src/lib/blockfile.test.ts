@@ -43,6 +43,13 @@ describe('BlockFileWriter', () => {
     }
   }
 
+  it('refuses a block after a short one (the blocks of a direct file must stay aligned)', async () => {
+    const w = await BlockFileWriter.open(path.join(dir, 'short'));
+    await w.put(100);
+    await expect(w.put(BlockFileWriter.BLOCK)).rejects.toThrow(/short block/);
+    await w.abort();
+  });
+
   it('replaces what a file held before', async () => {
     const file = path.join(dir, 'again');
     fs.writeFileSync(file, crypto.randomBytes(9 << 20));

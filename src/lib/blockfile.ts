@@ -73,6 +73,8 @@ export class BlockFileWriter {
 
   /** Writes the first `n` bytes of `block` (a full block, but for the last) and moves on to the other block. */
   async put(n: number): Promise<void> {
+    // A direct file's blocks must stay aligned: only the last may be short.
+    if (this.size % BlockFileWriter.BLOCK !== 0) throw new Error('BlockFileWriter: a short block was not the last');
     const b = this.block;
     await this.writing;
     const at = this.size;

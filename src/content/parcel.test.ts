@@ -8,18 +8,8 @@ import { type ImportReport, importParcel, type ParcelSink } from '../site/courie
 import { encodeChunk } from './codec.js';
 import { ContentLibrary } from './library.js';
 import { type Manifest, manifestChunks, signManifest, verifyManifest } from './manifest.js';
-import {
-  INDEX_ENTRY,
-  PARCEL_FORMAT,
-  PARCEL_MAGIC,
-  type ParcelPlan,
-  ParcelReader,
-  parcelHeader,
-  parseOmitHeader,
-  TRAILER,
-  unverifiedManifest,
-  writeParcel,
-} from './parcel.js';
+import { type ParcelPlan, ParcelReader, parcelHeader, parseOmitHeader, unverifiedManifest, writeParcel } from './parcel.js';
+import { INDEX_ENTRY, PARCEL_FORMAT, PARCEL_MAGIC, TRAILER } from './parcel-toc.js';
 import { closePool } from './pool.js';
 import { generateSiteKey, publicKeyPem, type TrustedKey } from './signing.js';
 

@@ -47,18 +47,6 @@ import {
  * hands chunk data out in task buffers of a few MiB. Memory does not grow with the parcel.
  */
 
-export {
-  formatOmitHeader,
-  INDEX_ENTRY,
-  MAX_OMIT_RANGES,
-  type OmitRange,
-  PARCEL_END,
-  PARCEL_FORMAT,
-  PARCEL_LIMITS,
-  PARCEL_MAGIC,
-  TRAILER,
-} from './parcel-toc.js';
-
 const GROUP_BYTES = 4 << 20;
 
 export const parcelHeaderSchema = z.strictObject({

@@ -5,7 +5,6 @@ import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import {
   type ImportReport,
-  type OmitRange,
   type ParcelHeader,
   type ParcelPackage,
   type ParcelPlan,
@@ -13,6 +12,7 @@ import {
   parcelHeader,
   writeParcel,
 } from '../content/parcel.js';
+import type { OmitRange } from '../content/parcel-toc.js';
 import { issueTicket, verifyTicket } from '../content/ticket.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { writeFileAtomic } from '../lib/fsutil.js';

@@ -237,10 +237,10 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
       { id, name, priority },
       { version, manifestDigest: manifestDigest(manifest), files: files.filter((f) => f.type === 'file').length, bytes, newBytes },
     );
-    await tx.addRefs(chunks.keys(), 1);
-    // A chunk collected between the check and here would leave a hole: check again inside.
-    const after = await tx.getChunks([...chunks.keys()]);
-    if (after.size !== chunks.size) throw fail('missing_chunks', 'chunks were removed while the version was being committed; upload again');
+    // A chunk collected between the check and here would leave a hole: every one must still
+    // have its row to take the reference (inside the transaction, so nothing half-done stays).
+    if ((await tx.addRefs(chunks.keys(), 1)) !== chunks.size)
+      throw fail('missing_chunks', 'chunks were removed while the version was being committed; upload again');
     // Only the writer that claimed this version number gets here; the row commits after its file.
     await ctx.library.writeManifest(id, version, signed);
     return {

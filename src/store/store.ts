@@ -464,15 +464,21 @@ export class Store {
     }
   }
 
-  /** Adds `delta` to the reference count of each digest (each digest once per call). */
-  async addRefs(digests: Iterable<string>, delta: number): Promise<void> {
+  /**
+   * Adds `delta` to the reference count of each digest (each digest once per call). Returns how
+   * many of them have a row: fewer than the distinct digests given when some are missing.
+   */
+  async addRefs(digests: Iterable<string>, delta: number): Promise<number> {
+    let updated = 0;
     for (const b of batches([...new Set(digests)])) {
-      await this.db
+      const r = await this.db
         .updateTable('chunks')
         .set({ refs: sql`refs + ${delta}` })
         .where('digest', 'in', b)
-        .execute();
+        .executeTakeFirst();
+      updated += Number(r.numUpdatedRows);
     }
+    return updated;
   }
 
   /** Chunks no version references, recorded before `before` (so uploads in progress are spared). */

@@ -223,8 +223,11 @@ export const manifestDigest = (m: Manifest): string => crypto.createHash('sha256
 /** Signs a manifest; returns the canonical bytes of `{manifest, signature}` as stored and sent. */
 export function signManifest(m: Manifest, key: SiteKey): Buffer {
   checkManifest(m);
-  const value = sign(key, encodeManifest(m));
-  return Buffer.from(canonicalJson({ manifest: m, signature: { keyId: key.keyId, value } }));
+  const encoded = canonicalJson(m);
+  const value = sign(key, Buffer.from(encoded));
+  // canonicalJson({manifest, signature}), without encoding the manifest a second time (~25 ms
+  // for 8,000 chunks): the keys sort as written here.
+  return Buffer.from(`{"manifest":${encoded},"signature":${canonicalJson({ keyId: key.keyId, value })}}`);
 }
 
 /**

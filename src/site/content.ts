@@ -62,18 +62,18 @@ export interface Problem {
 const TASK_BYTES = 4 << 20;
 const IN_FLIGHT = 3;
 
-/**
- * Receives a chunk batch: each payload is copied once, from the network into a shared task
- * buffer; the worker pool checks every chunk against its digest and compresses what helps;
- * the chunks are written to temporary files as each task returns, then made durable with one
- * flush for the whole batch, then recorded. Resolves only when all of it is on disk.
- */
 /** The digests (each once) that the library lacks: what a `missing` call answers. */
 export async function lackedChunks(ctx: Pick<SiteContext, 'store'>, digests: readonly string[]): Promise<string[]> {
   const have = await ctx.store.haveChunks([...digests]);
   return [...new Set(digests)].filter((d) => !have.has(d));
 }
 
+/**
+ * Receives a chunk batch: each payload is copied once, from the network into a shared task
+ * buffer; the worker pool checks every chunk against its digest and compresses what helps;
+ * the chunks are written to temporary files as each task returns, then made durable with one
+ * flush for the whole batch, then recorded. Resolves only when all of it is on disk.
+ */
 export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Array>): Promise<IngestReport> {
   const report: IngestReport = { received: 0, stored: 0, bytes: 0, literalBytes: 0 };
   const inFlight: Promise<void>[] = [];

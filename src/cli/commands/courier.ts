@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
-import type { ImportReport, ParcelReader } from '../../content/parcel.js';
+import type { ImportReport } from '../../content/parcel.js';
 import { formatOmitHeader, MAX_OMIT_RANGES, readParcelToc } from '../../content/parcel-toc.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { CascadeError, fail } from '../../core/errors.js';
@@ -32,14 +32,16 @@ interface Inspection {
 }
 
 /**
- * A parcel's table of contents: header, manifests (rules, not signatures) and index. The
- * reader is then at the first chunk (`bytesRead` is where the chunks start in the file).
+ * Reads a parcel through: its table of contents (header, manifests' rules but not their
+ * signatures, index) and the checksum of it; with `verify`, every chunk is decoded and checked
+ * against its digest too. `onBytes` sees the bytes as they are read.
  */
-async function readContents(r: ParcelReader) {
-  const [{ unverifiedManifest }, { manifestChunks }] = await Promise.all([
+async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
+  const [{ ParcelReader, unverifiedManifest }, { manifestChunks }] = await Promise.all([
     import('../../content/parcel.js'),
     import('../../content/manifest.js'),
   ]);
+  const r = new ParcelReader(source);
   const header = await r.header();
   const pkgs = await r.packages();
   const sizes = new Map<string, number>();
@@ -50,17 +52,6 @@ async function readContents(r: ParcelReader) {
     return { id: p.id, version: p.version, name: manifest.name, bytes: manifest.bytes, chunks, signedBy: keyId };
   });
   const index = await r.index((d) => sizes.get(d));
-  return { header, perPackage, index };
-}
-
-/**
- * Reads a parcel through: its table of contents and the checksum of it; with `verify`, every
- * chunk is decoded and checked against its digest too. `onBytes` sees the bytes as they are read.
- */
-async function readThrough(source: AsyncIterable<Uint8Array>, verify: boolean, onBytes?: (n: number) => void) {
-  const { ParcelReader } = await import('../../content/parcel.js');
-  const r = new ParcelReader(source);
-  const { header, perPackage, index } = await readContents(r);
   await r.skipChunks(onBytes, verify);
   const { checksum } = await r.finish();
   const inspection: Inspection = {
@@ -146,18 +137,15 @@ async function resumePlan(
   file: string,
   size: number,
 ): Promise<{ ranges: [number, number][]; omit: string; bytes: number } | undefined> {
-  const toc = await (async () => {
-    const fh = await fsp.open(file, 'r');
-    try {
-      return await readParcelToc(async (position, length) => {
-        const buf = Buffer.allocUnsafe(length);
-        const { bytesRead } = await fh.read(buf, 0, length, position);
-        return buf.subarray(0, bytesRead);
-      });
-    } finally {
-      await fh.close();
-    }
-  })().catch(() => undefined);
+  const fh = await fsp.open(file, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  const toc = await readParcelToc(async (position, length) => {
+    const buf = Buffer.allocUnsafe(length);
+    const { bytesRead } = await fh.read(buf, 0, length, position);
+    return buf.subarray(0, bytesRead);
+  })
+    .catch(() => undefined)
+    .finally(() => fh.close());
   if (!toc) return undefined;
   const { entries, tocEnd } = toc;
   const missing = new Set<string>();

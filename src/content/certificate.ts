@@ -1,9 +1,10 @@
+import crypto from 'node:crypto';
 import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
 import { canonicalJson } from './canonical.js';
-import { type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
+import { keyIdFor, type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
 
 /**
  * A site certificate: the central site's signature over a site's code and public key. Every
@@ -40,5 +41,16 @@ export function verifyCertificate(cert: unknown, central: TrustedKey): Certifica
   if (r.data.issuer !== central.keyId)
     throw fail('bad_signature', `site certificate of ${r.data.body.code} is issued by ${r.data.issuer}, not the central site`);
   verifySignature([central], r.data.issuer, Buffer.from(canonicalJson(r.data.body)), r.data.signature);
-  return { ...r.data.body, trusted: { keyId: r.data.body.keyId, publicKeyPem: r.data.body.publicKey } };
+  const b = r.data.body;
+  // The key id names the site and the key's fingerprint: a certificate whose key id names
+  // another site (or another key) vouches for nothing.
+  let publicKey: crypto.KeyObject;
+  try {
+    publicKey = crypto.createPublicKey(b.publicKey);
+  } catch {
+    throw fail('bad_signature', `the certificate of ${b.code} carries a public key that is not a valid key`);
+  }
+  if (keyIdFor(b.code, publicKey) !== b.keyId)
+    throw fail('bad_signature', `the certificate of ${b.code} names key ${b.keyId}, which is not ${b.code}'s key`);
+  return { ...b, trusted: { keyId: b.keyId, publicKeyPem: b.publicKey, site: b.code } };
 }

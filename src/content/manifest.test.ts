@@ -73,7 +73,7 @@ function codeOf(fn: () => unknown): string {
 }
 
 const key = generateSiteKey('CEN');
-const trusted: TrustedKey[] = [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }];
+const trusted: TrustedKey[] = [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: 'CEN' }];
 
 describe('manifest signing', () => {
   it('a signed manifest verifies and comes back equal', () => {
@@ -134,7 +134,29 @@ describe('manifest signing', () => {
     const forged = signManifest(sample(), { ...other, keyId: key.keyId });
     expect(codeOf(() => verifyManifest(forged, trusted))).toBe('bad_signature');
     // A trusted-key list holding the other key under the same id is someone else's trust.
-    expect(verifyManifest(forged, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey) }]).manifest.id).toBe('CEN00001');
+    expect(verifyManifest(forged, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey), site: 'CEN' }]).manifest.id).toBe(
+      'CEN00001',
+    );
+  });
+
+  it("refuses a manifest signed by another site's trusted key: a site signs only its own packages", () => {
+    const eur = generateSiteKey('EUR');
+    const both: TrustedKey[] = [...trusted, { keyId: eur.keyId, publicKeyPem: publicKeyPem(eur.publicKey), site: 'EUR' }];
+    // EUR's key is trusted (vouched for by the central site), but CEN00001 is CEN's package.
+    const forged = signManifest(sample(), eur);
+    expect(codeOf(() => verifyManifest(forged, both))).toBe('bad_signature');
+    expect(() => verifyManifest(forged, both)).toThrow(/CEN00001 belongs to site CEN, .*signed by site EUR's key/);
+    // Nor may it claim EUR as the origin of CEN's package, nor sign it under its own origin.
+    const m = sample();
+    m.origin = 'EUR';
+    expect(() => verifyManifest(signManifest(m, eur), both)).toThrow(/names origin EUR/);
+    expect(() => verifyManifest(signManifest(m, key), both)).toThrow(/names origin EUR/);
+    // EUR's own package verifies with EUR's key, and the cache never lends one key's pass to another.
+    const own = { ...sample(), id: 'EUR00001', origin: 'EUR' };
+    expect(verifyManifest(signManifest(own, eur), both).manifest.id).toBe('EUR00001');
+    const bytes = signManifest(sample(), key);
+    expect(verifyManifest(bytes, both).manifest.id).toBe('CEN00001');
+    expect(codeOf(() => verifyManifest(bytes, [{ ...(trusted[0] as TrustedKey), site: 'EUR' }]))).toBe('bad_signature');
   });
 
   it("a manifest verified before is checked against today's trust, and each caller gets its own copy", () => {
@@ -144,7 +166,9 @@ describe('manifest signing', () => {
     // The same bytes again, once the key is no longer trusted or its id names another key.
     expect(codeOf(() => verifyManifest(bytes, []))).toBe('bad_signature');
     const other = generateSiteKey('CEN');
-    expect(codeOf(() => verifyManifest(bytes, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey) }]))).toBe('bad_signature');
+    expect(codeOf(() => verifyManifest(bytes, [{ keyId: key.keyId, publicKeyPem: publicKeyPem(other.publicKey), site: 'CEN' }]))).toBe(
+      'bad_signature',
+    );
     // Editing what one caller got changes nothing for the next.
     first.manifest.name = 'edited';
     (first.manifest.files[0] as { path: string }).path = 'elsewhere';

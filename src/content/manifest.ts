@@ -252,7 +252,10 @@ export function verifyManifest(bytes: Uint8Array, trusted: readonly TrustedKey[]
     throw fail('too_large', `manifest is ${bytes.length} bytes, over the limit of ${LIMITS.manifestBytes}`);
   const digest = crypto.createHash('sha256').update(bytes).digest('hex');
   const hit = verified.get(digest);
-  if (hit && trusted.some((k) => k.keyId === hit.signer.keyId && k.publicKeyPem === hit.signer.publicKeyPem)) {
+  if (
+    hit &&
+    trusted.some((k) => k.keyId === hit.signer.keyId && k.publicKeyPem === hit.signer.publicKeyPem && k.site === hit.signer.site)
+  ) {
     verified.delete(digest);
     verified.set(digest, hit);
     return structuredClone(hit.result);
@@ -292,7 +295,22 @@ function checkManifestBytes(bytes: Uint8Array, trusted: readonly TrustedKey[]): 
   if (!Buffer.from(canonical).equals(buf)) throw fail('invalid_manifest', 'manifest is not in canonical form (altered or re-encoded)');
   verifySignature(trusted, env.data.signature.keyId, Buffer.from(canonicalJson(env.data.manifest)), env.data.signature.value);
   const manifest = parseManifest(env.data.manifest);
+  checkSigner(manifest, trusted.find((k) => k.keyId === env.data.signature.keyId) as TrustedKey);
   return { manifest, signature: env.data.signature };
+}
+
+/**
+ * A site's key signs only its own site's packages: the package ID's first three characters
+ * and the manifest's origin must both be the site the signing key belongs to. Without this, a
+ * child site's (valid, vouched) key could sign a new version of the central site's package.
+ */
+export function checkSigner(m: Pick<Manifest, 'id' | 'origin'>, signer: TrustedKey): void {
+  const owner = m.id.slice(0, 3);
+  if (signer.site !== owner || m.origin !== owner)
+    throw fail(
+      'bad_signature',
+      `${m.id} belongs to site ${owner}, but its manifest ${m.origin !== owner ? `names origin ${m.origin} and ` : ''}is signed by site ${signer.site}'s key ${signer.keyId}: a site signs only its own packages`,
+    );
 }
 
 /** Unique chunk digests of a manifest, with their sizes. */

@@ -15,7 +15,7 @@ import { generateSiteKey, publicKeyPem, type TrustedKey } from './signing.js';
 
 const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 const key = generateSiteKey('CEN');
-const trusted: TrustedKey[] = [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }];
+const trusted: TrustedKey[] = [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: 'CEN' }];
 
 /** A version of `n` chunks: half text (stored Brotli), half random (stored raw). */
 function makeVersion(id: string, version: number, n: number, seed: number, signer = key) {

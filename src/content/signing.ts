@@ -10,10 +10,15 @@ export interface SiteKey {
   privateKey: crypto.KeyObject;
 }
 
-/** A public key someone trusts, as it travels: key id and SPKI PEM. */
+/**
+ * A public key someone trusts, as it travels: key id and SPKI PEM, and the site it belongs to
+ * (pinned at join, or vouched for by the central site's certificate). A site's key signs only
+ * that site's packages: see `verifyManifest`.
+ */
 export interface TrustedKey {
   keyId: string;
   publicKeyPem: string;
+  site: string;
 }
 
 /** Key ids name the site and a fingerprint: `CEN:1f2e3d4c5b6a7988`. */

@@ -7,7 +7,7 @@ import { issueTicket, TICKET_PREFIX, verifyTicket } from './ticket.js';
 
 const cen = generateSiteKey('CEN');
 const eur = generateSiteKey('EUR');
-const trusted = (k: SiteKey): TrustedKey => ({ keyId: k.keyId, publicKeyPem: publicKeyPem(k.publicKey) });
+const trusted = (k: SiteKey): TrustedKey => ({ keyId: k.keyId, publicKeyPem: publicKeyPem(k.publicKey), site: k.keyId.slice(0, 3) });
 const now = new Date('2026-11-21T12:00:00.000Z');
 const at = (seconds: number) => new Date(now.getTime() + seconds * 1000);
 const expect0 = { dp: 'cen-dp1', site: 'CEN', key: trusted(cen), now };

@@ -4,8 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
+import { issueCertificate } from '../content/certificate.js';
+import { encodeChunk } from '../content/codec.js';
 import { ContentLibrary } from '../content/library.js';
-import { manifestDigest, verifyManifest } from '../content/manifest.js';
+import { type Manifest, manifestDigest, signManifest, verifyManifest } from '../content/manifest.js';
+import { type ParcelPlan, writeParcel } from '../content/parcel.js';
 import { closePool } from '../content/pool.js';
 import { generateSiteKey, publicKeyPem } from '../content/signing.js';
 import { verifyTicket } from '../content/ticket.js';
@@ -34,7 +37,7 @@ describe('site app (in-process)', () => {
       store,
       library,
       key,
-      trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }],
+      trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: 'CEN' }],
       code: 'CEN',
       name: 'Central',
       clock: () => now,
@@ -231,7 +234,7 @@ describe('site app (in-process)', () => {
     const t = await json(r);
     expect(t).toMatchObject({ dp: 'tk-dp1', site: 'CEN', url: 'http://10.0.0.9:8200' });
     expect(Date.parse(t.expiresAt) - now.getTime()).toBe(600_000);
-    const central = { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey) };
+    const central = { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey), site: 'CEN' };
     expect(verifyTicket(t.ticket, { dp: 'tk-dp1', site: 'CEN', key: central, now }).dp).toBe('tk-dp1');
     const refused = async (dp: string, status: number, code: string, message: RegExp, token = admin) => {
       const x = await ask(dp, token);
@@ -244,6 +247,73 @@ describe('site app (in-process)', () => {
     await refused('CEN', 400, 'bad_request', /^CEN is this site's local DP/);
     await refused('tk-dp2', 503, 'unavailable', /^DP tk-dp2 has not told site CEN its address yet/);
     await refused('tk-dp1', 403, 'forbidden', /needs operate/, reader);
+  });
+
+  it("refuses a parcel carrying its package signed by a child site's vouched key, and stores nothing", async () => {
+    // EUR is a real site of the hierarchy: its certificate from CEN is valid, its key trusted.
+    const eur = generateSiteKey('EUR');
+    const certificate = issueCertificate(ctx.key, {
+      code: 'EUR',
+      name: 'Europe',
+      parent: 'CEN',
+      keyId: eur.keyId,
+      publicKey: publicKeyPem(eur.publicKey),
+      issuedAt: now.toISOString(),
+    });
+    const raw = crypto.randomBytes(5000);
+    const stored = encodeChunk(raw);
+    const parcelOf = (id: string, origin: string) => {
+      const manifest: Manifest = {
+        format: 1,
+        id,
+        version: 3,
+        name: 'forged',
+        priority: 'medium',
+        origin,
+        created: now.toISOString(),
+        programs: [{ name: 'Install', command: 'setup.sh' }],
+        files: [{ type: 'file', path: 'setup.sh', mode: 0o755, size: raw.length, chunks: [[sha(raw), raw.length]] }],
+        bytes: raw.length,
+      };
+      const plan: ParcelPlan = {
+        parcel: crypto.randomUUID(),
+        created: now.toISOString(),
+        source: 'EUR',
+        destination: 'CEN',
+        full: true,
+        packages: [
+          {
+            id,
+            version: 3,
+            bytes: raw.length,
+            manifest: signManifest(manifest, eur),
+            certificate: Buffer.from(JSON.stringify(certificate)),
+          },
+        ],
+        chunks: [{ digest: sha(raw), stored: stored.length, size: raw.length }],
+      };
+      return plan;
+    };
+    const bytesOf = async (plan: ParcelPlan) => {
+      const parts: Uint8Array[] = [];
+      for await (const b of writeParcel(plan, async () => stored)) parts.push(b);
+      return new Uint8Array(Buffer.concat(parts));
+    };
+    for (const [id, origin] of [
+      ['CEN00001', 'EUR'],
+      ['CEN00001', 'CEN'],
+    ] as const) {
+      const r = await call('POST', '/api/v1/courier/import', admin, await bytesOf(parcelOf(id, origin)));
+      expect(r.status).toBe(422);
+      expect(await json(r)).toEqual({
+        error: { code: 'bad_signature', message: expect.stringMatching(/CEN00001 belongs to site CEN, .*signed by site EUR's key/) },
+      });
+      expect(await ctx.store.getVersion('CEN00001', 3)).toBeUndefined();
+    }
+    // The same key and certificate carry EUR's own package: the refusal is the binding, not the key.
+    const own = await call('POST', '/api/v1/courier/import', admin, await bytesOf(parcelOf('EUR00001', 'EUR')));
+    expect(own.status).toBe(200);
+    expect(await ctx.store.getVersion('EUR00001', 3)).toBeDefined();
   });
 
   it('a DP documents its courier import with the ticket as security, and asks for one before reading the body', async () => {
@@ -345,7 +415,7 @@ describe('two site servers sharing one store (in-process)', () => {
         store,
         library,
         key,
-        trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }],
+        trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: 'CEN' }],
         code: 'CEN',
         name: 'Central',
         clock: () => new Date(),

@@ -751,5 +751,10 @@ export async function missingAtDp(ctx: SiteContext, ticket: string, digests: rea
 export async function checkDpTicket(ctx: SiteContext, ticket: string): Promise<void> {
   const site = await parentOf(ctx.store);
   if (!site) throw fail('internal', `DP ${ctx.code} has no site recorded`);
-  verifyTicket(ticket, { dp: ctx.code, site: site.code, key: { keyId: site.keyId, publicKeyPem: site.publicKey }, now: ctx.clock() });
+  verifyTicket(ticket, {
+    dp: ctx.code,
+    site: site.code,
+    key: { keyId: site.keyId, publicKeyPem: site.publicKey, site: site.code },
+    now: ctx.clock(),
+  });
 }

@@ -48,7 +48,7 @@ export async function loadTrust(ctx: SiteContext): Promise<void> {
     if (!ctx.trusted.some((t) => t.keyId === k.keyId)) ctx.trusted.push(k);
   };
   add(central.key);
-  for (const k of await listKeys(ctx.store)) add({ keyId: k.keyId, publicKeyPem: k.publicKey });
+  for (const k of await listKeys(ctx.store)) add({ keyId: k.keyId, publicKeyPem: k.publicKey, site: k.site });
 }
 
 /** Records a status message (it travels up the tree in the next report). */

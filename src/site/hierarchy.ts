@@ -53,8 +53,8 @@ export async function centralTrust(ctx: SiteContext): Promise<{ code: string; ke
   const code = await ctx.store.getMeta('central.code');
   const keyId = await ctx.store.getMeta('central.keyId');
   const pem = await ctx.store.getMeta('central.publicKey');
-  if (code && keyId && pem) return { code, key: { keyId, publicKeyPem: pem } };
-  return { code: ctx.code, key: { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey) } };
+  if (code && keyId && pem) return { code, key: { keyId, publicKeyPem: pem, site: code } };
+  return { code: ctx.code, key: { keyId: ctx.key.keyId, publicKeyPem: publicKeyPem(ctx.key.publicKey), site: ctx.code } };
 }
 
 export const parentOf = async (store: Store): Promise<SiteRow | undefined> =>

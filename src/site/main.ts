@@ -76,7 +76,7 @@ async function joinParent(
     throw e;
   }
   const answer = JoinAnswer.parse(raw);
-  const central = { keyId: answer.central.keyId, publicKeyPem: answer.central.publicKey };
+  const central = { keyId: answer.central.keyId, publicKeyPem: answer.central.publicKey, site: answer.central.code };
   const mine = verifyCertificate(answer.certificate, central);
   if (mine.code !== o.code || mine.keyId !== o.key.keyId)
     throw fail('bad_signature', `the parent returned a certificate for ${mine.code}, not for this ${o.role === 'dp' ? 'DP' : 'site'}`);
@@ -290,7 +290,7 @@ export async function startSite(opts: {
     store,
     library,
     key,
-    trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey) }],
+    trusted: [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: cfg.code }],
     code: cfg.code,
     name: cfg.name,
     clock,

@@ -39,12 +39,15 @@ function parsePriority(v: string): Priority {
 
 /** The keys the site accepts manifests from (its own, the central site's, vouched ones). */
 export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
-  const s = await client.json<{ keyId: string; publicKey: string; trusted?: { keyId: string; publicKey: string }[] }>(
-    'GET',
-    '/api/v1/site',
-  );
-  const keys = [{ keyId: s.keyId, publicKeyPem: s.publicKey }];
-  for (const k of s.trusted ?? []) if (!keys.some((x) => x.keyId === k.keyId)) keys.push({ keyId: k.keyId, publicKeyPem: k.publicKey });
+  const s = await client.json<{
+    code: string;
+    keyId: string;
+    publicKey: string;
+    trusted?: { keyId: string; publicKey: string; site: string }[];
+  }>('GET', '/api/v1/site');
+  const keys: TrustedKey[] = [{ keyId: s.keyId, publicKeyPem: s.publicKey, site: s.code }];
+  for (const k of s.trusted ?? [])
+    if (!keys.some((x) => x.keyId === k.keyId)) keys.push({ keyId: k.keyId, publicKeyPem: k.publicKey, site: k.site });
   return keys;
 }
 
@@ -62,7 +65,7 @@ async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
     throw fail('usage', `--trust-key ${file}: not a readable PEM public key (${(e as Error).message.split('\n')[0]})`);
   }
   if (key.asymmetricKeyType !== 'ed25519') throw fail('usage', `--trust-key ${file}: not an Ed25519 key`);
-  return { keyId: keyIdFor(id.slice(0, 3), key), publicKeyPem: publicKeyPem(key) };
+  return { keyId: keyIdFor(id.slice(0, 3), key), publicKeyPem: publicKeyPem(key), site: id.slice(0, 3) };
 }
 
 async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {

@@ -13,7 +13,7 @@ export const SiteInfo = z
     version: z.string(),
     central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }).describe('the central site this site pinned'),
     trusted: z
-      .array(z.object({ keyId: z.string(), publicKey: z.string() }))
+      .array(z.object({ keyId: z.string(), publicKey: z.string(), site: z.string().describe('the site whose packages this key signs') }))
       .describe("every key this site accepts manifests from: its own, the central site's, and keys vouched for by the central site"),
   })
   .openapi('SiteInfo');
@@ -40,7 +40,7 @@ export function registerSiteRoutes(app: App, parts: AppParts): void {
           publicKey: publicKeyPem(parts.key.publicKey),
           version: VERSION,
           central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
-          trusted: parts.trusted.map((t) => ({ keyId: t.keyId, publicKey: t.publicKeyPem })),
+          trusted: parts.trusted.map((t) => ({ keyId: t.keyId, publicKey: t.publicKeyPem, site: t.site })),
         },
         200,
       );

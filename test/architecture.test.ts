@@ -36,13 +36,27 @@ const RULES: Rule[] = [
     noPackages: true,
     why: 'core is pure domain rules: no I/O, nothing outside src/core',
   },
-  { from: 'cli', notLayers: ['store', 'site'], why: 'the admin CLI talks to a site over HTTP only' },
-  { from: 'agent', notLayers: ['store', 'site'], why: 'the agent runs on every client: HTTP only, no store' },
+  {
+    from: 'api',
+    onlyLayers: ['api', 'core'],
+    why: 'the wire contract (schemas, paths, the one HTTP client) is what every party shares: it knows only core',
+  },
+  { from: 'cli', notLayers: ['store', 'site', 'dp', 'agent', 'console'], why: 'the admin CLI talks to a site over HTTP only' },
+  {
+    from: 'agent',
+    notLayers: ['store', 'site', 'dp', 'cli', 'console', 'demo'],
+    why: 'the agent runs on every client: HTTP through the api client, no store, no server code',
+  },
+  { from: 'console', notLayers: ['store', 'site', 'cli', 'agent', 'demo'], why: 'the console reads the site through its API' },
+  { from: 'dp', notLayers: ['cli', 'agent', 'console', 'demo'], why: 'a DP is a role of its own; it does not depend on the tools' },
   { from: 'content', notLayers: ['site', 'store', 'cli', 'agent', 'dp', 'demo'], why: 'content is a library the roles use' },
   { from: 'site', notLayers: ['cli'], why: 'a role does not depend on the admin CLI; shared helpers live in src/lib' },
   { from: 'store', notLayers: ['site', 'cli', 'agent', 'dp', 'demo', 'content'], why: 'the store is a repository below the roles' },
   { from: 'lib', onlyLayers: ['lib', 'core'], why: 'lib holds small shared helpers with no upward dependencies' },
 ];
+
+/** Packages a client machine cannot be asked to build: the agent must run on Node.js alone. */
+const NATIVE = ['better-sqlite3', 'pg', 'kysely', 'piscina'];
 
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
@@ -76,6 +90,8 @@ function violations(imports: readonly Import[], rules: readonly Rule[] = RULES):
         if (rule.noBuiltins) say(`src/${from} must not import Node built-in modules`);
       } else if (rule.noPackages) {
         say(`src/${from} must not import packages`);
+      } else if (from === 'agent' && NATIVE.includes(spec)) {
+        say('the agent must not load native modules or the database layer');
       }
     }
   }
@@ -98,7 +114,60 @@ function importsOf(file: string): Import[] {
   return info.importedFiles.map((f) => ({ file: rel, spec: f.fileName }));
 }
 
+/** Every import cycle among the files: strongly connected components of more than one file (Tarjan). */
+function cycles(imports: readonly Import[]): string[][] {
+  const graph = new Map<string, string[]>();
+  for (const { file, spec } of imports) {
+    if (!graph.has(file)) graph.set(file, []);
+    if (!spec.startsWith('.')) continue;
+    const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec)).replace(/\.js$/, '.ts');
+    (graph.get(file) as string[]).push(target);
+  }
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const out: string[][] = [];
+  let next = 0;
+  const visit = (v: string): void => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (stack.includes(w)) low.set(v, Math.min(low.get(v) as number, index.get(w) as number));
+    }
+    if (low.get(v) === index.get(v)) {
+      const scc: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop() as string;
+        scc.push(w);
+      } while (w !== v);
+      if (scc.length > 1) out.push(scc.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return out;
+}
+
 describe('dependency rules', () => {
+  it('src/ has no import cycle (type-only imports count too)', () => {
+    const imports = sourceFiles(SRC).flatMap(importsOf);
+    expect(cycles(imports)).toEqual([]);
+    // The check finds a cycle when there is one.
+    expect(
+      cycles([
+        { file: 'site/app.ts', spec: './handlers/x.js' },
+        { file: 'site/handlers/x.ts', spec: '../http.js' },
+        { file: 'site/http.ts', spec: './app.js' },
+        { file: 'site/other.ts', spec: './http.js' },
+      ]),
+    ).toEqual([['site/app.ts', 'site/handlers/x.ts', 'site/http.ts']]);
+  });
+
   it('src/ follows them', () => {
     const files = sourceFiles(SRC);
     expect(files.length).toBeGreaterThan(20);
@@ -122,6 +191,12 @@ describe('dependency rules', () => {
       { file: 'content/library.ts', spec: '../store/store.js' },
       { file: 'content/library.ts', spec: '../cli/common.js' },
       { file: 'site/command.ts', spec: '../cli/common.js' },
+      { file: 'api/client.ts', spec: '../lib/log.js' },
+      { file: 'api/packages.ts', spec: '../content/manifest.js' },
+      { file: 'agent/cache.ts', spec: 'better-sqlite3' },
+      { file: 'agent/cache.ts', spec: '../site/content.js' },
+      { file: 'console/pages.ts', spec: '../store/store.js' },
+      { file: 'dp/command.ts', spec: '../cli/common.js' },
     ];
     const found = violations(bad);
     expect(found).toHaveLength(bad.length);
@@ -136,6 +211,11 @@ describe('dependency rules', () => {
       { file: 'site/app.ts', spec: '../store/store.js' },
       { file: 'main.ts', spec: './site/command.js' },
       { file: 'content/library.ts', spec: 'node:fs/promises' },
+      { file: 'api/client.ts', spec: 'node:http' },
+      { file: 'api/packages.ts', spec: 'zod' },
+      { file: 'api/packages.ts', spec: '../core/package.js' },
+      { file: 'agent/run.ts', spec: '../api/client.js' },
+      { file: 'cli/commands/package.ts', spec: '../../api/packages.js' },
     ];
     expect(violations(good)).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { workerScript } from '../lib/worker-script.js';
 import type {
   CheckChunksResult,
   CheckChunksTask,
@@ -18,17 +18,7 @@ import type {
   VerifyTask,
 } from './worker.js';
 
-/**
- * The worker pool, one per process, as many threads as cores. Workers run compiled code:
- * under vitest (TypeScript sources) the pool loads dist/, which the test setup builds first.
- */
-function workerFile(): string {
-  const here = fileURLToPath(import.meta.url);
-  return here.endsWith('.ts')
-    ? fileURLToPath(new URL('../../dist/content/worker.js', import.meta.url))
-    : fileURLToPath(new URL('./worker.js', import.meta.url));
-}
-
+/** The worker pool, one per process, as many threads as cores, running ./worker.js. */
 let pool: Piscina | undefined;
 
 /** Threads of the shared pool. */
@@ -38,7 +28,12 @@ let keepThreads = 1;
 
 function getPool(): Piscina {
   if (!pool) {
-    pool = new Piscina({ filename: workerFile(), minThreads: keepThreads, maxThreads: poolThreads(), idleTimeout: 30_000 });
+    pool = new Piscina({
+      filename: workerScript(import.meta.url, 'worker'),
+      minThreads: keepThreads,
+      maxThreads: poolThreads(),
+      idleTimeout: 30_000,
+    });
   }
   return pool;
 }
@@ -89,7 +84,7 @@ export function runChunkFiles(t: ChunkFilesTask): Promise<ChunkFilesResult> {
  */
 export function runCheckChunks(t: CheckChunksTask, lowPriority = false): Promise<CheckChunksResult> {
   if (!lowPriority) return getPool().run(t);
-  lowPool ??= new Piscina({ filename: workerFile(), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
+  lowPool ??= new Piscina({ filename: workerScript(import.meta.url, 'worker'), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
   return lowPool.run({ ...t, nice: LOW_NICE });
 }
 

@@ -5,7 +5,7 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { workerScript } from '../lib/worker-script.js';
 
 /**
  * Serving a content library to clients: the hot path of every distribution point (a site's
@@ -361,7 +361,7 @@ const notFound = (req: http.IncomingMessage, res: http.ServerResponse) =>
  * Starts an HTTP server for a library root: content under /content/, every other request to
  * `fallback` (a DP's own API), or 404. `listen` is HOST:PORT (port 0: any free port).
  *
- * `workers` > 1 forks that many less one extra processes (dist/dp/serve-worker.js) that accept
+ * `workers` > 1 forks that many less one extra processes (./serve-worker.js) that accept
  * connections on the same listening socket (handed over by IPC, as node:cluster does; Node 20
  * has no SO_REUSEPORT). Each has its own cache. A request outside /content/ that reaches a
  * worker is relayed to `fallback` in this process over a private Unix socket, with
@@ -425,10 +425,7 @@ export async function startContentServer(
           fb.listen(fallbackSocket, () => resolve());
         });
       }
-      // Workers run compiled code: under vitest (TypeScript sources) dist/, built by the test setup.
-      const script = fileURLToPath(
-        new URL(import.meta.url.endsWith('.ts') ? '../../dist/dp/serve-worker.js' : './serve-worker.js', import.meta.url),
-      );
+      const script = workerScript(import.meta.url, 'serve-worker');
       const config: WorkerConfig = { kind: 'cascade-content-worker', handler: handlerOpts, fallbackSocket };
       for (let i = 0; i < extra; i++) {
         const child = fork(script, [], {

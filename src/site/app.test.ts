@@ -16,8 +16,9 @@ import { ERROR_CODES } from '../core/errors.js';
 import { silentLogger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { Store } from '../store/store.js';
-import { type App, BODY_LIMITS, createApp } from './app.js';
-import type { SiteContext } from './content.js';
+import { createApp } from './app.js';
+import type { SiteContext } from './context.js';
+import { type App, BODY_LIMITS } from './http.js';
 
 /** In-process: in-memory SQLite, a temporary library, a clock the test moves. */
 describe('site app (in-process)', () => {

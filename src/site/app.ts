@@ -1,57 +1,22 @@
-import type { IncomingMessage } from 'node:http';
-import { OpenAPIHono, z } from '@hono/zod-openapi';
-import type { Context, MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { CascadeError, ERROR_CODES, type ErrorCode, fail } from '../core/errors.js';
-import { allows, type Permission } from '../core/roles.js';
-import type { Metrics } from '../lib/metrics.js';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
-import type { TokenInfo } from '../store/store.js';
-import type { SiteContext } from './content.js';
-import { registerChunkRoutes } from './routes/chunks.js';
-import { registerCourierRoutes, registerDpCourierRoutes } from './routes/courier.js';
-import { registerDistributionRoutes } from './routes/distributions.js';
-import { registerDpRoutes } from './routes/dps.js';
-import { registerPackageRoutes } from './routes/packages.js';
-import { registerQueueRoutes } from './routes/queue.js';
-import { registerRouteRoutes } from './routes/routes.js';
-import { registerSiteRoutes } from './routes/site.js';
-import { registerSitesRoutes } from './routes/sites.js';
-import { registerTokenRoutes } from './routes/tokens.js';
-import { registerTransferRoutes } from './routes/transfers.js';
-
-export type AppEnv = {
-  Bindings: { incoming?: IncomingMessage };
-  Variables: { token: TokenInfo };
-};
-
-export type App = OpenAPIHono<AppEnv>;
-
-export interface AppParts extends SiteContext {
-  metrics: Metrics;
-  /** Wakes the sender now (a distribution or an arrival changed its queues). */
-  kick?: () => void;
-}
-
-const MiB = 1 << 20;
-
-/**
- * Largest request bodies, by call: a new package or version carries its whole file list (up to
- * LIMITS.entries entries); every other JSON body is small. POST /api/v1/chunks has no limit
- * here: it streams, record by record, and never holds the whole body.
- */
-export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB } as const;
+import { registerChunkHandlers } from './handlers/chunks.js';
+import { registerCourierHandlers, registerDpCourierHandlers } from './handlers/courier.js';
+import { registerDistributionHandlers } from './handlers/distributions.js';
+import { registerDpHandlers } from './handlers/dps.js';
+import { registerPackageHandlers } from './handlers/packages.js';
+import { registerQueueHandlers } from './handlers/queue.js';
+import { registerRouteHandlers } from './handlers/routes.js';
+import { registerSiteHandlers } from './handlers/site.js';
+import { registerSitesHandlers } from './handlers/sites.js';
+import { registerTokenHandlers } from './handlers/tokens.js';
+import { registerTransferHandlers } from './handlers/transfers.js';
+import { type App, type AppEnv, type AppParts, BODY_LIMITS, limitBody } from './http.js';
 
 // A transfer offer carries a whole signed manifest (base64), like a version commit; a preview
 // carries the version's chunk list.
 const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/(?:offer|preview))$/;
-
-function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
-  return bodyLimit({
-    maxSize,
-    onError: (c) => c.json(fail('too_large', `request body is over the limit of ${maxSize / MiB} MiB for this call`).toJSON(), 413),
-  });
-}
 
 /** Paths anyone may read without a token. */
 const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join', '/api/v1/dps/join']);
@@ -123,21 +88,21 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   app.get('/healthz', (c) => c.json({ ok: true, site: parts.code, version: VERSION }));
   app.get('/metrics', (c) => c.text(parts.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
-  registerSiteRoutes(app, parts);
-  registerTransferRoutes(app, parts);
+  registerSiteHandlers(app, parts);
+  registerTransferHandlers(app, parts);
   // A DP answers only its site's calls (and serves content, outside this API).
   if (role === 'site') {
-    registerSitesRoutes(app, parts);
-    registerDpRoutes(app, parts);
-    registerRouteRoutes(app, parts);
-    registerDistributionRoutes(app, parts);
-    registerQueueRoutes(app, parts);
-    registerTokenRoutes(app, parts);
-    registerChunkRoutes(app, parts);
-    registerPackageRoutes(app, parts);
-    registerCourierRoutes(app, parts);
+    registerSitesHandlers(app, parts);
+    registerDpHandlers(app, parts);
+    registerRouteHandlers(app, parts);
+    registerDistributionHandlers(app, parts);
+    registerQueueHandlers(app, parts);
+    registerTokenHandlers(app, parts);
+    registerChunkHandlers(app, parts);
+    registerPackageHandlers(app, parts);
+    registerCourierHandlers(app, parts);
   } else {
-    registerDpCourierRoutes(app, parts);
+    registerDpCourierHandlers(app, parts);
   }
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
@@ -158,47 +123,3 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   });
   return app;
 }
-
-/** Throws `forbidden` unless the caller's token grants `p`. */
-export function need(c: Context<AppEnv>, p: Permission): TokenInfo {
-  const t = c.get('token');
-  if (!allows(t.role, p)) throw fail('forbidden', `${/^[aeiou]/.test(t.role) ? 'an' : 'a'} ${t.role} token cannot do this (needs ${p})`);
-  return t;
-}
-
-/** The request body as a Node stream when served by Node, or the Web stream in tests. */
-export function bodyStream(c: Context<AppEnv>): AsyncIterable<Uint8Array> {
-  const incoming = c.env?.incoming;
-  if (incoming) return incoming;
-  const body = c.req.raw.body;
-  if (!body) return (async function* () {})();
-  return body as unknown as AsyncIterable<Uint8Array>;
-}
-
-/** The error envelope every API error has: the OpenAPI component `Error`. */
-export const ErrorSchema = z
-  .object({
-    error: z.object({
-      code: z
-        .enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]])
-        .describe('One code of the catalogue (docs/errors.md); the HTTP status follows from it'),
-      message: z.string().describe('One line for people: what is wrong and what to do'),
-    }),
-  })
-  .openapi('Error');
-
-/** One documented error response: the envelope, and what the status means for this route. */
-export const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ErrorSchema } } });
-
-/** Standard error responses for the OpenAPI document; a route may override one after spreading these. */
-export const errorResponses = {
-  400: errorResponse('Bad request (bad_request, invalid_manifest, ...)'),
-  401: errorResponse('No valid bearer token (unauthorized)'),
-  403: errorResponse("The token's role does not allow this (forbidden)"),
-  404: errorResponse('No such resource (not_found)'),
-  409: errorResponse('The request conflicts with the current state (conflict, missing_chunks)'),
-  413: errorResponse('The request body, a file or a count is over its limit (too_large)'),
-  422: errorResponse('Data does not match its digest or signature (chunk_mismatch, bad_signature)'),
-  500: errorResponse('Stored content is damaged (damaged), or an unexpected failure (internal)'),
-  503: errorResponse('A server or dependency, such as the database, cannot be reached (unavailable)'),
-} as const;

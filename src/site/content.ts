@@ -14,24 +14,10 @@ import {
   signManifest,
   verifyManifest,
 } from '../content/manifest.js';
-import type { SiteKey, TrustedKey } from '../content/signing.js';
 import { type ValidateOptions, type ValidationReport, validateVersion } from '../content/validate.js';
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
-import type { Logger } from '../lib/log.js';
-import type { Store } from '../store/store.js';
-
-export interface SiteContext {
-  store: Store;
-  library: ContentLibrary;
-  key: SiteKey;
-  /** Keys whose manifests this site accepts (its own, and later its parents'). */
-  trusted: TrustedKey[];
-  code: string;
-  name: string;
-  clock: () => Date;
-  log: Logger;
-}
+import type { SiteContext } from './context.js';
 
 export interface IngestReport {
   received: number;

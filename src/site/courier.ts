@@ -27,10 +27,12 @@ import {
 } from '../store/courier.js';
 import { listKeys, listTargets, listTransfers, putKey, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
-import { lackedChunks, type SiteContext } from './content.js';
-import { commitOffer, emit, nextHop } from './distribution.js';
+import { lackedChunks } from './content.js';
+import type { SiteContext } from './context.js';
+import { commitOffer } from './distribution.js';
 import { resolveTargets } from './dps.js';
-import { callPeer, centralTrust, parentOf } from './hierarchy.js';
+import { callPeer, centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { emit } from './messages.js';
 
 /**
  * The courier (docs/courier.md): package versions carried to a site on physical media.

@@ -9,7 +9,7 @@ import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import { backoffSeconds } from '../core/retry.js';
-import { ALWAYS_OPEN, etaSeconds, isOpen, scheduleFromGrid } from '../core/schedule.js';
+import { etaSeconds, isOpen } from '../core/schedule.js';
 import { SITE_CODE } from '../core/site.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
@@ -30,10 +30,12 @@ import {
   unforwardedMessages,
   updateTarget,
 } from '../store/distribution.js';
-import type { SiteContext } from './content.js';
 import { deleteVersion } from './content.js';
+import type { SiteContext } from './context.js';
 import { DpState, listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
-import { callPeer, centralTrust, parentOf } from './hierarchy.js';
+import { callPeer, centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { emit } from './messages.js';
+import { routeSchedule } from './routes.js';
 
 /**
  * Distribution down the tree (see docs/distribution.md): targets, the path to each, the
@@ -49,39 +51,6 @@ export async function loadTrust(ctx: SiteContext): Promise<void> {
   };
   add(central.key);
   for (const k of await listKeys(ctx.store)) add({ keyId: k.keyId, publicKeyPem: k.publicKey, site: k.site });
-}
-
-/** Records a status message (it travels up the tree in the next report). */
-export async function emit(
-  ctx: SiteContext,
-  m: { component: string; severity: Severity; code: string; text: string; packageId?: string | null },
-): Promise<void> {
-  await addMessages(ctx.store, [
-    {
-      id: crypto.randomUUID(),
-      time: ctx.clock().toISOString(),
-      site: ctx.code,
-      component: m.component,
-      severity: m.severity,
-      code: m.code,
-      text: m.text,
-      packageId: m.packageId ?? null,
-    },
-  ]);
-  ctx.log[m.severity === 'error' ? 'error' : m.severity === 'warning' ? 'warn' : 'info']({ code: m.code, package: m.packageId }, m.text);
-}
-
-/** The child of this site through which `target` is reached (null: this site itself). */
-export async function nextHop(ctx: SiteContext, target: string): Promise<string | null> {
-  if (target === ctx.code) return null;
-  let at = await ctx.store.getSite(target);
-  for (let i = 0; at && i < 64; i++) {
-    if (at.relation === 'child' || at.relation === 'dp') return at.code;
-    if ((at.relation !== 'descendant' && at.relation !== 'dp-below') || !at.parent) break;
-    if (at.parent === ctx.code) break;
-    at = await ctx.store.getSite(at.parent);
-  }
-  throw fail('not_found', `${target} is not a DP of ${ctx.code} or of a site below it (see "cascade dp list")`);
 }
 
 /** One route of a plan: the bytes that would cross it, and when they would be across. */
@@ -162,7 +131,7 @@ export async function previewBelow(ctx: SiteContext, req: PreviewRequest): Promi
   for (const [hop, below] of byHop) {
     const peer = await ctx.store.getSite(hop);
     const r = await ctx.store.getRoute(hop);
-    const schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+    const schedule = routeSchedule(r);
     const rate = r?.rate ?? null;
     let answer: PreviewAnswer;
     let note: string | null = null;

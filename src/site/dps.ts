@@ -4,7 +4,7 @@ import { DP_NAME, parseTargetSpec } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { getGroup } from '../store/dps.js';
 import type { SiteRow } from '../store/store.js';
-import type { SiteContext } from './content.js';
+import type { SiteContext } from './context.js';
 import { admit, type JoinAnswer } from './hierarchy.js';
 
 /**

@@ -7,7 +7,7 @@ import { errorFromBody, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
 import type { SiteRow, Store } from '../store/store.js';
-import type { SiteContext } from './content.js';
+import type { SiteContext } from './context.js';
 
 /**
  * The hierarchy: joining a child site to its parent, registering every new site with the
@@ -78,6 +78,8 @@ function checkKey(code: string, keyId: string, publicKey: string): void {
 export async function registerUp(ctx: SiteContext, body: RegisterRequest): Promise<SiteCertificate> {
   const pattern = body.kind === 'dp' ? DP_NAME : SITE_CODE;
   if (!pattern.test(body.code)) throw fail('bad_request', `"${body.code}" is not a valid ${body.kind === 'dp' ? 'DP name' : 'site code'}`);
+  // Every site on the way checks the key id names this code and key: the certificate binds them.
+  checkKey(body.code, body.keyId, body.publicKey);
   if (body.code === ctx.code || (await ctx.store.getSite(body.code))) {
     throw body.kind === 'dp'
       ? fail('conflict', `DP name ${body.code} is already taken in this hierarchy; choose another --name`)
@@ -223,4 +225,17 @@ export async function pingPeers(ctx: SiteContext): Promise<void> {
     }
     await ctx.store.setSiteContact(s.code, ok);
   }
+}
+
+/** The child of this site through which `target` is reached (null: this site itself). */
+export async function nextHop(ctx: SiteContext, target: string): Promise<string | null> {
+  if (target === ctx.code) return null;
+  let at = await ctx.store.getSite(target);
+  for (let i = 0; at && i < 64; i++) {
+    if (at.relation === 'child' || at.relation === 'dp') return at.code;
+    if ((at.relation !== 'descendant' && at.relation !== 'dp-below') || !at.parent) break;
+    if (at.parent === ctx.code) break;
+    at = await ctx.store.getSite(at.parent);
+  }
+  throw fail('not_found', `${target} is not a DP of ${ctx.code} or of a site below it (see "cascade dp list")`);
 }

@@ -7,15 +7,16 @@ import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.j
 import { CascadeError, errorFromBody, fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { backoffSeconds } from '../core/retry.js';
-import { ALWAYS_OPEN, isOpen, nextOpening, type Schedule, scheduleFromGrid } from '../core/schedule.js';
+import { isOpen, nextOpening, type Schedule } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
 import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
-import type { SiteContext } from './content.js';
+import type { SiteContext } from './context.js';
 import { courierHold, isCourier } from './courier.js';
-import { emit, readIncoming, sendRemovals } from './distribution.js';
+import { readIncoming, sendRemovals } from './distribution.js';
 import { callPeer } from './hierarchy.js';
-import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY } from './routes/routes.js';
+import { emit } from './messages.js';
+import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } from './routes.js';
 
 /**
  * The sender: at each site, one queue per route (child site), ordered by priority then age.
@@ -138,7 +139,7 @@ export class Sender {
       st.rate = rate;
     }
     return {
-      schedule: r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN,
+      schedule: routeSchedule(r),
       concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
       state: st,
     };

@@ -8,10 +8,10 @@ import { fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { listTargets } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
-import type { SiteContext } from './content.js';
-import { emit, nextHop } from './distribution.js';
+import type { SiteContext } from './context.js';
 import { siteOfDp } from './dps.js';
-import { callPeer } from './hierarchy.js';
+import { callPeer, nextHop } from './hierarchy.js';
+import { emit } from './messages.js';
 import { postThrottled } from './sender.js';
 
 /**

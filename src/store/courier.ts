@@ -1,4 +1,4 @@
-import type { Kysely, Migration } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import type { Store } from './store.js';
 
@@ -43,38 +43,6 @@ export interface CourierParcelTable {
 
 type Db = Kysely<Database & { courier_routes: CourierRouteTable; courier_parcels: CourierParcelTable }>;
 const db = (s: Store): Db => s.db as unknown as Db;
-
-export const courierMigration: Migration = {
-  async up(k: Kysely<unknown>) {
-    await k.schema
-      .createTable('courier_routes')
-      .addColumn('package_id', 'text', (c) => c.notNull())
-      .addColumn('version', 'integer', (c) => c.notNull())
-      .addColumn('child', 'text', (c) => c.notNull())
-      .addColumn('missing', 'text')
-      .addColumn('missing_bytes', 'bigint')
-      .addColumn('child_versions', 'text')
-      .addColumn('checked_at', 'text')
-      .addColumn('quiet_checks', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('parcel', 'text')
-      .addColumn('exported_at', 'text')
-      .addColumn('created_at', 'text', (c) => c.notNull())
-      .addPrimaryKeyConstraint('courier_routes_pk', ['package_id', 'version', 'child'])
-      .execute();
-    await k.schema
-      .createTable('courier_parcels')
-      .addColumn('id', 'text', (c) => c.notNull())
-      .addColumn('direction', 'text', (c) => c.notNull())
-      .addColumn('site', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'text', (c) => c.notNull())
-      .addColumn('packages', 'text', (c) => c.notNull())
-      .addColumn('chunks', 'integer', (c) => c.notNull())
-      .addColumn('bytes', 'bigint', (c) => c.notNull())
-      .addColumn('result', 'text')
-      .addPrimaryKeyConstraint('courier_parcels_pk', ['id', 'direction'])
-      .execute();
-  },
-};
 
 export interface CourierRoute {
   packageId: string;

@@ -1,5 +1,4 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
-import { courierMigration } from './courier.js';
 
 /** Migrations in code, applied in name order; one list for SQLite and PostgreSQL. */
 const migrations: Record<string, Migration> = {
@@ -198,8 +197,38 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
-  // Courier parcels (docs/courier.md); the tables and their types are in ./courier.ts.
-  '0007_courier': courierMigration,
+  // Courier parcels (docs/courier.md); the tables' row types are in ./courier.ts.
+  '0007_courier': {
+    async up(k: Kysely<unknown>) {
+      await k.schema
+        .createTable('courier_routes')
+        .addColumn('package_id', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('child', 'text', (c) => c.notNull())
+        .addColumn('missing', 'text')
+        .addColumn('missing_bytes', 'bigint')
+        .addColumn('child_versions', 'text')
+        .addColumn('checked_at', 'text')
+        .addColumn('quiet_checks', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('parcel', 'text')
+        .addColumn('exported_at', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('courier_routes_pk', ['package_id', 'version', 'child'])
+        .execute();
+      await k.schema
+        .createTable('courier_parcels')
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('direction', 'text', (c) => c.notNull())
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('packages', 'text', (c) => c.notNull())
+        .addColumn('chunks', 'integer', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('result', 'text')
+        .addPrimaryKeyConstraint('courier_parcels_pk', ['id', 'direction'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

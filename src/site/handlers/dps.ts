@@ -2,9 +2,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { normaliseTarget, parseDpName, parseGroupName } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { addMembers, createGroup, deleteGroup, getGroup, listGroups, removeMembers } from '../../store/dps.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
 import { acceptDpJoin, DpJoinRequest, listAllDps } from '../dps.js';
 import { JoinAnswer } from '../hierarchy.js';
+import { type App, type AppParts, errorResponses, need } from '../http.js';
 
 const DpEntry = z
   .object({
@@ -24,7 +24,7 @@ const DpEntry = z
 const Group = z.object({ name: z.string(), members: z.array(z.string()), createdAt: z.string() }).openapi('DpGroup');
 const Members = z.strictObject({ dps: z.array(z.string().min(1).max(64)).min(1).max(10_000) });
 
-export function registerDpRoutes(app: App, parts: AppParts): void {
+export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

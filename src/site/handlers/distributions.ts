@@ -4,10 +4,10 @@ import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
 import { listGroups } from '../../store/dps.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
 import { setCourier } from '../courier.js';
 import { distribute, summarise, undistribute } from '../distribution.js';
 import { siteOfDp } from '../dps.js';
+import { type App, type AppParts, errorResponses, need } from '../http.js';
 import { validateDistribution } from '../validation.js';
 
 const Target = z
@@ -104,7 +104,7 @@ const Plan = z
   .openapi('DistributionPlan');
 const Specs = z.array(z.string().min(1).max(80)).min(1).max(10_000).describe('site:CODE (every DP of the site), dp:NAME, group:NAME');
 
-export function registerDistributionRoutes(app: App, parts: AppParts): void {
+export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

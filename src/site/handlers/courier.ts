@@ -4,7 +4,6 @@ import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { listParcels } from '../../store/courier.js';
-import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
 import {
   checkDpTicket,
   courierArrived,
@@ -16,6 +15,7 @@ import {
   missingAtDp,
   planExport,
 } from '../courier.js';
+import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
 import { Digests, Missing } from './chunks.js';
 
 const ImportReport = z
@@ -69,7 +69,7 @@ const Parcel = z
   .openapi('CourierParcel');
 
 /** Courier parcels: export (streamed), import (streamed), the parcels seen here, and the child's note. */
-export function registerCourierRoutes(app: App, parts: AppParts): void {
+export function registerCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
@@ -267,7 +267,7 @@ export function registerCourierRoutes(app: App, parts: AppParts): void {
  * A DP's courier routes: the import (its site's import ticket, checked before the body is read)
  * and the site's note that it waits for a parcel.
  */
-export function registerDpCourierRoutes(app: App, parts: AppParts): void {
+export function registerDpCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

@@ -3,8 +3,8 @@ import { decodeChunk } from '../../content/codec.js';
 import { signature } from '../../content/delta.js';
 import { DIGEST } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
-import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../app.js';
 import { ingestBatch, lackedChunks } from '../content.js';
+import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
 
 /** The answer of a `missing` call: the digests not held. */
 export const Missing = z.object({ missing: z.array(z.string()) });
@@ -19,7 +19,7 @@ export const IngestReport = z
   .object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() })
   .openapi('IngestReport');
 
-export function registerChunkRoutes(app: App, parts: AppParts): void {
+export function registerChunkHandlers(app: App, parts: AppParts): void {
   const received = parts.metrics.counter('cascade_chunk_bytes_received_total', 'Raw bytes of chunks received and stored.');
   const literal = parts.metrics.counter(
     'cascade_chunk_literal_bytes_received_total',

@@ -3,8 +3,8 @@ import type { TypedResponse } from 'hono';
 import { entrySchema, LIMITS, programSchema } from '../../content/manifest.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID, PRIORITIES } from '../../core/package.js';
-import { type App, type AppParts, errorResponse, errorResponses, need } from '../app.js';
 import { collectGarbage, commitVersion, deleteVersion, readSignedManifest, readVersion, verifyContent } from '../content.js';
+import { type App, type AppParts, errorResponse, errorResponses, need } from '../http.js';
 
 const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
 const VersionQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
@@ -85,7 +85,7 @@ const VerifyReport = z
   })
   .openapi('VerifyReport');
 
-export function registerPackageRoutes(app: App, parts: AppParts): void {
+export function registerPackageHandlers(app: App, parts: AppParts): void {
   // What creating a package and adding a version answer. Built here, not at module load:
   // app.ts and the route modules import each other.
   const versionResponses = {

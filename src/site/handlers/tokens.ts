@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
 import { PEER_ROLE, ROLES } from '../../core/roles.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
+import { type App, type AppParts, errorResponses, need } from '../http.js';
 
 const Token = z
   .object({
@@ -12,7 +12,7 @@ const Token = z
   })
   .openapi('Token');
 
-export function registerTokenRoutes(app: App, parts: AppParts): void {
+export function registerTokenHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

@@ -1,7 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
-import { type App, type AppParts, bodyStream, errorResponses, need } from '../app.js';
 import { ingestBatch } from '../content.js';
 import {
   acceptOffer,
@@ -14,6 +13,7 @@ import {
   RemoveRequest,
   StatusReport,
 } from '../distribution.js';
+import { type App, type AppParts, bodyStream, errorResponses, need } from '../http.js';
 import { ValidateRequest, validateBelow } from '../validation.js';
 import { IngestReport } from './chunks.js';
 
@@ -22,7 +22,7 @@ import { IngestReport } from './chunks.js';
  * versions, asks for a preview and orders removals; a child site or a DP reports status.
  * Child sites and DPs answer the same protocol.
  */
-export function registerTransferRoutes(app: App, parts: AppParts): void {
+export function registerTransferHandlers(app: App, parts: AppParts): void {
   const fromChildOrParent = async (name: string) => {
     const s = await parts.store.getSite(name);
     if (!s || (s.relation !== 'parent' && s.relation !== 'child' && s.relation !== 'dp'))

@@ -1,10 +1,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
 import { formatRate } from '../../core/rate.js';
-import { ALWAYS_OPEN, etaSeconds, formatSchedule, scheduleFromGrid } from '../../core/schedule.js';
+import { etaSeconds, formatSchedule } from '../../core/schedule.js';
 import { listTransfers } from '../../store/distribution.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
-import { DEFAULT_ROUTE_CONCURRENCY } from './routes.js';
+import { type App, type AppParts, errorResponses, need } from '../http.js';
+import { DEFAULT_ROUTE_CONCURRENCY, routeSchedule } from '../routes.js';
 
 const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
 
@@ -37,7 +37,7 @@ const RouteQueue = z
   .openapi('RouteQueue');
 
 /** `GET /api/v1/queue`: each route's queue in the order the sender will take it. */
-export function registerQueueRoutes(app: App, parts: AppParts): void {
+export function registerQueueHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
@@ -68,7 +68,7 @@ export function registerQueueRoutes(app: App, parts: AppParts): void {
       const routes = [];
       for (const child of children) {
         const r = await parts.store.getRoute(child.code);
-        const schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+        const schedule = routeSchedule(r);
         const mine = open
           .filter((t) => t.child === child.code)
           .sort(

@@ -1,24 +1,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
 import { formatRate } from '../../core/rate.js';
-import {
-  ALWAYS_OPEN,
-  CELLS,
-  checkTimeZone,
-  formatSchedule,
-  parseSchedule,
-  type Schedule,
-  scheduleFromGrid,
-  scheduleToGrid,
-} from '../../core/schedule.js';
+import { CELLS, checkTimeZone, formatSchedule, parseSchedule, type Schedule, scheduleToGrid } from '../../core/schedule.js';
 import type { RouteRow } from '../../store/store.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
-
-/** Packages in flight from one site across all its routes, unless set (`cascade sender set`). */
-export const DEFAULT_SITE_CONCURRENCY = 4;
-
-/** Defaults of a route nobody has set: unlimited, two packages in flight, always open. */
-export const DEFAULT_ROUTE_CONCURRENCY = 2;
+import { type App, type AppParts, errorResponses, need } from '../http.js';
+import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } from '../routes.js';
 
 const RouteView = z
   .object({
@@ -38,7 +24,7 @@ const ChildParam = z.object({
 });
 
 function view(child: string, r: RouteRow | undefined) {
-  const schedule: Schedule = r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
+  const schedule = routeSchedule(r);
   return {
     child,
     rate: r?.rate ?? null,
@@ -49,7 +35,7 @@ function view(child: string, r: RouteRow | undefined) {
   };
 }
 
-export function registerRouteRoutes(app: App, parts: AppParts): void {
+export function registerRouteHandlers(app: App, parts: AppParts): void {
   const childOf = async (code: string) => {
     const s = (await parts.store.getSite(code)) ?? (await parts.store.getSite(code.toUpperCase()));
     if (!s || (s.relation !== 'child' && s.relation !== 'dp'))
@@ -126,7 +112,7 @@ export function registerRouteRoutes(app: App, parts: AppParts): void {
       const child = await childOf(c.req.valid('param').child);
       const body = c.req.valid('json');
       const before = await parts.store.getRoute(child);
-      const old = before ? scheduleFromGrid(JSON.parse(before.schedule), 'internal') : ALWAYS_OPEN;
+      const old = routeSchedule(before);
       const tz = body.timeZone ? checkTimeZone(body.timeZone, 'bad_request') : old.timeZone;
       let schedule: Schedule;
       try {

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { publicKeyPem } from '../../content/signing.js';
 import { VERSION } from '../../lib/version.js';
-import { type App, type AppParts, errorResponses } from '../app.js';
 import { centralTrust } from '../hierarchy.js';
+import { type App, type AppParts, errorResponses } from '../http.js';
 
 export const SiteInfo = z
   .object({
@@ -18,7 +18,7 @@ export const SiteInfo = z
   })
   .openapi('SiteInfo');
 
-export function registerSiteRoutes(app: App, parts: AppParts): void {
+export function registerSiteHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { fail } from '../../core/errors.js';
-import { type App, type AppParts, errorResponses, need } from '../app.js';
 import { acceptJoin, acceptRegister, centralTrust, JoinAnswer, JoinRequest, parentOf, RegisterRequest } from '../hierarchy.js';
+import { type App, type AppParts, errorResponses, need } from '../http.js';
 
 const SiteEntry = z
   .object({
@@ -15,7 +15,7 @@ const SiteEntry = z
   })
   .openapi('SiteEntry');
 
-export function registerSitesRoutes(app: App, parts: AppParts): void {
+export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',

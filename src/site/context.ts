@@ -1,0 +1,21 @@
+import type { ContentLibrary } from '../content/library.js';
+import type { SiteKey, TrustedKey } from '../content/signing.js';
+import type { Logger } from '../lib/log.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * What every service of a site works with: its store, its content library, its key and the
+ * keys it trusts, its identity, a clock and a logger. `createApp` and the services take it as
+ * an argument, so tests build one in-process with an in-memory store and a fake clock.
+ */
+export interface SiteContext {
+  store: Store;
+  library: ContentLibrary;
+  key: SiteKey;
+  /** Keys whose manifests this site accepts (its own, and later its parents'). */
+  trusted: TrustedKey[];
+  code: string;
+  name: string;
+  clock: () => Date;
+  log: Logger;
+}

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { checkPath, LIMITS } from '../content/manifest.js';
+import { checkPath, LIMITS } from '../api/manifests.js';
 import { fail } from '../core/errors.js';
 
 export type SourceEntry =

@@ -6,6 +6,8 @@
  * chunks are already in the library. See docs/content.md for why the sizes are what they are.
  */
 
+import { CHUNK_SIZES } from '../core/chunk.js';
+
 export interface ChunkerParams {
   /** No cut before this many bytes: also the stretch of each chunk the hash skips. */
   min: number;
@@ -16,7 +18,7 @@ export interface ChunkerParams {
 }
 
 /** Library chunks: 16 KiB / 64 KiB / 256 KiB (min / average / max). */
-export const CHUNK_PARAMS: ChunkerParams = { min: 16 << 10, avg: 64 << 10, max: 256 << 10 };
+export const CHUNK_PARAMS: ChunkerParams = { ...CHUNK_SIZES };
 
 /** Sub-chunks used only to describe a new chunk as a delta of one the receiver holds. */
 export const SUBCHUNK_PARAMS: ChunkerParams = { min: 128, avg: 512, max: 2048 };

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { DIGEST } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
 import {
   commitStaged,
@@ -12,7 +13,6 @@ import {
   writeFileAtomic,
   writeFilesAtomic,
 } from '../lib/fsutil.js';
-import { DIGEST } from './manifest.js';
 import { runIngest, runRead, runRename, runStore } from './pool.js';
 
 /**

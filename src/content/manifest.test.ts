@@ -1,19 +1,10 @@
 import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { checkPath, LIMITS } from '../api/manifests.js';
 import { CascadeError } from '../core/errors.js';
 import { canonicalJson } from './canonical.js';
 import { CHUNK_PARAMS } from './chunker.js';
-import {
-  checkPath,
-  encodeManifest,
-  LIMITS,
-  type Manifest,
-  manifestChunks,
-  manifestDigest,
-  parseManifest,
-  signManifest,
-  verifyManifest,
-} from './manifest.js';
+import { encodeManifest, type Manifest, manifestChunks, manifestDigest, parseManifest, signManifest, verifyManifest } from './manifest.js';
 import { generateSiteKey, publicKeyPem, type TrustedKey } from './signing.js';
 
 const digest = (s: string): string => crypto.createHash('sha256').update(s).digest('hex');
@@ -175,7 +166,8 @@ describe('manifest signing', () => {
     expect(verifyManifest(bytes, trusted).manifest).toEqual(m);
     // Any altered byte is still refused after the original passed.
     const bad = Buffer.from(bytes);
-    bad[bad.indexOf('"name"') + 9] ^= 0x01;
+    const at = bad.indexOf('"name"') + 9;
+    bad.writeUInt8((bad.readUInt8(at) ^ 0x01) & 0xff, at);
     expect(() => verifyManifest(bad, trusted)).toThrow(CascadeError);
   });
 

@@ -1,12 +1,13 @@
 import crypto from 'node:crypto';
 import { z } from 'zod';
+import { LIMITS } from '../api/manifests.js';
 import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { PACKAGE_ID } from '../core/package.js';
 import { SITE_CODE } from '../core/site.js';
 import { CHUNK_PARAMS } from './chunker.js';
 import { decodeChunk } from './codec.js';
-import { LIMITS, type Manifest, parseManifest } from './manifest.js';
+import { type Manifest, parseManifest } from './manifest.js';
 import {
   INDEX_ENTRY,
   MAX_OMIT_RANGES,

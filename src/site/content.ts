@@ -3,7 +3,6 @@ import path from 'node:path';
 import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { applyDelta, parseDelta } from '../content/delta.js';
-import type { ContentLibrary } from '../content/library.js';
 import {
   type Entry,
   type Manifest,

@@ -1,11 +1,11 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import type { DpState } from '../api/dps.js';
+import type { Offer, PreviewRequest, RemoveRequest, StatusReport } from '../api/transfers.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
-import { TARGET_NAME } from '../core/dp.js';
+import type { TARGET_STATES } from '../core/distribution.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import { backoffSeconds } from '../core/retry.js';
@@ -24,15 +24,13 @@ import {
   markForwarded,
   putKey,
   queueTransfer,
-  type Severity,
-  TARGET_STATES,
   type TargetRow,
   unforwardedMessages,
   updateTarget,
 } from '../store/distribution.js';
 import { deleteVersion } from './content.js';
 import type { SiteContext } from './context.js';
-import { DpState, listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
+import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
 import { callPeer, centralTrust, nextHop, parentOf } from './hierarchy.js';
 import { emit } from './messages.js';
 import { routeSchedule } from './routes.js';
@@ -89,15 +87,6 @@ export interface Plan {
   routes: PlanRoute[];
   targets: PlanTarget[];
 }
-
-export const PreviewRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
-  version: z.number().int().min(1),
-  priority: z.enum(['high', 'medium', 'low']),
-  chunks: z.array(z.tuple([z.string().regex(/^[0-9a-f]{64}$/), z.number().int().min(0)])).max(5_000_000),
-  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
-});
-export type PreviewRequest = z.infer<typeof PreviewRequest>;
 
 export interface PreviewAnswer {
   /** Bytes of the chunks this receiver lacks: what the route into it would carry. */
@@ -236,20 +225,6 @@ export async function distribute(
 }
 
 // --- the receiving half ------------------------------------------------------------------------
-
-export const Offer = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
-  version: z.number().int().min(1),
-  priority: z.enum(['high', 'medium', 'low']),
-  manifest: z
-    .string()
-    .min(1)
-    .max(700 << 20)
-    .describe('the signed manifest, base64'),
-  originCertificate: z.unknown().nullable(),
-  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
-});
-export type Offer = z.infer<typeof Offer>;
 
 const incomingPath = (ctx: SiteContext, id: string, version: number) => path.join(ctx.library.root, 'incoming', id, `${version}.json`);
 
@@ -408,43 +383,6 @@ async function onInstalled(ctx: SiteContext, manifest: Manifest, from: string): 
 
 // --- status up the tree ----------------------------------------------------------------------
 
-export const StatusReport = z.strictObject({
-  targets: z
-    .array(
-      z.strictObject({
-        packageId: z.string(),
-        version: z.number().int(),
-        site: z.string().max(64),
-        state: z.enum(TARGET_STATES),
-        bytesDone: z.number(),
-        bytesTotal: z.number(),
-        rate: z.number(),
-        retries: z.number().int(),
-        nextRetryAt: z.string().nullable(),
-        lastError: z.string().nullable(),
-        detail: z.string().nullable(),
-      }),
-    )
-    .max(100_000),
-  messages: z
-    .array(
-      z.strictObject({
-        id: z.string().min(1).max(64),
-        time: z.string().max(64),
-        site: z.string().max(64),
-        component: z.string().max(64),
-        severity: z.enum(['info', 'warning', 'error']),
-        code: z.string().max(64),
-        text: z.string().max(4096),
-        packageId: z.string().max(16).nullable(),
-      }),
-    )
-    .max(10_000),
-  /** The DPs at and below the reporter, as last seen there. */
-  dps: z.array(DpState).max(100_000).optional(),
-});
-export type StatusReport = z.infer<typeof StatusReport>;
-
 /** The sites and DPs a neighbour below may speak for: itself and everything below it. */
 async function speaksFor(ctx: SiteContext, from: string): Promise<Set<string>> {
   const below = new Set([from]);
@@ -569,13 +507,6 @@ export function summarise(targets: readonly TargetRow[]): StatusSummary {
 }
 
 // --- removal -----------------------------------------------------------------------------------
-
-export const RemoveRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
-  version: z.number().int().min(1),
-  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
-});
-export type RemoveRequest = z.infer<typeof RemoveRequest>;
 
 /**
  * Removes a version from this process's own DP (its library) unless something still needs it

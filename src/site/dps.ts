@@ -1,51 +1,17 @@
 import fs from 'node:fs/promises';
-import { z } from 'zod';
-import { DP_NAME, parseTargetSpec } from '../core/dp.js';
+import type { DpJoinRequest, DpState } from '../api/dps.js';
+import type { JoinAnswer } from '../api/sites.js';
+import { parseTargetSpec } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { getGroup } from '../store/dps.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
-import { admit, type JoinAnswer } from './hierarchy.js';
-
-/**
- * Distribution points as a site sees them (see docs/dp.md). A remote DP joins a site with a
- * one-time token, like a child site; it is then a neighbour of that site (relation `dp`) that
- * the sender serves like a child, over a route of its own. The site's library is its local
- * DP, named after the site. Every DP name is registered up to the central site, which keeps
- * names unique; the sites above learn of each DP as `dp-below`.
- */
-
-export const DpJoinRequest = z.strictObject({
-  token: z.string().min(1).max(256),
-  name: z.string().regex(DP_NAME, 'a DP name is 4 to 64 letters, digits, ".", "_" or "-"'),
-  url: z.url().max(512).nullable(),
-  keyId: z.string().min(1).max(128),
-  publicKey: z.string().min(1).max(1024),
-  /** The secret the site presents when it calls the DP. */
-  credential: z.string().min(16).max(256),
-});
-export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
+import { admit } from './hierarchy.js';
 
 /** A DP joins this site: one-time token, a name unique in the hierarchy, credentials both ways. */
 export function acceptDpJoin(ctx: SiteContext, req: DpJoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
   return admit(ctx, 'dp', { ...req, code: req.name }, ownUrl);
 }
-
-export const HeldVersion = z.strictObject({ packageId: z.string().max(16), version: z.number().int().min(1) });
-
-/** The state a DP reports: where it is, how much room it has, what it holds. */
-export const DpState = z.strictObject({
-  name: z.string().max(64),
-  site: z.string().max(8),
-  url: z.string().max(512).nullable(),
-  reachable: z.boolean().nullable(),
-  lastContact: z.string().max(64).nullable(),
-  freeBytes: z.number().nullable(),
-  totalBytes: z.number().nullable(),
-  held: z.array(HeldVersion).max(100_000),
-  at: z.string().max(64),
-});
-export type DpState = z.infer<typeof DpState>;
 
 /** What this process holds and has room for: every process is a DP of its own library. */
 export async function ownDpState(ctx: SiteContext, site: string, url: string | null): Promise<DpState> {

@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
 import { z } from 'zod';
+import type { JoinAnswer, JoinRequest, RegisterRequest } from '../api/sites.js';
 import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
 import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
-import { DP_NAME, TARGET_NAME } from '../core/dp.js';
+import { DP_NAME } from '../core/dp.js';
 import { errorFromBody, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
@@ -14,39 +15,6 @@ import type { SiteContext } from './context.js';
  * central site (which keeps codes unique and signs each site's key), and what a site knows
  * of the tree below it. See docs/hierarchy.md.
  */
-
-export const JoinRequest = z.strictObject({
-  token: z.string().min(1).max(256),
-  code: z.string().regex(SITE_CODE, 'a site code is three capital letters or digits'),
-  name: z.string().min(1).max(128),
-  url: z.url().max(512),
-  keyId: z.string().min(1).max(128),
-  publicKey: z.string().min(1).max(1024),
-  /** The secret the parent will present when it calls the child. */
-  credential: z.string().min(16).max(256),
-});
-export type JoinRequest = z.infer<typeof JoinRequest>;
-
-const PeerInfo = z.object({ code: z.string(), name: z.string(), url: z.string().nullable(), keyId: z.string(), publicKey: z.string() });
-export const JoinAnswer = z.object({
-  parent: PeerInfo,
-  central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }),
-  certificate: z.unknown(),
-  /** The secret the child presents when it calls the parent. */
-  credential: z.string(),
-});
-export type JoinAnswer = z.infer<typeof JoinAnswer>;
-
-export const RegisterRequest = z.strictObject({
-  /** A site (code) or a DP (name): both are unique in the hierarchy. */
-  kind: z.enum(['site', 'dp']).default('site'),
-  code: z.string().regex(TARGET_NAME),
-  name: z.string().min(1).max(128),
-  parent: z.string().regex(SITE_CODE),
-  keyId: z.string().min(1).max(128),
-  publicKey: z.string().min(1).max(1024),
-});
-export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 /** The central site's key, as this site pinned it (its own when it is the central site). */
 export async function centralTrust(ctx: SiteContext): Promise<{ code: string; key: TrustedKey }> {

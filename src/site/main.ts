@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { getRequestListener, serve } from '@hono/node-server';
+import type { DpJoinRequest } from '../api/dps.js';
+import { JoinAnswer, type JoinRequest } from '../api/sites.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool, startPool } from '../content/pool.js';
@@ -23,8 +25,7 @@ import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConf
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';
-import type { DpJoinRequest } from './dps.js';
-import { callPeer, JoinAnswer, type JoinRequest, parentOf, pingPeers } from './hierarchy.js';
+import { callPeer, parentOf, pingPeers } from './hierarchy.js';
 import { Sender } from './sender.js';
 import { scheduledValidation } from './validation.js';
 

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { addMessages, type Severity } from '../store/distribution.js';
+import type { Severity } from '../core/distribution.js';
+import { addMessages } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 
 /** Status messages: what happened at this site, recorded here and reported up the tree. */

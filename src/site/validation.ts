@@ -1,9 +1,8 @@
-import { z } from 'zod';
+import type { ValidateRequest } from '../api/transfers.js';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import { validateVersion } from '../content/validate.js';
-import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { listTargets } from '../store/distribution.js';
@@ -33,15 +32,6 @@ export interface DpValidation {
   /** Why this DP could not be checked or repaired. */
   error?: string | undefined;
 }
-
-export const ValidateRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
-  version: z.number().int().min(1),
-  targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
-  repair: z.boolean().default(false),
-  lowPriority: z.boolean().default(false),
-});
-export type ValidateRequest = z.infer<typeof ValidateRequest>;
 
 async function manifestOf(ctx: SiteContext, packageId: string, version: number): Promise<Manifest> {
   return verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Selectable } from 'kysely';
+import type { Severity, TargetState, TransferState } from '../core/distribution.js';
 import type { Priority } from '../core/package.js';
 import type { Database } from './schema.js';
 import type { Store } from './store.js';
@@ -11,8 +12,6 @@ import type { Store } from './store.js';
  */
 
 /** A target is a DP (a site's code names its local DP). removing/removed: undistributed. */
-export const TARGET_STATES = ['pending', 'sending', 'installed', 'retrying', 'failed', 'removing', 'removed'] as const;
-export type TargetState = (typeof TARGET_STATES)[number];
 
 export interface TargetRow {
   packageId: string;
@@ -114,9 +113,6 @@ export async function listTargets(s: Store, packageId?: string): Promise<TargetR
 }
 
 // --- transfers -----------------------------------------------------------------------------
-
-export const TRANSFER_STATES = ['queued', 'sending', 'retrying', 'done', 'failed'] as const;
-export type TransferState = (typeof TRANSFER_STATES)[number];
 
 export interface TransferRow {
   id: string;
@@ -259,9 +255,6 @@ export async function updateTransfer(s: Store, id: string, p: TransferPatch): Pr
 }
 
 // --- status messages -------------------------------------------------------------------------
-
-export const SEVERITIES = ['info', 'warning', 'error'] as const;
-export type Severity = (typeof SEVERITIES)[number];
 
 export interface MessageRow {
   id: string;

@@ -1,23 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { Digests, IngestReport, Missing } from '../../api/chunks.js';
 import { decodeChunk } from '../../content/codec.js';
 import { signature } from '../../content/delta.js';
-import { DIGEST } from '../../content/manifest.js';
+import { DIGEST } from '../../core/chunk.js';
 import { fail } from '../../core/errors.js';
 import { ingestBatch, lackedChunks } from '../content.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
-
-/** The answer of a `missing` call: the digests not held. */
-export const Missing = z.object({ missing: z.array(z.string()) });
-
-/** A list of chunk digests (up to 200,000): what `missing` calls take. */
-export const Digests = z.strictObject({
-  digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000),
-});
-
-/** The answer to a chunk batch, on both routes that take one. */
-export const IngestReport = z
-  .object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() })
-  .openapi('IngestReport');
 
 export function registerChunkHandlers(app: App, parts: AppParts): void {
   const received = parts.metrics.counter('cascade_chunk_bytes_received_total', 'Raw bytes of chunks received and stored.');

@@ -1,4 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { Digests, Missing } from '../../api/chunks.js';
+import { DpImportReport, DpTicket, ImportReport, OmitHeader, Parcel } from '../../api/courier.js';
 import { parseOmitHeader } from '../../content/parcel.js';
 import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
@@ -16,57 +18,6 @@ import {
   planExport,
 } from '../courier.js';
 import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
-import { Digests, Missing } from './chunks.js';
-
-const ImportReport = z
-  .object({
-    parcel: z.string(),
-    source: z.string(),
-    destination: z.string().nullable(),
-    created: z.string(),
-    packages: z.array(
-      z.object({
-        id: z.string(),
-        version: z.number(),
-        bytes: z.number(),
-        state: z.enum(['installed', 'incomplete']),
-        missingChunks: z.number(),
-        missingBytes: z.number().describe('bytes of the version still missing here after the import'),
-      }),
-    ),
-    chunks: z.object({ inParcel: z.number(), stored: z.number(), alreadyHeld: z.number() }),
-    bytes: z.object({
-      parcel: z.number(),
-      received: z.number().describe('bytes of the parcel received: less than its size when x-cascade-omit left chunks out'),
-      stored: z.number().describe('raw bytes of the chunks stored by this import'),
-    }),
-  })
-  .openapi('CourierImport');
-
-const DpImportReport = ImportReport.extend({ dp: z.string().describe('the DP that imported the parcel') }).openapi('CourierDpImport');
-
-const DpTicket = z
-  .object({
-    dp: z.string(),
-    site: z.string(),
-    url: z.string().describe('where this site reaches the DP'),
-    ticket: z.string().describe("the bearer for the DP's POST /api/v1/courier/import"),
-    expiresAt: z.string(),
-  })
-  .openapi('CourierDpTicket');
-
-const Parcel = z
-  .object({
-    id: z.string(),
-    direction: z.enum(['export', 'import']),
-    site: z.string().describe('the destination of an export, the source of an import'),
-    createdAt: z.string(),
-    packages: z.array(z.object({ id: z.string(), version: z.number() })),
-    chunks: z.number(),
-    bytes: z.number(),
-    result: z.unknown().nullable(),
-  })
-  .openapi('CourierParcel');
 
 /** Courier parcels: export (streamed), import (streamed), the parcels seen here, and the child's note. */
 export function registerCourierHandlers(app: App, parts: AppParts): void {
@@ -331,15 +282,6 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
 
   registerWaitingRoute(app, parts);
 }
-
-/** Chunks a parcel's sender left out of the body (ones the receiver said it holds). */
-const OmitHeader = z.object({
-  'x-cascade-omit': z
-    .string()
-    .max(8192)
-    .optional()
-    .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
-});
 
 /** The import ticket in an authorization header, or 401. */
 function ticketOf(header: string | undefined): string {

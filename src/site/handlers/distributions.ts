@@ -1,108 +1,16 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { Message, Plan, Specs, Summary, Target, Transfer } from '../../api/distributions.js';
+import { SEVERITIES } from '../../core/distribution.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
-import { listMessages, listTargets, listTransfers, SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../../store/distribution.js';
+import { listMessages, listTargets, listTransfers } from '../../store/distribution.js';
 import { listGroups } from '../../store/dps.js';
 import { setCourier } from '../courier.js';
 import { distribute, summarise, undistribute } from '../distribution.js';
 import { siteOfDp } from '../dps.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
 import { validateDistribution } from '../validation.js';
-
-const Target = z
-  .object({
-    dp: z.string().describe("the DP (a site's code names its local DP)"),
-    site: z.string().describe('the site the DP belongs to'),
-    via: z.string().nullable(),
-    version: z.number(),
-    state: z.enum(TARGET_STATES),
-    bytesDone: z.number(),
-    bytesTotal: z.number(),
-    rate: z.number().describe('bytes per second, last measured'),
-    etaSeconds: z.number().nullable(),
-    retries: z.number(),
-    nextRetryAt: z.string().nullable(),
-    lastError: z.string().nullable(),
-    detail: z.string().nullable(),
-    updatedAt: z.string(),
-  })
-  .openapi('Target');
-const Transfer = z
-  .object({
-    id: z.string(),
-    packageId: z.string(),
-    version: z.number(),
-    child: z.string(),
-    priority: z.enum(['high', 'medium', 'low']),
-    targets: z.array(z.string()),
-    state: z.enum(TRANSFER_STATES),
-    bytesTotal: z.number(),
-    bytesDone: z.number(),
-    wireBytes: z.number(),
-    retries: z.number(),
-    nextAttemptAt: z.string().nullable(),
-    lastError: z.string().nullable(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .openapi('Transfer');
-const Message = z
-  .object({
-    id: z.string(),
-    time: z.string(),
-    site: z.string(),
-    component: z.string(),
-    severity: z.enum(SEVERITIES),
-    code: z.string(),
-    text: z.string(),
-    packageId: z.string().nullable(),
-  })
-  .openapi('StatusMessage');
-const Summary = z
-  .object({
-    targeted: z.number().describe('targets not removed'),
-    installed: z.number(),
-    sending: z.number(),
-    pending: z.number(),
-    retrying: z.number(),
-    failed: z.number(),
-    removing: z.number(),
-    removed: z.number(),
-  })
-  .openapi('StatusSummary');
-const PlanRoute = z
-  .object({
-    from: z.string(),
-    to: z.string(),
-    bytes: z.number().describe('bytes that would cross the route, after what the receiver holds'),
-    rate: z.number().nullable().describe('the route rate limit, bytes/s (null: none)'),
-    etaSeconds: z.number().nullable().describe("from the route's rate and schedule (null: never)"),
-    note: z.string().nullable(),
-  })
-  .openapi('PlanRoute');
-const Plan = z
-  .object({
-    packageId: z.string(),
-    version: z.number(),
-    dryRun: z.boolean(),
-    bytes: z.number(),
-    uniqueBytes: z.number().describe("the version's chunks counted once: the most any route carries"),
-    routes: z.array(PlanRoute),
-    targets: z.array(
-      z.object({
-        dp: z.string(),
-        site: z.string(),
-        path: z.array(z.string()),
-        state: z.string(),
-        bytes: z.number(),
-        etaSeconds: z.number().nullable(),
-        added: z.boolean(),
-      }),
-    ),
-  })
-  .openapi('DistributionPlan');
-const Specs = z.array(z.string().min(1).max(80)).min(1).max(10_000).describe('site:CODE (every DP of the site), dp:NAME, group:NAME');
 
 export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(

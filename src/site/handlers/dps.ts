@@ -1,28 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { DpEntry, DpJoinRequest, Group, Members } from '../../api/dps.js';
+import { JoinAnswer } from '../../api/sites.js';
 import { normaliseTarget, parseDpName, parseGroupName } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { addMembers, createGroup, deleteGroup, getGroup, listGroups, removeMembers } from '../../store/dps.js';
-import { acceptDpJoin, DpJoinRequest, listAllDps } from '../dps.js';
-import { JoinAnswer } from '../hierarchy.js';
+import { acceptDpJoin, listAllDps } from '../dps.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
-
-const DpEntry = z
-  .object({
-    name: z.string().describe("the DP's name (a site's code names its local DP)"),
-    site: z.string(),
-    kind: z.enum(['local', 'remote']),
-    url: z.string().nullable(),
-    state: z.enum(['online', 'unreachable', 'unknown']),
-    reachable: z.boolean().nullable(),
-    lastContact: z.string().nullable(),
-    freeBytes: z.number().nullable(),
-    totalBytes: z.number().nullable(),
-    packages: z.array(z.object({ packageId: z.string(), version: z.number() })),
-    at: z.string().describe('when this state was reported'),
-  })
-  .openapi('DistributionPoint');
-const Group = z.object({ name: z.string(), members: z.array(z.string()), createdAt: z.string() }).openapi('DpGroup');
-const Members = z.strictObject({ dps: z.array(z.string().min(1).max(64)).min(1).max(10_000) });
 
 export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(

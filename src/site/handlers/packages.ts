@@ -1,89 +1,18 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { TypedResponse } from 'hono';
-import { entrySchema, LIMITS, programSchema } from '../../content/manifest.js';
+import {
+  CreateBody,
+  IdParam,
+  PackageShow,
+  PackageSummary,
+  UpdateBody,
+  VerifyReport,
+  VersionQuery,
+  VersionReport,
+} from '../../api/packages.js';
 import { fail } from '../../core/errors.js';
-import { PACKAGE_ID, PRIORITIES } from '../../core/package.js';
 import { collectGarbage, commitVersion, deleteVersion, readSignedManifest, readVersion, verifyContent } from '../content.js';
 import { type App, type AppParts, errorResponse, errorResponses, need } from '../http.js';
-
-const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
-const VersionQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
-
-const VersionReport = z
-  .object({
-    id: z.string(),
-    version: z.number(),
-    files: z.number(),
-    bytes: z.number(),
-    newBytes: z.number().describe('Bytes the library did not hold before (new chunks, less what was rebuilt from chunks it held)'),
-    newChunks: z.number(),
-    newChunkBytes: z.number(),
-  })
-  .openapi('VersionReport');
-
-const files = z.array(entrySchema).max(LIMITS.entries);
-const CreateBody = z.strictObject({
-  name: z.string().min(1).max(LIMITS.nameLength),
-  priority: z.enum(PRIORITIES).optional(),
-  programs: z.array(programSchema).max(LIMITS.programs).optional(),
-  files,
-});
-const UpdateBody = CreateBody.partial({ name: true });
-
-const PackageSummary = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    priority: z.enum(PRIORITIES),
-    version: z.number(),
-    versions: z.array(z.number()),
-    files: z.number(),
-    bytes: z.number(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .openapi('PackageSummary');
-
-const PackageShow = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    version: z.number(),
-    priority: z.enum(PRIORITIES),
-    programs: z.array(programSchema),
-    files: z.array(
-      z.object({ path: z.string(), type: z.string(), size: z.number(), mode: z.number().optional(), target: z.string().optional() }),
-    ),
-    bytes: z.number(),
-    origin: z.string(),
-    created: z.string(),
-    manifestDigest: z.string(),
-    versions: z.array(z.number()),
-  })
-  .openapi('PackageShow');
-
-const Problem = z.object({
-  path: z.string().nullable(),
-  chunk: z.string().nullable(),
-  kind: z.enum(['missing', 'damaged', 'size', 'manifest']),
-  detail: z.string(),
-});
-const VerifyReport = z
-  .object({
-    id: z.string(),
-    ok: z.boolean(),
-    versions: z.array(
-      z.object({
-        version: z.number(),
-        ok: z.boolean(),
-        checkedFiles: z.number(),
-        checkedChunks: z.number(),
-        checkedBytes: z.number(),
-        problems: z.array(Problem),
-      }),
-    ),
-  })
-  .openapi('VerifyReport');
 
 export function registerPackageHandlers(app: App, parts: AppParts): void {
   // What creating a package and adding a version answer. Built here, not at module load:

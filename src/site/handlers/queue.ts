@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { RouteQueue } from '../../api/routes.js';
 import { fail } from '../../core/errors.js';
 import { formatRate } from '../../core/rate.js';
 import { etaSeconds, formatSchedule } from '../../core/schedule.js';
@@ -7,34 +8,6 @@ import { type App, type AppParts, errorResponses, need } from '../http.js';
 import { DEFAULT_ROUTE_CONCURRENCY, routeSchedule } from '../routes.js';
 
 const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
-
-const QueueEntry = z.object({
-  position: z.number().describe('1 = next to go; sending transfers come first'),
-  packageId: z.string(),
-  version: z.number(),
-  priority: z.enum(['high', 'medium', 'low']),
-  state: z.enum(['queued', 'sending', 'retrying']),
-  targets: z.array(z.string()),
-  bytesLeft: z.number(),
-  etaSeconds: z
-    .number()
-    .nullable()
-    .describe(
-      'when it should be done at the route rate, counting the open hours of the schedule and what is ahead of it; null: unlimited rate or never open',
-    ),
-  nextAttemptAt: z.string().nullable(),
-  lastError: z.string().nullable(),
-});
-const RouteQueue = z
-  .object({
-    child: z.string(),
-    rate: z.string(),
-    concurrency: z.number(),
-    schedule: z.string(),
-    bytesLeft: z.number(),
-    transfers: z.array(QueueEntry),
-  })
-  .openapi('RouteQueue');
 
 /** `GET /api/v1/queue`: each route's queue in the order the sender will take it. */
 export function registerQueueHandlers(app: App, parts: AppParts): void {

@@ -1,27 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { ChildParam, RouteView } from '../../api/routes.js';
 import { fail } from '../../core/errors.js';
 import { formatRate } from '../../core/rate.js';
-import { CELLS, checkTimeZone, formatSchedule, parseSchedule, type Schedule, scheduleToGrid } from '../../core/schedule.js';
+import { checkTimeZone, formatSchedule, parseSchedule, type Schedule, scheduleToGrid } from '../../core/schedule.js';
 import type { RouteRow } from '../../store/store.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
 import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } from '../routes.js';
-
-const RouteView = z
-  .object({
-    child: z.string(),
-    rate: z.number().nullable().describe('bytes per second; null: unlimited'),
-    rateText: z.string(),
-    concurrency: z.number().describe('packages in flight on this route'),
-    schedule: z.object({ timeZone: z.string(), cells: z.array(z.enum(CELLS)), spec: z.string() }),
-    updatedAt: z.string().nullable(),
-  })
-  .openapi('Route');
-
-const ChildParam = z.object({
-  child: z
-    .string()
-    .regex(/^(?:[A-Za-z0-9]{3}|[A-Za-z0-9][A-Za-z0-9._-]{3,63})$/, 'a child site code (three letters or digits) or a DP name'),
-});
 
 function view(child: string, r: RouteRow | undefined) {
   const schedule = routeSchedule(r);

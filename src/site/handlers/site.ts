@@ -1,22 +1,9 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
+import { SiteInfo } from '../../api/site.js';
 import { publicKeyPem } from '../../content/signing.js';
 import { VERSION } from '../../lib/version.js';
 import { centralTrust } from '../hierarchy.js';
 import { type App, type AppParts, errorResponses } from '../http.js';
-
-export const SiteInfo = z
-  .object({
-    code: z.string(),
-    name: z.string(),
-    keyId: z.string(),
-    publicKey: z.string().describe('Ed25519 public key, SPKI PEM'),
-    version: z.string(),
-    central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }).describe('the central site this site pinned'),
-    trusted: z
-      .array(z.object({ keyId: z.string(), publicKey: z.string(), site: z.string().describe('the site whose packages this key signs') }))
-      .describe("every key this site accepts manifests from: its own, the central site's, and keys vouched for by the central site"),
-  })
-  .openapi('SiteInfo');
 
 export function registerSiteHandlers(app: App, parts: AppParts): void {
   app.openapi(

@@ -1,19 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { JoinAnswer, JoinRequest, RegisterRequest, SiteEntry } from '../../api/sites.js';
 import { fail } from '../../core/errors.js';
-import { acceptJoin, acceptRegister, centralTrust, JoinAnswer, JoinRequest, parentOf, RegisterRequest } from '../hierarchy.js';
+import { acceptJoin, acceptRegister, centralTrust, parentOf } from '../hierarchy.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
-
-const SiteEntry = z
-  .object({
-    code: z.string(),
-    name: z.string(),
-    parent: z.string().nullable(),
-    relation: z.enum(['self', 'parent', 'child', 'descendant']),
-    url: z.string().nullable(),
-    reachable: z.boolean().nullable().describe('whether the last health check answered (direct parent and children only)'),
-    lastContact: z.string().nullable(),
-  })
-  .openapi('SiteEntry');
 
 export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(

@@ -1,16 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { Token } from '../../api/tokens.js';
 import { fail } from '../../core/errors.js';
-import { PEER_ROLE, ROLES } from '../../core/roles.js';
+import { ROLES } from '../../core/roles.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
-
-const Token = z
-  .object({
-    id: z.string(),
-    role: z.enum([...ROLES, PEER_ROLE]).describe('`site`: a credential another site holds for this one'),
-    name: z.string(),
-    createdAt: z.string(),
-  })
-  .openapi('Token');
 
 export function registerTokenHandlers(app: App, parts: AppParts): void {
   app.openapi(

@@ -1,21 +1,12 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { IngestReport } from '../../api/chunks.js';
+import { Offer, PreviewRequest, RemoveRequest, StatusReport, ValidateRequest } from '../../api/transfers.js';
 import { fail } from '../../core/errors.js';
 import { PACKAGE_ID } from '../../core/package.js';
 import { ingestBatch } from '../content.js';
-import {
-  acceptOffer,
-  acceptRemove,
-  acceptStatus,
-  commitOffer,
-  Offer,
-  PreviewRequest,
-  previewBelow,
-  RemoveRequest,
-  StatusReport,
-} from '../distribution.js';
+import { acceptOffer, acceptRemove, acceptStatus, commitOffer, previewBelow } from '../distribution.js';
 import { type App, type AppParts, bodyStream, errorResponses, need } from '../http.js';
-import { ValidateRequest, validateBelow } from '../validation.js';
-import { IngestReport } from './chunks.js';
+import { validateBelow } from '../validation.js';
 
 /**
  * The calls between neighbours (site credentials): a parent offers, sends and commits

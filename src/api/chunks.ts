@@ -1,0 +1,15 @@
+import { z } from 'zod';
+import { DIGEST } from '../core/chunk.js';
+
+/** The answer of a `missing` call: the digests not held. */
+export const Missing = z.object({ missing: z.array(z.string()) });
+
+/** A list of chunk digests (up to 200,000): what `missing` calls take. */
+export const Digests = z.strictObject({
+  digests: z.array(z.string().regex(DIGEST, 'a digest is 64 lowercase hex characters')).max(200_000),
+});
+
+/** The answer to a chunk batch, on both routes that take one. */
+export const IngestReport = z
+  .object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() })
+  .meta({ id: 'IngestReport' });

@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../core/distribution.js';
+
+export const Target = z
+  .object({
+    dp: z.string().describe("the DP (a site's code names its local DP)"),
+    site: z.string().describe('the site the DP belongs to'),
+    via: z.string().nullable(),
+    version: z.number(),
+    state: z.enum(TARGET_STATES),
+    bytesDone: z.number(),
+    bytesTotal: z.number(),
+    rate: z.number().describe('bytes per second, last measured'),
+    etaSeconds: z.number().nullable(),
+    retries: z.number(),
+    nextRetryAt: z.string().nullable(),
+    lastError: z.string().nullable(),
+    detail: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'Target' });
+
+export const Transfer = z
+  .object({
+    id: z.string(),
+    packageId: z.string(),
+    version: z.number(),
+    child: z.string(),
+    priority: z.enum(['high', 'medium', 'low']),
+    targets: z.array(z.string()),
+    state: z.enum(TRANSFER_STATES),
+    bytesTotal: z.number(),
+    bytesDone: z.number(),
+    wireBytes: z.number(),
+    retries: z.number(),
+    nextAttemptAt: z.string().nullable(),
+    lastError: z.string().nullable(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'Transfer' });
+
+export const Message = z
+  .object({
+    id: z.string(),
+    time: z.string(),
+    site: z.string(),
+    component: z.string(),
+    severity: z.enum(SEVERITIES),
+    code: z.string(),
+    text: z.string(),
+    packageId: z.string().nullable(),
+  })
+  .meta({ id: 'StatusMessage' });
+
+export const Summary = z
+  .object({
+    targeted: z.number().describe('targets not removed'),
+    installed: z.number(),
+    sending: z.number(),
+    pending: z.number(),
+    retrying: z.number(),
+    failed: z.number(),
+    removing: z.number(),
+    removed: z.number(),
+  })
+  .meta({ id: 'StatusSummary' });
+
+export const PlanRoute = z
+  .object({
+    from: z.string(),
+    to: z.string(),
+    bytes: z.number().describe('bytes that would cross the route, after what the receiver holds'),
+    rate: z.number().nullable().describe('the route rate limit, bytes/s (null: none)'),
+    etaSeconds: z.number().nullable().describe("from the route's rate and schedule (null: never)"),
+    note: z.string().nullable(),
+  })
+  .meta({ id: 'PlanRoute' });
+
+export const Plan = z
+  .object({
+    packageId: z.string(),
+    version: z.number(),
+    dryRun: z.boolean(),
+    bytes: z.number(),
+    uniqueBytes: z.number().describe("the version's chunks counted once: the most any route carries"),
+    routes: z.array(PlanRoute),
+    targets: z.array(
+      z.object({
+        dp: z.string(),
+        site: z.string(),
+        path: z.array(z.string()),
+        state: z.string(),
+        bytes: z.number(),
+        etaSeconds: z.number().nullable(),
+        added: z.boolean(),
+      }),
+    ),
+  })
+  .meta({ id: 'DistributionPlan' });
+
+export const Specs = z
+  .array(z.string().min(1).max(80))
+  .min(1)
+  .max(10_000)
+  .describe('site:CODE (every DP of the site), dp:NAME, group:NAME');

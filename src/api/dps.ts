@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { DP_NAME } from '../core/dp.js';
+
+export const DpEntry = z
+  .object({
+    name: z.string().describe("the DP's name (a site's code names its local DP)"),
+    site: z.string(),
+    kind: z.enum(['local', 'remote']),
+    url: z.string().nullable(),
+    state: z.enum(['online', 'unreachable', 'unknown']),
+    reachable: z.boolean().nullable(),
+    lastContact: z.string().nullable(),
+    freeBytes: z.number().nullable(),
+    totalBytes: z.number().nullable(),
+    packages: z.array(z.object({ packageId: z.string(), version: z.number() })),
+    at: z.string().describe('when this state was reported'),
+  })
+  .meta({ id: 'DistributionPoint' });
+
+export const Group = z.object({ name: z.string(), members: z.array(z.string()), createdAt: z.string() }).meta({ id: 'DpGroup' });
+
+export const Members = z.strictObject({ dps: z.array(z.string().min(1).max(64)).min(1).max(10_000) });
+
+/**
+ * Distribution points as a site sees them (see docs/dp.md). A remote DP joins a site with a
+ * one-time token, like a child site; it is then a neighbour of that site (relation `dp`) that
+ * the sender serves like a child, over a route of its own. The site's library is its local
+ * DP, named after the site. Every DP name is registered up to the central site, which keeps
+ * names unique; the sites above learn of each DP as `dp-below`.
+ */
+
+export const DpJoinRequest = z.strictObject({
+  token: z.string().min(1).max(256),
+  name: z.string().regex(DP_NAME, 'a DP name is 4 to 64 letters, digits, ".", "_" or "-"'),
+  url: z.url().max(512).nullable(),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+  /** The secret the site presents when it calls the DP. */
+  credential: z.string().min(16).max(256),
+});
+
+export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
+
+export const HeldVersion = z.strictObject({ packageId: z.string().max(16), version: z.number().int().min(1) });
+
+/** The state a DP reports: where it is, how much room it has, what it holds. */
+export const DpState = z.strictObject({
+  name: z.string().max(64),
+  site: z.string().max(8),
+  url: z.string().max(512).nullable(),
+  reachable: z.boolean().nullable(),
+  lastContact: z.string().max(64).nullable(),
+  freeBytes: z.number().nullable(),
+  totalBytes: z.number().nullable(),
+  held: z.array(HeldVersion).max(100_000),
+  at: z.string().max(64),
+});
+
+export type DpState = z.infer<typeof DpState>;

@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
+import { entrySchema, LIMITS, programSchema } from './manifests.js';
+
+export const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
+
+export const VersionQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
+
+export const VersionReport = z
+  .object({
+    id: z.string(),
+    version: z.number(),
+    files: z.number(),
+    bytes: z.number(),
+    newBytes: z.number().describe('Bytes the library did not hold before (new chunks, less what was rebuilt from chunks it held)'),
+    newChunks: z.number(),
+    newChunkBytes: z.number(),
+  })
+  .meta({ id: 'VersionReport' });
+
+export const files = z.array(entrySchema).max(LIMITS.entries);
+
+export const CreateBody = z.strictObject({
+  name: z.string().min(1).max(LIMITS.nameLength),
+  priority: z.enum(PRIORITIES).optional(),
+  programs: z.array(programSchema).max(LIMITS.programs).optional(),
+  files,
+});
+
+export const UpdateBody = CreateBody.partial({ name: true });
+
+export const PackageSummary = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    priority: z.enum(PRIORITIES),
+    version: z.number(),
+    versions: z.array(z.number()),
+    files: z.number(),
+    bytes: z.number(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'PackageSummary' });
+
+export const PackageShow = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    version: z.number(),
+    priority: z.enum(PRIORITIES),
+    programs: z.array(programSchema),
+    files: z.array(
+      z.object({ path: z.string(), type: z.string(), size: z.number(), mode: z.number().optional(), target: z.string().optional() }),
+    ),
+    bytes: z.number(),
+    origin: z.string(),
+    created: z.string(),
+    manifestDigest: z.string(),
+    versions: z.array(z.number()),
+  })
+  .meta({ id: 'PackageShow' });
+
+export const Problem = z.object({
+  path: z.string().nullable(),
+  chunk: z.string().nullable(),
+  kind: z.enum(['missing', 'damaged', 'size', 'manifest']),
+  detail: z.string(),
+});
+
+export const VerifyReport = z
+  .object({
+    id: z.string(),
+    ok: z.boolean(),
+    versions: z.array(
+      z.object({
+        version: z.number(),
+        ok: z.boolean(),
+        checkedFiles: z.number(),
+        checkedChunks: z.number(),
+        checkedBytes: z.number(),
+        problems: z.array(Problem),
+      }),
+    ),
+  })
+  .meta({ id: 'VerifyReport' });

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { TARGET_NAME } from '../core/dp.js';
+import { SITE_CODE } from '../core/site.js';
+
+export const SiteEntry = z
+  .object({
+    code: z.string(),
+    name: z.string(),
+    parent: z.string().nullable(),
+    relation: z.enum(['self', 'parent', 'child', 'descendant']),
+    url: z.string().nullable(),
+    reachable: z.boolean().nullable().describe('whether the last health check answered (direct parent and children only)'),
+    lastContact: z.string().nullable(),
+  })
+  .meta({ id: 'SiteEntry' });
+
+export const JoinRequest = z.strictObject({
+  token: z.string().min(1).max(256),
+  code: z.string().regex(SITE_CODE, 'a site code is three capital letters or digits'),
+  name: z.string().min(1).max(128),
+  url: z.url().max(512),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+  /** The secret the parent will present when it calls the child. */
+  credential: z.string().min(16).max(256),
+});
+
+export type JoinRequest = z.infer<typeof JoinRequest>;
+
+export const PeerInfo = z.object({
+  code: z.string(),
+  name: z.string(),
+  url: z.string().nullable(),
+  keyId: z.string(),
+  publicKey: z.string(),
+});
+
+export const JoinAnswer = z.object({
+  parent: PeerInfo,
+  central: z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() }),
+  certificate: z.unknown(),
+  /** The secret the child presents when it calls the parent. */
+  credential: z.string(),
+});
+
+export type JoinAnswer = z.infer<typeof JoinAnswer>;
+
+export const RegisterRequest = z.strictObject({
+  /** A site (code) or a DP (name): both are unique in the hierarchy. */
+  kind: z.enum(['site', 'dp']).default('site'),
+  code: z.string().regex(TARGET_NAME),
+  name: z.string().min(1).max(128),
+  parent: z.string().regex(SITE_CODE),
+  keyId: z.string().min(1).max(128),
+  publicKey: z.string().min(1).max(1024),
+});
+
+export type RegisterRequest = z.infer<typeof RegisterRequest>;

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { PACKAGE_ID } from '../core/package.js';
+import type { Endpoint } from './client.js';
 
 export const ImportReport = z
   .object({
@@ -60,3 +62,26 @@ export const OmitHeader = z.object({
     .optional()
     .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
 });
+
+/** A child site or a DP says a parcel was imported there: its parent checks its courier transfers at once. */
+export const ArrivedRequest = z.strictObject({
+  parcel: z.string().max(64),
+  packages: z.array(z.strictObject({ id: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) })).max(1000),
+});
+export type ArrivedRequest = z.infer<typeof ArrivedRequest>;
+export const ArrivedAnswer = z.object({ transfers: z.number() });
+
+/** The parent waits for a courier parcel for a version: the child shows it in its own status. */
+export const WaitingRequest = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1),
+  missingBytes: z.number().int().min(0),
+  parcel: z.string().max(64).nullable(),
+});
+export type WaitingRequest = z.infer<typeof WaitingRequest>;
+export const WaitingAnswer = z.object({ updated: z.boolean() });
+
+export const courierCalls = {
+  arrived: { method: 'POST', path: '/api/v1/courier/arrived', request: ArrivedRequest, response: ArrivedAnswer },
+  waiting: { method: 'POST', path: '/api/v1/courier/waiting', request: WaitingRequest, response: WaitingAnswer },
+} as const satisfies Record<string, Endpoint>;

@@ -77,6 +77,19 @@ export const PlanRoute = z
   })
   .meta({ id: 'PlanRoute' });
 
+/** One target DP of a plan. */
+export const PlanTarget = z
+  .object({
+    dp: z.string(),
+    site: z.string(),
+    path: z.array(z.string()).describe('the sites and DP the content passes, from this site to the DP'),
+    state: z.string(),
+    bytes: z.number().describe('bytes that would cross the last route into the DP'),
+    etaSeconds: z.number().nullable().describe('with relaying, a target is complete when its slowest route is'),
+    added: z.boolean(),
+  })
+  .meta({ id: 'PlanTarget' });
+
 export const Plan = z
   .object({
     packageId: z.string(),
@@ -85,19 +98,13 @@ export const Plan = z
     bytes: z.number(),
     uniqueBytes: z.number().describe("the version's chunks counted once: the most any route carries"),
     routes: z.array(PlanRoute),
-    targets: z.array(
-      z.object({
-        dp: z.string(),
-        site: z.string(),
-        path: z.array(z.string()),
-        state: z.string(),
-        bytes: z.number(),
-        etaSeconds: z.number().nullable(),
-        added: z.boolean(),
-      }),
-    ),
+    targets: z.array(PlanTarget),
   })
   .meta({ id: 'DistributionPlan' });
+
+export type PlanRoute = z.infer<typeof PlanRoute>;
+export type PlanTarget = z.infer<typeof PlanTarget>;
+export type Plan = z.infer<typeof Plan>;
 
 export const Specs = z
   .array(z.string().min(1).max(80))

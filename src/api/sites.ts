@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
+import type { Endpoint } from './client.js';
+import { DpJoinRequest } from './dps.js';
 
 export const SiteEntry = z
   .object({
@@ -56,3 +58,14 @@ export const RegisterRequest = z.strictObject({
 });
 
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+/** A site's certificate from the central site, for a site or DP that joined below. */
+export const RegisterAnswer = z.object({ certificate: z.unknown() });
+export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
+
+/** Joining and registering, as a child site, a DP and each site on the way up make them. */
+export const siteCalls = {
+  join: { method: 'POST', path: '/api/v1/sites/join', request: JoinRequest, response: JoinAnswer },
+  joinDp: { method: 'POST', path: '/api/v1/dps/join', request: DpJoinRequest, response: JoinAnswer },
+  register: { method: 'POST', path: '/api/v1/sites/register', request: RegisterRequest, response: RegisterAnswer },
+} as const satisfies Record<string, Endpoint>;

@@ -1,22 +1,33 @@
 import { z } from 'zod';
-import { TARGET_STATES } from '../core/distribution.js';
+import { DIGEST } from '../core/chunk.js';
+import { SEVERITIES, TARGET_STATES } from '../core/distribution.js';
 import { TARGET_NAME } from '../core/dp.js';
+import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
+import { IngestReport } from './chunks.js';
+import type { Endpoint } from './client.js';
+import { PlanRoute } from './distributions.js';
 import { DpState } from './dps.js';
 
+/**
+ * The protocol between neighbours (site credentials): a parent previews, offers, sends and
+ * commits versions, orders removals and validations; a child site or a DP reports status up.
+ * Every answer here is validated by the caller (api/client.ts), never cast.
+ */
+
 export const PreviewRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  packageId: z.string().regex(PACKAGE_ID),
   version: z.number().int().min(1),
-  priority: z.enum(['high', 'medium', 'low']),
-  chunks: z.array(z.tuple([z.string().regex(/^[0-9a-f]{64}$/), z.number().int().min(0)])).max(5_000_000),
+  priority: z.enum(PRIORITIES),
+  chunks: z.array(z.tuple([z.string().regex(DIGEST), z.number().int().min(0)])).max(5_000_000),
   targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
 });
 
 export type PreviewRequest = z.infer<typeof PreviewRequest>;
 
 export const Offer = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  packageId: z.string().regex(PACKAGE_ID),
   version: z.number().int().min(1),
-  priority: z.enum(['high', 'medium', 'low']),
+  priority: z.enum(PRIORITIES),
   manifest: z
     .string()
     .min(1)
@@ -53,7 +64,7 @@ export const StatusReport = z.strictObject({
         time: z.string().max(64),
         site: z.string().max(64),
         component: z.string().max(64),
-        severity: z.enum(['info', 'warning', 'error']),
+        severity: z.enum(SEVERITIES),
         code: z.string().max(64),
         text: z.string().max(4096),
         packageId: z.string().max(16).nullable(),
@@ -67,7 +78,7 @@ export const StatusReport = z.strictObject({
 export type StatusReport = z.infer<typeof StatusReport>;
 
 export const RemoveRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  packageId: z.string().regex(PACKAGE_ID),
   version: z.number().int().min(1),
   targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
 });
@@ -75,7 +86,7 @@ export const RemoveRequest = z.strictObject({
 export type RemoveRequest = z.infer<typeof RemoveRequest>;
 
 export const ValidateRequest = z.strictObject({
-  packageId: z.string().regex(/^[A-Z0-9]{3}\d{5}$/),
+  packageId: z.string().regex(PACKAGE_ID),
   version: z.number().int().min(1),
   targets: z.array(z.string().regex(TARGET_NAME)).min(1).max(10_000),
   repair: z.boolean().default(false),
@@ -83,3 +94,74 @@ export const ValidateRequest = z.strictObject({
 });
 
 export type ValidateRequest = z.infer<typeof ValidateRequest>;
+
+/** What a site lacks of an offered version, and which versions of the package it holds (delta bases). */
+export const OfferAnswer = z.object({
+  missing: z.array(z.string().regex(DIGEST)),
+  versions: z.array(z.number().int()),
+  installed: z.boolean(),
+  bytesTotal: z.number(),
+});
+export type OfferAnswer = z.infer<typeof OfferAnswer>;
+
+export const CommitRequest = z.strictObject({ packageId: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) });
+export type CommitRequest = z.infer<typeof CommitRequest>;
+
+export const CommitAnswer = z.object({ installed: z.boolean(), missing: z.number().int().min(0) });
+export type CommitAnswer = z.infer<typeof CommitAnswer>;
+
+export const StatusAnswer = z.object({ targets: z.number().int(), messages: z.number().int() });
+export type StatusAnswer = z.infer<typeof StatusAnswer>;
+
+/** What sending a version to targets at or below a site would cost from there down. */
+export const PreviewAnswer = z.object({
+  missingBytes: z.number().describe('bytes of the chunks the receiver lacks: what the route into it would carry'),
+  routes: z.array(PlanRoute),
+  targets: z.array(
+    z.object({
+      dp: z.string(),
+      site: z.string(),
+      path: z.array(z.string()),
+      bytes: z.number(),
+      etaSeconds: z.number().nullable(),
+    }),
+  ),
+});
+export type PreviewAnswer = z.infer<typeof PreviewAnswer>;
+
+export const RemoveAnswer = z.object({ removed: z.array(z.string()), removing: z.array(z.string()) });
+export type RemoveAnswer = z.infer<typeof RemoveAnswer>;
+
+/** One DP's validation: what was checked, what is wrong, what repair did. */
+export const DpValidation = z
+  .object({
+    dp: z.string(),
+    site: z.string(),
+    ok: z.boolean(),
+    checkedFiles: z.number(),
+    checkedBytes: z.number(),
+    problems: z.array(
+      z.object({ path: z.string(), chunk: z.string().nullable(), kind: z.enum(['missing', 'damaged', 'size']), detail: z.string() }),
+    ),
+    repaired: z
+      .object({ chunks: z.number(), ok: z.boolean() })
+      .optional()
+      .describe('chunks re-sent, and whether the DP then validated clean'),
+    error: z.string().optional().describe('why this DP could not be checked or repaired'),
+  })
+  .meta({ id: 'DpValidation' });
+export type DpValidation = z.infer<typeof DpValidation>;
+
+export const ValidateAnswer = z.object({ results: z.array(DpValidation) });
+export type ValidateAnswer = z.infer<typeof ValidateAnswer>;
+
+/** The calls between neighbours, as the sender, the relay and the reporter make them. */
+export const transferCalls = {
+  offer: { method: 'POST', path: '/api/v1/transfers/offer', request: Offer, response: OfferAnswer },
+  chunks: { method: 'POST', path: '/api/v1/transfers/chunks', response: IngestReport },
+  commit: { method: 'POST', path: '/api/v1/transfers/commit', request: CommitRequest, response: CommitAnswer },
+  status: { method: 'POST', path: '/api/v1/status', request: StatusReport, response: StatusAnswer },
+  preview: { method: 'POST', path: '/api/v1/transfers/preview', request: PreviewRequest, response: PreviewAnswer },
+  remove: { method: 'POST', path: '/api/v1/transfers/remove', request: RemoveRequest, response: RemoveAnswer },
+  validate: { method: 'POST', path: '/api/v1/transfers/validate', request: ValidateRequest, response: ValidateAnswer },
+} as const satisfies Record<string, Endpoint>;

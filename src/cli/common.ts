@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
+import { ApiClient } from '../api/client.js';
 import { fail } from '../core/errors.js';
-import { SiteClient } from './client.js';
 
 export const DEFAULT_SITE = 'http://127.0.0.1:8100';
 
@@ -24,7 +24,7 @@ export function adminOptions(cmd: Command, json = true, siteHelp = `site server 
 }
 
 /** Flags, then CASCADE_* variables (commander applies both), then the data folder. */
-export function clientFrom(o: AdminOpts): SiteClient {
+export function clientFrom(o: AdminOpts): ApiClient {
   let site = o.site;
   let token = o.token;
   if (o.data && (!site || !token)) {
@@ -43,7 +43,11 @@ export function clientFrom(o: AdminOpts): SiteClient {
       } catch {}
     }
   }
-  return new SiteClient(site ?? DEFAULT_SITE, token);
+  try {
+    return new ApiClient(site ?? DEFAULT_SITE, { token, who: 'the site' });
+  } catch (e) {
+    throw fail('usage', `--site ${(e as Error).message}`);
+  }
 }
 
 /** Left-aligned columns for human output. */

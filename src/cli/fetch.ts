@@ -1,11 +1,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { ApiClient } from '../api/client.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
-import { fail } from '../core/errors.js';
-import { SiteClient } from './client.js';
+import { CascadeError, fail } from '../core/errors.js';
 
 const WINDOW = 8;
 
@@ -22,7 +22,7 @@ export interface ContentSource {
 }
 
 /** A site's API: `/api/v1/packages/ID/versions/N/manifest` and `/api/v1/chunks/DIGEST` (token needed). */
-export function siteSource(client: SiteClient): ContentSource {
+export function siteSource(client: ApiClient): ContentSource {
   return {
     name: 'the site',
     manifest: (id, version) => client.bytes(`/api/v1/packages/${id}/versions/${version}/manifest`),
@@ -35,26 +35,18 @@ export function siteSource(client: SiteClient): ContentSource {
  * `BASE/content/manifests/ID/N.json` and `BASE/content/chunks/ab/DIGEST`. No token.
  */
 export function staticSource(base: string): ContentSource {
-  let u: URL;
+  let client: ApiClient;
   try {
-    u = new URL(base);
-  } catch {
-    throw fail('usage', `--from "${base}" is not a URL (e.g. http://dp1.example:8100)`);
+    client = new ApiClient(base, { who: base.replace(/\/+$/, '') });
+  } catch (e) {
+    throw fail('usage', `--from ${(e as Error).message}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw fail('usage', `--from "${base}" must be an http:// or https:// URL`);
-  const root = u.toString().replace(/\/+$/, '');
-  const get = async (p: string, what: string): Promise<Buffer> => {
-    let res: Response;
-    try {
-      res = await fetch(`${root}${p}`);
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw fail('unavailable', `cannot reach ${root}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
-    }
-    if (res.status === 404) throw fail('not_found', `${root} does not hold ${what} (HTTP 404 for ${p})`);
-    if (!res.ok) throw fail('unavailable', `${root} answered HTTP ${res.status} for ${p}`);
-    return Buffer.from(await res.arrayBuffer());
-  };
+  const root = client.base;
+  const get = (p: string, what: string): Promise<Buffer> =>
+    client.bytes(p).catch((e: unknown) => {
+      if (e instanceof CascadeError && e.code === 'not_found') throw fail('not_found', `${root} does not hold ${what} (HTTP 404 for ${p})`);
+      throw e;
+    });
   return {
     name: root,
     manifest: (id, version) => get(`/content/manifests/${id}/${version}.json`, `the manifest of ${id} version ${version}`),
@@ -65,16 +57,16 @@ export function staticSource(base: string): ContentSource {
 /**
  * Writes a package version's tree to `dest`: the manifest's signature is checked first, then
  * every chunk against its digest as it arrives. Each file appears under its name only once
- * complete and verified. `from`: a site's API (a SiteClient) or any ContentSource.
+ * complete and verified. `from`: a site's API (a ApiClient) or any ContentSource.
  */
 export async function fetchVersion(
-  from: SiteClient | ContentSource,
+  from: ApiClient | ContentSource,
   id: string,
   version: number,
   dest: string,
   opts: { force?: boolean; trusted: TrustedKey[]; onProgress?: (done: number, total: number) => void },
 ): Promise<{ manifest: Manifest; files: number; bytes: number }> {
-  const source = from instanceof SiteClient ? siteSource(from) : from;
+  const source = from instanceof ApiClient ? siteSource(from) : from;
   const bytes = await source.manifest(id, version);
   const { manifest } = verifyManifest(bytes, opts.trusted);
   if (manifest.id !== id || manifest.version !== version) {
@@ -110,7 +102,7 @@ export async function fetchVersion(
             if (!raw || raw.length !== size || crypto.createHash('sha256').update(raw).digest('hex') !== digest) {
               throw fail(
                 'damaged',
-                from instanceof SiteClient
+                from instanceof ApiClient
                   ? `chunk ${digest} of ${e.path} does not match the signed manifest; the site's copy may be damaged (run "cascade package verify ${id}")`
                   : `chunk ${digest} of ${e.path} from ${source.name} does not match the signed manifest: that server's copy is damaged or altered; nothing of ${e.path} was written`,
               );

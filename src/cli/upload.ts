@@ -1,11 +1,11 @@
 import fs from 'node:fs';
+import type { ApiClient } from '../api/client.js';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
 import { type ChunkIndex, chunkIndex, type Entry, type Manifest } from '../content/manifest.js';
 import { runChunkFiles } from '../content/pool.js';
 import type { ChunkFilesResult } from '../content/worker.js';
 import { fail } from '../core/errors.js';
-import type { SiteClient } from './client.js';
 import type { SourceEntry } from './source.js';
 
 export interface UploadStats {
@@ -43,7 +43,7 @@ type SourceFile = Extract<SourceEntry, { type: 'file' }>;
  * files are being chunked. Returns the manifest entries for the commit.
  */
 export async function uploadSource(
-  client: SiteClient,
+  client: ApiClient,
   source: SourceEntry[],
   opts: { previous?: Manifest | undefined; onProgress?: (done: number, total: number, note: string) => void } = {},
 ): Promise<{ files: Entry[]; stats: UploadStats }> {
@@ -205,7 +205,7 @@ type PrevIndex = ChunkIndex;
  * the likeliest to share most of its bytes (an edit in place, an insertion).
  */
 async function signaturesFor(
-  client: SiteClient,
+  client: ApiClient,
   batch: Located[],
   prev: PrevIndex,
   cache: Map<string, SubchunkSig[]>,

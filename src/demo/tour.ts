@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { SiteClient } from '../cli/client.js';
+import { ApiClient } from '../api/client.js';
 import { siteTrust } from '../cli/commands/package.js';
 import { fetchVersion } from '../cli/fetch.js';
 import { fmtBytes } from '../cli/progress.js';
@@ -63,7 +63,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     site = await startSite({ dataDir: siteDir, listen: '127.0.0.1:0', log });
   }
   const token = fs.readFileSync(path.join(siteDir, 'admin-token'), 'utf8').trim();
-  const client = new SiteClient(site.url, token);
+  const client = new ApiClient(site.url, { token });
   out(`\nsite CEN serving at ${site.url} (SQLite store, Ed25519 key ${site.ctx.key.keyId})`);
 
   const v1 = path.join(dataDir, 'sample-v1');
@@ -143,7 +143,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     }
     const child = await startSite({ dataDir: dir, log });
     children.push(child);
-    parent = { url: child.url, client: new SiteClient(child.url, fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim()) };
+    parent = { url: child.url, client: new ApiClient(child.url, { token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() }) };
   }
   const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>(
     'GET',
@@ -169,7 +169,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   ] as const;
   const siteClient = (i: number) => {
     const dir = path.join(dataDir, ['eur', 'ber'][i] as string);
-    return new SiteClient((children[i] as RunningSite).url, fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim());
+    return new ApiClient((children[i] as RunningSite).url, { token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() });
   };
   for (const [name, at] of dpSpecs) {
     const dir = path.join(dataDir, name);

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
+import { courierCalls } from '../api/courier.js';
 import { verifyCertificate } from '../content/certificate.js';
 import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
@@ -31,8 +32,9 @@ import { lackedChunks } from './content.js';
 import type { SiteContext } from './context.js';
 import { commitOffer } from './distribution.js';
 import { resolveTargets } from './dps.js';
-import { callPeer, centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { centralTrust, nextHop, parentOf } from './hierarchy.js';
 import { emit } from './messages.js';
+import { peerClient } from './peers.js';
 
 /**
  * The courier (docs/courier.md): package versions carried to a site on physical media.
@@ -157,12 +159,11 @@ export async function courierHold(
   // The child's own status says so too (its offer alone reads "receiving from ...").
   const child = await ctx.store.getSite(t.child);
   if (child)
-    await callPeer(child, 'POST', '/api/v1/courier/waiting', {
-      packageId: t.packageId,
-      version: t.version,
-      missingBytes,
-      parcel: r.parcel,
-    }).catch((err) => ctx.log.debug({ err: (err as Error).message }, 'could not tell the child it waits for a courier parcel'));
+    await Promise.resolve()
+      .then(() =>
+        peerClient(child).call(courierCalls.waiting, { packageId: t.packageId, version: t.version, missingBytes, parcel: r.parcel }),
+      )
+      .catch((err) => ctx.log.debug({ err: (err as Error).message }, 'could not tell the child it waits for a courier parcel'));
   if (r.checkedAt === null) {
     await emit(ctx, {
       component: 'sender',
@@ -666,12 +667,16 @@ export async function importAtSite(
   kick?.();
   const parent = await parentOf(ctx.store);
   if (parent) {
-    await callPeer(parent, 'POST', '/api/v1/courier/arrived', {
-      parcel: report.parcel,
-      packages: report.packages.map((p) => ({ id: p.id, version: p.version })),
-    }).catch((err) =>
-      ctx.log.warn({ err: (err as Error).message }, 'could not tell the parent a courier parcel arrived; it checks again later'),
-    );
+    await Promise.resolve()
+      .then(() =>
+        peerClient(parent).call(courierCalls.arrived, {
+          parcel: report.parcel,
+          packages: report.packages.map((p) => ({ id: p.id, version: p.version })),
+        }),
+      )
+      .catch((err) =>
+        ctx.log.warn({ err: (err as Error).message }, 'could not tell the parent a courier parcel arrived; it checks again later'),
+      );
   }
   return report;
 }

@@ -1,7 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Plan, PlanRoute } from '../api/distributions.js';
 import type { DpState } from '../api/dps.js';
-import type { Offer, PreviewRequest, RemoveRequest, StatusReport } from '../api/transfers.js';
+import type { Offer, PreviewAnswer, PreviewRequest, RemoveRequest, StatusReport } from '../api/transfers.js';
+import { transferCalls } from '../api/transfers.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
@@ -31,8 +33,9 @@ import {
 import { deleteVersion } from './content.js';
 import type { SiteContext } from './context.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
-import { callPeer, centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { centralTrust, nextHop, parentOf } from './hierarchy.js';
 import { emit } from './messages.js';
+import { peerClient } from './peers.js';
 import { routeSchedule } from './routes.js';
 
 /**
@@ -49,50 +52,6 @@ export async function loadTrust(ctx: SiteContext): Promise<void> {
   };
   add(central.key);
   for (const k of await listKeys(ctx.store)) add({ keyId: k.keyId, publicKeyPem: k.publicKey, site: k.site });
-}
-
-/** One route of a plan: the bytes that would cross it, and when they would be across. */
-export interface PlanRoute {
-  from: string;
-  to: string;
-  bytes: number;
-  /** The route's rate limit in bytes per second (null: none). */
-  rate: number | null;
-  etaSeconds: number | null;
-  /** Why the figures are an estimate, when they are. */
-  note: string | null;
-}
-
-/** One target DP of a plan. */
-export interface PlanTarget {
-  dp: string;
-  site: string;
-  /** The sites and DP the content passes, from this site to the DP. */
-  path: string[];
-  state: string;
-  /** Bytes that would cross the last route into the DP. */
-  bytes: number;
-  /** With relaying, a target is complete when its slowest route is: the largest ETA on its path. */
-  etaSeconds: number | null;
-  added: boolean;
-}
-
-export interface Plan {
-  packageId: string;
-  version: number;
-  dryRun: boolean;
-  bytes: number;
-  /** The version's chunks counted once: the most any route carries for it. */
-  uniqueBytes: number;
-  routes: PlanRoute[];
-  targets: PlanTarget[];
-}
-
-export interface PreviewAnswer {
-  /** Bytes of the chunks this receiver lacks: what the route into it would carry. */
-  missingBytes: number;
-  routes: PlanRoute[];
-  targets: { dp: string; site: string; path: string[]; bytes: number; etaSeconds: number | null }[];
 }
 
 const maxEta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(a, b));
@@ -126,7 +85,7 @@ export async function previewBelow(ctx: SiteContext, req: PreviewRequest): Promi
     let note: string | null = null;
     try {
       if (!peer) throw fail('not_found', `${hop} is unknown`);
-      answer = (await callPeer(peer, 'POST', '/api/v1/transfers/preview', { ...req, targets: below })) as PreviewAnswer;
+      answer = await peerClient(peer).call(transferCalls.preview, { ...req, targets: below });
     } catch (e) {
       // Cannot ask: assume it lacks everything, and say so.
       note = `${hop} did not answer (${(e as Error).message}); assumed to hold nothing`;
@@ -484,7 +443,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     messages,
     dps,
   };
-  await callPeer(parent, 'POST', '/api/v1/status', body);
+  await peerClient(parent).call(transferCalls.status, body);
   lastDpReport.set(ctx, { at: Date.now(), fingerprint });
   await markForwarded(
     ctx.store,
@@ -608,11 +567,11 @@ export async function sendRemovals(ctx: SiteContext): Promise<void> {
     const peer = await ctx.store.getSite(first.via as string);
     try {
       if (!peer) throw fail('not_found', `${first.via} is no longer known here`);
-      const r = (await callPeer(peer, 'POST', '/api/v1/transfers/remove', {
+      const r = await peerClient(peer).call(transferCalls.remove, {
         packageId: first.packageId,
         version: first.version,
         targets: ts.map((t) => t.site),
-      })) as { removed: string[]; removing: string[] };
+      });
       for (const t of ts) {
         const done = r.removed.includes(t.site);
         await updateTarget(ctx.store, t.packageId, t.version, t.site, {

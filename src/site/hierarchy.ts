@@ -1,14 +1,16 @@
 import crypto from 'node:crypto';
-import { z } from 'zod';
+import { ApiClient } from '../api/client.js';
 import type { JoinAnswer, JoinRequest, RegisterRequest } from '../api/sites.js';
+import { siteCalls } from '../api/sites.js';
 import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
 import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
 import { DP_NAME } from '../core/dp.js';
-import { errorFromBody, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
 import type { SiteRow, Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
+import { peerClient, peerName } from './peers.js';
 
 /**
  * The hierarchy: joining a child site to its parent, registering every new site with the
@@ -59,8 +61,7 @@ export async function registerUp(ctx: SiteContext, body: RegisterRequest): Promi
     const cert: CertificateBody = { ...who, issuedAt: ctx.clock().toISOString() };
     return issueCertificate(ctx.key, cert);
   }
-  const answer = await callPeer(parent, 'POST', '/api/v1/sites/register', body);
-  const { certificate } = z.object({ certificate: z.unknown() }).parse(answer);
+  const { certificate } = await peerClient(parent).call(siteCalls.register, body);
   const central = await centralTrust(ctx);
   const vouched = verifyCertificate(certificate, central.key);
   if (vouched.code !== body.code || vouched.keyId !== body.keyId)
@@ -153,45 +154,11 @@ export async function acceptRegister(
   return { certificate };
 }
 
-/** Calls another site of the hierarchy with the credential this site holds for it. */
-export async function callPeer(peer: SiteRow, method: string, path: string, body?: unknown): Promise<unknown> {
-  if (!peer.url || !peer.outboundToken)
-    throw fail('unavailable', `site ${peer.code} cannot be called from here (no address or credential)`);
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, peer.url), {
-      method,
-      headers: { authorization: `Bearer ${peer.outboundToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? null : JSON.stringify(body),
-      signal: AbortSignal.timeout(30_000),
-    });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause;
-    throw fail('unavailable', `site ${peer.code} at ${peer.url} cannot be reached: ${cause?.code ?? (e as Error).message}`);
-  }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw fail('unavailable', `site ${peer.code} answered HTTP ${res.status} with something that is not JSON`);
-  }
-  if (!res.ok) throw errorFromBody(json, `site ${peer.code}: `) ?? fail('unavailable', `site ${peer.code} answered HTTP ${res.status}`);
-  return json;
-}
-
 /** Checks every parent and child site's health and records who answered. */
 export async function pingPeers(ctx: SiteContext): Promise<void> {
   for (const s of [...(await ctx.store.listSites()), ...(await ctx.store.listDps())]) {
     if (!s.url || (s.relation !== 'child' && s.relation !== 'parent' && s.relation !== 'dp')) continue;
-    let ok = false;
-    try {
-      const res = await fetch(new URL('/healthz', s.url), { signal: AbortSignal.timeout(5000) });
-      ok = res.ok;
-    } catch {
-      ok = false;
-    }
-    await ctx.store.setSiteContact(s.code, ok);
+    await ctx.store.setSiteContact(s.code, await new ApiClient(s.url, { who: peerName(s) }).healthy(5000));
   }
 }
 

@@ -5,8 +5,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { getRequestListener, serve } from '@hono/node-server';
+import { ApiClient } from '../api/client.js';
 import type { DpJoinRequest } from '../api/dps.js';
-import { JoinAnswer, type JoinRequest } from '../api/sites.js';
+import { type JoinAnswer, type JoinRequest, siteCalls } from '../api/sites.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool, startPool } from '../content/pool.js';
@@ -19,13 +20,14 @@ import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { isPostgresUrl } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
-import { type SiteRow, Store } from '../store/store.js';
+import { Store } from '../store/store.js';
 import { createApp } from './app.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';
-import { callPeer, parentOf, pingPeers } from './hierarchy.js';
+import { parentOf, pingPeers } from './hierarchy.js';
+import { PEER_TIMEOUT_MS } from './peers.js';
 import { Sender } from './sender.js';
 import { scheduledValidation } from './validation.js';
 
@@ -65,19 +67,15 @@ async function joinParent(
   const common = { token: o.token, keyId: o.key.keyId, publicKey: publicKeyPem(o.key.publicKey), credential };
   const req: JoinRequest | DpJoinRequest =
     o.role === 'dp' ? { ...common, name: o.code, url: o.url ?? null } : { ...common, code: o.code, name: o.name, url: o.url as string };
-  const peer = { code: 'parent', url: o.parentUrl, outboundToken: 'none' } as SiteRow;
-  let raw: unknown;
+  let answer: JoinAnswer;
   try {
-    raw = await callPeer(peer, 'POST', o.role === 'dp' ? '/api/v1/dps/join' : '/api/v1/sites/join', req);
+    const parent = new ApiClient(o.parentUrl, { who: 'the parent', timeoutMs: PEER_TIMEOUT_MS });
+    answer =
+      o.role === 'dp' ? await parent.call(siteCalls.joinDp, req as DpJoinRequest) : await parent.call(siteCalls.join, req as JoinRequest);
   } catch (e) {
-    if (e instanceof CascadeError)
-      throw new CascadeError(
-        e.code,
-        `cannot join ${o.parentUrl}: ${e.message.replace(/^site parent: /, '').replace(/^site parent at /, '')}`,
-      );
+    if (e instanceof CascadeError) throw new CascadeError(e.code, `cannot join ${o.parentUrl}: ${e.message}`);
     throw e;
   }
-  const answer = JoinAnswer.parse(raw);
   const central = { keyId: answer.central.keyId, publicKeyPem: answer.central.publicKey, site: answer.central.code };
   const mine = verifyCertificate(answer.certificate, central);
   if (mine.code !== o.code || mine.keyId !== o.key.keyId)

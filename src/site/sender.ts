@@ -1,10 +1,9 @@
-import http from 'node:http';
-import https from 'node:https';
+import { transferCalls } from '../api/transfers.js';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
 import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
-import { CascadeError, errorFromBody, fail } from '../core/errors.js';
+import { CascadeError, fail } from '../core/errors.js';
 import { TokenBucket } from '../core/rate.js';
 import { backoffSeconds } from '../core/retry.js';
 import { isOpen, nextOpening, type Schedule } from '../core/schedule.js';
@@ -14,8 +13,8 @@ import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { courierHold, isCourier } from './courier.js';
 import { readIncoming, sendRemovals } from './distribution.js';
-import { callPeer } from './hierarchy.js';
 import { emit } from './messages.js';
+import { peerClient } from './peers.js';
 import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } from './routes.js';
 
 /**
@@ -181,14 +180,15 @@ export class Sender {
           });
       const { manifest, signature: sig } = verifyManifest(bytes, ctx.trusted);
       const originCertificate = await this.certificateOf(manifest.origin, sig.keyId);
-      const offer = (await callPeer(child, 'POST', '/api/v1/transfers/offer', {
+      const peer = peerClient(child);
+      const offer = await peer.call(transferCalls.offer, {
         packageId: t.packageId,
         version: t.version,
         priority: t.priority,
         manifest: bytes.toString('base64'),
         originCertificate,
         targets: t.targets,
-      })) as { missing: string[]; versions: number[]; installed: boolean; bytesTotal: number };
+      });
       const sizes = new Map<string, number>();
       for (const e of manifest.files) if (e.type === 'file') for (const [d, n] of e.chunks) sizes.set(d, n);
       const missingBytes = offer.missing.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
@@ -260,17 +260,22 @@ export class Sender {
             .then(() => this.markTargets(t, 'sending', { bytesDone: d, rate, detail: `sending to ${t.child}` }))
             .catch(() => {});
         };
-        const n = await postThrottled(child, '/api/v1/transfers/chunks', parts, route.state.bucket, signal, progress);
-        wire += n;
+        await peerClient(child, { timeoutMs: 0 }).uploadStream(
+          transferCalls.chunks,
+          throttle(each(parts), route.state.bucket, { signal }),
+          batchWire,
+          {
+            onBytes: progress,
+            signal,
+          },
+        );
+        wire += batchWire;
         done += size;
         const rate = meter.add(wire);
         await updateTransfer(ctx.store, t.id, { bytesDone: done, wireBytes: t.wireBytes + wire });
         await this.markTargets(t, 'sending', { bytesDone: done, rate, detail: `sending to ${t.child}` });
       }
-      const commit = (await callPeer(child, 'POST', '/api/v1/transfers/commit', { packageId: t.packageId, version: t.version })) as {
-        installed: boolean;
-        missing: number;
-      };
+      const commit = await peer.call(transferCalls.commit, { packageId: t.packageId, version: t.version });
       if (!commit.installed) throw fail('unavailable', `${t.child} still lacks ${commit.missing} chunk(s) after the transfer`);
       // The child answered for itself: its own target is installed (sites below report later).
       if (t.targets.includes(t.child)) {
@@ -391,59 +396,7 @@ export class Sender {
   }
 }
 
-const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
-
-/**
- * POSTs a binary body through the route's token bucket; returns the bytes sent. A closed
- * connection or an error answer becomes a CascadeError.
- */
-export async function postThrottled(
-  peer: SiteRow,
-  pathName: string,
-  parts: Uint8Array[],
-  bucket: TokenBucket,
-  signal: AbortSignal,
-  onSlice?: (bytes: number) => void,
-): Promise<number> {
-  if (!peer.url || !peer.outboundToken)
-    throw fail('unavailable', `site ${peer.code} cannot be called from here (no address or credential)`);
-  const url = new URL(pathName, peer.url);
-  const length = parts.reduce((n, p) => n + p.length, 0);
-  const mod = url.protocol === 'https:' ? https : http;
-  return new Promise<number>((resolve, reject) => {
-    const req = mod.request(url, {
-      method: 'POST',
-      agent: url.protocol === 'https:' ? agents.https : agents.http,
-      signal,
-      headers: {
-        'content-type': 'application/octet-stream',
-        'content-length': String(length),
-        authorization: `Bearer ${peer.outboundToken}`,
-      },
-    });
-    req.on('response', (res) => {
-      const body: Buffer[] = [];
-      res.on('data', (d: Buffer) => body.push(d));
-      res.on('end', () => {
-        if ((res.statusCode ?? 500) < 400) return resolve(length);
-        const text = Buffer.concat(body).toString('utf8');
-        reject(errorFromBody(text, `site ${peer.code}: `) ?? fail('unavailable', `site ${peer.code} answered HTTP ${res.statusCode}`));
-      });
-      res.on('error', reject);
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => reject(fail('unavailable', `site ${peer.code} at ${peer.url}: ${e.code ?? e.message}`)));
-    (async () => {
-      async function* source() {
-        for (const p of parts) yield p;
-      }
-      for await (const slice of throttle(source(), bucket, { signal })) {
-        if (!req.write(slice)) await new Promise<void>((r) => req.once('drain', () => r()));
-        onSlice?.(slice.length);
-      }
-      req.end();
-    })().catch((e) => {
-      req.destroy(e as Error);
-      reject(e);
-    });
-  });
+/** The parts of a batch, one after another, for the route's token bucket. */
+async function* each(parts: readonly Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) yield p;
 }

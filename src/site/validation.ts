@@ -1,17 +1,17 @@
-import type { ValidateRequest } from '../api/transfers.js';
+import type { DpValidation, ValidateRequest } from '../api/transfers.js';
+import { transferCalls } from '../api/transfers.js';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import { validateVersion } from '../content/validate.js';
 import { fail } from '../core/errors.js';
-import { TokenBucket } from '../core/rate.js';
 import { listTargets } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { siteOfDp } from './dps.js';
-import { callPeer, nextHop } from './hierarchy.js';
+import { nextHop } from './hierarchy.js';
 import { emit } from './messages.js';
-import { postThrottled } from './sender.js';
+import { peerClient } from './peers.js';
 
 /**
  * Validation ("testing the distribution", docs/dp.md): each DP re-hashes the content it holds
@@ -19,19 +19,6 @@ import { postThrottled } from './sender.js';
  * hop, like a distribution; a problem raises a status message naming package, DP, file and
  * chunk. Repair re-sends only the damaged chunks, from the site that feeds the DP.
  */
-
-export interface DpValidation {
-  dp: string;
-  site: string;
-  ok: boolean;
-  checkedFiles: number;
-  checkedBytes: number;
-  problems: { path: string; chunk: string | null; kind: 'missing' | 'damaged' | 'size'; detail: string }[];
-  /** Repair: chunks re-sent, and whether the DP then validated clean. */
-  repaired?: { chunks: number; ok: boolean } | undefined;
-  /** Why this DP could not be checked or repaired. */
-  error?: string | undefined;
-}
 
 async function manifestOf(ctx: SiteContext, packageId: string, version: number): Promise<Manifest> {
   return verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
@@ -75,13 +62,7 @@ async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, diges
   }
   if (parts.length === 0) return 0;
   // The sender's own path for a chunk batch; a repair is small and not held to the route's rate.
-  await postThrottled(
-    peer,
-    '/api/v1/transfers/chunks',
-    parts,
-    new TokenBucket({ rate: null, now: Date.now }),
-    AbortSignal.timeout(300_000),
-  );
+  await peerClient(peer, { timeoutMs: 300_000 }).upload(transferCalls.chunks, parts);
   return parts.length / 2;
 }
 
@@ -102,7 +83,7 @@ export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Pro
     let results: DpValidation[];
     try {
       if (!peer) throw fail('not_found', `${hop} is unknown here`);
-      results = ((await callPeer(peer, 'POST', '/api/v1/transfers/validate', { ...req, targets })) as { results: DpValidation[] }).results;
+      results = (await peerClient(peer).call(transferCalls.validate, { ...req, targets })).results;
     } catch (e) {
       for (const dp of targets)
         out.push({
@@ -126,11 +107,7 @@ export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Pro
           const manifest = await manifestOf(ctx, req.packageId, req.version);
           const chunks = r.problems.map((p) => p.chunk).filter((c): c is string => c !== null);
           const n = await resend(ctx, peer, manifest, chunks);
-          const again = (
-            (await callPeer(peer, 'POST', '/api/v1/transfers/validate', { ...req, targets: [hop], repair: false })) as {
-              results: DpValidation[];
-            }
-          ).results[0];
+          const again = (await peerClient(peer).call(transferCalls.validate, { ...req, targets: [hop], repair: false })).results[0];
           r.repaired = { chunks: n, ok: again?.ok ?? false };
           await emit(ctx, {
             component: 'validation',

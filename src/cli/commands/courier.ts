@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { ApiClient } from '../../api/client.js';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
 import type { ImportReport } from '../../content/parcel.js';
 import { formatOmitHeader, MAX_OMIT_RANGES, readParcelToc } from '../../content/parcel-toc.js';
@@ -11,7 +12,6 @@ import { parsePackageId } from '../../core/package.js';
 import { parseSiteCode } from '../../core/site.js';
 import { BlockFileWriter } from '../../lib/blockfile.js';
 import { printJson } from '../../lib/output.js';
-import { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
 
@@ -132,7 +132,7 @@ function readFile(
  * the site cannot tell (then the whole file goes, and the site's import says what is wrong).
  */
 async function resumePlan(
-  client: SiteClient,
+  client: ApiClient,
   missingPath: string,
   file: string,
   size: number,
@@ -320,7 +320,7 @@ export function registerCourier(program: Command): void {
     if (dp !== undefined) {
       // The site vouches (admin token, operate); the DP checks the site's signature itself.
       const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', '/api/v1/courier/dp-tickets', { json: { dp } });
-      client = new SiteClient(o.dpUrl ?? t.url, t.ticket, `DP ${t.dp}`);
+      client = new ApiClient(o.dpUrl ?? t.url, { token: t.ticket, who: `DP ${t.dp}` });
     }
     // Chunks the site (or the DP) holds already, from a repeated or resumed import, are left out.
     const plan = await resumePlan(client, dp === undefined ? '/api/v1/chunks/missing' : '/api/v1/courier/missing', file, st.size);
@@ -329,17 +329,14 @@ export function registerCourier(program: Command): void {
     let sent = 0;
     const parcel = readFile(file, plan?.ranges);
     const r = await client
-      .uploadStream<ImportReport & { dp?: string }>(
-        '/api/v1/courier/import',
-        parcel.pieces,
-        length,
-        (n) => {
+      .uploadStream<ImportReport & { dp?: string }>('/api/v1/courier/import', parcel.pieces, length, {
+        onBytes: (n) => {
           sent += n;
           bar.update(sent, sent >= length ? 'verifying and installing' : '');
         },
-        parcel.release,
-        plan ? { 'x-cascade-omit': plan.omit } : {},
-      )
+        release: parcel.release,
+        headers: plan ? { 'x-cascade-omit': plan.omit } : {},
+      })
       .finally(() => bar.done());
     if (o.json) {
       printJson(r);

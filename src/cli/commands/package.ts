@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import type { ApiClient } from '../../api/client.js';
 // Types only at the top: content modules (zod, piscina) load when a command needs them, so
 // every other command starts without them.
 import type { Manifest, Program } from '../../content/manifest.js';
@@ -8,7 +9,6 @@ import type { TrustedKey } from '../../content/signing.js';
 import { fail } from '../../core/errors.js';
 import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
-import type { SiteClient } from '../client.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
 
@@ -38,7 +38,7 @@ function parsePriority(v: string): Priority {
 }
 
 /** The keys the site accepts manifests from (its own, the central site's, vouched ones). */
-export async function siteTrust(client: SiteClient): Promise<TrustedKey[]> {
+export async function siteTrust(client: ApiClient): Promise<TrustedKey[]> {
   const s = await client.json<{
     code: string;
     keyId: string;
@@ -68,7 +68,7 @@ async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
   return { keyId: keyIdFor(id.slice(0, 3), key), publicKeyPem: publicKeyPem(key), site: id.slice(0, 3) };
 }
 
-async function latestManifest(client: SiteClient, id: string): Promise<Manifest> {
+async function latestManifest(client: ApiClient, id: string): Promise<Manifest> {
   const show = await client.json<{ version: number }>('GET', `/api/v1/packages/${id}`);
   const bytes = await client.bytes(`/api/v1/packages/${id}/versions/${show.version}/manifest`);
   const { verifyManifest } = await import('../../content/manifest.js');
@@ -222,7 +222,7 @@ export function registerPackage(program: Command): void {
     const source = o.from ? staticSource(o.from) : client;
     if (!source) throw fail('usage', '--trust-key needs --from URL (or --site URL to fetch from the site)');
     const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [await trustKeyFile(o.trustKey, pid)] : [])];
-    const version = o.version ?? (await (client as SiteClient).json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
+    const version = o.version ?? (await (client as ApiClient).json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
     const progress = new Progress(`fetch ${pid}`, 0, !o.json);
     try {
       const r = await fetchVersion(source, pid, version, dest, {

@@ -1,6 +1,16 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { Digests, Missing } from '../../api/chunks.js';
-import { DpImportReport, DpTicket, ImportReport, OmitHeader, Parcel } from '../../api/courier.js';
+import {
+  ArrivedAnswer,
+  ArrivedRequest,
+  DpImportReport,
+  DpTicket,
+  ImportReport,
+  OmitHeader,
+  Parcel,
+  WaitingAnswer,
+  WaitingRequest,
+} from '../../api/courier.js';
 import { parseOmitHeader } from '../../content/parcel.js';
 import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
@@ -153,17 +163,14 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
         body: {
           content: {
             'application/json': {
-              schema: z.strictObject({
-                parcel: z.string().max(64),
-                packages: z.array(z.strictObject({ id: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) })).max(1000),
-              }),
+              schema: ArrivedRequest,
             },
           },
           required: true,
         },
       },
       responses: {
-        200: { description: 'Checked', content: { 'application/json': { schema: z.object({ transfers: z.number() }) } } },
+        200: { description: 'Checked', content: { 'application/json': { schema: ArrivedAnswer } } },
         ...errorResponses,
       },
     }),
@@ -301,19 +308,14 @@ function registerWaitingRoute(app: App, parts: AppParts): void {
         body: {
           content: {
             'application/json': {
-              schema: z.strictObject({
-                packageId: z.string().regex(PACKAGE_ID),
-                version: z.number().int().min(1),
-                missingBytes: z.number().int().min(0),
-                parcel: z.string().max(64).nullable(),
-              }),
+              schema: WaitingRequest,
             },
           },
           required: true,
         },
       },
       responses: {
-        200: { description: 'Noted', content: { 'application/json': { schema: z.object({ updated: z.boolean() }) } } },
+        200: { description: 'Noted', content: { 'application/json': { schema: WaitingAnswer } } },
         ...errorResponses,
       },
     }),

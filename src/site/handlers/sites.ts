@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { JoinAnswer, JoinRequest, RegisterRequest, SiteEntry } from '../../api/sites.js';
+import { JoinAnswer, JoinRequest, RegisterAnswer, RegisterRequest, SiteEntry } from '../../api/sites.js';
 import { fail } from '../../core/errors.js';
 import { acceptJoin, acceptRegister, centralTrust, parentOf } from '../hierarchy.js';
 import { type App, type AppParts, errorResponses, need } from '../http.js';
@@ -70,7 +70,7 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'Registered; the central site vouches for its key',
-          content: { 'application/json': { schema: z.object({ certificate: z.unknown() }) } },
+          content: { 'application/json': { schema: RegisterAnswer } },
         },
         ...errorResponses,
       },

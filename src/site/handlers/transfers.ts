@@ -1,8 +1,20 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { IngestReport } from '../../api/chunks.js';
-import { Offer, PreviewRequest, RemoveRequest, StatusReport, ValidateRequest } from '../../api/transfers.js';
+import {
+  CommitAnswer,
+  CommitRequest,
+  Offer,
+  OfferAnswer,
+  PreviewAnswer,
+  PreviewRequest,
+  RemoveAnswer,
+  RemoveRequest,
+  StatusAnswer,
+  StatusReport,
+  ValidateAnswer,
+  ValidateRequest,
+} from '../../api/transfers.js';
 import { fail } from '../../core/errors.js';
-import { PACKAGE_ID } from '../../core/package.js';
 import { ingestBatch } from '../content.js';
 import { acceptOffer, acceptRemove, acceptStatus, commitOffer, previewBelow } from '../distribution.js';
 import { type App, type AppParts, bodyStream, errorResponses, need } from '../http.js';
@@ -37,12 +49,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
           description: 'What this site lacks',
           content: {
             'application/json': {
-              schema: z.object({
-                missing: z.array(z.string()),
-                versions: z.array(z.number()),
-                installed: z.boolean(),
-                bytesTotal: z.number(),
-              }),
+              schema: OfferAnswer,
             },
           },
         },
@@ -89,7 +96,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       request: {
         body: {
           content: {
-            'application/json': { schema: z.strictObject({ packageId: z.string().regex(PACKAGE_ID), version: z.number().int().min(1) }) },
+            'application/json': { schema: CommitRequest },
           },
           required: true,
         },
@@ -97,7 +104,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'Installed, or how many chunks are still missing',
-          content: { 'application/json': { schema: z.object({ installed: z.boolean(), missing: z.number() }) } },
+          content: { 'application/json': { schema: CommitAnswer } },
         },
         ...errorResponses,
       },
@@ -118,7 +125,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       summary: 'A child site or a DP reports targets, status messages and DP state (site credential)',
       request: { body: { content: { 'application/json': { schema: StatusReport } }, required: true } },
       responses: {
-        200: { description: 'Kept', content: { 'application/json': { schema: z.object({ targets: z.number(), messages: z.number() }) } } },
+        200: { description: 'Kept', content: { 'application/json': { schema: StatusAnswer } } },
         ...errorResponses,
       },
     }),
@@ -140,7 +147,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
           description: 'Bytes this site lacks, and the routes and targets below it',
           content: {
             'application/json': {
-              schema: z.object({ missingBytes: z.number(), routes: z.array(z.unknown()), targets: z.array(z.unknown()) }),
+              schema: PreviewAnswer,
             },
           },
         },
@@ -162,7 +169,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'Removed here, or being removed further down',
-          content: { 'application/json': { schema: z.object({ removed: z.array(z.string()), removing: z.array(z.string()) }) } },
+          content: { 'application/json': { schema: RemoveAnswer } },
         },
         ...errorResponses,
       },
@@ -184,7 +191,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       responses: {
         200: {
           description: 'Per DP: what was checked and what is wrong',
-          content: { 'application/json': { schema: z.object({ results: z.array(z.unknown()) }) } },
+          content: { 'application/json': { schema: ValidateAnswer } },
         },
         ...errorResponses,
       },

@@ -26,10 +26,12 @@ export const ImportReport = z
     }),
   })
   .meta({ id: 'CourierImport' });
+export type ImportReport = z.infer<typeof ImportReport>;
 
 export const DpImportReport = ImportReport.extend({ dp: z.string().describe('the DP that imported the parcel') }).meta({
   id: 'CourierDpImport',
 });
+export type DpImportReport = z.infer<typeof DpImportReport>;
 
 export const DpTicket = z
   .object({
@@ -40,6 +42,7 @@ export const DpTicket = z
     expiresAt: z.string(),
   })
   .meta({ id: 'CourierDpTicket' });
+export type DpTicket = z.infer<typeof DpTicket>;
 
 export const Parcel = z
   .object({
@@ -53,6 +56,7 @@ export const Parcel = z
     result: z.unknown().nullable(),
   })
   .meta({ id: 'CourierParcel' });
+export type Parcel = z.infer<typeof Parcel>;
 
 /** Chunks a parcel's sender left out of the body (ones the receiver said it holds). */
 export const OmitHeader = z.object({
@@ -62,6 +66,7 @@ export const OmitHeader = z.object({
     .optional()
     .describe('chunk numbers (0-based, in index order) left out of the body, as half-open ranges: "0-4000,4100-4200"'),
 });
+export type OmitHeader = z.infer<typeof OmitHeader>;
 
 /** A child site or a DP says a parcel was imported there: its parent checks its courier transfers at once. */
 export const ArrivedRequest = z.strictObject({
@@ -70,6 +75,7 @@ export const ArrivedRequest = z.strictObject({
 });
 export type ArrivedRequest = z.infer<typeof ArrivedRequest>;
 export const ArrivedAnswer = z.object({ transfers: z.number() });
+export type ArrivedAnswer = z.infer<typeof ArrivedAnswer>;
 
 /** The parent waits for a courier parcel for a version: the child shows it in its own status. */
 export const WaitingRequest = z.strictObject({
@@ -80,6 +86,7 @@ export const WaitingRequest = z.strictObject({
 });
 export type WaitingRequest = z.infer<typeof WaitingRequest>;
 export const WaitingAnswer = z.object({ updated: z.boolean() });
+export type WaitingAnswer = z.infer<typeof WaitingAnswer>;
 
 export const courierCalls = {
   arrived: { method: 'POST', path: '/api/v1/courier/arrived', request: ArrivedRequest, response: ArrivedAnswer },

@@ -19,6 +19,7 @@ export const Target = z
     updatedAt: z.string(),
   })
   .meta({ id: 'Target' });
+export type Target = z.infer<typeof Target>;
 
 export const Transfer = z
   .object({
@@ -39,6 +40,7 @@ export const Transfer = z
     updatedAt: z.string(),
   })
   .meta({ id: 'Transfer' });
+export type Transfer = z.infer<typeof Transfer>;
 
 export const Message = z
   .object({
@@ -52,6 +54,7 @@ export const Message = z
     packageId: z.string().nullable(),
   })
   .meta({ id: 'StatusMessage' });
+export type Message = z.infer<typeof Message>;
 
 export const Summary = z
   .object({
@@ -65,6 +68,7 @@ export const Summary = z
     removed: z.number(),
   })
   .meta({ id: 'StatusSummary' });
+export type Summary = z.infer<typeof Summary>;
 
 export const PlanRoute = z
   .object({
@@ -111,3 +115,30 @@ export const Specs = z
   .min(1)
   .max(10_000)
   .describe('site:CODE (every DP of the site), dp:NAME, group:NAME');
+export type Specs = z.infer<typeof Specs>;
+
+/** One DP's validation: what was checked, what is wrong, what repair did. */
+export const DpValidation = z
+  .object({
+    dp: z.string(),
+    site: z.string(),
+    ok: z.boolean(),
+    checkedFiles: z.number(),
+    checkedBytes: z.number(),
+    problems: z.array(
+      z.object({ path: z.string(), chunk: z.string().nullable(), kind: z.enum(['missing', 'damaged', 'size']), detail: z.string() }),
+    ),
+    repaired: z
+      .object({ chunks: z.number(), ok: z.boolean() })
+      .optional()
+      .describe('chunks re-sent, and whether the DP then validated clean'),
+    error: z.string().optional().describe('why this DP could not be checked or repaired'),
+  })
+  .meta({ id: 'DpValidation' });
+export type DpValidation = z.infer<typeof DpValidation>;
+
+/** A validation's answer: per DP, what was checked, what is wrong, what repair did. */
+export const Validation = z
+  .object({ packageId: z.string(), version: z.number(), results: z.array(DpValidation) })
+  .meta({ id: 'Validation' });
+export type Validation = z.infer<typeof Validation>;

@@ -16,10 +16,13 @@ export const DpEntry = z
     at: z.string().describe('when this state was reported'),
   })
   .meta({ id: 'DistributionPoint' });
+export type DpEntry = z.infer<typeof DpEntry>;
 
 export const Group = z.object({ name: z.string(), members: z.array(z.string()), createdAt: z.string() }).meta({ id: 'DpGroup' });
+export type Group = z.infer<typeof Group>;
 
 export const Members = z.strictObject({ dps: z.array(z.string().min(1).max(64)).min(1).max(10_000) });
+export type Members = z.infer<typeof Members>;
 
 /**
  * Distribution points as a site sees them (see docs/dp.md). A remote DP joins a site with a
@@ -42,6 +45,7 @@ export const DpJoinRequest = z.strictObject({
 export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
 
 export const HeldVersion = z.strictObject({ packageId: z.string().max(16), version: z.number().int().min(1) });
+export type HeldVersion = z.infer<typeof HeldVersion>;
 
 /** The state a DP reports: where it is, how much room it has, what it holds. */
 export const DpState = z.strictObject({

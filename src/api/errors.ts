@@ -12,5 +12,6 @@ export const ErrorSchema = z
     }),
   })
   .meta({ id: 'Error' });
+export type ErrorSchema = z.infer<typeof ErrorSchema>;
 
 export type ErrorBody = z.infer<typeof ErrorSchema>;

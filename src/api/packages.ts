@@ -3,8 +3,10 @@ import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { entrySchema, LIMITS, programSchema } from './manifests.js';
 
 export const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
+export type IdParam = z.infer<typeof IdParam>;
 
 export const VersionQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
+export type VersionQuery = z.infer<typeof VersionQuery>;
 
 export const VersionReport = z
   .object({
@@ -17,6 +19,7 @@ export const VersionReport = z
     newChunkBytes: z.number(),
   })
   .meta({ id: 'VersionReport' });
+export type VersionReport = z.infer<typeof VersionReport>;
 
 export const files = z.array(entrySchema).max(LIMITS.entries);
 
@@ -26,6 +29,7 @@ export const CreateBody = z.strictObject({
   programs: z.array(programSchema).max(LIMITS.programs).optional(),
   files,
 });
+export type CreateBody = z.infer<typeof CreateBody>;
 
 export const UpdateBody = CreateBody.partial({ name: true });
 
@@ -42,6 +46,7 @@ export const PackageSummary = z
     updatedAt: z.string(),
   })
   .meta({ id: 'PackageSummary' });
+export type PackageSummary = z.infer<typeof PackageSummary>;
 
 export const PackageShow = z
   .object({
@@ -60,6 +65,7 @@ export const PackageShow = z
     versions: z.array(z.number()),
   })
   .meta({ id: 'PackageShow' });
+export type PackageShow = z.infer<typeof PackageShow>;
 
 export const Problem = z.object({
   path: z.string().nullable(),
@@ -67,6 +73,7 @@ export const Problem = z.object({
   kind: z.enum(['missing', 'damaged', 'size', 'manifest']),
   detail: z.string(),
 });
+export type Problem = z.infer<typeof Problem>;
 
 export const VerifyReport = z
   .object({
@@ -84,3 +91,4 @@ export const VerifyReport = z
     ),
   })
   .meta({ id: 'VerifyReport' });
+export type VerifyReport = z.infer<typeof VerifyReport>;

@@ -11,12 +11,14 @@ export const RouteView = z
     updatedAt: z.string().nullable(),
   })
   .meta({ id: 'Route' });
+export type RouteView = z.infer<typeof RouteView>;
 
 export const ChildParam = z.object({
   child: z
     .string()
     .regex(/^(?:[A-Za-z0-9]{3}|[A-Za-z0-9][A-Za-z0-9._-]{3,63})$/, 'a child site code (three letters or digits) or a DP name'),
 });
+export type ChildParam = z.infer<typeof ChildParam>;
 
 export const QueueEntry = z.object({
   position: z.number().describe('1 = next to go; sending transfers come first'),
@@ -35,6 +37,7 @@ export const QueueEntry = z.object({
   nextAttemptAt: z.string().nullable(),
   lastError: z.string().nullable(),
 });
+export type QueueEntry = z.infer<typeof QueueEntry>;
 
 export const RouteQueue = z
   .object({
@@ -46,3 +49,4 @@ export const RouteQueue = z
     transfers: z.array(QueueEntry),
   })
   .meta({ id: 'RouteQueue' });
+export type RouteQueue = z.infer<typeof RouteQueue>;

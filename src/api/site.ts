@@ -13,3 +13,4 @@ export const SiteInfo = z
       .describe("every key this site accepts manifests from: its own, the central site's, and keys vouched for by the central site"),
   })
   .meta({ id: 'SiteInfo' });
+export type SiteInfo = z.infer<typeof SiteInfo>;

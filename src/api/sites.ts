@@ -15,6 +15,7 @@ export const SiteEntry = z
     lastContact: z.string().nullable(),
   })
   .meta({ id: 'SiteEntry' });
+export type SiteEntry = z.infer<typeof SiteEntry>;
 
 export const JoinRequest = z.strictObject({
   token: z.string().min(1).max(256),
@@ -36,6 +37,7 @@ export const PeerInfo = z.object({
   keyId: z.string(),
   publicKey: z.string(),
 });
+export type PeerInfo = z.infer<typeof PeerInfo>;
 
 export const JoinAnswer = z.object({
   parent: PeerInfo,

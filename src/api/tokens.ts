@@ -9,3 +9,4 @@ export const Token = z
     createdAt: z.string(),
   })
   .meta({ id: 'Token' });
+export type Token = z.infer<typeof Token>;

@@ -5,7 +5,7 @@ import { TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { IngestReport } from './chunks.js';
 import type { Endpoint } from './client.js';
-import { PlanRoute } from './distributions.js';
+import { DpValidation, PlanRoute } from './distributions.js';
 import { DpState } from './dps.js';
 
 /**
@@ -131,26 +131,6 @@ export type PreviewAnswer = z.infer<typeof PreviewAnswer>;
 
 export const RemoveAnswer = z.object({ removed: z.array(z.string()), removing: z.array(z.string()) });
 export type RemoveAnswer = z.infer<typeof RemoveAnswer>;
-
-/** One DP's validation: what was checked, what is wrong, what repair did. */
-export const DpValidation = z
-  .object({
-    dp: z.string(),
-    site: z.string(),
-    ok: z.boolean(),
-    checkedFiles: z.number(),
-    checkedBytes: z.number(),
-    problems: z.array(
-      z.object({ path: z.string(), chunk: z.string().nullable(), kind: z.enum(['missing', 'damaged', 'size']), detail: z.string() }),
-    ),
-    repaired: z
-      .object({ chunks: z.number(), ok: z.boolean() })
-      .optional()
-      .describe('chunks re-sent, and whether the DP then validated clean'),
-    error: z.string().optional().describe('why this DP could not be checked or repaired'),
-  })
-  .meta({ id: 'DpValidation' });
-export type DpValidation = z.infer<typeof DpValidation>;
 
 export const ValidateAnswer = z.object({ results: z.array(DpValidation) });
 export type ValidateAnswer = z.infer<typeof ValidateAnswer>;

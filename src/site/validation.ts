@@ -1,4 +1,5 @@
-import type { DpValidation, ValidateRequest } from '../api/transfers.js';
+import type { DpValidation } from '../api/distributions.js';
+import type { ValidateRequest } from '../api/transfers.js';
 import { transferCalls } from '../api/transfers.js';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';

@@ -1,43 +1,10 @@
 import type { Command } from 'commander';
+import type { Plan, Summary, Target } from '../../api/distributions.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, DEFAULT_SITE, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
-
-interface Target {
-  dp: string;
-  site: string;
-  via: string | null;
-  version: number;
-  state: string;
-  bytesDone: number;
-  bytesTotal: number;
-  rate: number;
-  etaSeconds: number | null;
-  retries: number;
-  nextRetryAt: string | null;
-  lastError: string | null;
-  detail: string | null;
-}
-interface Summary {
-  targeted: number;
-  installed: number;
-  sending: number;
-  pending: number;
-  retrying: number;
-  failed: number;
-  removing: number;
-  removed: number;
-}
-interface Plan {
-  packageId: string;
-  version: number;
-  dryRun: boolean;
-  bytes: number;
-  routes: { from: string; to: string; bytes: number; rate: number | null; etaSeconds: number | null; note: string | null }[];
-  targets: { dp: string; site: string; path: string[]; state: string; bytes: number; etaSeconds: number | null; added: boolean }[];
-}
 
 export const fmtEta = (s: number | null) =>
   s === null ? 'never' : s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;

@@ -1,41 +1,11 @@
 import type { Command } from 'commander';
+import type { Validation } from '../../api/distributions.js';
+import type { DpEntry, Group } from '../../api/dps.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
-
-interface DpEntry {
-  name: string;
-  site: string;
-  kind: 'local' | 'remote';
-  url: string | null;
-  state: string;
-  freeBytes: number | null;
-  totalBytes: number | null;
-  packages: { packageId: string; version: number }[];
-  lastContact: string | null;
-}
-interface Group {
-  name: string;
-  members: string[];
-  createdAt: string;
-}
-
-interface Validation {
-  packageId: string;
-  version: number;
-  results: {
-    dp: string;
-    site: string;
-    ok: boolean;
-    checkedFiles: number;
-    checkedBytes: number;
-    problems: { path: string; chunk: string | null; kind: string; detail: string }[];
-    repaired?: { chunks: number; ok: boolean };
-    error?: string;
-  }[];
-}
 
 function validationText(r: Validation): string {
   let out = `${r.packageId} version ${r.version}:\n`;

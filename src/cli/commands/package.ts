@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { ApiClient } from '../../api/client.js';
+import type { VersionReport } from '../../api/packages.js';
 // Types only at the top: content modules (zod, piscina) load when a command needs them, so
 // every other command starts without them.
 import type { Manifest, Program } from '../../content/manifest.js';
@@ -11,16 +12,6 @@ import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../c
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
-
-interface VersionReport {
-  id: string;
-  version: number;
-  files: number;
-  bytes: number;
-  newBytes: number;
-  newChunks: number;
-  newChunkBytes: number;
-}
 
 function parseProgram(v: string, prev: Program[] = []): Program[] {
   const i = v.indexOf('=');

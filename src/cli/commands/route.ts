@@ -1,19 +1,11 @@
 import type { Command } from 'commander';
+import type { RouteView } from '../../api/routes.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parseRate } from '../../core/rate.js';
 import { type Cell, checkTimeZone, parseSchedule, scheduleTable } from '../../core/schedule.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
-
-interface RouteView {
-  child: string;
-  rate: number | null;
-  rateText: string;
-  concurrency: number;
-  schedule: { timeZone: string; cells: Cell[]; spec: string };
-  updatedAt: string | null;
-}
 
 const show = (r: RouteView): string =>
   `route to ${r.child}: rate ${r.rateText}, ${r.concurrency} package(s) in flight, schedule "${r.schedule.spec}" (${r.schedule.timeZone})\n` +

@@ -1,16 +1,7 @@
 import type { Command } from 'commander';
+import type { SiteEntry } from '../../api/sites.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
-
-interface SiteEntry {
-  code: string;
-  name: string;
-  parent: string | null;
-  relation: string;
-  url: string | null;
-  reachable: boolean | null;
-  lastContact: string | null;
-}
 
 /** `cascade site join-token | list`: hierarchy commands over a site's API. */
 export function registerSiteAdmin(site: Command): void {

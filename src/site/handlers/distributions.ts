@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { Message, Plan, Specs, Summary, Target, Transfer } from '../../api/distributions.js';
+import { Message, Plan, Specs, Summary, Target, Transfer, Validation } from '../../api/distributions.js';
 import { SEVERITIES } from '../../core/distribution.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
@@ -101,26 +101,6 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
     },
   );
 
-  const Validation = z
-    .object({
-      packageId: z.string(),
-      version: z.number(),
-      results: z.array(
-        z.object({
-          dp: z.string(),
-          site: z.string(),
-          ok: z.boolean(),
-          checkedFiles: z.number(),
-          checkedBytes: z.number(),
-          problems: z.array(
-            z.object({ path: z.string(), chunk: z.string().nullable(), kind: z.enum(['missing', 'damaged', 'size']), detail: z.string() }),
-          ),
-          repaired: z.object({ chunks: z.number(), ok: z.boolean() }).optional(),
-          error: z.string().optional(),
-        }),
-      ),
-    })
-    .openapi('Validation');
   app.openapi(
     createRoute({
       method: 'post',

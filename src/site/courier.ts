@@ -185,10 +185,11 @@ async function markWaiting(
   const detail = w.parcel
     ? `waiting for courier parcel ${w.parcel} (exported ${w.exportedAt}); ${missingText(w.missingBytes)} still missing at ${t.child}`
     : `waiting for a courier parcel: ${missingText(w.missingBytes)} missing at ${t.child} (cascade courier export ${t.packageId} ${to} ${t.child})`;
-  for (const x of await listTargets(ctx.store, t.packageId)) {
-    if (x.version !== t.version || !t.targets.includes(x.site) || x.state === 'installed') continue;
+  for (const x of await listTargets(ctx.store, { packageId: t.packageId, version: t.version, sites: t.targets })) {
+    if (x.state === 'installed') continue;
     await updateTarget(ctx.store, t.packageId, t.version, x.site, {
       state: 'pending',
+      awaiting: 'courier',
       detail,
       bytesDone: w.bytesTotal - w.missingBytes,
       rate: 0,
@@ -204,10 +205,11 @@ export async function courierWaiting(
   from: string,
   w: { packageId: string; version: number; missingBytes: number; parcel: string | null },
 ): Promise<boolean> {
-  const own = (await listTargets(ctx.store, w.packageId)).find((t) => t.version === w.version && t.site === ctx.code);
+  const [own] = await listTargets(ctx.store, { packageId: w.packageId, version: w.version, site: ctx.code });
   if (!own || own.state === 'installed') return false;
   await updateTarget(ctx.store, w.packageId, w.version, ctx.code, {
     state: 'pending',
+    awaiting: 'courier',
     bytesDone: Math.max(0, own.bytesTotal - w.missingBytes),
     rate: 0,
     detail: `waiting for a courier parcel from ${from}${w.parcel ? ` (parcel ${w.parcel} exported)` : ''}: ${missingText(w.missingBytes)} missing here`,
@@ -325,7 +327,7 @@ export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<
 /** Chunks of the versions of a package that `site` is known to hold (and this site holds too). */
 async function chunksKnownAt(ctx: SiteContext, id: string, site: string, more: number[]): Promise<Set<string>> {
   const versions = new Set(more);
-  for (const t of await listTargets(ctx.store, id)) if (t.site === site && t.state === 'installed') versions.add(t.version);
+  for (const t of await listTargets(ctx.store, { packageId: id, site, states: ['installed'] })) versions.add(t.version);
   const held = new Set<string>();
   for (const v of versions) {
     if (!(await ctx.store.getVersion(id, v))) continue;
@@ -617,7 +619,7 @@ export function siteSink(ctx: SiteContext): ParcelSink {
         if (r.installed) return { installed: true, missingChunks: 0, missingBytes: 0 };
       }
       const missingBytes = missing.reduce((n, d) => n + (chunks.get(d) ?? 0), 0);
-      const own = (await listTargets(ctx.store, p.id)).find((t) => t.version === p.version && t.site === ctx.code);
+      const [own] = await listTargets(ctx.store, { packageId: p.id, version: p.version, site: ctx.code });
       if (own && own.state !== 'installed') {
         await updateTarget(ctx.store, p.id, p.version, ctx.code, {
           state: 'pending',

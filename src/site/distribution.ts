@@ -7,7 +7,7 @@ import { transferCalls } from '../api/transfers.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
-import type { TARGET_STATES } from '../core/distribution.js';
+import { TARGET_STATES } from '../core/distribution.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import { backoffSeconds } from '../core/retry.js';
@@ -37,6 +37,7 @@ import { centralTrust, nextHop, parentOf } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { routeSchedule } from './routes.js';
+import { Summary } from '../api/distributions.js';
 
 /**
  * Distribution down the tree (see docs/distribution.md): targets, the path to each, the
@@ -139,7 +140,7 @@ export async function distribute(
   const manifest = verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
   const chunks = [...manifestChunks(manifest)];
   const preview = await previewBelow(ctx, { packageId, version, priority: pkg.priority, chunks, targets: dps });
-  const existing = new Map((await listTargets(ctx.store, packageId)).filter((t) => t.version === version).map((t) => [t.site, t]));
+  const existing = new Map((await listTargets(ctx.store, { packageId, version })).map((t) => [t.site, t]));
   const plan: Plan = {
     packageId,
     version,
@@ -237,8 +238,8 @@ export async function acceptOffer(
   const missing = [...chunks.keys()].filter((d) => !have.has(d));
   if (!installed && o.targets.includes(ctx.code)) {
     // A courier transfer offers again while it waits for the parcel: what it waits for stands.
-    const mine = (await listTargets(ctx.store, o.packageId)).find((t) => t.version === o.version && t.site === ctx.code);
-    if (!mine?.detail?.startsWith('waiting for a courier parcel'))
+    const [mine] = await listTargets(ctx.store, { packageId: o.packageId, version: o.version, site: ctx.code });
+    if (mine?.awaiting !== 'courier')
       await updateTarget(ctx.store, o.packageId, o.version, ctx.code, { state: 'sending', detail: `receiving from ${from}` });
   }
   // Relay: the targets below start at once; each chunk goes on as soon as it is verified here.
@@ -297,8 +298,8 @@ export async function commitOffer(
 
 /** Queues the version towards every target below this site that does not have it yet. */
 async function queueOnward(ctx: SiteContext, manifest: Manifest): Promise<void> {
-  const targets = (await listTargets(ctx.store, manifest.id)).filter(
-    (t) => t.version === manifest.version && t.via !== null && t.state !== 'installed',
+  const targets = (await listTargets(ctx.store, { packageId: manifest.id, version: manifest.version, below: true })).filter(
+    (t) => t.state !== 'installed',
   );
   const byChild = new Map<string, string[]>();
   for (const t of targets) byChild.set(t.via as string, [...(byChild.get(t.via as string) ?? []), t.site]);
@@ -317,7 +318,7 @@ async function queueOnward(ctx: SiteContext, manifest: Manifest): Promise<void> 
 
 /** The version is here: this site's own target is installed; the rest go on down. */
 async function onInstalled(ctx: SiteContext, manifest: Manifest, from: string): Promise<void> {
-  const targets = (await listTargets(ctx.store, manifest.id)).filter((t) => t.version === manifest.version);
+  const targets = await listTargets(ctx.store, { packageId: manifest.id, version: manifest.version });
   for (const t of targets) {
     if (t.via === null) {
       if (t.state !== 'installed') {
@@ -368,7 +369,7 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
   const sending = (await listTransfers(ctx.store, { child: from })).filter((x) => x.state !== 'done' && x.state !== 'failed');
   for (const t of r.targets) {
     // Only targets this site routed through that neighbour.
-    const mine = (await listTargets(ctx.store, t.packageId)).find((x) => x.version === t.version && x.site === t.site);
+    const [mine] = await listTargets(ctx.store, { packageId: t.packageId, version: t.version, site: t.site });
     if (!mine || mine.via !== from) continue;
     // A removal this site ordered is finished only when the neighbour says so.
     if (mine.state === 'removing' && t.state !== 'removed') continue;
@@ -415,7 +416,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const parent = await parentOf(ctx.store);
   if (!parent) return false;
   const mark = (await ctx.store.getMeta('status.reportedUpTo')) ?? '';
-  const targets = (await listTargets(ctx.store)).filter((t) => t.updatedAt > mark);
+  const targets = await listTargets(ctx.store, { changedAfter: mark });
   const messages = await unforwardedMessages(ctx.store, 1000);
   // The DPs' state goes up with every report: at once when it changed, else every DP_STATE_SECONDS.
   const dps = await dpStates(ctx, parent.code);
@@ -453,11 +454,10 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   return true;
 }
 
-export type StatusSummary = { targeted: number } & Record<(typeof TARGET_STATES)[number], number>;
 
 /** Counts per state; removed targets are no longer targeted. */
-export function summarise(targets: readonly TargetRow[]): StatusSummary {
-  const s: StatusSummary = { targeted: 0, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0, removing: 0, removed: 0 };
+export function summarise(targets: readonly TargetRow[]): Summary {
+  const s: Summary = { targeted: 0, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0, removing: 0, removed: 0 };
   for (const t of targets) {
     s[t.state]++;
     if (t.state !== 'removed') s.targeted++;
@@ -478,9 +478,12 @@ async function removeLocal(ctx: SiteContext, packageId: string, version: number)
   const manifest = verifyManifest(await ctx.library.readManifest(packageId, version), ctx.trusted).manifest;
   if (manifest.origin === ctx.code && (await ctx.store.getMeta('site.role')) !== 'dp')
     return `content kept: ${ctx.code} is where ${packageId} was made (delete the version there to drop it)`;
-  const relayed = (await listTargets(ctx.store, packageId)).filter(
-    (t) => t.version === version && t.via !== null && t.state !== 'removed' && t.state !== 'removing',
-  );
+  const relayed = await listTargets(ctx.store, {
+    packageId,
+    version,
+    below: true,
+    states: TARGET_STATES.filter((s) => s !== 'removed' && s !== 'removing'),
+  });
   if (relayed.length > 0) return `content kept: still sent on to ${relayed.map((t) => t.site).join(', ')}`;
   await deleteVersion(ctx, packageId, version);
   return null;
@@ -488,7 +491,7 @@ async function removeLocal(ctx: SiteContext, packageId: string, version: number)
 
 /** Marks targets removed here or removing further down; the sender carries removals down. */
 async function removeTargets(ctx: SiteContext, packageId: string, version: number, names: readonly string[]): Promise<void> {
-  const all = (await listTargets(ctx.store, packageId)).filter((t) => t.version === version);
+  const all = await listTargets(ctx.store, { packageId, version, sites: names });
   await dropTransferTargets(ctx.store, packageId, version, names);
   const local = names.filter((n) => n === ctx.code);
   for (const name of names) {
@@ -498,6 +501,7 @@ async function removeTargets(ctx: SiteContext, packageId: string, version: numbe
     if (via !== null) {
       await updateTarget(ctx.store, packageId, version, name, {
         state: 'removing',
+        awaiting: 'removal',
         detail: 'removal queued',
         nextRetryAt: null,
         lastError: null,
@@ -526,7 +530,7 @@ export async function undistribute(
   from: string[],
 ): Promise<{ packageId: string; version: number; targets: { dp: string; site: string; state: string }[] }> {
   const pkg = await ctx.store.getPackage(packageId);
-  const targets = await listTargets(ctx.store, packageId);
+  const targets = await listTargets(ctx.store, { packageId });
   if (!pkg && targets.length === 0) throw fail('not_found', `package ${packageId} is not known at site ${ctx.code}`);
   const version = versionWanted ?? pkg?.latestVersion ?? Math.max(...targets.map((t) => t.version));
   const dps = await resolveTargets(ctx, from);
@@ -535,7 +539,7 @@ export async function undistribute(
   if (chosen.length === 0)
     throw fail('not_found', `${packageId} version ${version} is not distributed to ${from.join(', ')} (see "cascade status ${packageId}")`);
   await removeTargets(ctx, packageId, version, chosen);
-  const after = (await listTargets(ctx.store, packageId)).filter((t) => t.version === version && chosen.includes(t.site));
+  const after = await listTargets(ctx.store, { packageId, version, sites: chosen });
   const out = [];
   for (const t of after) out.push({ dp: t.site, site: await siteOfDp(ctx, t.site), state: t.state });
   return { packageId, version, targets: out };
@@ -544,7 +548,7 @@ export async function undistribute(
 /** A parent orders a removal: own content goes now, the rest is carried further down. */
 export async function acceptRemove(ctx: SiteContext, r: RemoveRequest): Promise<{ removed: string[]; removing: string[] }> {
   await removeTargets(ctx, r.packageId, r.version, r.targets);
-  const after = (await listTargets(ctx.store, r.packageId)).filter((t) => t.version === r.version && r.targets.includes(t.site));
+  const after = await listTargets(ctx.store, { packageId: r.packageId, version: r.version, sites: r.targets });
   return {
     removed: after.filter((t) => t.state === 'removed').map((t) => t.site),
     removing: after.filter((t) => t.state === 'removing').map((t) => t.site),
@@ -553,10 +557,13 @@ export async function acceptRemove(ctx: SiteContext, r: RemoveRequest): Promise<
 
 /** Carries pending removals one hop down; what cannot be sent now is tried again later. */
 export async function sendRemovals(ctx: SiteContext): Promise<void> {
-  const now = ctx.clock().toISOString();
-  const due = (await listTargets(ctx.store)).filter(
-    (t) => t.state === 'removing' && t.via !== null && t.detail === 'removal queued' && (!t.nextRetryAt || t.nextRetryAt <= now),
-  );
+  // Only what waits for a removal to go down, and is due: one indexed query per tick.
+  const due = await listTargets(ctx.store, {
+    states: ['removing'],
+    below: true,
+    awaiting: 'removal',
+    dueBy: ctx.clock().toISOString(),
+  });
   const groups = new Map<string, TargetRow[]>();
   for (const t of due) {
     const k = `${t.via}\n${t.packageId}\n${t.version}`;
@@ -576,6 +583,7 @@ export async function sendRemovals(ctx: SiteContext): Promise<void> {
         const done = r.removed.includes(t.site);
         await updateTarget(ctx.store, t.packageId, t.version, t.site, {
           state: done ? 'removed' : 'removing',
+          awaiting: null,
           detail: done ? null : `removal sent to ${first.via}`,
           bytesDone: 0,
           rate: 0,

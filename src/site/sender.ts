@@ -156,7 +156,7 @@ export class Sender {
       rate?: number;
     } = {},
   ) {
-    const targets = (await listTargets(this.ctx.store, t.packageId)).filter((x) => x.version === t.version && t.targets.includes(x.site));
+    const targets = await listTargets(this.ctx.store, { packageId: t.packageId, version: t.version, sites: t.targets });
     for (const x of targets)
       if (x.state !== 'installed') await updateTarget(this.ctx.store, t.packageId, t.version, x.site, { state, ...p });
   }

@@ -154,7 +154,7 @@ export async function validateDistribution(
   opts: { repair: boolean },
 ): Promise<{ packageId: string; version: number; results: DpValidation[] }> {
   const pkg = await ctx.store.getPackage(packageId);
-  const targets = await listTargets(ctx.store, packageId);
+  const targets = await listTargets(ctx.store, { packageId });
   if (!pkg && targets.length === 0) throw fail('not_found', `package ${packageId} is not known at site ${ctx.code}`);
   const version = versionWanted ?? pkg?.latestVersion ?? Math.max(...targets.map((t) => t.version));
   let names: string[];
@@ -175,9 +175,9 @@ export async function scheduledValidation(ctx: SiteContext, autoRepair: boolean)
   const own = (await ctx.store.listDps()).filter((d) => d.relation === 'dp').map((d) => d.code);
   for (const p of await ctx.store.listPackages()) {
     for (const v of await ctx.store.listVersions(p.id)) {
-      const installedOn = (await listTargets(ctx.store, p.id))
-        .filter((t) => t.version === v.version && t.state === 'installed' && own.includes(t.site))
-        .map((t) => t.site);
+      const installedOn = (await listTargets(ctx.store, { packageId: p.id, version: v.version, states: ['installed'], sites: own })).map(
+        (t) => t.site,
+      );
       const results = await validateBelow(ctx, {
         packageId: p.id,
         version: v.version,

@@ -72,7 +72,7 @@ describe('distribution repository', () => {
     await updateTarget(store, 'CEN00002', 1, 'BER', { state: 'installed' });
     expect(await addTarget(store, { packageId: 'CEN00002', version: 1, site: 'EUR', via: 'EUR', bytesTotal: 5 })).toBe(false);
     await addTarget(store, { packageId: 'CEN00002', version: 1, site: 'BER', via: 'EUR', bytesTotal: 5 });
-    const t = await listTargets(store, 'CEN00002');
+    const t = await listTargets(store, { packageId: 'CEN00002' });
     expect(t.map((x) => [x.site, x.state, x.retries, x.lastError])).toEqual([
       ['BER', 'installed', 0, null],
       ['EUR', 'pending', 0, null],

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Selectable } from 'kysely';
-import type { Severity, TargetState, TransferState } from '../core/distribution.js';
+import type { Severity, TargetAwait, TargetState, TransferState } from '../core/distribution.js';
 import type { Priority } from '../core/package.js';
 import type { Database } from './schema.js';
 import type { Store } from './store.js';
@@ -26,6 +26,8 @@ export interface TargetRow {
   nextRetryAt: string | null;
   lastError: string | null;
   detail: string | null;
+  /** What it waits for before it moves on; cleared by any change of state. */
+  awaiting: TargetAwait | null;
   updatedAt: string;
 }
 
@@ -42,6 +44,7 @@ const toTarget = (r: Selectable<Database['targets']>): TargetRow => ({
   nextRetryAt: r.next_retry_at,
   lastError: r.last_error,
   detail: r.detail,
+  awaiting: r.awaiting as TargetAwait | null,
   updatedAt: r.updated_at,
 });
 
@@ -74,6 +77,7 @@ export async function addTarget(
       next_retry_at: null,
       last_error: null,
       detail: null,
+      awaiting: null,
       updated_at: s.clock().toISOString(),
     })
     .onConflict((oc) => oc.columns(['package_id', 'version', 'site']).doNothing())
@@ -82,7 +86,7 @@ export async function addTarget(
 }
 
 export type TargetPatch = Partial<
-  Pick<TargetRow, 'state' | 'bytesDone' | 'bytesTotal' | 'rate' | 'retries' | 'nextRetryAt' | 'lastError' | 'detail'>
+  Pick<TargetRow, 'state' | 'bytesDone' | 'bytesTotal' | 'rate' | 'retries' | 'nextRetryAt' | 'lastError' | 'detail' | 'awaiting'>
 >;
 
 export async function updateTarget(s: Store, packageId: string, version: number, site: string, p: TargetPatch): Promise<void> {
@@ -97,6 +101,8 @@ export async function updateTarget(s: Store, packageId: string, version: number,
       ...(p.nextRetryAt !== undefined ? { next_retry_at: p.nextRetryAt } : {}),
       ...(p.lastError !== undefined ? { last_error: p.lastError } : {}),
       ...(p.detail !== undefined ? { detail: p.detail } : {}),
+      // A new state ends whatever the target waited for, unless the patch says what it waits for now.
+      ...(p.awaiting !== undefined ? { awaiting: p.awaiting } : p.state !== undefined ? { awaiting: null } : {}),
       updated_at: s.clock().toISOString(),
     })
     .where('package_id', '=', packageId)
@@ -105,9 +111,41 @@ export async function updateTarget(s: Store, packageId: string, version: number,
     .execute();
 }
 
-export async function listTargets(s: Store, packageId?: string): Promise<TargetRow[]> {
+/** Which targets to list; every field given narrows the list, in SQL. */
+export interface TargetFilter {
+  packageId?: string;
+  version?: number;
+  /** One target, or any of these. */
+  site?: string;
+  sites?: readonly string[];
+  states?: readonly TargetState[];
+  /** Only targets reached through a child (`via` not null). */
+  below?: boolean;
+  awaiting?: TargetAwait;
+  /** Only targets whose retry is due by then (no retry time, or one at or before it). */
+  dueBy?: string;
+  /** Only targets changed after this time. */
+  changedAfter?: string;
+}
+
+export async function listTargets(s: Store, f: TargetFilter = {}): Promise<TargetRow[]> {
   let q = s.db.selectFrom('targets').selectAll();
-  if (packageId) q = q.where('package_id', '=', packageId);
+  if (f.packageId !== undefined) q = q.where('package_id', '=', f.packageId);
+  if (f.version !== undefined) q = q.where('version', '=', f.version);
+  if (f.site !== undefined) q = q.where('site', '=', f.site);
+  if (f.sites !== undefined) {
+    if (f.sites.length === 0) return [];
+    q = q.where('site', 'in', [...f.sites]);
+  }
+  if (f.states !== undefined) {
+    if (f.states.length === 0) return [];
+    q = q.where('state', 'in', [...f.states]);
+  }
+  if (f.below) q = q.where('via', 'is not', null);
+  if (f.awaiting !== undefined) q = q.where('awaiting', '=', f.awaiting);
+  const due = f.dueBy;
+  if (due !== undefined) q = q.where((eb) => eb.or([eb('next_retry_at', 'is', null), eb('next_retry_at', '<=', due)]));
+  if (f.changedAfter !== undefined) q = q.where('updated_at', '>', f.changedAfter);
   const rows = await q.orderBy('package_id').orderBy('version').orderBy('site').execute();
   return rows.map(toTarget);
 }

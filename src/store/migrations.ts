@@ -229,6 +229,18 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // What a target waits for, as a column the sender's removal pass and the offer read, instead
+  // of its detail text; the texts it used to be read from are carried over.
+  '0008_target_awaiting': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('targets').addColumn('awaiting', 'text').execute();
+      await db.schema.createIndex('targets_awaiting').on('targets').column('awaiting').execute();
+      await sql`UPDATE targets SET awaiting = 'removal' WHERE state = 'removing' AND detail = 'removal queued'`.execute(db);
+      await sql`UPDATE targets SET awaiting = 'courier' WHERE state = 'pending' AND (detail LIKE 'waiting for a courier parcel%' OR detail LIKE 'waiting for courier parcel%')`.execute(
+        db,
+      );
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -115,6 +115,8 @@ export interface TargetTable {
   next_retry_at: string | null;
   last_error: string | null;
   detail: string | null;
+  /** What the target waits for before it moves on (TARGET_AWAITS), or null. */
+  awaiting: string | null;
   updated_at: string;
 }
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
+import { addTarget, listTargets, updateTarget } from './distribution.js';
 import { openDb } from './db.js';
 import { type ChunkRow, hashToken, Store } from './store.js';
 
@@ -173,6 +174,34 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
     expect(await store.findToken(a.secret)).toBeUndefined();
     expect((await store.findToken(b.secret))?.id).toBe(b.id);
     expect((await store.listTokens()).map((t) => t.id)).toEqual([b.id]);
+  });
+
+  it('targets: every filter narrows in SQL, and what a target awaits ends with its next state', async () => {
+    const now = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const add = (site: string, via: string | null, version = 1) => addTarget(store, { packageId: 'TGT00001', version, site, via, bytesTotal: 5 });
+    await add('TGT', null);
+    await add('EUR', 'EUR');
+    await add('BER', 'EUR');
+    await add('BER', 'EUR', 2);
+    await updateTarget(store, 'TGT00001', 1, 'EUR', { state: 'removing', awaiting: 'removal', detail: 'removal queued' });
+    await updateTarget(store, 'TGT00001', 1, 'BER', { state: 'removing', awaiting: 'removal', nextRetryAt: now(30) });
+    await updateTarget(store, 'TGT00001', 2, 'BER', { state: 'pending', awaiting: 'courier' });
+    const sites = async (f: Parameters<typeof listTargets>[1]) => (await listTargets(store, f)).map((t) => `${t.site}@${t.version}`);
+    expect(await sites({ packageId: 'TGT00001' })).toEqual(['BER@1', 'EUR@1', 'TGT@1', 'BER@2']);
+    expect(await sites({ packageId: 'TGT00001', version: 1, below: true })).toEqual(['BER@1', 'EUR@1']);
+    expect(await sites({ packageId: 'TGT00001', sites: ['TGT', 'BER'] })).toEqual(['BER@1', 'TGT@1', 'BER@2']);
+    expect(await sites({ packageId: 'TGT00001', sites: [] })).toEqual([]);
+    expect(await sites({ packageId: 'TGT00001', site: 'EUR', states: ['removing'] })).toEqual(['EUR@1']);
+    expect(await sites({ awaiting: 'removal', dueBy: now(10) })).toEqual(['EUR@1']);
+    expect(await sites({ awaiting: 'removal', dueBy: now(30) })).toEqual(['BER@1', 'EUR@1']);
+    expect(await sites({ awaiting: 'courier' })).toEqual(['BER@2']);
+    // A new state clears what it waited for; a patch without a state leaves it.
+    await updateTarget(store, 'TGT00001', 2, 'BER', { bytesDone: 3 });
+    expect(await sites({ awaiting: 'courier' })).toEqual(['BER@2']);
+    await updateTarget(store, 'TGT00001', 2, 'BER', { state: 'sending' });
+    expect(await sites({ awaiting: 'courier' })).toEqual([]);
+    const [t] = await listTargets(store, { packageId: 'TGT00001', version: 2, site: 'BER' });
+    expect(t).toMatchObject({ state: 'sending', awaiting: null, bytesDone: 3 });
   });
 
   describe('package versions', () => {

@@ -159,7 +159,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'read');
       const { id } = c.req.valid('param');
-      const rows = await listTargets(parts.store, id);
+      const rows = await listTargets(parts.store, { packageId: id });
       if (rows.length === 0 && !(await parts.store.getPackage(id)))
         throw fail('not_found', `package ${id} is not known at site ${parts.code}`);
       const targets: z.infer<typeof Target>[] = [];

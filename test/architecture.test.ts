@@ -173,9 +173,20 @@ describe('dependency rules', () => {
     expect(files.length).toBeGreaterThan(20);
     const imports = files.flatMap(importsOf);
     // The scanner sees imports of every kind, or this test would pass for the wrong reason.
-    expect(imports.some((i) => i.file === 'site/command.ts' && i.spec === './main.js')).toBe(true);
+    expect(imports.some((i) => i.file === 'site/command.ts' && i.spec === './server.js')).toBe(true);
     expect(imports.some((i) => i.file === 'core/site.ts' && i.spec === './errors.js')).toBe(true);
     expect(violations(imports)).toEqual([]);
+  });
+
+  it('HTTP handlers reach the store only through the services', () => {
+    const dir = path.join(SRC, 'site', 'handlers');
+    const found: string[] = [];
+    for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.ts') && !n.endsWith('.test.ts'))) {
+      const text = fs.readFileSync(path.join(dir, f), 'utf8');
+      for (const { spec } of importsOf(path.join(dir, f))) if (spec.includes('/store/')) found.push(`site/handlers/${f} imports ${spec}`);
+      if (/\bparts\.store\b/.test(text)) found.push(`site/handlers/${f} uses parts.store`);
+    }
+    expect(found).toEqual([]);
   });
 
   it('catches each kind of break', () => {
@@ -185,7 +196,7 @@ describe('dependency rules', () => {
       { file: 'core/package.ts', spec: 'child_process' },
       { file: 'core/package.ts', spec: 'zod' },
       { file: 'cli/commands/package.ts', spec: '../../store/store.js' },
-      { file: 'cli/main.ts', spec: '../site/main.js' },
+      { file: 'cli/program.ts', spec: '../site/server.js' },
       { file: 'agent/poll.ts', spec: '../store/db.js' },
       { file: 'content/library.ts', spec: '../site/content.js' },
       { file: 'content/library.ts', spec: '../store/store.js' },
@@ -206,7 +217,7 @@ describe('dependency rules', () => {
     // And lets the allowed ones through.
     const good: Import[] = [
       { file: 'core/package.ts', spec: './errors.js' },
-      { file: 'cli/main.ts', spec: '../core/errors.js' },
+      { file: 'cli/program.ts', spec: '../core/errors.js' },
       { file: 'cli/upload.ts', spec: '../content/batch.js' },
       { file: 'site/app.ts', spec: '../store/store.js' },
       { file: 'main.ts', spec: './site/command.js' },

@@ -20,7 +20,14 @@ export interface Endpoint<Req extends z.ZodType = z.ZodType, Res extends z.ZodTy
   path: string;
   request?: Req;
   response: Res;
+  /** For the OpenAPI document: what the call does, and what its answer is. */
+  summary?: string;
+  answer?: string;
 }
+
+/** A GET endpoint: its path, its answer's schema, and what the OpenAPI document says of both. */
+export const getCall = <R extends z.ZodType>(path: string, response: R, summary: string, answer: string) =>
+  ({ method: 'GET', path, response, summary, answer }) as const;
 
 export interface ClientOptions {
   /** Bearer token (an admin token, a peer credential, an agent's credential, an import ticket). */

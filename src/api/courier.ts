@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID } from '../core/package.js';
-import type { Endpoint } from './client.js';
+import { type Endpoint, getCall } from './client.js';
 
 export const ImportReport = z
   .object({
@@ -88,7 +89,26 @@ export type WaitingRequest = z.infer<typeof WaitingRequest>;
 export const WaitingAnswer = z.object({ updated: z.boolean() });
 export type WaitingAnswer = z.infer<typeof WaitingAnswer>;
 
+export const ParcelList = z.object({ parcels: z.array(Parcel) });
+
 export const courierCalls = {
   arrived: { method: 'POST', path: '/api/v1/courier/arrived', request: ArrivedRequest, response: ArrivedAnswer },
   waiting: { method: 'POST', path: '/api/v1/courier/waiting', request: WaitingRequest, response: WaitingAnswer },
+  parcels: getCall('/api/v1/courier/parcels', ParcelList, 'Courier parcels exported and imported here, newest first', 'Parcels'),
 } as const satisfies Record<string, Endpoint>;
+
+export const ExportRequest = z.strictObject({
+  packages: z.array(z.string().regex(PACKAGE_ID)).min(1).max(1000),
+  version: z.number().int().min(1).optional().describe("this version of every package (default: each one's latest)"),
+  toSite: z
+    .string()
+    .regex(/^[A-Za-z0-9]{3}$/)
+    .optional()
+    .describe('the site the parcel is for'),
+  toDp: z.string().regex(DP_NAME).optional().describe("one of this site's own DPs the parcel is for (exclusive with toSite)"),
+  full: z.boolean().optional().describe('every chunk, whatever the destination holds'),
+});
+export type ExportRequest = z.infer<typeof ExportRequest>;
+
+export const DpTicketRequest = z.strictObject({ dp: z.string().regex(TARGET_NAME).describe("the name of one of this site's own DPs") });
+export type DpTicketRequest = z.infer<typeof DpTicketRequest>;

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../core/distribution.js';
+import { TARGET_NAME } from '../core/dp.js';
+import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
+import { type Endpoint, getCall } from './client.js';
 
 export const Target = z
   .object({
@@ -27,7 +30,7 @@ export const Transfer = z
     packageId: z.string(),
     version: z.number(),
     child: z.string(),
-    priority: z.enum(['high', 'medium', 'low']),
+    priority: z.enum(PRIORITIES),
     targets: z.array(z.string()),
     state: z.enum(TRANSFER_STATES),
     bytesTotal: z.number(),
@@ -142,3 +145,60 @@ export const Validation = z
   .object({ packageId: z.string(), version: z.number(), results: z.array(DpValidation) })
   .meta({ id: 'Validation' });
 export type Validation = z.infer<typeof Validation>;
+
+/** Where a package is: its targets, with roll-ups per site and per DP group. */
+export const DistributionStatus = z
+  .object({
+    packageId: z.string(),
+    summary: Summary,
+    sites: z.array(z.object({ site: z.string(), summary: Summary })),
+    groups: z.array(z.object({ group: z.string(), summary: Summary })),
+    targets: z.array(Target),
+  })
+  .meta({ id: 'DistributionStatus' });
+export type DistributionStatus = z.infer<typeof DistributionStatus>;
+
+/** Reads of this resource, as the site serves them and clients call them. */
+export const distributionCalls = {
+  list: getCall(
+    '/api/v1/distributions',
+    z.object({ packages: z.array(z.object({ packageId: z.string(), summary: Summary })) }),
+    'Every package with targets at or below this site, summarised',
+    'Per package',
+  ),
+  transfers: getCall(
+    '/api/v1/transfers',
+    z.object({ transfers: z.array(Transfer) }),
+    "The sender's transfers on this site's routes",
+    'Transfers',
+  ),
+} as const satisfies Record<string, Endpoint>;
+
+export const DistributeRequest = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1).optional(),
+  to: Specs,
+  dryRun: z.boolean().optional(),
+  via: z
+    .enum(['network', 'courier'])
+    .optional()
+    .describe(
+      "courier: no chunk crosses the routes to child sites or to this site's DPs; the sender waits for a courier parcel (docs/courier.md)",
+    ),
+});
+export type DistributeRequest = z.infer<typeof DistributeRequest>;
+
+export const UndistributeRequest = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1).optional(),
+  from: Specs,
+});
+export type UndistributeRequest = z.infer<typeof UndistributeRequest>;
+
+export const ValidationRequest = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1).optional(),
+  dp: z.string().regex(TARGET_NAME).optional().describe('one DP (default: every DP holding the version)'),
+  repair: z.boolean().optional(),
+});
+export type ValidationRequest = z.infer<typeof ValidationRequest>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DP_NAME } from '../core/dp.js';
+import { type Endpoint, getCall } from './client.js';
 
 export const DpEntry = z
   .object({
@@ -61,3 +62,15 @@ export const DpState = z.strictObject({
 });
 
 export type DpState = z.infer<typeof DpState>;
+
+/** Reads of this resource, as the site serves them and clients call them. */
+export const dpCalls = {
+  list: getCall('/api/v1/dps', z.object({ dps: z.array(DpEntry) }), 'Every DP of this site and of every site below it', 'DPs'),
+  groups: getCall('/api/v1/dp-groups', z.object({ groups: z.array(Group) }), 'DP groups', 'Groups'),
+} as const satisfies Record<string, Endpoint>;
+
+export const GroupRequest = z.strictObject({
+  name: z.string().min(1).max(64),
+  dps: z.array(z.string().min(1).max(64)).max(10_000).default([]),
+});
+export type GroupRequest = z.infer<typeof GroupRequest>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
+import { type Endpoint, getCall } from './client.js';
 import { entrySchema, LIMITS, programSchema } from './manifests.js';
 
 export const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
@@ -92,3 +93,18 @@ export const VerifyReport = z
   })
   .meta({ id: 'VerifyReport' });
 export type VerifyReport = z.infer<typeof VerifyReport>;
+
+/** Reads of this resource, as the site serves them and clients call them. */
+export const packageCalls = {
+  list: getCall('/api/v1/packages', z.object({ packages: z.array(PackageSummary) }), 'List packages', 'Packages'),
+} as const satisfies Record<string, Endpoint>;
+
+export const GcRequest = z.strictObject({
+  graceSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .optional(),
+});
+export type GcRequest = z.infer<typeof GcRequest>;

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { PRIORITIES } from '../core/package.js';
 import { CELLS } from '../core/schedule.js';
+import { type Endpoint, getCall } from './client.js';
 
 export const RouteView = z
   .object({
@@ -24,7 +26,7 @@ export const QueueEntry = z.object({
   position: z.number().describe('1 = next to go; sending transfers come first'),
   packageId: z.string(),
   version: z.number(),
-  priority: z.enum(['high', 'medium', 'low']),
+  priority: z.enum(PRIORITIES),
   state: z.enum(['queued', 'sending', 'retrying']),
   targets: z.array(z.string()),
   bytesLeft: z.number(),
@@ -50,3 +52,23 @@ export const RouteQueue = z
   })
   .meta({ id: 'RouteQueue' });
 export type RouteQueue = z.infer<typeof RouteQueue>;
+
+/** This site's sender: packages in flight across all routes. */
+export const Sender = z
+  .object({ concurrency: z.number().describe('packages in flight from this site, all routes together') })
+  .meta({ id: 'Sender' });
+export type Sender = z.infer<typeof Sender>;
+
+/** Reads of this resource, as the site serves them and clients call them. */
+export const routeCalls = {
+  list: getCall('/api/v1/routes', z.object({ routes: z.array(RouteView) }), "This site's routes to its child sites and its DPs", 'Routes'),
+  sender: getCall('/api/v1/sender', Sender, "This site's sender: packages in flight across all routes", 'Sender settings'),
+} as const satisfies Record<string, Endpoint>;
+
+export const RouteSet = z.strictObject({
+  rate: z.number().int().min(1).nullable().optional().describe('bytes per second; null: unlimited'),
+  concurrency: z.number().int().min(1).max(64).optional(),
+  schedule: z.string().min(1).max(4096).optional().describe('SPEC, see docs/schedules.md'),
+  timeZone: z.string().min(1).max(64).optional().describe('IANA zone the schedule is read in (default: as before, else UTC)'),
+});
+export type RouteSet = z.infer<typeof RouteSet>;

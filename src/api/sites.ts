@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
-import type { Endpoint } from './client.js';
+import { type Endpoint, getCall } from './client.js';
 import { DpJoinRequest } from './dps.js';
 
 export const SiteEntry = z
@@ -65,9 +65,24 @@ export type RegisterRequest = z.infer<typeof RegisterRequest>;
 export const RegisterAnswer = z.object({ certificate: z.unknown() });
 export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
 
+/** This site, its parent and every site below it. */
+export const SiteTree = z.object({ central: z.string(), sites: z.array(SiteEntry) });
+
 /** Joining and registering, as a child site, a DP and each site on the way up make them. */
 export const siteCalls = {
   join: { method: 'POST', path: '/api/v1/sites/join', request: JoinRequest, response: JoinAnswer },
   joinDp: { method: 'POST', path: '/api/v1/dps/join', request: DpJoinRequest, response: JoinAnswer },
   register: { method: 'POST', path: '/api/v1/sites/register', request: RegisterRequest, response: RegisterAnswer },
+  list: getCall('/api/v1/sites', SiteTree, 'This site, its parent, and every site below it', 'The tree as this site knows it'),
 } as const satisfies Record<string, Endpoint>;
+
+export const JoinTokenRequest = z.strictObject({
+  kind: z.enum(['site', 'dp']).default('site'),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 86400)
+    .default(3600),
+});
+export type JoinTokenRequest = z.infer<typeof JoinTokenRequest>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PEER_ROLE, ROLES } from '../core/roles.js';
+import { type Endpoint, getCall } from './client.js';
 
 export const Token = z
   .object({
@@ -10,3 +11,11 @@ export const Token = z
   })
   .meta({ id: 'Token' });
 export type Token = z.infer<typeof Token>;
+
+/** Reads of this resource, as the site serves them and clients call them. */
+export const tokenCalls = {
+  list: getCall('/api/v1/tokens', z.object({ tokens: z.array(Token) }), 'List API tokens (admin); secrets are never shown', 'Tokens'),
+} as const satisfies Record<string, Endpoint>;
+
+export const TokenRequest = z.strictObject({ role: z.enum(ROLES), name: z.string().min(1).max(128) });
+export type TokenRequest = z.infer<typeof TokenRequest>;

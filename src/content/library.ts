@@ -2,17 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DIGEST } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
-import {
-  commitStaged,
-  discardStaged,
-  type FileData,
-  flushFileSystem,
-  type Staged,
-  stageFiles,
-  startWriteback,
-  writeFileAtomic,
-  writeFilesAtomic,
-} from '../lib/fsutil.js';
+import { type FileData, flushFileSystem, startWriteback, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
 import { runIngest, runRead, runRename, runStore } from './pool.js';
 
 /**
@@ -114,20 +104,12 @@ export class ContentLibrary {
     await Promise.all(files.map((f) => fs.rm(f.tmp, { force: true })));
   }
 
-  /** Writes chunks to temporary files; `commitChunks` makes them durable and visible. */
-  stageChunks(items: readonly { digest: string; stored: FileData }[]): Promise<Staged> {
-    return stageFiles(
-      this.tmpDir,
-      items.map((i) => ({ path: this.chunkPath(i.digest), data: i.stored })),
-    );
-  }
-
-  async commitChunks(staged: readonly Staged[]): Promise<void> {
-    await commitStaged({ tmpDir: this.tmpDir, files: staged.flatMap((s) => s.files) });
-  }
-
-  async discardChunks(staged: readonly Staged[]): Promise<void> {
-    await Promise.all(staged.map(discardStaged));
+  /**
+   * Where a signed manifest waits while its version arrives (an offer, or a courier parcel cut
+   * short): garbage collection spares the chunks it names.
+   */
+  incomingPath(id: string, version: number): string {
+    return path.join(this.root, 'incoming', id, `${version}.json`);
   }
 
   /** Stored chunks of known lengths, end to end in one buffer, read in a worker thread. */

@@ -3,6 +3,9 @@ import { fail } from './errors.js';
 export const PRIORITIES = ['high', 'medium', 'low'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
+/** The sender's order: higher priority first. */
+export const PRIORITY_ORDER: Record<Priority, number> = { high: 0, medium: 1, low: 2 };
+
 /** Package IDs: the origin site's code and five digits, e.g. `CEN00001`. */
 export const PACKAGE_ID = /^[A-Z0-9]{3}\d{5}$/;
 

@@ -12,7 +12,7 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
-import { initSite, type RunningSite, startSite } from '../site/main.js';
+import { initSite, type RunningSite, startSite } from '../site/server.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
 export function writeSample(dir: string, seed: number, bytes = 24 << 20): void {

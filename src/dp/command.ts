@@ -24,7 +24,7 @@ export function registerDp(program: Command): Command {
     .action(async (o: { data: string; site: string; joinToken: string; name: string; listen?: string; url?: string; json?: boolean }) => {
       const name = parseDpName(o.name);
       if (!URL.canParse(o.site)) throw fail('usage', `--site "${o.site}" is not a URL (e.g. http://10.0.0.5:8100)`);
-      const { initSite } = await import('../site/main.js');
+      const { initSite } = await import('../site/server.js');
       const r = await initSite({
         role: 'dp',
         dataDir: o.data,
@@ -52,7 +52,7 @@ export function registerDp(program: Command): Command {
     .action(async (o: { data: string; listen?: string }) => {
       const { createLogger } = await import('../lib/log.js');
       const log = createLogger({ name: 'dp' });
-      const { startSite, serveUntilStopped } = await import('../site/main.js');
+      const { startSite, serveUntilStopped } = await import('../site/server.js');
       const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });
       await serveUntilStopped(running, log);
     });

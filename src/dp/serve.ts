@@ -5,6 +5,7 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { PACKAGE_ID } from '../core/package.js';
 import { workerScript } from '../lib/worker-script.js';
 
 /**
@@ -30,7 +31,7 @@ import { workerScript } from '../lib/worker-script.js';
  */
 
 const CHUNK_URL = /^\/content\/chunks\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
-const MANIFEST_URL = /^\/content\/manifests\/([A-Z0-9]{3}\d{5})\/([1-9]\d{0,9})\.json$/;
+const MANIFEST_URL = new RegExp(`^/content/manifests/(${PACKAGE_ID.source.slice(1, -1)})/([1-9]\\d{0,9})\\.json$`);
 
 /** Chunks are content-addressed: the bytes behind a URL never change. */
 export const CHUNK_CACHE_CONTROL = 'public, max-age=31536000, immutable';

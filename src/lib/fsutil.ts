@@ -173,11 +173,6 @@ export async function commitStaged(s: Staged): Promise<void> {
   if (!(await groupSync.sync(s.tmpDir))) await Promise.all([...dirs].map((d) => syncPath(d, false)));
 }
 
-/** Removes staged files that will not be committed. */
-export async function discardStaged(s: Staged): Promise<void> {
-  await Promise.all(s.files.map((f) => fs.rm(f.tmp, { force: true })));
-}
-
 export async function writeFilesAtomic(tmpDir: string, files: readonly { path: string; data: FileData; mode?: number }[]): Promise<void> {
   await commitStaged(await stageFiles(tmpDir, files));
 }

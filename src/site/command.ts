@@ -42,7 +42,7 @@ export function registerSite(program: Command): Command {
         json?: boolean;
       }) => {
         const code = parseSiteCode(o.code);
-        const { initSite } = await import('./main.js');
+        const { initSite } = await import('./server.js');
         const r = await initSite({
           dataDir: o.data,
           code,
@@ -79,7 +79,7 @@ export function registerSite(program: Command): Command {
     .action(async (o: { data: string; listen?: string; db?: string }) => {
       const { createLogger } = await import('../lib/log.js');
       const log = createLogger({ name: 'site' });
-      const { startSite, serveUntilStopped } = await import('./main.js');
+      const { startSite, serveUntilStopped } = await import('./server.js');
       const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });
       await serveUntilStopped(running, log);
     });

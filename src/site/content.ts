@@ -1,8 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { IngestReport } from '../api/chunks.js';
+import type { PackageShow, PackageSummary, VerifyReport, VersionReport } from '../api/packages.js';
 import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
-import { applyDelta, parseDelta } from '../content/delta.js';
+import { applyDelta, parseDelta, type SubchunkSig, signature } from '../content/delta.js';
 import {
   type Entry,
   type Manifest,
@@ -17,25 +19,6 @@ import { type ValidateOptions, type ValidationReport, validateVersion } from '..
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import type { SiteContext } from './context.js';
-
-export interface IngestReport {
-  received: number;
-  stored: number;
-  bytes: number;
-  literalBytes: number;
-}
-
-export interface VersionReport {
-  id: string;
-  version: number;
-  files: number;
-  bytes: number;
-  /** Bytes the library did not hold before: new chunks, less what was rebuilt from chunks it held. */
-  newBytes: number;
-  newChunks: number;
-  /** Whole size of the new chunks. */
-  newChunkBytes: number;
-}
 
 export interface Problem {
   path: string | null;
@@ -246,6 +229,7 @@ export async function readVersion(ctx: SiteContext, id: string, version: number)
 }
 
 export async function readSignedManifest(ctx: SiteContext, id: string, version: number): Promise<Buffer> {
+  if (!(await ctx.store.getVersion(id, version))) throw fail('not_found', `package ${id} has no version ${version}`);
   return (await readStoredManifest(ctx, id, version)).bytes;
 }
 
@@ -337,4 +321,111 @@ export async function collectGarbage(ctx: SiteContext, graceSeconds: number): Pr
   }
   if (chunks > 0) ctx.log.info({ chunks, bytes }, 'garbage collection freed chunks');
   return { chunks, bytes };
+}
+
+/** Per chunk held: [length, fingerprint] of each sub-chunk, the base a sender builds a delta on. */
+export async function chunkSignatures(ctx: SiteContext, digests: readonly string[]): Promise<{ digest: string; subs: SubchunkSig[] }[]> {
+  const out = [];
+  for (const [digest, row] of await ctx.store.getChunks([...digests])) {
+    const raw = decodeChunk(await ctx.library.readStored(digest), row.size);
+    out.push({ digest, subs: signature(raw) });
+  }
+  return out;
+}
+
+/** A stored chunk as it is on disk (codec tag byte, then payload); not_found when not held. */
+export async function readStoredChunk(ctx: SiteContext, digest: string): Promise<Buffer> {
+  const have = await ctx.store.haveChunks([digest]);
+  if (!have.has(digest)) throw fail('not_found', `chunk ${digest} is not in the library`);
+  return ctx.library.readStored(digest);
+}
+
+// --- what the package handlers read ------------------------------------------------------------
+
+/** Every package here, with its latest version's size. */
+export async function listPackages(ctx: SiteContext): Promise<PackageSummary[]> {
+  const out = [];
+  for (const p of await ctx.store.listPackages()) {
+    const versions = await ctx.store.listVersions(p.id);
+    const latest = versions.find((v) => v.version === p.latestVersion);
+    out.push({
+      id: p.id,
+      name: p.name,
+      priority: p.priority,
+      version: p.latestVersion,
+      versions: versions.map((v) => v.version),
+      files: latest?.files ?? 0,
+      bytes: latest?.bytes ?? 0,
+      createdAt: p.createdAt,
+      updatedAt: p.updatedAt,
+    });
+  }
+  return out;
+}
+
+/** A package version (the latest unless `wanted`): its programs and files. */
+export async function showPackage(ctx: SiteContext, id: string, wanted: number | undefined): Promise<PackageShow> {
+  const pkg = await ctx.store.getPackage(id);
+  if (!pkg) throw fail('not_found', `package ${id} does not exist`);
+  const version = wanted ?? pkg.latestVersion;
+  const row = await ctx.store.getVersion(id, version);
+  if (!row) throw fail('not_found', `package ${id} has no version ${version}`);
+  const m = await readVersion(ctx, id, version);
+  const versions = (await ctx.store.listVersions(id)).map((v) => v.version);
+  return {
+    id,
+    name: m.name,
+    version,
+    priority: m.priority,
+    programs: m.programs,
+    files: m.files.map((f) =>
+      f.type === 'file'
+        ? { path: f.path, type: f.type, size: f.size, mode: f.mode }
+        : f.type === 'dir'
+          ? { path: f.path, type: f.type, size: 0, mode: f.mode }
+          : { path: f.path, type: f.type, size: 0, target: f.target },
+    ),
+    bytes: m.bytes,
+    origin: m.origin,
+    created: m.created,
+    manifestDigest: row.manifestDigest,
+    versions,
+  };
+}
+
+/** Re-hashes the stored content of a package's versions (or of one); names every problem. */
+export async function verifyPackage(ctx: SiteContext, id: string, only: number | undefined): Promise<VerifyReport> {
+  const all = await ctx.store.listVersions(id);
+  if (all.length === 0) throw fail('not_found', `package ${id} does not exist`);
+  const pick = only ? all.filter((v) => v.version === only) : all;
+  if (pick.length === 0) throw fail('not_found', `package ${id} has no version ${only}`);
+  const versions = [];
+  for (const v of pick) {
+    try {
+      const m = await readVersion(ctx, id, v.version);
+      versions.push({ version: v.version, ...(await verifyContent(ctx, m)) });
+    } catch (e) {
+      versions.push({
+        version: v.version,
+        ok: false,
+        checkedFiles: 0,
+        checkedChunks: 0,
+        checkedBytes: 0,
+        problems: [{ path: null, chunk: null, kind: 'manifest' as const, detail: (e as Error).message }],
+      });
+    }
+  }
+  const ok = versions.every((v) => v.ok);
+  if (!ok) ctx.log.warn({ package: id, problems: versions.flatMap((v) => v.problems).length }, 'package content is damaged');
+  return { id, ok, versions };
+}
+
+/** Deletes one version of a package, or every version; answers the versions deleted. */
+export async function deletePackage(ctx: SiteContext, id: string, only: number | undefined): Promise<number[]> {
+  const all = (await ctx.store.listVersions(id)).map((v) => v.version);
+  if (all.length === 0) throw fail('not_found', `package ${id} does not exist`);
+  if (only && !all.includes(only)) throw fail('not_found', `package ${id} has no version ${only}`);
+  const gone = only ? [only] : all;
+  for (const v of gone) await deleteVersion(ctx, id, v);
+  return gone;
 }

@@ -1,7 +1,5 @@
 import crypto from 'node:crypto';
-import path from 'node:path';
-import { courierCalls } from '../api/courier.js';
-import { verifyCertificate } from '../content/certificate.js';
+import { courierCalls, type ExportRequest } from '../api/courier.js';
 import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import {
@@ -21,18 +19,19 @@ import {
   clearCourierRoute,
   getCourierRoute,
   listCourierRoutes,
+  listParcels,
   recordCheck,
   recordExportOn,
   recordParcel,
   setCourierRoute,
 } from '../store/courier.js';
-import { listKeys, listTargets, listTransfers, putKey, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import { listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import { lackedChunks } from './content.js';
 import type { SiteContext } from './context.js';
 import { commitOffer } from './distribution.js';
 import { resolveTargets } from './dps.js';
-import { centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { nextHop, originCertificate, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 
@@ -239,26 +238,8 @@ export async function courierArrived(
 
 // --- export ----------------------------------------------------------------------------------
 
-export interface ExportRequest {
-  packages: string[];
-  version?: number | undefined;
-  /** The destination: a site this site knows, or (`toDp`) one of this site's own DPs. */
-  toSite?: string | undefined;
-  toDp?: string | undefined;
-  full?: boolean | undefined;
-}
-
-/** The origin site's certificate, when the origin is not the central site (as the sender sends it). */
-async function certificateOf(ctx: SiteContext, origin: string, keyId: string): Promise<unknown> {
-  if (origin === ctx.code) {
-    const own = await ctx.store.getMeta('site.certificate');
-    return own ? JSON.parse(own) : null;
-  }
-  const site = await ctx.store.getSite(origin);
-  if (site?.certificate) return JSON.parse(site.certificate);
-  const k = (await listKeys(ctx.store)).find((x) => x.keyId === keyId);
-  return k?.certificate ? JSON.parse(k.certificate) : null;
-}
+/** Courier parcels exported and imported here, newest first. */
+export const parcels = (ctx: SiteContext) => listParcels(ctx.store);
 
 /**
  * What a parcel for `toSite` holds: the signed manifests, and the chunks the destination lacks
@@ -290,7 +271,7 @@ export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<
     if (!(await ctx.store.getVersion(id, version))) throw fail('not_found', `package ${id} has no version ${version} on site ${ctx.code}`);
     const bytes = await ctx.library.readManifest(id, version);
     const { manifest, signature } = verifyManifest(bytes, ctx.trusted);
-    const cert = await certificateOf(ctx, manifest.origin, signature.keyId);
+    const cert = await originCertificate(ctx, manifest.origin, signature.keyId);
     packages.push({ id, version, bytes: manifest.bytes, manifest: bytes, certificate: cert ? Buffer.from(JSON.stringify(cert)) : null });
     const chunks = manifestChunks(manifest);
     let want: Iterable<string> = chunks.keys();
@@ -587,8 +568,6 @@ export async function importParcel(
   return report;
 }
 
-const incomingPath = (library: ContentLibrary, id: string, version: number) => path.join(library.root, 'incoming', id, `${version}.json`);
-
 /** A site as the place a parcel is imported: its trust, its library, its store, its targets. */
 export function siteSink(ctx: SiteContext): ParcelSink {
   return {
@@ -596,24 +575,18 @@ export function siteSink(ctx: SiteContext): ParcelSink {
     haveChunks: (d) => ctx.store.haveChunks(d),
     recordChunks: (rows) => ctx.store.insertChunks(rows),
     async verify(p) {
-      if (p.certificate !== null && p.certificate !== undefined) {
-        const central = await centralTrust(ctx);
-        const c = verifyCertificate(p.certificate, central.key);
-        await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(p.certificate) });
-        if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
-      }
+      await trustOrigin(ctx, p.certificate);
       return verifyManifest(p.manifest, ctx.trusted).manifest;
     },
     async hold(p) {
       if (await ctx.store.getVersion(p.id, p.version)) return;
       // As an offer does: the signed manifest waits in content/incoming/ until the version is
       // installed; garbage collection spares the chunks it names.
-      await writeFileAtomic(ctx.library.tmpDir, incomingPath(ctx.library, p.id, p.version), p.manifest);
+      await writeFileAtomic(ctx.library.tmpDir, ctx.library.incomingPath(p.id, p.version), p.manifest);
     },
     async install(p, m, parcel) {
       const chunks = manifestChunks(m);
-      const have = await ctx.store.haveChunks([...chunks.keys()]);
-      const missing = [...chunks.keys()].filter((d) => !have.has(d));
+      const missing = await lackedChunks(ctx, [...chunks.keys()]);
       if (missing.length === 0) {
         const r = await commitOffer(ctx, `courier parcel ${parcel.parcel}`, p.id, p.version);
         if (r.installed) return { installed: true, missingChunks: 0, missingBytes: 0 };

@@ -1,10 +1,8 @@
 import fs from 'node:fs/promises';
-import path from 'node:path';
-import type { Plan, PlanRoute } from '../api/distributions.js';
+import type { DistributionStatus, Plan, PlanRoute, Summary, Target } from '../api/distributions.js';
 import type { DpState } from '../api/dps.js';
 import type { Offer, PreviewAnswer, PreviewRequest, RemoveRequest, StatusReport } from '../api/transfers.js';
 import { transferCalls } from '../api/transfers.js';
-import { verifyCertificate } from '../content/certificate.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
 import { TARGET_STATES } from '../core/distribution.js';
@@ -12,7 +10,6 @@ import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import { backoffSeconds } from '../core/retry.js';
 import { etaSeconds, isOpen } from '../core/schedule.js';
-import { SITE_CODE } from '../core/site.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
   addMessages,
@@ -24,20 +21,19 @@ import {
   listTransfers,
   type MessageRow,
   markForwarded,
-  putKey,
   queueTransfer,
   type TargetRow,
   unforwardedMessages,
   updateTarget,
 } from '../store/distribution.js';
-import { deleteVersion } from './content.js';
+import { listGroups } from '../store/dps.js';
+import { deleteVersion, lackedChunks } from './content.js';
 import type { SiteContext } from './context.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
-import { centralTrust, nextHop, parentOf } from './hierarchy.js';
+import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { routeSchedule } from './routes.js';
-import { Summary } from '../api/distributions.js';
 
 /**
  * Distribution down the tree (see docs/distribution.md): targets, the path to each, the
@@ -186,26 +182,13 @@ export async function distribute(
 
 // --- the receiving half ------------------------------------------------------------------------
 
-const incomingPath = (ctx: SiteContext, id: string, version: number) => path.join(ctx.library.root, 'incoming', id, `${version}.json`);
-
 /** The signed manifest of a version offered here and still arriving (for relaying it on). */
 export async function readIncoming(ctx: SiteContext, id: string, version: number): Promise<Buffer> {
   try {
-    return await fs.readFile(incomingPath(ctx, id, version));
+    return await fs.readFile(ctx.library.incomingPath(id, version));
   } catch {
     throw fail('conflict', `${id} version ${version} is neither installed nor arriving at ${ctx.code}`);
   }
-}
-
-/** The origin's key, through its certificate, or the central key when the central site is the origin. */
-async function trustOrigin(ctx: SiteContext, certificate: unknown): Promise<void> {
-  if (certificate === null || certificate === undefined) return;
-  const central = await centralTrust(ctx);
-  const c = verifyCertificate(certificate, central.key);
-  // Only sites sign manifests; a DP's certificate proves only who the DP is.
-  if (!SITE_CODE.test(c.code)) throw fail('bad_signature', `${c.code} is not a site: its key cannot vouch for a manifest`);
-  await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(certificate) });
-  if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
 }
 
 /**
@@ -232,10 +215,9 @@ export async function acceptOffer(
   }
   const versions = (await ctx.store.listVersions(o.packageId)).map((v) => v.version);
   const installed = versions.includes(o.version);
-  if (!installed) await writeFileAtomic(ctx.library.tmpDir, incomingPath(ctx, o.packageId, o.version), bytes);
+  if (!installed) await writeFileAtomic(ctx.library.tmpDir, ctx.library.incomingPath(o.packageId, o.version), bytes);
   const chunks = manifestChunks(manifest);
-  const have = await ctx.store.haveChunks([...chunks.keys()]);
-  const missing = [...chunks.keys()].filter((d) => !have.has(d));
+  const missing = await lackedChunks(ctx, [...chunks.keys()]);
   if (!installed && o.targets.includes(ctx.code)) {
     // A courier transfer offers again while it waits for the parcel: what it waits for stands.
     const [mine] = await listTargets(ctx.store, { packageId: o.packageId, version: o.version, site: ctx.code });
@@ -265,7 +247,7 @@ export async function commitOffer(
   } else {
     let bytes: Buffer;
     try {
-      bytes = await fs.readFile(incomingPath(ctx, packageId, version));
+      bytes = await fs.readFile(ctx.library.incomingPath(packageId, version));
     } catch {
       throw fail('conflict', `no offer of ${packageId} version ${version} is pending here; offer it first`);
     }
@@ -290,7 +272,7 @@ export async function commitOffer(
         await ctx.library.writeManifest(packageId, version, bytes);
       }
     });
-    await fs.rm(incomingPath(ctx, packageId, version), { force: true });
+    await fs.rm(ctx.library.incomingPath(packageId, version), { force: true });
   }
   await onInstalled(ctx, manifest, from);
   return { installed: true, missing: 0 };
@@ -454,7 +436,6 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   return true;
 }
 
-
 /** Counts per state; removed targets are no longer targeted. */
 export function summarise(targets: readonly TargetRow[]): Summary {
   const s: Summary = { targeted: 0, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0, removing: 0, removed: 0 };
@@ -597,3 +578,47 @@ export async function sendRemovals(ctx: SiteContext): Promise<void> {
     }
   }
 }
+
+/** Where a package is: every target DP at or below this site, with roll-ups per site and per DP group. */
+export async function distributionStatus(ctx: SiteContext, id: string): Promise<DistributionStatus> {
+  const rows = await listTargets(ctx.store, { packageId: id });
+  if (rows.length === 0 && !(await ctx.store.getPackage(id))) throw fail('not_found', `package ${id} is not known at site ${ctx.code}`);
+  const targets: Target[] = [];
+  for (const t of rows) {
+    targets.push({
+      dp: t.site,
+      site: await siteOfDp(ctx, t.site),
+      via: t.via,
+      version: t.version,
+      state: t.state,
+      bytesDone: t.bytesDone,
+      bytesTotal: t.bytesTotal,
+      rate: t.rate,
+      etaSeconds: t.state === 'sending' && t.rate > 0 ? Math.ceil((t.bytesTotal - t.bytesDone) / t.rate) : null,
+      retries: t.retries,
+      nextRetryAt: t.nextRetryAt,
+      lastError: t.lastError,
+      detail: t.detail,
+      updatedAt: t.updatedAt,
+    });
+  }
+  const sites = [...new Set(targets.map((t) => t.site))].sort();
+  const groups = (await listGroups(ctx.store)).filter((g) => rows.some((t) => g.members.includes(t.site)));
+  return {
+    packageId: id,
+    summary: summarise(rows),
+    sites: sites.map((site) => ({ site, summary: summarise(rows.filter((_, i) => targets[i]?.site === site)) })),
+    groups: groups.map((g) => ({ group: g.name, summary: summarise(rows.filter((t) => g.members.includes(t.site))) })),
+    targets,
+  };
+}
+
+/** Every package with targets at or below this site, summarised. */
+export async function distributionSummaries(ctx: SiteContext): Promise<{ packageId: string; summary: Summary }[]> {
+  const all = await listTargets(ctx.store);
+  const ids = [...new Set(all.map((t) => t.packageId))];
+  return ids.map((id) => ({ packageId: id, summary: summarise(all.filter((t) => t.packageId === id)) }));
+}
+
+/** The sender's transfers on this site's routes. */
+export const transfers = (ctx: SiteContext) => listTransfers(ctx.store);

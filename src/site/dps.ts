@@ -1,9 +1,9 @@
 import fs from 'node:fs/promises';
-import type { DpJoinRequest, DpState } from '../api/dps.js';
+import type { DpEntry as DpEntryView, DpJoinRequest, DpState, Group } from '../api/dps.js';
 import type { JoinAnswer } from '../api/sites.js';
-import { parseTargetSpec } from '../core/dp.js';
+import { normaliseTarget, parseDpName, parseGroupName, parseTargetSpec } from '../core/dp.js';
 import { fail } from '../core/errors.js';
-import { getGroup } from '../store/dps.js';
+import { addMembers, createGroup, deleteGroup, getGroup, listGroups, removeMembers } from '../store/dps.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { admit } from './hierarchy.js';
@@ -116,4 +116,47 @@ export async function siteOfDp(ctx: SiteContext, name: string): Promise<string> 
   const r = await ctx.store.getSite(name);
   if (!r) return '?';
   return r.relation === 'dp' || r.relation === 'dp-below' ? (r.parent ?? '?') : r.code;
+}
+
+/** Every DP at or below this site, with its state as clients and admins read it. */
+export async function dpEntries(ctx: SiteContext): Promise<DpEntryView[]> {
+  return (await listAllDps(ctx)).map(({ held, ...d }) => ({
+    ...d,
+    state: d.reachable === null ? ('unknown' as const) : d.reachable ? ('online' as const) : ('unreachable' as const),
+    packages: held,
+  }));
+}
+
+/** DP names as typed, each a DP at or below this site; not_found names the first that is not. */
+async function knownDps(ctx: SiteContext, names: readonly string[]): Promise<string[]> {
+  const all = new Set((await listAllDps(ctx)).map((d) => d.name));
+  for (const n of names) {
+    const name = n.length === 3 ? normaliseTarget(n) : parseDpName(n);
+    if (!all.has(name)) throw fail('not_found', `DP ${n} is not at or below site ${ctx.code} (see "cascade dp list")`);
+  }
+  return names.map(normaliseTarget);
+}
+
+export const groups = (ctx: SiteContext) => listGroups(ctx.store);
+
+export async function dpGroup(ctx: SiteContext, name: string): Promise<Group> {
+  const g = await getGroup(ctx.store, name);
+  if (!g) throw fail('not_found', `DP group ${name} does not exist (see "cascade dp-group list")`);
+  return g;
+}
+
+export async function createDpGroup(ctx: SiteContext, name: string, dps: readonly string[]): Promise<Group> {
+  return createGroup(ctx.store, parseGroupName(name), await knownDps(ctx, dps));
+}
+
+/** Adds DPs to a group (each must be a DP at or below this site) or takes them out. */
+export async function changeDpGroup(ctx: SiteContext, name: string, op: 'add' | 'remove', dps: readonly string[]): Promise<Group> {
+  await dpGroup(ctx, name);
+  if (op === 'add') await addMembers(ctx.store, name, await knownDps(ctx, dps));
+  else await removeMembers(ctx.store, name, dps.map(normaliseTarget));
+  return dpGroup(ctx, name);
+}
+
+export async function deleteDpGroup(ctx: SiteContext, name: string): Promise<void> {
+  if (!(await deleteGroup(ctx.store, name))) throw fail('not_found', `DP group ${name} does not exist`);
 }

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { ApiClient } from '../api/client.js';
-import type { JoinAnswer, JoinRequest, RegisterRequest } from '../api/sites.js';
+import type { JoinAnswer, JoinRequest, RegisterRequest, SiteEntry } from '../api/sites.js';
 import { siteCalls } from '../api/sites.js';
 import { type CertificateBody, issueCertificate, type SiteCertificate, verifyCertificate } from '../content/certificate.js';
 import { keyIdFor, publicKeyPem, type TrustedKey } from '../content/signing.js';
@@ -8,6 +8,7 @@ import { DP_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { SITE_CODE } from '../core/site.js';
+import { listKeys, putKey } from '../store/distribution.js';
 import type { SiteRow, Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { peerClient, peerName } from './peers.js';
@@ -173,4 +174,77 @@ export async function nextHop(ctx: SiteContext, target: string): Promise<string 
     at = await ctx.store.getSite(at.parent);
   }
   throw fail('not_found', `${target} is not a DP of ${ctx.code} or of a site below it (see "cascade dp list")`);
+}
+
+/**
+ * The neighbour a peer credential belongs to, if its relation to this site is one of `allowed`;
+ * forbidden otherwise, saying `why`.
+ */
+export async function neighbour(ctx: SiteContext, name: string, allowed: readonly SiteRow['relation'][], why: string): Promise<SiteRow> {
+  const s = await ctx.store.getSite(name);
+  if (!s || !allowed.includes(s.relation)) throw fail('forbidden', why);
+  return s;
+}
+
+/** The URL this site was told it is reached at (`site init --url`), if any. */
+export async function ownUrl(ctx: SiteContext): Promise<string | null> {
+  return (await ctx.store.getMeta('site.url')) ?? null;
+}
+
+/** A one-time, expiring token a child site or a DP joins this site with. */
+export async function issueJoinToken(
+  ctx: SiteContext,
+  kind: 'site' | 'dp',
+  ttlSeconds: number,
+): Promise<{ token: string; kind: 'site' | 'dp'; expiresAt: string; site: string }> {
+  const t = await ctx.store.createJoinToken(kind, ttlSeconds);
+  return { token: t.secret, kind, expiresAt: t.expiresAt, site: ctx.code };
+}
+
+/** This site, its parent, and every site below it, as this site knows them. */
+export async function siteTree(ctx: SiteContext): Promise<{ central: string; sites: SiteEntry[] }> {
+  const rows = await ctx.store.listSites();
+  const parent = await parentOf(ctx.store);
+  const self: SiteEntry = {
+    code: ctx.code,
+    name: ctx.name,
+    parent: parent?.code ?? null,
+    relation: 'self',
+    url: await ownUrl(ctx),
+    reachable: true,
+    lastContact: ctx.clock().toISOString(),
+  };
+  const sites = rows.map((s) => ({
+    code: s.code,
+    name: s.name,
+    parent: s.parent,
+    relation: s.relation as 'parent' | 'child' | 'descendant',
+    url: s.url,
+    reachable: s.reachable,
+    lastContact: s.lastContact,
+  }));
+  return { central: (await centralTrust(ctx)).code, sites: [self, ...sites] };
+}
+
+/** The origin's key, through its certificate, or the central key when the central site is the origin. */
+export async function trustOrigin(ctx: SiteContext, certificate: unknown): Promise<void> {
+  if (certificate === null || certificate === undefined) return;
+  const central = await centralTrust(ctx);
+  const c = verifyCertificate(certificate, central.key);
+  // Only sites sign manifests; a DP's certificate proves only who the DP is.
+  if (!SITE_CODE.test(c.code)) throw fail('bad_signature', `${c.code} is not a site: its key cannot vouch for a manifest`);
+  await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(certificate) });
+  if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
+}
+
+/** The origin site's certificate, when the origin is not the central site (as the sender sends it). */
+export async function originCertificate(ctx: SiteContext, origin: string, keyId: string): Promise<unknown> {
+  if (origin === ctx.code) {
+    const own = await ctx.store.getMeta('site.certificate');
+    return own ? JSON.parse(own) : null;
+  }
+  const site = await ctx.store.getSite(origin);
+  if (site?.certificate) return JSON.parse(site.certificate);
+  const k = (await listKeys(ctx.store)).find((x) => x.keyId === keyId);
+  return k?.certificate ? JSON.parse(k.certificate) : null;
 }

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import type { OpenAPIHono } from '@hono/zod-openapi';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import type { z } from 'zod';
+import type { Endpoint } from '../api/client.js';
 import { ErrorSchema } from '../api/errors.js';
 import { fail } from '../core/errors.js';
 import { allows, type Permission } from '../core/roles.js';
@@ -74,3 +76,43 @@ export const errorResponses = {
   500: errorResponse('Stored content is damaged (damaged), or an unexpected failure (internal)'),
   503: errorResponse('A server or dependency, such as the database, cannot be reached (unavailable)'),
 } as const;
+
+/** A JSON request body of this schema, required. */
+export const jsonBody = <S>(schema: S) => ({ content: { 'application/json': { schema } }, required: true as const });
+
+/** The documented answers of a route: 200 with this JSON schema, and the standard errors. */
+export const answer = <S>(description: string, schema: S) => ({
+  ...errorResponses,
+  200: { description, content: { 'application/json': { schema } } },
+});
+
+/** The same for a route that creates something: 201. */
+export const created = <S>(description: string, schema: S) => ({
+  ...errorResponses,
+  201: { description, content: { 'application/json': { schema } } },
+});
+
+/**
+ * A GET route without parameters that answers one JSON document (most listings), from its
+ * endpoint in src/api: `read` runs once the caller's token is checked for `permission`.
+ */
+export function getJson<E extends Endpoint>(
+  app: App,
+  endpoint: E,
+  permission: Permission,
+  read: () => Promise<z.input<E['response']>>,
+): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: endpoint.path,
+      summary: endpoint.summary ?? endpoint.path,
+      responses: answer(endpoint.answer ?? 'OK', endpoint.response),
+    }),
+    async (c) => {
+      need(c, permission);
+      // The schema's type is generic here; each caller's `read` is checked against it.
+      return c.json((await read()) as never, 200);
+    },
+  );
+}

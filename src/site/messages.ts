@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Severity } from '../core/distribution.js';
-import { addMessages } from '../store/distribution.js';
+import { addMessages, listMessages } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 
 /** Status messages: what happened at this site, recorded here and reported up the tree. */
@@ -24,3 +24,6 @@ export async function emit(
   ]);
   ctx.log[m.severity === 'error' ? 'error' : m.severity === 'warning' ? 'warn' : 'info']({ code: m.code, package: m.packageId }, m.text);
 }
+
+/** Status messages of this site and the sites below it, newest first. */
+export const messagesOf = (ctx: SiteContext, f: Parameters<typeof listMessages>[1]) => listMessages(ctx.store, f);

@@ -4,15 +4,17 @@ import { decodeChunk } from '../content/codec.js';
 import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
 import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
 import { CascadeError, fail } from '../core/errors.js';
+import { PRIORITY_ORDER } from '../core/package.js';
 import { TokenBucket } from '../core/rate.js';
 import { backoffSeconds } from '../core/retry.js';
 import { isOpen, nextOpening, type Schedule } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
-import { listKeys, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import { listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { courierHold, isCourier } from './courier.js';
 import { readIncoming, sendRemovals } from './distribution.js';
+import { originCertificate } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } from './routes.js';
@@ -26,7 +28,6 @@ import { DEFAULT_ROUTE_CONCURRENCY, DEFAULT_SITE_CONCURRENCY, routeSchedule } fr
  * the next attempt asks again what is missing, so no verified chunk crosses twice.
  */
 
-const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
 const BATCH_BYTES = 4 << 20;
 /** A relay waits this long for the next chunk to arrive before it steps aside. */
 const RELAY_IDLE_MS = 30_000;
@@ -179,14 +180,14 @@ export class Sender {
             return ctx.library.readManifest(t.packageId, t.version);
           });
       const { manifest, signature: sig } = verifyManifest(bytes, ctx.trusted);
-      const originCertificate = await this.certificateOf(manifest.origin, sig.keyId);
+      const certificate = await originCertificate(ctx, manifest.origin, sig.keyId);
       const peer = peerClient(child);
       const offer = await peer.call(transferCalls.offer, {
         packageId: t.packageId,
         version: t.version,
         priority: t.priority,
         manifest: bytes.toString('base64'),
-        originCertificate,
+        originCertificate: certificate,
         targets: t.targets,
       });
       const sizes = new Map<string, number>();
@@ -330,18 +331,6 @@ export class Sender {
   private async held(digests: string[]): Promise<string[]> {
     const have = await this.ctx.store.haveChunks(digests);
     return digests.filter((d) => have.has(d));
-  }
-
-  /** The origin site's certificate, when the origin is not the central site. */
-  private async certificateOf(origin: string, keyId: string): Promise<unknown> {
-    if (origin === this.ctx.code) {
-      const own = await this.ctx.store.getMeta('site.certificate');
-      return own ? JSON.parse(own) : null;
-    }
-    const site = await this.ctx.store.getSite(origin);
-    if (site?.certificate) return JSON.parse(site.certificate);
-    const k = (await listKeys(this.ctx.store)).find((x) => x.keyId === keyId);
-    return k?.certificate ? JSON.parse(k.certificate) : null;
   }
 
   /** Chunks of the newest version the child holds, by path and offset: delta bases. */

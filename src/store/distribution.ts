@@ -3,7 +3,7 @@ import type { Selectable } from 'kysely';
 import type { Severity, TargetAwait, TargetState, TransferState } from '../core/distribution.js';
 import type { Priority } from '../core/package.js';
 import type { Database } from './schema.js';
-import type { Store } from './store.js';
+import { type Store, versionRow } from './store.js';
 
 /**
  * The distribution repository: targets (package version × site) and their states, the
@@ -427,18 +427,7 @@ export async function insertReplicaVersion(
         .where('id', '=', p.id)
         .execute();
     }
-    await tx.db
-      .insertInto('package_versions')
-      .values({
-        package_id: p.id,
-        version: v.version,
-        manifest_digest: v.manifestDigest,
-        files: v.files,
-        bytes: v.bytes,
-        new_bytes: 0,
-        created_at: now,
-      })
-      .execute();
+    await tx.db.insertInto('package_versions').values(versionRow(p.id, v, now)).execute();
     return true;
   };
   return s.db.isTransaction ? run(s) : s.transaction(run);

@@ -5,8 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
-import { addTarget, listTargets, updateTarget } from './distribution.js';
 import { openDb } from './db.js';
+import { addTarget, listTargets, updateTarget } from './distribution.js';
 import { type ChunkRow, hashToken, Store } from './store.js';
 
 /**
@@ -178,7 +178,8 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
 
   it('targets: every filter narrows in SQL, and what a target awaits ends with its next state', async () => {
     const now = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
-    const add = (site: string, via: string | null, version = 1) => addTarget(store, { packageId: 'TGT00001', version, site, via, bytesTotal: 5 });
+    const add = (site: string, via: string | null, version = 1) =>
+      addTarget(store, { packageId: 'TGT00001', version, site, via, bytesTotal: 5 });
     await add('TGT', null);
     await add('EUR', 'EUR');
     await add('BER', 'EUR');

@@ -397,18 +397,7 @@ export class Store {
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) throw notNext(p.id, v.version, await this.getPackage(p.id));
     }
-    await this.db
-      .insertInto('package_versions')
-      .values({
-        package_id: p.id,
-        version: v.version,
-        manifest_digest: v.manifestDigest,
-        files: v.files,
-        bytes: v.bytes,
-        new_bytes: v.newBytes,
-        created_at: now,
-      })
-      .execute();
+    await this.db.insertInto('package_versions').values(versionRow(p.id, v, now)).execute();
   }
 
   /**
@@ -514,6 +503,23 @@ export class Store {
       .executeTakeFirstOrThrow();
     return { chunks: Number(r.n), bytes: Number(r.bytes), storedBytes: Number(r.stored) };
   }
+}
+
+/** A package_versions row: what the origin committed, or what a replica received (newBytes 0). */
+export function versionRow(
+  packageId: string,
+  v: { version: number; manifestDigest: string; files: number; bytes: number; newBytes?: number },
+  createdAt: string,
+): Database['package_versions'] {
+  return {
+    package_id: packageId,
+    version: v.version,
+    manifest_digest: v.manifestDigest,
+    files: v.files,
+    bytes: v.bytes,
+    new_bytes: v.newBytes ?? 0,
+    created_at: createdAt,
+  };
 }
 
 function toPackage(r: Database['packages']): PackageRow {

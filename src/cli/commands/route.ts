@@ -3,7 +3,7 @@ import type { RouteView } from '../../api/routes.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parseRate } from '../../core/rate.js';
-import { type Cell, checkTimeZone, parseSchedule, scheduleTable } from '../../core/schedule.js';
+import { checkTimeZone, parseSchedule, scheduleTable } from '../../core/schedule.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 

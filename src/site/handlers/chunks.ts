@@ -1,11 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { Digests, IngestReport, Missing } from '../../api/chunks.js';
-import { decodeChunk } from '../../content/codec.js';
-import { signature } from '../../content/delta.js';
 import { DIGEST } from '../../core/chunk.js';
-import { fail } from '../../core/errors.js';
-import { ingestBatch, lackedChunks } from '../content.js';
-import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
+import { chunkSignatures, ingestBatch, lackedChunks, readStoredChunk } from '../content.js';
+import { type App, type AppParts, answer, bodyStream, errorResponse, errorResponses, jsonBody, need } from '../http.js';
 
 export function registerChunkHandlers(app: App, parts: AppParts): void {
   const received = parts.metrics.counter('cascade_chunk_bytes_received_total', 'Raw bytes of chunks received and stored.');
@@ -19,14 +16,8 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/chunks/missing',
       summary: 'Which of these chunks the library lacks',
-      request: { body: { content: { 'application/json': { schema: Digests } }, required: true } },
-      responses: {
-        200: {
-          description: 'The digests not in the library',
-          content: { 'application/json': { schema: Missing } },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(Digests) },
+      responses: answer('The digests not in the library', Missing),
     }),
     async (c) => {
       need(c, 'read');
@@ -72,33 +63,17 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
       path: '/api/v1/chunks/signatures',
       summary: 'Sub-chunk fingerprints of chunks the library holds, to send new chunks as deltas of them',
       request: {
-        body: {
-          content: { 'application/json': { schema: z.strictObject({ digests: z.array(z.string().regex(DIGEST)).max(4096) }) } },
-          required: true,
-        },
+        body: jsonBody(z.strictObject({ digests: z.array(z.string().regex(DIGEST)).max(4096) })),
       },
-      responses: {
-        200: {
-          description: 'Per chunk: [length, fingerprint] of each sub-chunk in order; unknown digests are left out',
-          content: {
-            'application/json': {
-              schema: z.object({ signatures: z.array(z.object({ digest: z.string(), subs: z.array(z.tuple([z.number(), z.string()])) })) }),
-            },
-          },
-        },
-        ...errorResponses,
-      },
+      responses: answer(
+        'Per chunk: [length, fingerprint] of each sub-chunk in order; unknown digests are left out',
+        z.object({ signatures: z.array(z.object({ digest: z.string(), subs: z.array(z.tuple([z.number(), z.string()])) })) }),
+      ),
     }),
     async (c) => {
       need(c, 'operate');
       const { digests } = c.req.valid('json');
-      const rows = await parts.store.getChunks(digests);
-      const signatures = [];
-      for (const [digest, row] of rows) {
-        const raw = decodeChunk(await parts.library.readStored(digest), row.size);
-        signatures.push({ digest, subs: signature(raw) });
-      }
-      return c.json({ signatures }, 200);
+      return c.json({ signatures: await chunkSignatures(parts, digests) }, 200);
     },
   );
 
@@ -119,9 +94,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'read');
       const { digest } = c.req.valid('param');
-      const have = await parts.store.haveChunks([digest]);
-      if (!have.has(digest)) throw fail('not_found', `chunk ${digest} is not in the library`);
-      const stored = await parts.library.readStored(digest);
+      const stored = await readStoredChunk(parts, digest);
       return c.body(new Uint8Array(stored), 200, {
         'content-type': 'application/octet-stream',
         'cache-control': 'public, max-age=31536000, immutable',

@@ -3,19 +3,18 @@ import { Digests, Missing } from '../../api/chunks.js';
 import {
   ArrivedAnswer,
   ArrivedRequest,
+  courierCalls,
   DpImportReport,
   DpTicket,
+  DpTicketRequest,
+  ExportRequest,
   ImportReport,
   OmitHeader,
-  Parcel,
   WaitingAnswer,
   WaitingRequest,
 } from '../../api/courier.js';
 import { parseOmitHeader } from '../../content/parcel.js';
-import { DP_NAME, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
-import { PACKAGE_ID } from '../../core/package.js';
-import { listParcels } from '../../store/courier.js';
 import {
   checkDpTicket,
   courierArrived,
@@ -25,9 +24,11 @@ import {
   importAtSite,
   issueDpTicket,
   missingAtDp,
+  parcels,
   planExport,
 } from '../courier.js';
-import { type App, type AppParts, bodyStream, errorResponse, errorResponses, need } from '../http.js';
+import { neighbour } from '../hierarchy.js';
+import { type App, type AppParts, answer, bodyStream, errorResponse, errorResponses, getJson, jsonBody, need } from '../http.js';
 
 /** Courier parcels: export (streamed), import (streamed), the parcels seen here, and the child's note. */
 export function registerCourierHandlers(app: App, parts: AppParts): void {
@@ -40,26 +41,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
         'The answer streams the parcel (format in docs/courier.md); its length is in content-length and its id in x-cascade-parcel. ' +
         'Without full, the parcel holds the chunks the destination lacks as far as this site knows. ' +
         "The destination is toSite (a site) or toDp (a DP of this site, imported there with POST /api/v1/courier/dp-tickets and the DP's own import); exactly one.",
-      request: {
-        body: {
-          content: {
-            'application/json': {
-              schema: z.strictObject({
-                packages: z.array(z.string().regex(PACKAGE_ID)).min(1).max(1000),
-                version: z.number().int().min(1).optional().describe("this version of every package (default: each one's latest)"),
-                toSite: z
-                  .string()
-                  .regex(/^[A-Za-z0-9]{3}$/)
-                  .optional()
-                  .describe('the site the parcel is for'),
-                toDp: z.string().regex(DP_NAME).optional().describe("one of this site's own DPs the parcel is for (exclusive with toSite)"),
-                full: z.boolean().optional().describe('every chunk, whatever the destination holds'),
-              }),
-            },
-          },
-          required: true,
-        },
-      },
+      request: { body: jsonBody(ExportRequest) },
       responses: {
         200: {
           description: 'The parcel',
@@ -137,21 +119,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/api/v1/courier/parcels',
-      summary: 'Courier parcels exported and imported here, newest first',
-      responses: {
-        200: { description: 'Parcels', content: { 'application/json': { schema: z.object({ parcels: z.array(Parcel) }) } } },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      need(c, 'read');
-      return c.json({ parcels: await listParcels(parts.store) }, 200);
-    },
-  );
+  getJson(app, courierCalls.parcels, 'read', async () => ({ parcels: await parcels(parts) }));
 
   app.openapi(
     createRoute({
@@ -159,27 +127,13 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
       path: '/api/v1/courier/arrived',
       summary:
         'A child site or a DP of this site says a courier parcel was imported there (site credential): its courier transfers are checked at once',
-      request: {
-        body: {
-          content: {
-            'application/json': {
-              schema: ArrivedRequest,
-            },
-          },
-          required: true,
-        },
-      },
-      responses: {
-        200: { description: 'Checked', content: { 'application/json': { schema: ArrivedAnswer } } },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(ArrivedRequest) },
+      responses: answer('Checked', ArrivedAnswer),
     }),
     async (c) => {
       const t = need(c, 'peer');
-      const from = await parts.store.getSite(t.name);
       // A DP of this site too: a parcel can be imported straight onto it (courier import --dp).
-      if (from?.relation !== 'child' && from?.relation !== 'dp')
-        throw fail('forbidden', 'only a child site or a DP of this site reports a parcel it imported');
+      const from = await neighbour(parts, t.name, ['child', 'dp'], 'only a child site or a DP of this site reports a parcel it imported');
       const n = await courierArrived(parts, from.code, c.req.valid('json').packages);
       parts.kick?.();
       return c.json({ transfers: n }, 200);
@@ -194,16 +148,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
       description:
         "Answers where the DP is and a ticket signed with this site's key, valid for 10 minutes; send the parcel to the DP's " +
         'POST /api/v1/courier/import with "authorization: Bearer TICKET". The parcel never passes through this site.',
-      request: {
-        body: {
-          content: {
-            'application/json': {
-              schema: z.strictObject({ dp: z.string().regex(TARGET_NAME).describe("the name of one of this site's own DPs") }),
-            },
-          },
-          required: true,
-        },
-      },
+      request: { body: jsonBody(DpTicketRequest) },
       responses: {
         200: { description: 'The ticket', content: { 'application/json': { schema: DpTicket } } },
         ...errorResponses,
@@ -270,7 +215,7 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
         'Asked by "cascade courier import FILE --dp NAME" before it streams, so that a repeated or resumed import leaves ' +
         'out (x-cascade-omit) the chunks this DP holds.',
       security: [{ ticket: [] }],
-      request: { body: { content: { 'application/json': { schema: Digests } }, required: true } },
+      request: { body: jsonBody(Digests) },
       responses: {
         200: {
           description: 'The digests not held here',
@@ -304,25 +249,12 @@ function registerWaitingRoute(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/courier/waiting',
       summary: 'The parent waits for a courier parcel for a version (site credential): this site shows it in its own status',
-      request: {
-        body: {
-          content: {
-            'application/json': {
-              schema: WaitingRequest,
-            },
-          },
-          required: true,
-        },
-      },
-      responses: {
-        200: { description: 'Noted', content: { 'application/json': { schema: WaitingAnswer } } },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(WaitingRequest) },
+      responses: answer('Noted', WaitingAnswer),
     }),
     async (c) => {
       const t = need(c, 'peer');
-      const from = await parts.store.getSite(t.name);
-      if (from?.relation !== 'parent') throw fail('forbidden', 'only the parent site says it waits for a courier parcel');
+      const from = await neighbour(parts, t.name, ['parent'], 'only the parent site says it waits for a courier parcel');
       return c.json({ updated: await courierWaiting(parts, from.code, c.req.valid('json')) }, 200);
     },
   );

@@ -17,7 +17,8 @@ import {
 import { fail } from '../../core/errors.js';
 import { ingestBatch } from '../content.js';
 import { acceptOffer, acceptRemove, acceptStatus, commitOffer, previewBelow } from '../distribution.js';
-import { type App, type AppParts, bodyStream, errorResponses, need } from '../http.js';
+import { neighbour } from '../hierarchy.js';
+import { type App, type AppParts, answer, bodyStream, jsonBody, need } from '../http.js';
 import { validateBelow } from '../validation.js';
 
 /**
@@ -26,12 +27,8 @@ import { validateBelow } from '../validation.js';
  * Child sites and DPs answer the same protocol.
  */
 export function registerTransferHandlers(app: App, parts: AppParts): void {
-  const fromChildOrParent = async (name: string) => {
-    const s = await parts.store.getSite(name);
-    if (!s || (s.relation !== 'parent' && s.relation !== 'child' && s.relation !== 'dp'))
-      throw fail('forbidden', `credential of ${name} is not a neighbouring site's or DP's`);
-    return s;
-  };
+  const fromChildOrParent = (name: string) =>
+    neighbour(parts, name, ['parent', 'child', 'dp'], `credential of ${name} is not a neighbouring site's or DP's`);
   const fromParent = async (name: string, what: string) => {
     const from = await fromChildOrParent(name);
     if (from.relation !== 'parent') throw fail('forbidden', `only the parent site ${what}`);
@@ -43,18 +40,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/transfers/offer',
       summary: 'A parent offers a package version (site credential); answers which chunks are missing',
-      request: { body: { content: { 'application/json': { schema: Offer } }, required: true } },
-      responses: {
-        200: {
-          description: 'What this site lacks',
-          content: {
-            'application/json': {
-              schema: OfferAnswer,
-            },
-          },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(Offer) },
+      responses: answer('What this site lacks', OfferAnswer),
     }),
     async (c) => {
       const from = await fromParent(need(c, 'peer').name, 'offers packages');
@@ -70,17 +57,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       path: '/api/v1/transfers/chunks',
       summary: 'A parent sends chunks of an offered version (site credential; batch format as POST /api/v1/chunks)',
       request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
-      responses: {
-        200: {
-          description: 'Stored',
-          content: {
-            'application/json': {
-              schema: IngestReport,
-            },
-          },
-        },
-        ...errorResponses,
-      },
+      responses: answer('Stored', IngestReport),
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'sends packages');
@@ -93,21 +70,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/transfers/commit',
       summary: 'A parent says an offered version is complete (site credential)',
-      request: {
-        body: {
-          content: {
-            'application/json': { schema: CommitRequest },
-          },
-          required: true,
-        },
-      },
-      responses: {
-        200: {
-          description: 'Installed, or how many chunks are still missing',
-          content: { 'application/json': { schema: CommitAnswer } },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(CommitRequest) },
+      responses: answer('Installed, or how many chunks are still missing', CommitAnswer),
     }),
     async (c) => {
       const from = await fromParent(need(c, 'peer').name, 'commits what it sent');
@@ -123,11 +87,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/status',
       summary: 'A child site or a DP reports targets, status messages and DP state (site credential)',
-      request: { body: { content: { 'application/json': { schema: StatusReport } }, required: true } },
-      responses: {
-        200: { description: 'Kept', content: { 'application/json': { schema: StatusAnswer } } },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(StatusReport) },
+      responses: answer('Kept', StatusAnswer),
     }),
     async (c) => {
       const from = await fromChildOrParent(need(c, 'peer').name);
@@ -141,18 +102,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/transfers/preview',
       summary: 'A parent asks what sending a version to targets at or below this site would cost (site credential)',
-      request: { body: { content: { 'application/json': { schema: PreviewRequest } }, required: true } },
-      responses: {
-        200: {
-          description: 'Bytes this site lacks, and the routes and targets below it',
-          content: {
-            'application/json': {
-              schema: PreviewAnswer,
-            },
-          },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(PreviewRequest) },
+      responses: answer('Bytes this site lacks, and the routes and targets below it', PreviewAnswer),
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'asks for previews');
@@ -165,14 +116,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/transfers/remove',
       summary: 'A parent removes a version from targets at or below this site (site credential)',
-      request: { body: { content: { 'application/json': { schema: RemoveRequest } }, required: true } },
-      responses: {
-        200: {
-          description: 'Removed here, or being removed further down',
-          content: { 'application/json': { schema: RemoveAnswer } },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(RemoveRequest) },
+      responses: answer('Removed here, or being removed further down', RemoveAnswer),
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'orders removals');
@@ -187,14 +132,8 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: '/api/v1/transfers/validate',
       summary: 'A parent asks to validate (and repair) a version on targets at or below this site (site credential)',
-      request: { body: { content: { 'application/json': { schema: ValidateRequest } }, required: true } },
-      responses: {
-        200: {
-          description: 'Per DP: what was checked and what is wrong',
-          content: { 'application/json': { schema: ValidateAnswer } },
-        },
-        ...errorResponses,
-      },
+      request: { body: jsonBody(ValidateRequest) },
+      responses: answer('Per DP: what was checked and what is wrong', ValidateAnswer),
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'asks for validations');

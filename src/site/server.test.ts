@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readSiteConfig } from './config.js';
-import { initSite } from './main.js';
+import { initSite } from './server.js';
 
 describe('site init', () => {
   afterEach(() => {

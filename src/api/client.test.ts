@@ -2,7 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
-import { ApiClient, fillPath } from './client.js';
+import { ApiClient } from './client.js';
+import { fillPath } from './paths.js';
 import { transferCalls } from './transfers.js';
 
 /** A peer on loopback that answers each path with what the test put there. */

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { z } from 'zod';
 import { type CascadeError, errorFromBody, fail } from '../core/errors.js';
+import { fillPath } from './paths.js';
 
 /**
  * The one HTTP client every party uses to call another: the CLI its site, a site its parent,
@@ -65,15 +66,6 @@ const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Age
  * 690 KB/s on a 500 KB/s link (test/e2e/slowlink.test.ts); on its own connections, 495 KB/s.
  */
 const bulkAgents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
-
-/** Fills `{name}` parameters of a path; each value is URL-encoded. */
-export function fillPath(path: string, params: Record<string, string | number> = {}): string {
-  return path.replace(/\{(\w+)\}/g, (_, k: string) => {
-    const v = params[k];
-    if (v === undefined) throw new Error(`path ${path} needs parameter ${k}`);
-    return encodeURIComponent(String(v));
-  });
-}
 
 export class ApiClient {
   readonly base: string;

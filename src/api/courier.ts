@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID } from '../core/package.js';
 import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
 
 export const ImportReport = z
   .object({
@@ -92,9 +93,9 @@ export type WaitingAnswer = z.infer<typeof WaitingAnswer>;
 export const ParcelList = z.object({ parcels: z.array(Parcel) });
 
 export const courierCalls = {
-  arrived: { method: 'POST', path: '/api/v1/courier/arrived', request: ArrivedRequest, response: ArrivedAnswer },
-  waiting: { method: 'POST', path: '/api/v1/courier/waiting', request: WaitingRequest, response: WaitingAnswer },
-  parcels: getCall('/api/v1/courier/parcels', ParcelList, 'Courier parcels exported and imported here, newest first', 'Parcels'),
+  arrived: { method: 'POST', path: PATHS.courierArrived, request: ArrivedRequest, response: ArrivedAnswer },
+  waiting: { method: 'POST', path: PATHS.courierWaiting, request: WaitingRequest, response: WaitingAnswer },
+  parcels: getCall(PATHS.courierParcels, ParcelList, 'Courier parcels exported and imported here, newest first', 'Parcels'),
 } as const satisfies Record<string, Endpoint>;
 
 export const ExportRequest = z.strictObject({

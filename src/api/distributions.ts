@@ -3,6 +3,7 @@ import { SEVERITIES, TARGET_STATES, TRANSFER_STATES } from '../core/distribution
 import { TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
 
 export const Target = z
   .object({
@@ -161,13 +162,13 @@ export type DistributionStatus = z.infer<typeof DistributionStatus>;
 /** Reads of this resource, as the site serves them and clients call them. */
 export const distributionCalls = {
   list: getCall(
-    '/api/v1/distributions',
+    PATHS.distributions,
     z.object({ packages: z.array(z.object({ packageId: z.string(), summary: Summary })) }),
     'Every package with targets at or below this site, summarised',
     'Per package',
   ),
   transfers: getCall(
-    '/api/v1/transfers',
+    PATHS.transfers,
     z.object({ transfers: z.array(Transfer) }),
     "The sender's transfers on this site's routes",
     'Transfers',

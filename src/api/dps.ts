@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DP_NAME } from '../core/dp.js';
 import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
 
 export const DpEntry = z
   .object({
@@ -65,8 +66,8 @@ export type DpState = z.infer<typeof DpState>;
 
 /** Reads of this resource, as the site serves them and clients call them. */
 export const dpCalls = {
-  list: getCall('/api/v1/dps', z.object({ dps: z.array(DpEntry) }), 'Every DP of this site and of every site below it', 'DPs'),
-  groups: getCall('/api/v1/dp-groups', z.object({ groups: z.array(Group) }), 'DP groups', 'Groups'),
+  list: getCall(PATHS.dps, z.object({ dps: z.array(DpEntry) }), 'Every DP of this site and of every site below it', 'DPs'),
+  groups: getCall(PATHS.dpGroups, z.object({ groups: z.array(Group) }), 'DP groups', 'Groups'),
 } as const satisfies Record<string, Endpoint>;
 
 export const GroupRequest = z.strictObject({

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { type Endpoint, getCall } from './client.js';
 import { entrySchema, LIMITS, programSchema } from './manifests.js';
+import { PATHS } from './paths.js';
 
 export const IdParam = z.object({ id: z.string().regex(PACKAGE_ID, 'a package ID is a site code and five digits, e.g. CEN00001') });
 export type IdParam = z.infer<typeof IdParam>;
@@ -96,7 +97,7 @@ export type VerifyReport = z.infer<typeof VerifyReport>;
 
 /** Reads of this resource, as the site serves them and clients call them. */
 export const packageCalls = {
-  list: getCall('/api/v1/packages', z.object({ packages: z.array(PackageSummary) }), 'List packages', 'Packages'),
+  list: getCall(PATHS.packages, z.object({ packages: z.array(PackageSummary) }), 'List packages', 'Packages'),
 } as const satisfies Record<string, Endpoint>;
 
 export const GcRequest = z.strictObject({

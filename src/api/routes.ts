@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { PRIORITIES } from '../core/package.js';
 import { CELLS } from '../core/schedule.js';
 import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
 
 export const RouteView = z
   .object({
@@ -61,8 +62,8 @@ export type Sender = z.infer<typeof Sender>;
 
 /** Reads of this resource, as the site serves them and clients call them. */
 export const routeCalls = {
-  list: getCall('/api/v1/routes', z.object({ routes: z.array(RouteView) }), "This site's routes to its child sites and its DPs", 'Routes'),
-  sender: getCall('/api/v1/sender', Sender, "This site's sender: packages in flight across all routes", 'Sender settings'),
+  list: getCall(PATHS.routes, z.object({ routes: z.array(RouteView) }), "This site's routes to its child sites and its DPs", 'Routes'),
+  sender: getCall(PATHS.sender, Sender, "This site's sender: packages in flight across all routes", 'Sender settings'),
 } as const satisfies Record<string, Endpoint>;
 
 export const RouteSet = z.strictObject({

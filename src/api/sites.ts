@@ -3,6 +3,7 @@ import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
 import { DpJoinRequest } from './dps.js';
+import { PATHS } from './paths.js';
 
 export const SiteEntry = z
   .object({
@@ -70,10 +71,10 @@ export const SiteTree = z.object({ central: z.string(), sites: z.array(SiteEntry
 
 /** Joining and registering, as a child site, a DP and each site on the way up make them. */
 export const siteCalls = {
-  join: { method: 'POST', path: '/api/v1/sites/join', request: JoinRequest, response: JoinAnswer },
-  joinDp: { method: 'POST', path: '/api/v1/dps/join', request: DpJoinRequest, response: JoinAnswer },
-  register: { method: 'POST', path: '/api/v1/sites/register', request: RegisterRequest, response: RegisterAnswer },
-  list: getCall('/api/v1/sites', SiteTree, 'This site, its parent, and every site below it', 'The tree as this site knows it'),
+  join: { method: 'POST', path: PATHS.siteJoin, request: JoinRequest, response: JoinAnswer },
+  joinDp: { method: 'POST', path: PATHS.dpJoin, request: DpJoinRequest, response: JoinAnswer },
+  register: { method: 'POST', path: PATHS.siteRegister, request: RegisterRequest, response: RegisterAnswer },
+  list: getCall(PATHS.sites, SiteTree, 'This site, its parent, and every site below it', 'The tree as this site knows it'),
 } as const satisfies Record<string, Endpoint>;
 
 export const JoinTokenRequest = z.strictObject({

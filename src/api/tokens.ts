@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PEER_ROLE, ROLES } from '../core/roles.js';
 import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
 
 export const Token = z
   .object({
@@ -14,7 +15,7 @@ export type Token = z.infer<typeof Token>;
 
 /** Reads of this resource, as the site serves them and clients call them. */
 export const tokenCalls = {
-  list: getCall('/api/v1/tokens', z.object({ tokens: z.array(Token) }), 'List API tokens (admin); secrets are never shown', 'Tokens'),
+  list: getCall(PATHS.tokens, z.object({ tokens: z.array(Token) }), 'List API tokens (admin); secrets are never shown', 'Tokens'),
 } as const satisfies Record<string, Endpoint>;
 
 export const TokenRequest = z.strictObject({ role: z.enum(ROLES), name: z.string().min(1).max(128) });

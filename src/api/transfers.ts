@@ -7,6 +7,7 @@ import { IngestReport } from './chunks.js';
 import type { Endpoint } from './client.js';
 import { DpValidation, PlanRoute } from './distributions.js';
 import { DpState } from './dps.js';
+import { PATHS } from './paths.js';
 
 /**
  * The protocol between neighbours (site credentials): a parent previews, offers, sends and
@@ -137,11 +138,11 @@ export type ValidateAnswer = z.infer<typeof ValidateAnswer>;
 
 /** The calls between neighbours, as the sender, the relay and the reporter make them. */
 export const transferCalls = {
-  offer: { method: 'POST', path: '/api/v1/transfers/offer', request: Offer, response: OfferAnswer },
-  chunks: { method: 'POST', path: '/api/v1/transfers/chunks', response: IngestReport },
-  commit: { method: 'POST', path: '/api/v1/transfers/commit', request: CommitRequest, response: CommitAnswer },
-  status: { method: 'POST', path: '/api/v1/status', request: StatusReport, response: StatusAnswer },
-  preview: { method: 'POST', path: '/api/v1/transfers/preview', request: PreviewRequest, response: PreviewAnswer },
-  remove: { method: 'POST', path: '/api/v1/transfers/remove', request: RemoveRequest, response: RemoveAnswer },
-  validate: { method: 'POST', path: '/api/v1/transfers/validate', request: ValidateRequest, response: ValidateAnswer },
+  offer: { method: 'POST', path: PATHS.offer, request: Offer, response: OfferAnswer },
+  chunks: { method: 'POST', path: PATHS.transferChunks, response: IngestReport },
+  commit: { method: 'POST', path: PATHS.commit, request: CommitRequest, response: CommitAnswer },
+  status: { method: 'POST', path: PATHS.status, request: StatusReport, response: StatusAnswer },
+  preview: { method: 'POST', path: PATHS.preview, request: PreviewRequest, response: PreviewAnswer },
+  remove: { method: 'POST', path: PATHS.remove, request: RemoveRequest, response: RemoveAnswer },
+  validate: { method: 'POST', path: PATHS.validate, request: ValidateRequest, response: ValidateAnswer },
 } as const satisfies Record<string, Endpoint>;

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApiClient } from '../api/client.js';
+import { fillPath, PATHS } from '../api/paths.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
@@ -21,12 +22,12 @@ export interface ContentSource {
   chunk(digest: string): Promise<Buffer>;
 }
 
-/** A site's API: `/api/v1/packages/ID/versions/N/manifest` and `/api/v1/chunks/DIGEST` (token needed). */
+/** A site's API: the signed manifest and the stored chunks (token needed). */
 export function siteSource(client: ApiClient): ContentSource {
   return {
     name: 'the site',
-    manifest: (id, version) => client.bytes(`/api/v1/packages/${id}/versions/${version}/manifest`),
-    chunk: (digest) => client.bytes(`/api/v1/chunks/${digest}`),
+    manifest: (id, version) => client.bytes(fillPath(PATHS.manifest, { id, version })),
+    chunk: (digest) => client.bytes(fillPath(PATHS.chunk, { digest })),
   };
 }
 

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { ApiClient } from '../api/client.js';
+import { PATHS } from '../api/paths.js';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
 import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
 import { type ChunkIndex, chunkIndex, type Entry, type Manifest } from '../content/manifest.js';
@@ -65,7 +66,7 @@ export async function uploadSource(
     jobs.push(p);
   };
   const sendGroup = async (group: Located[]) => {
-    const { missing } = await client.json<{ missing: string[] }>('POST', '/api/v1/chunks/missing', {
+    const { missing } = await client.json<{ missing: string[] }>('POST', PATHS.chunksMissing, {
       json: { digests: group.map((c) => c.digest) },
     });
     if (missing.length === 0) return;
@@ -73,7 +74,7 @@ export async function uploadSource(
     const batch = group.filter((c) => need.has(c.digest));
     const bases = opts.previous ? await signaturesFor(client, batch, prevIndex, sigCache) : undefined;
     const parts = encodeBatch(batch, bases, stats);
-    await client.upload('/api/v1/chunks', parts);
+    await client.upload(PATHS.chunks, parts);
     stats.uploadedChunks += batch.length;
     stats.sentBytes += parts.reduce((n, p) => n + p.length, 0);
   };
@@ -229,7 +230,7 @@ async function signaturesFor(
   }
   const list = [...ask];
   for (let i = 0; i < list.length; i += 1024) {
-    const r = await client.json<{ signatures: { digest: string; subs: SubchunkSig[] }[] }>('POST', '/api/v1/chunks/signatures', {
+    const r = await client.json<{ signatures: { digest: string; subs: SubchunkSig[] }[] }>('POST', PATHS.chunkSignatures, {
       json: { digests: list.slice(i, i + 1024) },
     });
     for (const s of r.signatures) cache.set(s.digest, s.subs);

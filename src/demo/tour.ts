@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../api/client.js';
+import { fillPath, PATHS } from '../api/paths.js';
 import { siteTrust } from '../cli/commands/package.js';
 import { fetchVersion } from '../cli/fetch.js';
 import { fmtBytes } from '../cli/progress.js';
@@ -82,32 +83,28 @@ export async function runDemo(o: DemoOptions): Promise<void> {
 
   const t0 = Date.now();
   const up1 = await uploadSource(client, await walkSource(v1));
-  const r1 = await client.json<{ id: string; version: number; files: number; bytes: number; newBytes: number }>(
-    'POST',
-    '/api/v1/packages',
-    {
-      json: {
-        name: 'Sample Office Suite',
-        priority: 'high',
-        programs: [
-          { name: 'Install', command: 'setup.exe /quiet' },
-          { name: 'Repair', command: 'setup.exe /repair' },
-        ],
-        files: up1.files,
-      },
+  const r1 = await client.json<{ id: string; version: number; files: number; bytes: number; newBytes: number }>('POST', PATHS.packages, {
+    json: {
+      name: 'Sample Office Suite',
+      priority: 'high',
+      programs: [
+        { name: 'Install', command: 'setup.exe /quiet' },
+        { name: 'Repair', command: 'setup.exe /repair' },
+      ],
+      files: up1.files,
     },
-  );
+  });
   out(
     `\n1. package create: ${r1.id} version ${r1.version}, ${r1.files} files, ${fmtBytes(r1.bytes)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
   );
   out(`   content-defined chunks (${up1.stats.chunks}), each stored once, compressed where that helps; manifest signed by CEN`);
 
-  const prevBytes = await client.bytes(`/api/v1/packages/${r1.id}/versions/1/manifest`);
+  const prevBytes = await client.bytes(fillPath(PATHS.manifest, { id: r1.id, version: 1 }));
   const previous = verifyManifest(prevBytes, await siteTrust(client)).manifest;
   const up2 = await uploadSource(client, await walkSource(v2), { previous });
   const r2 = await client.json<{ id: string; version: number; bytes: number; newBytes: number }>(
     'POST',
-    `/api/v1/packages/${r1.id}/versions`,
+    fillPath(PATHS.packageVersions, { id: r1.id }),
     {
       json: { files: up2.files },
     },
@@ -117,7 +114,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
 
   const check = await client.json<{ ok: boolean; versions: { version: number; checkedChunks: number }[] }>(
     'POST',
-    `/api/v1/packages/${r1.id}/verify`,
+    fillPath(PATHS.packageVerify, { id: r1.id }),
   );
   out(`\n3. package verify: every chunk of ${check.versions.length} versions re-hashed: ${check.ok ? 'all intact' : 'DAMAGE FOUND'}`);
 
@@ -136,7 +133,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   ] as const) {
     const dir = path.join(dataDir, code.toLowerCase());
     if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      const { token } = await parent.client.json<{ token: string }>('POST', '/api/v1/join-tokens', {
+      const { token } = await parent.client.json<{ token: string }>('POST', PATHS.joinTokens, {
         json: { kind: 'site', ttlSeconds: 600 },
       });
       await initSite({ dataDir: dir, code, name, listen: `127.0.0.1:${await freePort()}`, parent: parent.url, joinToken: token });
@@ -147,7 +144,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   }
   const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>(
     'GET',
-    '/api/v1/sites',
+    PATHS.sites,
   );
   out('\n5. site hierarchy: each site joined its parent with a one-time token; the central site checked codes and signed keys');
   const show = (code: string, depth: number): void => {
@@ -174,7 +171,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   for (const [name, at] of dpSpecs) {
     const dir = path.join(dataDir, name);
     if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      const { token } = await siteClient(at).json<{ token: string }>('POST', '/api/v1/join-tokens', {
+      const { token } = await siteClient(at).json<{ token: string }>('POST', PATHS.joinTokens, {
         json: { kind: 'dp', ttlSeconds: 600 },
       });
       await initSite({
@@ -188,12 +185,14 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     }
     children.push(await startSite({ role: 'dp', dataDir: dir, log }));
   }
-  await client.json('POST', '/api/v1/dp-groups', { json: { name: 'berlin', dps: [] } }).catch(() => undefined);
-  await client.json('POST', '/api/v1/dp-groups/berlin/add', { json: { dps: ['ber-dp1', 'ber-dp2'] } }).catch(() => undefined);
+  await client.json('POST', PATHS.dpGroups, { json: { name: 'berlin', dps: [] } }).catch(() => undefined);
+  await client
+    .json('POST', fillPath(PATHS.dpGroupAdd, { name: 'berlin' }), { json: { dps: ['ber-dp1', 'ber-dp2'] } })
+    .catch(() => undefined);
   type Dp = { name: string; site: string; kind: string; state: string; freeBytes: number | null; url: string | null };
   let dps: Dp[] = [];
   for (let i = 0; i < 40; i++) {
-    dps = (await client.json<{ dps: Dp[] }>('GET', '/api/v1/dps')).dps;
+    dps = (await client.json<{ dps: Dp[] }>('GET', PATHS.dps)).dps;
     if (dps.length >= 6) break;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -202,18 +201,18 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     out(`   ${d.name.padEnd(8)} ${d.site}  ${d.kind.padEnd(6)}  ${d.freeBytes === null ? '' : `${fmtBytes(d.freeBytes)} free`}`);
 
   // 7. A preview first, then the distribution: once per route, relayed, status back up.
-  await client.json('PUT', '/api/v1/routes/EUR', { json: { rate: 8 << 20, schedule: 'all' } });
+  await client.json('PUT', fillPath(PATHS.route, { child: 'EUR' }), { json: { rate: 8 << 20, schedule: 'all' } });
   const to = ['site:EUR', 'group:berlin'];
   type Plan = {
     uniqueBytes: number;
     routes: { from: string; to: string; bytes: number; etaSeconds: number | null }[];
     targets: { dp: string; path: string[]; etaSeconds: number | null }[];
   };
-  const plan = await client.json<Plan>('POST', '/api/v1/distributions', { json: { packageId: r1.id, to, dryRun: true } });
+  const plan = await client.json<Plan>('POST', PATHS.distributions, { json: { packageId: r1.id, to, dryRun: true } });
   out(`\n7. distribute ${r1.id} --to site:EUR --to group:berlin --dry-run: what would cross each route, and when`);
   for (const r of plan.routes)
     out(`   ${`${r.from} -> ${r.to}`.padEnd(16)} ${fmtBytes(r.bytes).padStart(9)}  ETA ${r.etaSeconds ?? 'never'} s`);
-  await client.json('POST', '/api/v1/distributions', { json: { packageId: r1.id, to } });
+  await client.json('POST', PATHS.distributions, { json: { packageId: r1.id, to } });
   type Status = {
     summary: { targeted: number; installed: number };
     targets: { dp: string; site: string; state: string; bytesDone: number; bytesTotal: number }[];
@@ -221,13 +220,13 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   let st: Status = { summary: { targeted: 1, installed: 0 }, targets: [] };
   const t6 = Date.now();
   while (Date.now() - t6 < 90_000) {
-    st = await client.json<Status>('GET', `/api/v1/distributions/${r1.id}`);
+    st = await client.json<Status>('GET', fillPath(PATHS.distribution, { id: r1.id }));
     if (st.summary.installed === st.summary.targeted) break;
     await new Promise((r) => setTimeout(r, 250));
   }
   out(`   ... then for real (route CEN->EUR limited to 8 MiB/s): every DP installed in ${((Date.now() - t6) / 1000).toFixed(1)} s`);
   for (const t of st.targets) out(`   ${t.dp.padEnd(8)} ${t.site}  ${t.state}  ${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`);
-  const msgs = await client.json<{ messages: { site: string; code: string; text: string }[] }>('GET', '/api/v1/messages', {
+  const msgs = await client.json<{ messages: { site: string; code: string; text: string }[] }>('GET', PATHS.messages, {
     query: { package: r1.id, limit: 4 },
   });
   out('   latest status messages, as they reached the central site:');
@@ -236,7 +235,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   // 8. Validation: every DP re-hashes what it holds against the signed manifest.
   const v = await client.json<{ results: { dp: string; ok: boolean; checkedFiles: number; checkedBytes: number }[] }>(
     'POST',
-    '/api/v1/validations',
+    PATHS.validations,
     { json: { packageId: r1.id } },
   );
   out(`\n8. cascade validate ${r1.id}: every chunk re-hashed, every file checked, on every DP`);
@@ -246,13 +245,13 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const v3 = path.join(dataDir, 'sample-drivers');
   if (!fs.existsSync(v3)) writeSample(v3, 3, 6 << 20);
   const up3 = await uploadSource(client, await walkSource(v3));
-  const r3 = await client.json<{ id: string; bytes: number }>('POST', '/api/v1/packages', {
+  const r3 = await client.json<{ id: string; bytes: number }>('POST', PATHS.packages, {
     json: { name: 'Field drivers', priority: 'medium', programs: [], files: up3.files },
   });
-  await client.json('POST', '/api/v1/distributions', { json: { packageId: r3.id, to: ['site:EUR'], via: 'courier' } });
+  await client.json('POST', PATHS.distributions, { json: { packageId: r3.id, to: ['site:EUR'], via: 'courier' } });
   type Target = { dp: string; state: string; detail?: string | null };
   const eurTarget = async () =>
-    (await client.json<{ targets: Target[] }>('GET', `/api/v1/distributions/${r3.id}`)).targets.find((t) => t.dp === 'EUR');
+    (await client.json<{ targets: Target[] }>('GET', fillPath(PATHS.distribution, { id: r3.id }))).targets.find((t) => t.dp === 'EUR');
   let waiting: Target | undefined;
   for (let i = 0; i < 120 && !/courier parcel/.test(waiting?.detail ?? ''); i++) {
     await new Promise((r) => setTimeout(r, 250));
@@ -261,11 +260,11 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`\n9. distribute ${r3.id} --to site:EUR --via courier: no chunk crosses the WAN; the sender waits for a parcel`);
   out(`   EUR  ${waiting?.state ?? '?'}  ${waiting?.detail ?? ''}`);
   const parcelFile = path.join(dataDir, 'eur.parcel');
-  const res = await client.download('/api/v1/courier/export', { packages: [r3.id], toSite: 'EUR' });
+  const res = await client.download(PATHS.courierExport, { packages: [r3.id], toSite: 'EUR' });
   await fs.promises.writeFile(parcelFile, res);
   out(`   cascade courier export ${r3.id} --to-site EUR -o ${parcelFile}: ${fmtBytes(fs.statSync(parcelFile).size)}`);
   const imported = await siteClient(0).uploadStream<{ chunks: { stored: number }; packages: { state: string }[] }>(
-    '/api/v1/courier/import',
+    PATHS.courierImport,
     fs.createReadStream(parcelFile),
     fs.statSync(parcelFile).size,
   );
@@ -274,7 +273,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     installed = await eurTarget();
     if (installed?.state !== 'installed') await new Promise((r) => setTimeout(r, 250));
   }
-  const transfers = await client.json<{ transfers: { packageId: string; child: string; wireBytes: number }[] }>('GET', '/api/v1/transfers');
+  const transfers = await client.json<{ transfers: { packageId: string; child: string; wireBytes: number }[] }>('GET', PATHS.transfers);
   const wire = transfers.transfers.find((t) => t.packageId === r3.id && t.child === 'EUR')?.wireBytes ?? 0;
   out(
     `   cascade courier import at EUR: ${imported.chunks.stored} chunks verified and stored, ${imported.packages[0]?.state}; ` +

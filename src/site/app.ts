@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { PATHS } from '../api/paths.js';
 import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { registerChunkHandlers } from './handlers/chunks.js';
@@ -19,14 +20,14 @@ import { type App, type AppEnv, type AppParts, BODY_LIMITS, limitBody } from './
 const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/(?:offer|preview))$/;
 
 /** Paths anyone may read without a token. */
-const PUBLIC = new Set(['/healthz', '/metrics', '/api/v1/openapi.json', '/api/v1/site', '/api/v1/sites/join', '/api/v1/dps/join']);
+const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.site, PATHS.siteJoin, PATHS.dpJoin]);
 
 /**
  * At a DP, a parcel import (and its question of which chunks the DP lacks) carries no token of
  * this store: its bearer is an import ticket signed by the DP's site, which the route checks
  * before it reads the body.
  */
-const DP_TICKETED = new Set(['/api/v1/courier/import', '/api/v1/courier/missing']);
+const DP_TICKETED = new Set<string>([PATHS.courierImport, PATHS.courierMissing]);
 
 /**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
@@ -79,9 +80,9 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   const jsonBody = limitBody(BODY_LIMITS.json);
   app.use('/api/*', async (c, next) => {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
-    if (c.req.method === 'POST' && c.req.path === '/api/v1/chunks') return next();
+    if (c.req.method === 'POST' && c.req.path === PATHS.chunks) return next();
     // A courier parcel streams in, like a chunk batch: never held whole.
-    if (c.req.method === 'POST' && c.req.path === '/api/v1/courier/import') return next();
+    if (c.req.method === 'POST' && c.req.path === PATHS.courierImport) return next();
     return (c.req.method === 'POST' && VERSION_POSTS.test(c.req.path) ? versionBody : jsonBody)(c, next);
   });
 
@@ -112,7 +113,7 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
       scheme: 'bearer',
       description: "an import ticket from the DP's site (POST /api/v1/courier/dp-tickets there)",
     });
-  app.doc31('/api/v1/openapi.json', {
+  app.doc31(PATHS.openapi, {
     openapi: '3.1.0',
     info: {
       title: role === 'dp' ? 'Cascade distribution point API' : 'Cascade site server API',

@@ -427,7 +427,10 @@ export async function insertReplicaVersion(
         .where('id', '=', p.id)
         .execute();
     }
-    await tx.db.insertInto('package_versions').values(versionRow(p.id, v, now)).execute();
+    await tx.db
+      .insertInto('package_versions')
+      .values(versionRow(p.id, v, now))
+      .execute();
     return true;
   };
   return s.db.isTransaction ? run(s) : s.transaction(run);

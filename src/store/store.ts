@@ -397,7 +397,10 @@ export class Store {
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) throw notNext(p.id, v.version, await this.getPackage(p.id));
     }
-    await this.db.insertInto('package_versions').values(versionRow(p.id, v, now)).execute();
+    await this.db
+      .insertInto('package_versions')
+      .values(versionRow(p.id, v, now))
+      .execute();
   }
 
   /**

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient } from '../../api/client.js';
+import { PATHS } from '../../api/paths.js';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
 import type { ImportReport } from '../../content/parcel.js';
 import { formatOmitHeader, MAX_OMIT_RANGES, readParcelToc } from '../../content/parcel-toc.js';
@@ -217,7 +218,7 @@ export function registerCourier(program: Command): void {
       throw fail('usage', `cannot write ${file}: ${e.code ?? e.message}`);
     });
     const res = await clientFrom(o)
-      .download('/api/v1/courier/export', {
+      .download(PATHS.courierExport, {
         packages,
         ...to,
         ...(o.full ? { full: true } : {}),
@@ -319,17 +320,17 @@ export function registerCourier(program: Command): void {
     let client = clientFrom(o);
     if (dp !== undefined) {
       // The site vouches (admin token, operate); the DP checks the site's signature itself.
-      const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', '/api/v1/courier/dp-tickets', { json: { dp } });
+      const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', PATHS.dpTickets, { json: { dp } });
       client = new ApiClient(o.dpUrl ?? t.url, { token: t.ticket, who: `DP ${t.dp}` });
     }
     // Chunks the site (or the DP) holds already, from a repeated or resumed import, are left out.
-    const plan = await resumePlan(client, dp === undefined ? '/api/v1/chunks/missing' : '/api/v1/courier/missing', file, st.size);
+    const plan = await resumePlan(client, dp === undefined ? PATHS.chunksMissing : PATHS.courierMissing, file, st.size);
     const length = plan ? st.size - plan.bytes : st.size;
     const bar = new Progress('import', length, !o.json);
     let sent = 0;
     const parcel = readFile(file, plan?.ranges);
     const r = await client
-      .uploadStream<ImportReport & { dp?: string }>('/api/v1/courier/import', parcel.pieces, length, {
+      .uploadStream<ImportReport & { dp?: string }>(PATHS.courierImport, parcel.pieces, length, {
         onBytes: (n) => {
           sent += n;
           bar.update(sent, sent >= length ? 'verifying and installing' : '');

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Plan, Summary, Target } from '../../api/distributions.js';
+import { fillPath, PATHS } from '../../api/paths.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
@@ -112,7 +113,7 @@ export function registerDistribute(program: Command): void {
   ).action(async (id: string, o: AdminOpts & { to: string[]; version?: number; dryRun?: boolean; via?: string }) => {
     checkSpecs('--to', o.to);
     if (o.via !== undefined && o.via !== 'network' && o.via !== 'courier') throw fail('usage', '--via must be network or courier');
-    const r = await clientFrom(o).json<Plan>('POST', '/api/v1/distributions', {
+    const r = await clientFrom(o).json<Plan>('POST', PATHS.distributions, {
       json: {
         packageId: parsePackageId(id),
         to: o.to,
@@ -142,7 +143,7 @@ export function registerDistribute(program: Command): void {
     checkSpecs('--from', o.from);
     const r = await clientFrom(o).json<{ packageId: string; version: number; targets: { dp: string; site: string; state: string }[] }>(
       'POST',
-      '/api/v1/undistributions',
+      PATHS.undistributions,
       { json: { packageId: parsePackageId(id), from: o.from, ...(o.version ? { version: o.version } : {}) } },
     );
     if (o.json) printJson(r);
@@ -165,10 +166,10 @@ export function registerDistribute(program: Command): void {
     const client = clientFrom(o);
     const once = async () => {
       if (id) {
-        const r = await client.json<Parameters<typeof statusText>[0]>('GET', `/api/v1/distributions/${parsePackageId(id)}`);
+        const r = await client.json<Parameters<typeof statusText>[0]>('GET', fillPath(PATHS.distribution, { id: parsePackageId(id) }));
         return o.json ? `${JSON.stringify(r, null, 2)}\n` : statusText(r);
       }
-      const r = await client.json<{ packages: { packageId: string; summary: Summary }[] }>('GET', '/api/v1/distributions');
+      const r = await client.json<{ packages: { packageId: string; summary: Summary }[] }>('GET', PATHS.distributions);
       if (o.json) return `${JSON.stringify(r, null, 2)}\n`;
       if (r.packages.length === 0) return 'nothing distributed yet: cascade distribute ID --to site:CODE\n';
       return table([
@@ -211,7 +212,7 @@ export function registerDistribute(program: Command): void {
     if (o.severity && !['info', 'warning', 'error'].includes(o.severity)) throw fail('usage', '--severity must be info, warning or error');
     const r = await clientFrom(o).json<{
       messages: { time: string; site: string; component: string; severity: string; code: string; text: string; packageId: string | null }[];
-    }>('GET', '/api/v1/messages', { query: { site: o.from, package: o.package, severity: o.severity, limit: o.limit } });
+    }>('GET', PATHS.messages, { query: { site: o.from, package: o.package, severity: o.severity, limit: o.limit } });
     if (o.json) printJson(r);
     else
       process.stdout.write(
@@ -248,7 +249,7 @@ export function registerDistribute(program: Command): void {
           lastError: string | null;
         }[];
       }[];
-    }>('GET', '/api/v1/queue', { query: { route: o.route } });
+    }>('GET', PATHS.queue, { query: { route: o.route } });
     if (o.json) {
       printJson(r);
       return;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Validation } from '../../api/distributions.js';
 import type { DpEntry, Group } from '../../api/dps.js';
+import { fillPath, PATHS } from '../../api/paths.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
@@ -33,7 +34,7 @@ function validationText(r: Validation): string {
 /** `cascade validate` and `cascade repair`. */
 export function registerValidate(program: Command): void {
   const run = async (id: string, o: AdminOpts & { dp?: string; version?: number }, repair: boolean) => {
-    const r = await clientFrom(o).json<Validation>('POST', '/api/v1/validations', {
+    const r = await clientFrom(o).json<Validation>('POST', PATHS.validations, {
       json: { packageId: parsePackageId(id), ...(o.dp ? { dp: o.dp } : {}), ...(o.version ? { version: o.version } : {}), repair },
     });
     if (o.json) printJson(r);
@@ -70,7 +71,7 @@ export function registerDpAdmin(program: Command): void {
       .description('issue a one-time, expiring token a DP joins this site with (admin)')
       .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl', 60)),
   ).action(async (o: AdminOpts & { ttl?: number }) => {
-    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', '/api/v1/join-tokens', {
+    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', PATHS.joinTokens, {
       json: { kind: 'dp', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);
@@ -79,7 +80,7 @@ export function registerDpAdmin(program: Command): void {
 
   adminOptions(dp.command('list').description('every DP of this site and of every site below it: state, free space, packages held')).action(
     async (o: AdminOpts) => {
-      const r = await clientFrom(o).json<{ dps: DpEntry[] }>('GET', '/api/v1/dps');
+      const r = await clientFrom(o).json<{ dps: DpEntry[] }>('GET', PATHS.dps);
       if (o.json) {
         printJson(r);
         return;
@@ -113,7 +114,7 @@ export function registerDpAdmin(program: Command): void {
       .argument('<name>', 'group name')
       .option('--dp <name>', 'a DP to put in it (repeatable)', collect),
   ).action(async (name: string, o: AdminOpts & { dp?: string[] }) => {
-    show(o, await clientFrom(o).json<Group>('POST', '/api/v1/dp-groups', { json: { name, dps: o.dp ?? [] } }));
+    show(o, await clientFrom(o).json<Group>('POST', PATHS.dpGroups, { json: { name, dps: o.dp ?? [] } }));
   });
   for (const op of ['add', 'remove'] as const) {
     adminOptions(
@@ -123,11 +124,16 @@ export function registerDpAdmin(program: Command): void {
         .argument('<name>', 'group name')
         .requiredOption('--dp <name>', 'a DP (repeatable)', collect),
     ).action(async (name: string, o: AdminOpts & { dp: string[] }) => {
-      show(o, await clientFrom(o).json<Group>('POST', `/api/v1/dp-groups/${encodeURIComponent(name)}/${op}`, { json: { dps: o.dp } }));
+      show(
+        o,
+        await clientFrom(o).json<Group>('POST', fillPath(op === 'add' ? PATHS.dpGroupAdd : PATHS.dpGroupRemove, { name }), {
+          json: { dps: o.dp },
+        }),
+      );
     });
   }
   adminOptions(group.command('list').description('every DP group')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ groups: Group[] }>('GET', '/api/v1/dp-groups');
+    const r = await clientFrom(o).json<{ groups: Group[] }>('GET', PATHS.dpGroups);
     if (o.json) printJson(r);
     else if (r.groups.length === 0) process.stdout.write('no DP groups yet: cascade dp-group create NAME --dp A --dp B\n');
     else
@@ -137,13 +143,13 @@ export function registerDpAdmin(program: Command): void {
   });
   adminOptions(group.command('show').description('one DP group').argument('<name>', 'group name')).action(
     async (name: string, o: AdminOpts) => {
-      show(o, await clientFrom(o).json<Group>('GET', `/api/v1/dp-groups/${encodeURIComponent(name)}`));
+      show(o, await clientFrom(o).json<Group>('GET', fillPath(PATHS.dpGroup, { name })));
     },
   );
   adminOptions(
     group.command('delete').description('delete a DP group; its DPs are untouched (operate)').argument('<name>', 'group name'),
   ).action(async (name: string, o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ deleted: string }>('DELETE', `/api/v1/dp-groups/${encodeURIComponent(name)}`);
+    const r = await clientFrom(o).json<{ deleted: string }>('DELETE', fillPath(PATHS.dpGroup, { name }));
     if (o.json) printJson(r);
     else process.stdout.write(`deleted DP group ${r.deleted}\n`);
   });

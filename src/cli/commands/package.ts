@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { ApiClient } from '../../api/client.js';
 import type { VersionReport } from '../../api/packages.js';
+import { fillPath, PATHS } from '../../api/paths.js';
 // Types only at the top: content modules (zod, piscina) load when a command needs them, so
 // every other command starts without them.
 import type { Manifest, Program } from '../../content/manifest.js';
@@ -35,7 +36,7 @@ export async function siteTrust(client: ApiClient): Promise<TrustedKey[]> {
     keyId: string;
     publicKey: string;
     trusted?: { keyId: string; publicKey: string; site: string }[];
-  }>('GET', '/api/v1/site');
+  }>('GET', PATHS.site);
   const keys: TrustedKey[] = [{ keyId: s.keyId, publicKeyPem: s.publicKey, site: s.code }];
   for (const k of s.trusted ?? [])
     if (!keys.some((x) => x.keyId === k.keyId)) keys.push({ keyId: k.keyId, publicKeyPem: k.publicKey, site: k.site });
@@ -60,8 +61,8 @@ async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
 }
 
 async function latestManifest(client: ApiClient, id: string): Promise<Manifest> {
-  const show = await client.json<{ version: number }>('GET', `/api/v1/packages/${id}`);
-  const bytes = await client.bytes(`/api/v1/packages/${id}/versions/${show.version}/manifest`);
+  const show = await client.json<{ version: number }>('GET', fillPath(PATHS.package, { id }));
+  const bytes = await client.bytes(fillPath(PATHS.manifest, { id, version: show.version }));
   const { verifyManifest } = await import('../../content/manifest.js');
   return verifyManifest(bytes, await siteTrust(client)).manifest;
 }
@@ -94,8 +95,8 @@ async function ingest(
     progress.done();
     const body = { name: o.name, priority: o.priority, programs: o.program, files };
     report = id
-      ? await client.json<VersionReport>('POST', `/api/v1/packages/${id}/versions`, { json: body })
-      : await client.json<VersionReport>('POST', '/api/v1/packages', { json: body });
+      ? await client.json<VersionReport>('POST', fillPath(PATHS.packageVersions, { id }), { json: body })
+      : await client.json<VersionReport>('POST', PATHS.packages, { json: body });
     if (o.json) printJson({ ...report, sentBytes: stats.sentBytes, deltaChunks: stats.deltaChunks });
     else
       process.stdout.write(
@@ -137,7 +138,7 @@ export function registerPackage(program: Command): void {
   adminOptions(pkg.command('list').description('list packages')).action(async (o: AdminOpts) => {
     const r = await clientFrom(o).json<{
       packages: { id: string; name: string; version: number; priority: string; files: number; bytes: number }[];
-    }>('GET', '/api/v1/packages');
+    }>('GET', PATHS.packages);
     if (o.json) printJson(r);
     else if (r.packages.length === 0) process.stdout.write('no packages yet: cascade package create SRC --name NAME\n');
     else
@@ -166,7 +167,7 @@ export function registerPackage(program: Command): void {
       files: { path: string; type: string; size: number; mode?: number; target?: string }[];
       bytes: number;
       created: string;
-    }>('GET', `/api/v1/packages/${parsePackageId(id)}`, { query: { version: o.version } });
+    }>('GET', fillPath(PATHS.package, { id: parsePackageId(id) }), { query: { version: o.version } });
     if (o.json) {
       printJson(r);
       return;
@@ -213,7 +214,8 @@ export function registerPackage(program: Command): void {
     const source = o.from ? staticSource(o.from) : client;
     if (!source) throw fail('usage', '--trust-key needs --from URL (or --site URL to fetch from the site)');
     const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [await trustKeyFile(o.trustKey, pid)] : [])];
-    const version = o.version ?? (await (client as ApiClient).json<{ version: number }>('GET', `/api/v1/packages/${pid}`)).version;
+    const version =
+      o.version ?? (await (client as ApiClient).json<{ version: number }>('GET', fillPath(PATHS.package, { id: pid }))).version;
     const progress = new Progress(`fetch ${pid}`, 0, !o.json);
     try {
       const r = await fetchVersion(source, pid, version, dest, {
@@ -250,7 +252,7 @@ export function registerPackage(program: Command): void {
         checkedBytes: number;
         problems: { path: string | null; chunk: string | null; kind: string; detail: string }[];
       }[];
-    }>('POST', `/api/v1/packages/${parsePackageId(id)}/verify`, { query: { version: o.version } });
+    }>('POST', fillPath(PATHS.packageVerify, { id: parsePackageId(id) }), { query: { version: o.version } });
     if (o.json) printJson(r);
     else {
       for (const v of r.versions) {
@@ -271,7 +273,7 @@ export function registerPackage(program: Command): void {
       .argument('<id>', 'package ID')
       .option('--version <n>', 'only this version', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
-    const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', `/api/v1/packages/${parsePackageId(id)}`, {
+    const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', fillPath(PATHS.package, { id: parsePackageId(id) }), {
       query: { version: o.version },
     });
     if (o.json) printJson(r);
@@ -284,7 +286,7 @@ export function registerPackage(program: Command): void {
       .description('free chunks that no package version references (admin)')
       .option('--grace <seconds>', 'spare chunks stored more recently than this (default 3600)', parseIntOpt('--grace')),
   ).action(async (o: AdminOpts & { grace?: number }) => {
-    const r = await clientFrom(o).json<{ chunks: number; bytes: number }>('POST', '/api/v1/gc', {
+    const r = await clientFrom(o).json<{ chunks: number; bytes: number }>('POST', PATHS.gc, {
       json: { graceSeconds: o.grace ?? 3600 },
     });
     if (o.json) printJson(r);

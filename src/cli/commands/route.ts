@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteView } from '../../api/routes.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
@@ -40,7 +41,7 @@ export function registerRoute(program: Command): void {
       ...(o.schedule !== undefined ? { schedule: o.schedule } : {}),
       ...(o.timeZone !== undefined ? { timeZone: o.timeZone } : {}),
     };
-    const r = await clientFrom(o).json<RouteView>('PUT', `/api/v1/routes/${encodeURIComponent(normaliseTarget(child))}`, { json: body });
+    const r = await clientFrom(o).json<RouteView>('PUT', fillPath(PATHS.route, { child: normaliseTarget(child) }), { json: body });
     if (o.json) printJson(r);
     else process.stdout.write(show(r));
   });
@@ -48,13 +49,13 @@ export function registerRoute(program: Command): void {
   adminOptions(
     route.command('show').description('show the route to a child site').argument('<child>', 'child site code or DP name'),
   ).action(async (child: string, o: AdminOpts) => {
-    const r = await clientFrom(o).json<RouteView>('GET', `/api/v1/routes/${encodeURIComponent(normaliseTarget(child))}`);
+    const r = await clientFrom(o).json<RouteView>('GET', fillPath(PATHS.route, { child: normaliseTarget(child) }));
     if (o.json) printJson(r);
     else process.stdout.write(show(r));
   });
 
   adminOptions(route.command('list').description('every route from this site to its children')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ routes: RouteView[] }>('GET', '/api/v1/routes');
+    const r = await clientFrom(o).json<{ routes: RouteView[] }>('GET', PATHS.routes);
     if (o.json) printJson(r);
     else if (r.routes.length === 0)
       process.stdout.write('no child sites yet: join one with "cascade site join-token" and "cascade site init --parent"\n');
@@ -69,7 +70,7 @@ export function registerRoute(program: Command): void {
 
   const sender = program.command('sender').description("a site's sender: packages in flight across all its routes");
   adminOptions(sender.command('show').description('show the sender settings')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ concurrency: number }>('GET', '/api/v1/sender');
+    const r = await clientFrom(o).json<{ concurrency: number }>('GET', PATHS.sender);
     if (o.json) printJson(r);
     else process.stdout.write(`sender: ${r.concurrency} package(s) in flight across all routes\n`);
   });
@@ -80,7 +81,7 @@ export function registerRoute(program: Command): void {
       .requiredOption('--concurrency <n>', 'packages in flight (1-256)', parseIntOpt('--concurrency')),
   ).action(async (o: AdminOpts & { concurrency: number }) => {
     if (o.concurrency < 1 || o.concurrency > 256) throw fail('usage', '--concurrency must be 1 to 256');
-    const r = await clientFrom(o).json<{ concurrency: number }>('PUT', '/api/v1/sender', { json: { concurrency: o.concurrency } });
+    const r = await clientFrom(o).json<{ concurrency: number }>('PUT', PATHS.sender, { json: { concurrency: o.concurrency } });
     if (o.json) printJson(r);
     else process.stdout.write(`sender: ${r.concurrency} package(s) in flight across all routes\n`);
   });

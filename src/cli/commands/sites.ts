@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { PATHS } from '../../api/paths.js';
 import type { SiteEntry } from '../../api/sites.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
@@ -11,7 +12,7 @@ export function registerSiteAdmin(site: Command): void {
       .description('issue a one-time, expiring token a child site joins with (admin)')
       .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl')),
   ).action(async (o: AdminOpts & { ttl?: number }) => {
-    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', '/api/v1/join-tokens', {
+    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', PATHS.joinTokens, {
       json: { kind: 'site', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);
@@ -19,7 +20,7 @@ export function registerSiteAdmin(site: Command): void {
   });
 
   adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[] }>('GET', '/api/v1/sites');
+    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[] }>('GET', PATHS.sites);
     if (o.json) {
       printJson(r);
       return;

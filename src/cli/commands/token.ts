@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { fillPath, PATHS } from '../../api/paths.js';
 import { fail } from '../../core/errors.js';
 import { ROLES, type Role } from '../../core/roles.js';
 import { printJson } from '../../lib/output.js';
@@ -15,7 +16,7 @@ export function registerToken(program: Command): void {
       .requiredOption('--name <name>', 'who or what the token is for'),
   ).action(async (o: AdminOpts & { role: string; name: string }) => {
     if (!ROLES.includes(o.role as Role)) throw fail('usage', `--role must be one of ${ROLES.join(', ')}, not "${o.role}"`);
-    const r = await clientFrom(o).json<{ id: string; role: string; name: string; token: string }>('POST', '/api/v1/tokens', {
+    const r = await clientFrom(o).json<{ id: string; role: string; name: string; token: string }>('POST', PATHS.tokens, {
       json: { role: o.role, name: o.name },
     });
     if (o.json) printJson(r);
@@ -23,17 +24,14 @@ export function registerToken(program: Command): void {
   });
 
   adminOptions(token.command('list').description('list tokens (secrets are never shown)')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ tokens: { id: string; role: string; name: string; createdAt: string }[] }>(
-      'GET',
-      '/api/v1/tokens',
-    );
+    const r = await clientFrom(o).json<{ tokens: { id: string; role: string; name: string; createdAt: string }[] }>('GET', PATHS.tokens);
     if (o.json) printJson(r);
     else process.stdout.write(table([['ID', 'ROLE', 'NAME', 'CREATED'], ...r.tokens.map((t) => [t.id, t.role, t.name, t.createdAt])]));
   });
 
   adminOptions(token.command('revoke').description('revoke a token').argument('<id>', 'token id (from "token list")')).action(
     async (id: string, o: AdminOpts) => {
-      const r = await clientFrom(o).json<{ revoked: string }>('DELETE', `/api/v1/tokens/${encodeURIComponent(id)}`);
+      const r = await clientFrom(o).json<{ revoked: string }>('DELETE', fillPath(PATHS.token, { id }));
       if (o.json) printJson(r);
       else process.stdout.write(`revoked ${r.revoked}\n`);
     },

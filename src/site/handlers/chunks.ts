@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { Digests, IngestReport, Missing } from '../../api/chunks.js';
+import { PATHS } from '../../api/paths.js';
 import { DIGEST } from '../../core/chunk.js';
 import { chunkSignatures, ingestBatch, lackedChunks, readStoredChunk } from '../content.js';
 import { type App, type AppParts, answer, bodyStream, errorResponse, errorResponses, jsonBody, need } from '../http.js';
@@ -14,7 +15,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/chunks/missing',
+      path: PATHS.chunksMissing,
       summary: 'Which of these chunks the library lacks',
       request: { body: jsonBody(Digests) },
       responses: answer('The digests not in the library', Missing),
@@ -29,7 +30,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/chunks',
+      path: PATHS.chunks,
       summary: 'Upload a batch of chunks (binary records; see docs/content.md)',
       description:
         'Body: records of u8 kind (1 whole, 2 delta), 32-byte SHA-256 digest, u32 big-endian length, payload. ' +
@@ -60,7 +61,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/chunks/signatures',
+      path: PATHS.chunkSignatures,
       summary: 'Sub-chunk fingerprints of chunks the library holds, to send new chunks as deltas of them',
       request: {
         body: jsonBody(z.strictObject({ digests: z.array(z.string().regex(DIGEST)).max(4096) })),
@@ -80,7 +81,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/chunks/{digest}',
+      path: PATHS.chunk,
       summary: 'A stored chunk as it is on disk (codec tag byte, then payload)',
       request: { params: z.object({ digest: z.string().regex(DIGEST) }) },
       responses: {

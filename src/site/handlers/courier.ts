@@ -13,6 +13,7 @@ import {
   WaitingAnswer,
   WaitingRequest,
 } from '../../api/courier.js';
+import { PATHS } from '../../api/paths.js';
 import { parseOmitHeader } from '../../content/parcel.js';
 import { fail } from '../../core/errors.js';
 import {
@@ -35,7 +36,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/export',
+      path: PATHS.courierExport,
       summary: 'Write a courier parcel for a site: signed manifests and the chunks it lacks (operate; streamed)',
       description:
         'The answer streams the parcel (format in docs/courier.md); its length is in content-length and its id in x-cascade-parcel. ' +
@@ -93,7 +94,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/import',
+      path: PATHS.courierImport,
       summary: 'Import a courier parcel (operate; the body streams)',
       description:
         'Signatures are checked before any chunk is read, every chunk before it is stored; versions become visible only ' +
@@ -124,7 +125,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/arrived',
+      path: PATHS.courierArrived,
       summary:
         'A child site or a DP of this site says a courier parcel was imported there (site credential): its courier transfers are checked at once',
       request: { body: jsonBody(ArrivedRequest) },
@@ -143,7 +144,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/dp-tickets',
+      path: PATHS.dpTickets,
       summary: "An import ticket for one of this site's DPs (operate): the parcel then goes straight to the DP",
       description:
         "Answers where the DP is and a ticket signed with this site's key, valid for 10 minutes; send the parcel to the DP's " +
@@ -174,7 +175,7 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/import',
+      path: PATHS.courierImport,
       summary: "Import a courier parcel onto this DP (an import ticket from the DP's site; the body streams)",
       description:
         'The bearer is an import ticket from the site (POST /api/v1/courier/dp-tickets there), checked before any byte of the ' +
@@ -202,14 +203,14 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
   );
 
   // The ticket before the body is parsed: only its holder makes this DP read a list of digests.
-  app.use('/api/v1/courier/missing', async (c, next) => {
+  app.use(PATHS.courierMissing, async (c, next) => {
     await checkDpTicket(parts, ticketOf(c.req.header('authorization')));
     return next();
   });
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/missing',
+      path: PATHS.courierMissing,
       summary: 'Which of these chunks this DP lacks (an import ticket from its site)',
       description:
         'Asked by "cascade courier import FILE --dp NAME" before it streams, so that a repeated or resumed import leaves ' +
@@ -247,7 +248,7 @@ function registerWaitingRoute(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/courier/waiting',
+      path: PATHS.courierWaiting,
       summary: 'The parent waits for a courier parcel for a version (site credential): this site shows it in its own status',
       request: { body: jsonBody(WaitingRequest) },
       responses: answer('Noted', WaitingAnswer),

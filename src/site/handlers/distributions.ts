@@ -9,6 +9,7 @@ import {
   Validation,
   ValidationRequest,
 } from '../../api/distributions.js';
+import { PATHS } from '../../api/paths.js';
 import { SEVERITIES } from '../../core/distribution.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { PACKAGE_ID } from '../../core/package.js';
@@ -22,7 +23,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/distributions',
+      path: PATHS.distributions,
       summary: 'Distribute a package version to DPs at or below this site, or preview it with dryRun (operate)',
       request: { body: jsonBody(DistributeRequest) },
       responses: {
@@ -45,7 +46,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/undistributions',
+      path: PATHS.undistributions,
       summary: 'Remove a package version from DPs at or below this site (operate)',
       request: { body: jsonBody(UndistributeRequest) },
       responses: answer(
@@ -69,7 +70,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/validations',
+      path: PATHS.validations,
       summary:
         'Validate a version on the DPs at or below this site (re-hash every chunk, check every file); repair re-sends only damaged chunks (operate)',
       request: { body: jsonBody(ValidationRequest) },
@@ -86,7 +87,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/distributions/{id}',
+      path: PATHS.distribution,
       summary: 'Where a package is: every target DP at or below this site, with roll-ups per site and per DP group',
       request: { params: z.object({ id: z.string().regex(PACKAGE_ID) }) },
       responses: answer('Targets and their states', DistributionStatus),
@@ -105,7 +106,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/messages',
+      path: PATHS.messages,
       summary: 'Status messages of this site and the sites below it, newest first',
       request: {
         query: z.object({

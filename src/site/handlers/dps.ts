@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { DpJoinRequest, dpCalls, Group, GroupRequest, Members } from '../../api/dps.js';
+import { PATHS } from '../../api/paths.js';
 import { JoinAnswer } from '../../api/sites.js';
 import { acceptDpJoin, changeDpGroup, createDpGroup, deleteDpGroup, dpEntries, dpGroup, groups } from '../dps.js';
 import { ownUrl } from '../hierarchy.js';
@@ -9,7 +10,7 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/dps/join',
+      path: PATHS.dpJoin,
       summary: 'A DP joins with a join token (no bearer token: the join token authenticates)',
       security: [],
       request: { body: jsonBody(DpJoinRequest) },
@@ -29,7 +30,7 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/dp-groups',
+      path: PATHS.dpGroups,
       summary: 'Create a DP group (operate)',
       request: { body: jsonBody(GroupRequest) },
       responses: created('Created', Group),
@@ -44,7 +45,7 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/dp-groups/{name}',
+      path: PATHS.dpGroup,
       summary: 'One DP group',
       request: { params: groupParam },
       responses: answer('The group', Group),
@@ -63,7 +64,7 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
     app.openapi(
       createRoute({
         method: 'post',
-        path: `/api/v1/dp-groups/{name}/${op}`,
+        path: op === 'add' ? PATHS.dpGroupAdd : PATHS.dpGroupRemove,
         summary,
         request: { params: groupParam, body: jsonBody(Members) },
         responses: answer('The group', Group),
@@ -79,7 +80,7 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'delete',
-      path: '/api/v1/dp-groups/{name}',
+      path: PATHS.dpGroup,
       summary: 'Delete a DP group (operate; its DPs are untouched)',
       request: { params: groupParam },
       responses: answer('Deleted', z.object({ deleted: z.string() })),

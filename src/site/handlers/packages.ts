@@ -11,6 +11,7 @@ import {
   VersionQuery,
   VersionReport,
 } from '../../api/packages.js';
+import { PATHS } from '../../api/paths.js';
 import { collectGarbage, commitVersion, deletePackage, listPackages, readSignedManifest, showPackage, verifyPackage } from '../content.js';
 import { type App, type AppParts, answer, errorResponse, errorResponses, getJson, jsonBody, need } from '../http.js';
 
@@ -36,7 +37,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/packages',
+      path: PATHS.packages,
       summary: 'Create a package (version 1) from chunks already uploaded',
       request: { body: jsonBody(CreateBody) },
       responses: versionResponses,
@@ -50,7 +51,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/packages/{id}/versions',
+      path: PATHS.packageVersions,
       summary: 'Add the next version of a package',
       request: { params: IdParam, body: jsonBody(UpdateBody) },
       responses: versionResponses,
@@ -64,7 +65,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/packages/{id}',
+      path: PATHS.package,
       summary: 'Show a package version (latest unless ?version=N)',
       request: { params: IdParam, query: VersionQuery },
       responses: answer('The version', PackageShow),
@@ -78,7 +79,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/packages/{id}/versions/{version}/manifest',
+      path: PATHS.manifest,
       summary: 'The signed manifest of a version, byte for byte as stored',
       request: { params: IdParam.extend({ version: z.coerce.number().int().min(1) }) },
       responses: answer('Signed manifest (canonical JSON)', z.any()),
@@ -95,7 +96,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/packages/{id}/verify',
+      path: PATHS.packageVerify,
       summary: "Re-hash a package's stored content (every version unless ?version=N)",
       request: { params: IdParam, query: VersionQuery },
       responses: answer('What was checked and every damaged file and chunk', VerifyReport),
@@ -110,7 +111,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'delete',
-      path: '/api/v1/packages/{id}',
+      path: PATHS.package,
       summary: 'Delete one version (?version=N) or the whole package; chunks are freed by garbage collection',
       request: { params: IdParam, query: VersionQuery },
       responses: answer('Deleted', z.object({ id: z.string(), deleted: z.array(z.number()) })),
@@ -125,7 +126,7 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/gc',
+      path: PATHS.gc,
       summary: 'Free chunks no version references (admin)',
       request: {
         body: {

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { PATHS } from '../../api/paths.js';
 import { RouteQueue } from '../../api/routes.js';
 import { type App, type AppParts, answer, need } from '../http.js';
 import { routeQueues } from '../routes.js';
@@ -8,7 +9,7 @@ export function registerQueueHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/queue',
+      path: PATHS.queue,
       summary: "Each route's queue in order: what is sending now, what waits, bytes left, ETA",
       request: {
         query: z.object({

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { PATHS } from '../../api/paths.js';
 import { ChildParam, RouteSet, RouteView, routeCalls, Sender } from '../../api/routes.js';
 import { type App, type AppParts, answer, getJson, jsonBody, need } from '../http.js';
 import { listRoutes, senderConcurrency, setRoute, setSenderConcurrency, showRoute } from '../routes.js';
@@ -9,7 +10,7 @@ export function registerRouteHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/routes/{child}',
+      path: PATHS.route,
       summary: 'The route to one child site',
       request: { params: ChildParam },
       responses: answer('The route', RouteView),
@@ -23,7 +24,7 @@ export function registerRouteHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'put',
-      path: '/api/v1/routes/{child}',
+      path: PATHS.route,
       summary: 'Set the rate, concurrency or schedule of the route to a child site (fields left out keep their value)',
       request: { params: ChildParam, body: jsonBody(RouteSet) },
       responses: answer('The route as it is now', RouteView),
@@ -38,7 +39,7 @@ export function registerRouteHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'put',
-      path: '/api/v1/sender',
+      path: PATHS.sender,
       summary: "Set this site's sender: packages in flight across all routes",
       request: {
         body: jsonBody(z.strictObject({ concurrency: z.number().int().min(1).max(256) })),

@@ -1,4 +1,5 @@
 import { createRoute } from '@hono/zod-openapi';
+import { PATHS } from '../../api/paths.js';
 import { SiteInfo } from '../../api/site.js';
 import { publicKeyPem } from '../../content/signing.js';
 import { VERSION } from '../../lib/version.js';
@@ -9,7 +10,7 @@ export function registerSiteHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'get',
-      path: '/api/v1/site',
+      path: PATHS.site,
       summary: "This site's code, name and public key (no token needed)",
       security: [],
       responses: {

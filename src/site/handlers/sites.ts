@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { PATHS } from '../../api/paths.js';
 import { JoinAnswer, JoinRequest, JoinTokenRequest, RegisterAnswer, RegisterRequest, siteCalls } from '../../api/sites.js';
 import { acceptJoin, acceptRegister, issueJoinToken, neighbour, ownUrl, siteTree } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
@@ -7,7 +8,7 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/join-tokens',
+      path: PATHS.joinTokens,
       summary: 'Issue a one-time, expiring join token for a child site or a DP (admin)',
       request: {
         body: {
@@ -34,7 +35,7 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/sites/join',
+      path: PATHS.siteJoin,
       summary: 'A child site joins with a join token (no bearer token: the join token authenticates)',
       security: [],
       request: { body: jsonBody(JoinRequest) },
@@ -48,7 +49,7 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/sites/register',
+      path: PATHS.siteRegister,
       summary: 'A child registers a site that joined below it (site credential)',
       request: { body: jsonBody(RegisterRequest) },
       responses: answer('Registered; the central site vouches for its key', RegisterAnswer),

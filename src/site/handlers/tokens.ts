@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { PATHS } from '../../api/paths.js';
 import { TokenRequest, tokenCalls } from '../../api/tokens.js';
 import { ROLES } from '../../core/roles.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
@@ -8,7 +9,7 @@ export function registerTokenHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/tokens',
+      path: PATHS.tokens,
       summary: 'Create an API token (admin); the secret is shown once',
       request: { body: jsonBody(TokenRequest) },
       responses: created('Created', z.object({ id: z.string(), role: z.enum(ROLES), name: z.string(), token: z.string() })),
@@ -25,7 +26,7 @@ export function registerTokenHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'delete',
-      path: '/api/v1/tokens/{id}',
+      path: PATHS.token,
       summary: 'Revoke an API token (admin)',
       request: { params: z.object({ id: z.string().min(1).max(64) }) },
       responses: answer('Revoked', z.object({ revoked: z.string() })),

@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { IngestReport } from '../../api/chunks.js';
+import { PATHS } from '../../api/paths.js';
 import {
   CommitAnswer,
   CommitRequest,
@@ -38,7 +39,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/offer',
+      path: PATHS.offer,
       summary: 'A parent offers a package version (site credential); answers which chunks are missing',
       request: { body: jsonBody(Offer) },
       responses: answer('What this site lacks', OfferAnswer),
@@ -54,7 +55,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/chunks',
+      path: PATHS.transferChunks,
       summary: 'A parent sends chunks of an offered version (site credential; batch format as POST /api/v1/chunks)',
       request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
       responses: answer('Stored', IngestReport),
@@ -68,7 +69,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/commit',
+      path: PATHS.commit,
       summary: 'A parent says an offered version is complete (site credential)',
       request: { body: jsonBody(CommitRequest) },
       responses: answer('Installed, or how many chunks are still missing', CommitAnswer),
@@ -85,7 +86,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/status',
+      path: PATHS.status,
       summary: 'A child site or a DP reports targets, status messages and DP state (site credential)',
       request: { body: jsonBody(StatusReport) },
       responses: answer('Kept', StatusAnswer),
@@ -100,7 +101,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/preview',
+      path: PATHS.preview,
       summary: 'A parent asks what sending a version to targets at or below this site would cost (site credential)',
       request: { body: jsonBody(PreviewRequest) },
       responses: answer('Bytes this site lacks, and the routes and targets below it', PreviewAnswer),
@@ -114,7 +115,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/remove',
+      path: PATHS.remove,
       summary: 'A parent removes a version from targets at or below this site (site credential)',
       request: { body: jsonBody(RemoveRequest) },
       responses: answer('Removed here, or being removed further down', RemoveAnswer),
@@ -130,7 +131,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
   app.openapi(
     createRoute({
       method: 'post',
-      path: '/api/v1/transfers/validate',
+      path: PATHS.validate,
       summary: 'A parent asks to validate (and repair) a version on targets at or below this site (site credential)',
       request: { body: jsonBody(ValidateRequest) },
       responses: answer('Per DP: what was checked and what is wrong', ValidateAnswer),

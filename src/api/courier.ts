@@ -70,6 +70,11 @@ export const OmitHeader = z.object({
 });
 export type OmitHeader = z.infer<typeof OmitHeader>;
 
+/** A parcel made for another site or DP is refused unless the import says `anyway`. */
+export const ImportQuery = z.object({
+  anyway: z.enum(['true', 'false']).optional().describe('import a parcel made for another site or DP here all the same'),
+});
+
 /** A child site or a DP says a parcel was imported there: its parent checks its courier transfers at once. */
 export const ArrivedRequest = z.strictObject({
   parcel: z.string().max(64),

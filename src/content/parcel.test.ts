@@ -198,7 +198,7 @@ describe('courier parcel format', () => {
       [0, 20],
       [20, 25],
     ]);
-    const r = await importParcel(sink, pieces(stripped, 65536), undefined, omit);
+    const r = await importParcel(sink, pieces(stripped, 65536), { omit: omit });
     expect(r.chunks).toEqual({ inParcel: 52, stored: 27, alreadyHeld: 20 });
     expect(r.bytes.received).toBe(stripped.length);
     expect(r.bytes.parcel).toBe(whole.length);
@@ -206,7 +206,7 @@ describe('courier parcel format', () => {
     expect(r.packages[0]).toMatchObject({ id: 'CEN00001', state: 'incomplete', missingChunks: 5 });
     expect(r.packages[1]).toMatchObject({ id: 'CEN00002', state: 'installed' });
     // Ranges that leave out what the stream holds break its framing: refused, nothing installed.
-    expect(await codeOf(importParcel(sink, pieces(whole), undefined, [[30, 31]]))).toMatch(/^bad_parcel: /);
+    expect(await codeOf(importParcel(sink, pieces(whole), { omit: [[30, 31]] }))).toMatch(/^bad_parcel: /);
   });
 
   it('refuses omitted ranges that are malformed, out of order or outside the parcel', async () => {
@@ -224,7 +224,7 @@ describe('courier parcel format', () => {
     ] as [number, number][][]) {
       const { sink, library } = memorySink(path.join(root, 'lib-omit-bad'));
       await library.init();
-      expect(await codeOf(importParcel(sink, pieces(whole), undefined, ranges)), JSON.stringify(ranges)).toMatch(
+      expect(await codeOf(importParcel(sink, pieces(whole), { omit: ranges })), JSON.stringify(ranges)).toMatch(
         /^bad_request: omitted chunk range .* not within the parcel's 52 chunks/,
       );
     }

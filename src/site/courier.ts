@@ -397,12 +397,19 @@ const WRITEBACK = 32 << 20;
  * chunk it verified; the next import skips them). Versions become visible
  * only after the trailing checksum matched, and only those whose chunks are all held.
  */
-export async function importParcel(
-  sink: ParcelSink,
-  body: AsyncIterable<Uint8Array>,
-  onProgress?: (bytes: number) => void,
-  omit: readonly OmitRange[] = [],
-): Promise<ImportReport> {
+export interface ImportOptions {
+  onProgress?: ((bytes: number) => void) | undefined;
+  /** Chunks the sender left out of the body (x-cascade-omit). */
+  omit?: readonly OmitRange[] | undefined;
+  /** The site or DP importing; a parcel made for another is refused unless `anyway`. */
+  here?: string | undefined;
+  anyway?: boolean | undefined;
+  /** Wakes the sender once the import is done. */
+  kick?: (() => void) | undefined;
+}
+
+export async function importParcel(sink: ParcelSink, body: AsyncIterable<Uint8Array>, opts: ImportOptions = {}): Promise<ImportReport> {
+  const { onProgress, omit = [] } = opts;
   const reader = new ParcelReader(body);
   const header = await reader.header();
   const pkgs = await reader.packages();
@@ -424,6 +431,12 @@ export async function importParcel(
     manifests.push(m);
     for (const [d, n] of manifestChunks(m)) sizes.set(d, n);
   }
+  // Signatures first (a parcel nobody here trusts is refused as such), then where it was made for.
+  if (opts.here !== undefined && !opts.anyway && header.destination !== null && header.destination !== opts.here)
+    throw fail(
+      'conflict',
+      `parcel ${header.parcel} was made at ${header.source} for ${header.destination}, not for ${opts.here}: import it at ${header.destination}, or here all the same with --anyway`,
+    );
   const index = await reader.index((d) => sizes.get(d));
   // Chunks the sender left out (it asked which this site holds): not read. Any of them not
   // held after all is simply missing, as from a partial parcel.
@@ -609,14 +622,8 @@ export function siteSink(ctx: SiteContext): ParcelSink {
  * `cascade courier import` at a site: imports the parcel, records it, tells the parent (so it
  * checks its courier transfers at once), and lets the content flow on below as usual.
  */
-export async function importAtSite(
-  ctx: SiteContext,
-  body: AsyncIterable<Uint8Array>,
-  kick?: () => void,
-  onProgress?: (bytes: number) => void,
-  omit: readonly OmitRange[] = [],
-): Promise<ImportReport> {
-  const report = await importParcel(siteSink(ctx), body, onProgress, omit);
+export async function importAtSite(ctx: SiteContext, body: AsyncIterable<Uint8Array>, opts: ImportOptions = {}): Promise<ImportReport> {
+  const report = await importParcel(siteSink(ctx), body, { here: ctx.code, ...opts });
   await recordParcel(ctx.store, {
     id: report.parcel,
     direction: 'import',
@@ -639,7 +646,7 @@ export async function importAtSite(
     text: `parcel ${report.parcel} from ${report.source} imported at ${ctx.code}: ${what}; ${report.chunks.stored} chunks stored, ${report.chunks.alreadyHeld} already here`,
     packageId: report.packages[0]?.id ?? null,
   });
-  kick?.();
+  opts.kick?.();
   const parent = await parentOf(ctx.store);
   if (parent) {
     await Promise.resolve()
@@ -712,11 +719,10 @@ export async function importAtDp(
   ctx: SiteContext,
   ticket: string,
   body: AsyncIterable<Uint8Array>,
-  onProgress?: (bytes: number) => void,
-  omit: readonly OmitRange[] = [],
+  opts: ImportOptions = {},
 ): Promise<ImportReport & { dp: string }> {
   await checkDpTicket(ctx, ticket);
-  const report = await importAtSite(ctx, body, undefined, onProgress, omit);
+  const report = await importAtSite(ctx, body, opts);
   return { ...report, dp: ctx.code };
 }
 

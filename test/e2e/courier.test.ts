@@ -152,6 +152,16 @@ describe('courier parcels', () => {
     const text = await cascade(['courier', 'inspect', file]);
     expect(text.stdout).toContain(`parcel ${x.parcel} (format 2)`);
 
+    // A parcel made for EUR is refused at another site with one line, unless --anyway.
+    const elsewhere = await run('BER', ['courier', 'import', file]);
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toBe(
+      `cascade: parcel ${x.parcel} was made at CEN for EUR, not for BER: import it at EUR, or here all the same with --anyway\n`,
+    );
+    expect((await json('BER', ['package', 'list'])).packages).toEqual([]);
+    const home = await json('CEN', ['courier', 'import', file, '--anyway']);
+    expect(home.packages[0]).toMatchObject({ id: c.id, state: 'installed' });
+
     // A tampered parcel is refused with one line, and nothing is installed.
     const tampered = path.join(root, 'tampered.parcel');
     const bytes = fs.readFileSync(file);

@@ -309,8 +309,9 @@ export function registerCourier(program: Command): void {
       )
       .argument('<file>', 'the parcel file')
       .option('--dp <name>', "import onto this DP of the site: the site issues a ticket, the parcel's bytes go to the DP directly")
-      .option('--dp-url <url>', 'with --dp: where this machine reaches the DP (default: the address the site knows)'),
-  ).action(async (file: string, o: AdminOpts & { dp?: string; dpUrl?: string }) => {
+      .option('--dp-url <url>', 'with --dp: where this machine reaches the DP (default: the address the site knows)')
+      .option('--anyway', 'import a parcel made for another site or DP here all the same (refused otherwise)'),
+  ).action(async (file: string, o: AdminOpts & { dp?: string; dpUrl?: string; anyway?: boolean }) => {
     if (o.dpUrl !== undefined && o.dp === undefined) throw fail('usage', '--dp-url goes with --dp NAME');
     const dp = o.dp === undefined ? undefined : parseDpTarget(o.dp);
     const st = await fsp.stat(file).catch((e: NodeJS.ErrnoException) => {
@@ -330,7 +331,7 @@ export function registerCourier(program: Command): void {
     let sent = 0;
     const parcel = readFile(file, plan?.ranges);
     const r = await client
-      .uploadStream<ImportReport & { dp?: string }>(PATHS.courierImport, parcel.pieces, length, {
+      .uploadStream<ImportReport & { dp?: string }>(`${PATHS.courierImport}${o.anyway ? '?anyway=true' : ''}`, parcel.pieces, length, {
         onBytes: (n) => {
           sent += n;
           bar.update(sent, sent >= length ? 'verifying and installing' : '');

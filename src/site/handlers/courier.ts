@@ -8,6 +8,7 @@ import {
   DpTicket,
   DpTicketRequest,
   ExportRequest,
+  ImportQuery,
   ImportReport,
   OmitHeader,
   WaitingAnswer,
@@ -103,6 +104,7 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
         'the table of contents and trailer are whole, only those chunks are skipped; one not held after all is missing.',
       request: {
         headers: OmitHeader,
+        query: ImportQuery,
         body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
       },
       responses: {
@@ -116,7 +118,8 @@ export function registerCourierHandlers(app: App, parts: AppParts): void {
     async (c) => {
       need(c, 'operate');
       const omit = parseOmitHeader(c.req.header('x-cascade-omit'));
-      return c.json(await importAtSite(parts, bodyStream(c), parts.kick, undefined, omit), 200);
+      const anyway = c.req.valid('query').anyway === 'true';
+      return c.json(await importAtSite(parts, bodyStream(c), { kick: parts.kick, omit, anyway }), 200);
     },
   );
 
@@ -184,6 +187,7 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
       security: [{ ticket: [] }],
       request: {
         headers: OmitHeader,
+        query: ImportQuery,
         body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
       },
       responses: {
@@ -198,7 +202,8 @@ export function registerDpCourierHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       const omit = parseOmitHeader(c.req.header('x-cascade-omit'));
-      return c.json(await importAtDp(parts, ticketOf(c.req.header('authorization')), bodyStream(c), undefined, omit), 200);
+      const anyway = c.req.valid('query').anyway === 'true';
+      return c.json(await importAtDp(parts, ticketOf(c.req.header('authorization')), bodyStream(c), { omit, anyway }), 200);
     },
   );
 

@@ -229,6 +229,19 @@ describe('distribution points', () => {
       };
       return m.messages.some((x) => x.code === 'content_damaged' && x.text.includes('eur-dp2') && x.text.includes(path.basename(big)));
     });
+    // Messages filtered by a DP's name (the SITE column shows it), severities in any case or short.
+    const fromDp = await cascade(['messages', '--site', 'eur-dp2', '--json'], { env: env() });
+    expect(fromDp.stderr).toBe('');
+    const dm = (JSON.parse(fromDp.stdout) as { messages: { site: string }[] }).messages;
+    expect(dm.length).toBeGreaterThan(0);
+    expect(dm.every((x) => x.site === 'eur-dp2')).toBe(true);
+    const warn = await cascade(['messages', '--site', 'EUR', '--severity', 'WARN', '--json'], { env: env() });
+    expect(warn.stderr).toBe('');
+    const wm = (JSON.parse(warn.stdout) as { messages: { site: string; severity: string }[] }).messages;
+    expect(wm.length).toBeGreaterThan(0);
+    expect(wm.every((x) => x.site === 'EUR' && x.severity !== 'info')).toBe(true);
+    const loud = await cascade(['messages', '--severity', 'loud'], { env: env() });
+    expect([loud.code, loud.stderr]).toEqual([2, 'cascade: --severity must be info, warning or error (or i, warn, err), not "loud"\n']);
     const fixed = await cascade(['repair', pkg, '--dp', 'eur-dp2', '--json'], { env: env() });
     expect(fixed.stderr).toBe('');
     const rep = (JSON.parse(fixed.stdout) as { results: { repaired: { chunks: number; ok: boolean } }[] }).results[0];

@@ -1,11 +1,21 @@
 import type { Command } from 'commander';
-import type { Plan, Summary, Target } from '../../api/distributions.js';
+import type { Message, Plan, Summary, Target } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
+import { SEVERITIES, type Severity } from '../../core/distribution.js';
+import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, DEFAULT_SITE, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
+
+/** A severity as typed: any case, and the usual short forms (`warn`, `err`). */
+export function parseSeverity(v: string): Severity {
+  const w = v.toLowerCase();
+  const found = w.length > 0 ? SEVERITIES.find((s) => s.startsWith(w)) : undefined;
+  if (!found) throw fail('usage', `--severity must be info, warning or error (or i, warn, err), not "${v}"`);
+  return found;
+}
 
 export const fmtEta = (s: number | null) =>
   s === null ? 'never' : s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
@@ -201,18 +211,20 @@ export function registerDistribute(program: Command): void {
       .command('messages')
       .description('status messages of this site and the sites below it, newest first')
       .option('--package <id>', 'only about this package')
-      .option('--severity <level>', 'info, warning (and worse) or error')
-      .option('--limit <n>', 'at most this many (default 200)', parseIntOpt('--limit')),
+      .option('--severity <level>', 'info, warning (and worse) or error; any case, or short: i, warn, err')
+      .option('--limit <n>', 'at most this many (default 200)', parseIntOpt('--limit', 1)),
     true,
-    `a site CODE: only messages from that site; or the site server URL (default ${DEFAULT_SITE}, or CASCADE_SITE)`,
+    `a site CODE or a DP NAME: only messages from there; or the site server URL (default ${DEFAULT_SITE}, or CASCADE_SITE)`,
   ).action(async (opts: AdminOpts & { package?: string; severity?: string; limit?: number }) => {
-    // --site is the server URL elsewhere; here a three-character code filters by site.
-    const code = opts.site && /^[A-Za-z0-9]{3}$/.test(opts.site) ? opts.site.toUpperCase() : undefined;
-    const o = { ...opts, site: code ? process.env.CASCADE_SITE || undefined : opts.site, from: code };
-    if (o.severity && !['info', 'warning', 'error'].includes(o.severity)) throw fail('usage', '--severity must be info, warning or error');
-    const r = await clientFrom(o).json<{
-      messages: { time: string; site: string; component: string; severity: string; code: string; text: string; packageId: string | null }[];
-    }>('GET', PATHS.messages, { query: { site: o.from, package: o.package, severity: o.severity, limit: o.limit } });
+    // --site is the server URL elsewhere; here a site code or a DP name (no "://") filters by where.
+    const from = opts.site && !opts.site.includes('://') ? normaliseTarget(opts.site) : undefined;
+    if (from !== undefined && !TARGET_NAME.test(from))
+      throw fail('usage', `--site "${opts.site}" is neither a site code, a DP name nor a URL (e.g. --site NYC, --site nyc-dp1)`);
+    const o = { ...opts, site: from ? process.env.CASCADE_SITE || undefined : opts.site };
+    const severity = o.severity === undefined ? undefined : parseSeverity(o.severity);
+    const r = await clientFrom(o).json<{ messages: Message[] }>('GET', PATHS.messages, {
+      query: { site: from, package: o.package, severity, limit: o.limit },
+    });
     if (o.json) printJson(r);
     else
       process.stdout.write(

@@ -150,8 +150,8 @@ export async function createDpGroup(ctx: SiteContext, name: string, dps: readonl
 }
 
 /** Adds DPs to a group (each must be a DP at or below this site) or takes them out. */
-export async function changeDpGroup(ctx: SiteContext, name: string, op: 'add' | 'remove', dps: readonly string[]): Promise<Group> {
-  await dpGroup(ctx, name);
+export async function changeDpGroup(ctx: SiteContext, typed: string, op: 'add' | 'remove', dps: readonly string[]): Promise<Group> {
+  const { name } = await dpGroup(ctx, typed);
   if (op === 'add') await addMembers(ctx.store, name, await knownDps(ctx, dps));
   else await removeMembers(ctx.store, name, dps.map(normaliseTarget));
   return dpGroup(ctx, name);

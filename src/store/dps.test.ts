@@ -64,6 +64,18 @@ describe.each(backends)('DPs and DP groups (%s)', (_name, url) => {
     expect(await deleteGroup(store, 'pilot')).toBe(false);
   });
 
+  it('keeps group names unique regardless of case, finds them in any case, keeps the first spelling', async () => {
+    await createGroup(store, 'Berlin', ['ber-dp1']);
+    await expect(createGroup(store, 'berlin', [])).rejects.toThrow(
+      'DP group Berlin already exists (names are unique regardless of case); add DPs to it with "cascade dp-group add Berlin"',
+    );
+    expect((await getGroup(store, 'BERLIN'))?.name).toBe('Berlin');
+    expect((await getGroup(store, 'berlin'))?.members).toEqual(['ber-dp1']);
+    expect((await listGroups(store)).map((g) => g.name)).toEqual(['Berlin']);
+    expect(await deleteGroup(store, 'bErLiN')).toBe(true);
+    expect(await getGroup(store, 'Berlin')).toBeUndefined();
+  });
+
   it('takes undistributed targets out of open transfers; one left with none is done', async () => {
     await addTarget(store, { packageId: 'CEN00001', version: 1, site: 'eur-dp1', via: 'EUR', bytesTotal: 1 });
     await queueTransfer(store, {

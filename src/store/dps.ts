@@ -1,7 +1,17 @@
+import { sql } from 'kysely';
 import { fail } from '../core/errors.js';
 import type { Store } from './store.js';
 
-/** DP groups: named sets of DPs, possibly across sites. Functions over a Store. */
+/**
+ * DP groups: named sets of DPs, possibly across sites. Functions over a Store. Names are unique
+ * regardless of case, and found in any case; a group keeps the spelling it was created with.
+ */
+
+/** The stored spelling of a group name typed in any case, if the group exists. */
+async function storedName(s: Store, name: string): Promise<string | undefined> {
+  const g = await s.db.selectFrom('dp_groups').select('name').where(sql<string>`lower(name)`, '=', name.toLowerCase()).executeTakeFirst();
+  return g?.name;
+}
 
 export interface DpGroup {
   name: string;
@@ -11,7 +21,12 @@ export interface DpGroup {
 
 export async function createGroup(s: Store, name: string, members: readonly string[]): Promise<DpGroup> {
   return s.transaction(async (tx) => {
-    if (await getGroup(tx, name)) throw fail('conflict', `DP group ${name} already exists; add DPs to it with "cascade dp-group add"`);
+    const taken = await storedName(tx, name);
+    if (taken !== undefined)
+      throw fail(
+        'conflict',
+        `DP group ${taken} already exists${taken === name ? '' : ` (names are unique regardless of case)`}; add DPs to it with "cascade dp-group add ${taken}"`,
+      );
     const now = tx.clock().toISOString();
     await tx.db.insertInto('dp_groups').values({ name, created_at: now }).execute();
     await addMembers(tx, name, members);
@@ -19,9 +34,10 @@ export async function createGroup(s: Store, name: string, members: readonly stri
   });
 }
 
-export async function getGroup(s: Store, name: string): Promise<DpGroup | undefined> {
-  const g = await s.db.selectFrom('dp_groups').selectAll().where('name', '=', name).executeTakeFirst();
-  if (!g) return undefined;
+export async function getGroup(s: Store, typed: string): Promise<DpGroup | undefined> {
+  const name = await storedName(s, typed);
+  if (name === undefined) return undefined;
+  const g = await s.db.selectFrom('dp_groups').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
   const m = await s.db.selectFrom('dp_group_members').select('dp').where('group_name', '=', name).orderBy('dp').execute();
   return { name: g.name, createdAt: g.created_at, members: m.map((x) => x.dp) };
 }
@@ -51,8 +67,10 @@ export async function removeMembers(s: Store, name: string, members: readonly st
     .execute();
 }
 
-export async function deleteGroup(s: Store, name: string): Promise<boolean> {
+export async function deleteGroup(s: Store, typed: string): Promise<boolean> {
   return s.transaction(async (tx) => {
+    const name = await storedName(tx, typed);
+    if (name === undefined) return false;
     await tx.db.deleteFrom('dp_group_members').where('group_name', '=', name).execute();
     const r = await tx.db.deleteFrom('dp_groups').where('name', '=', name).executeTakeFirst();
     return Number(r.numDeletedRows) > 0;

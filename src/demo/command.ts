@@ -4,7 +4,9 @@ import type { Command } from 'commander';
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('start a site on loopback with a sample package, show what Cascade does, and keep serving')
+    .description(
+      'start a small hierarchy on loopback (a central site, a region, a branch and three DPs) with sample packages, show what Cascade does, and keep serving',
+    )
     .option('--data <dir>', 'data folder (default: a new temporary folder)')
     .option('--listen <host:port>', 'address (default 127.0.0.1:8100, or any free port if taken)')
     .option('--once', 'exit after the tour instead of serving')

@@ -48,7 +48,7 @@ export interface DemoOptions {
   once?: boolean;
 }
 
-/** The demo's tour: a site on loopback, a package created, updated, verified and fetched. */
+/** The demo's tour: a hierarchy of three sites and three DPs on loopback, and what Cascade does with them. */
 export async function runDemo(o: DemoOptions): Promise<void> {
   const dataDir = o.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-demo-'));
   const siteDir = path.join(dataDir, 'cen');
@@ -283,6 +283,16 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
+  const closeAll = async () => {
+    for (const c of children) await c.close();
+    await site.close();
+  };
+  if (o.once) {
+    await closeAll();
+    await closePool();
+    out(`\nThe sites have stopped; their data folders are kept in ${dataDir}.`);
+    return;
+  }
   out('\nTry next (in another terminal):');
   out(`  export ${env}`);
   out(`  ${me} site list`);
@@ -299,15 +309,6 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} package verify ${r1.id}`);
   out(`  ${me} package create SOME/FOLDER --name "My package" --program "Install=setup.exe /q"`);
   out(`  curl ${site.url}/metrics   |   ${site.url}/api/v1/openapi.json`);
-  const closeAll = async () => {
-    for (const c of children) await c.close();
-    await site.close();
-  };
-  if (o.once) {
-    await closeAll();
-    await closePool();
-    return;
-  }
   out('\nServing; press Ctrl-C to stop.');
   await new Promise<void>((resolve) => {
     const stop = () => closeAll().then(resolve, resolve);

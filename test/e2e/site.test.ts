@@ -138,5 +138,8 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(
       /courier import at EUR: \d+ chunks verified and stored, installed; seen from CEN: EUR installed, 0 chunk bytes on the route/,
     );
+    // With --once the sites have stopped: no "try next" against them.
+    expect(r.stdout).not.toContain('Try next');
+    expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);
   });
 });

@@ -23,10 +23,17 @@ export function adminOptions(cmd: Command, json = true, siteHelp = `site server 
   return cmd;
 }
 
-/** Flags, then CASCADE_* variables (commander applies both), then the data folder. */
+/**
+ * Where the command goes: `--site`/`--token` flags first; then `--data DIR` given as a flag,
+ * which names a site and its admin token unambiguously and so wins over CASCADE_SITE and
+ * CASCADE_TOKEN; then those variables; then the data folder of CASCADE_DATA; then the default.
+ * (Commander fills the options from the variables too: a value equal to its variable came from it.)
+ */
 export function clientFrom(o: AdminOpts): ApiClient {
-  let site = o.site;
-  let token = o.token;
+  const fromEnv = (v: string | undefined, name: string) => v !== undefined && v === process.env[name];
+  const dataFlag = o.data !== undefined && !fromEnv(o.data, 'CASCADE_DATA');
+  let site = dataFlag && fromEnv(o.site, 'CASCADE_SITE') ? undefined : o.site;
+  let token = dataFlag && fromEnv(o.token, 'CASCADE_TOKEN') ? undefined : o.token;
   if (o.data && (!site || !token)) {
     const dir = path.resolve(o.data);
     if (!token) {

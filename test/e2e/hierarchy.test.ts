@@ -75,6 +75,19 @@ describe('site hierarchy', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('the join token is not valid at site CEN');
 
+    // --data DIR names a site and its admin token: it wins over CASCADE_SITE and CASCADE_TOKEN
+    // (here the central site's), and the text output says which site answered.
+    const eurDir = path.join(root, 'EUR');
+    const viaData = await cascade(['dp', 'join-token', '--data', eurDir, '--json'], { env: cen.site.env });
+    expect(viaData.stderr).toBe('');
+    expect(JSON.parse(viaData.stdout).site).toBe('EUR');
+    const tokenText = await cascade(['site', 'join-token', '--data', eurDir], { env: cen.site.env });
+    expect(tokenText.stdout).toMatch(/^casj_site_\S+\n$/);
+    expect(tokenText.stderr).toMatch(/^join token for a child site of site EUR, valid until \d{4}-/);
+    // CASCADE_DATA is an environment variable like the others: CASCADE_SITE and CASCADE_TOKEN win.
+    const envData = await cascade(['dp', 'join-token', '--json'], { env: { ...cen.site.env, CASCADE_DATA: eurDir } });
+    expect(JSON.parse(envData.stdout).site).toBe('CEN');
+
     // The central site sees the whole tree; the region sees itself, its parent and below.
     const list = async (s: SiteProcess) =>
       JSON.parse((await cascade(['site', 'list', '--json'], { env: s.env })).stdout) as { central: string; sites: Entry[] };

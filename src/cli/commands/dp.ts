@@ -75,7 +75,11 @@ export function registerDpAdmin(program: Command): void {
       json: { kind: 'dp', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);
-    else process.stdout.write(`${r.token}\n`);
+    else {
+      process.stdout.write(`${r.token}\n`);
+      // Which site answered, on stderr: the token alone stays on stdout for TOKEN=$(...).
+      process.stderr.write(`join token for a DP of site ${r.site}, valid until ${r.expiresAt}\n`);
+    }
   });
 
   adminOptions(dp.command('list').description('every DP of this site and of every site below it: state, free space, packages held')).action(

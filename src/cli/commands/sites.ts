@@ -16,7 +16,11 @@ export function registerSiteAdmin(site: Command): void {
       json: { kind: 'site', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);
-    else process.stdout.write(`${r.token}\n`);
+    else {
+      process.stdout.write(`${r.token}\n`);
+      // Which site answered, on stderr: the token alone stays on stdout for TOKEN=$(...).
+      process.stderr.write(`join token for a child site of site ${r.site}, valid until ${r.expiresAt}\n`);
+    }
   });
 
   adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {

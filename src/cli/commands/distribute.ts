@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Message, Plan, Summary, Target } from '../../api/distributions.js';
+import type { DistributionStatus, Message, Plan, Summary, Target } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
@@ -16,6 +16,9 @@ export function parseSeverity(v: string): Severity {
   if (!found) throw fail('usage', `--severity must be info, warning or error (or i, warn, err), not "${v}"`);
   return found;
 }
+
+/** Nothing left on its way: every target installed, failed or removed. */
+const settled = (s: Summary): boolean => s.sending + s.pending + s.retrying + s.removing === 0;
 
 export const fmtEta = (s: number | null) =>
   s === null ? 'never' : s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
@@ -171,18 +174,32 @@ export function registerDistribute(program: Command): void {
           'with roll-ups per site and DP group; without ID, every package',
       )
       .argument('[id]', 'package ID')
-      .option('--watch', 'refresh every 2 seconds until Ctrl-C'),
-  ).action(async (id: string | undefined, o: AdminOpts & { watch?: boolean }) => {
+      .option('--watch', 'refresh every 2 seconds until Ctrl-C (without a terminal: print each change once)')
+      .option('--until-done', 'with --watch: stop once every target is installed, failed or removed (exit 1 if any failed)')
+      .addHelpText(
+        'after',
+        '\nExamples:\n  cascade status CEN00001\n  cascade status CEN00001 --watch --until-done\n  cascade status --json',
+      ),
+  ).action(async (id: string | undefined, o: AdminOpts & { watch?: boolean; untilDone?: boolean }) => {
+    if (o.untilDone && !o.watch) throw fail('usage', '--until-done goes with --watch');
     const client = clientFrom(o);
-    const once = async () => {
+    /** The text to show, and the roll-up it is about (to know when everything has settled). */
+    const once = async (): Promise<{ text: string; summary: Summary | undefined }> => {
       if (id) {
-        const r = await client.json<Parameters<typeof statusText>[0]>('GET', fillPath(PATHS.distribution, { id: parsePackageId(id) }));
-        return o.json ? `${JSON.stringify(r, null, 2)}\n` : statusText(r);
+        const r = await client.json<DistributionStatus>('GET', fillPath(PATHS.distribution, { id: parsePackageId(id) }));
+        return { text: o.json ? `${JSON.stringify(r, null, 2)}\n` : statusText(r), summary: r.summary };
       }
       const r = await client.json<{ packages: { packageId: string; summary: Summary }[] }>('GET', PATHS.distributions);
-      if (o.json) return `${JSON.stringify(r, null, 2)}\n`;
-      if (r.packages.length === 0) return 'nothing distributed yet: cascade distribute ID --to site:CODE\n';
-      return table([
+      const summary = r.packages.reduce<Summary | undefined>(
+        (all, p) =>
+          all === undefined
+            ? { ...p.summary }
+            : (Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v + p.summary[k as keyof Summary]])) as Summary),
+        undefined,
+      );
+      if (o.json) return { text: `${JSON.stringify(r, null, 2)}\n`, summary };
+      if (r.packages.length === 0) return { text: 'nothing distributed yet: cascade distribute ID --to site:CODE\n', summary };
+      const text = table([
         ['PACKAGE', 'TARGETED', 'INSTALLED', 'IN PROGRESS', 'PENDING', 'RETRYING', 'FAILED'],
         ...r.packages.map((p) => [
           p.packageId,
@@ -194,14 +211,22 @@ export function registerDistribute(program: Command): void {
           String(p.summary.failed),
         ]),
       ]);
+      return { text, summary };
     };
     if (!o.watch) {
-      process.stdout.write(await once());
+      process.stdout.write((await once()).text);
       return;
     }
+    let last = '';
     for (;;) {
-      const text = await once();
-      process.stdout.write(process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
+      const { text, summary } = await once();
+      if (process.stdout.isTTY) process.stdout.write(`\x1b[H\x1b[2J${text}`);
+      else if (text !== last) process.stdout.write(text);
+      last = text;
+      if (o.untilDone && summary && summary.targeted > 0 && settled(summary)) {
+        if (summary.failed > 0) throw fail('conflict', `${summary.failed} of ${summary.targeted} targets failed (see "cascade messages")`);
+        return;
+      }
       await new Promise((r) => setTimeout(r, 2000));
     }
   });

@@ -22,3 +22,32 @@ export function parsePackageId(id: string): string {
 
 /** Program names are short identifiers; the command line is free text. */
 export const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+
+/**
+ * The file a program's command line runs, as a package-relative path (`setup.exe /q` →
+ * `setup.exe`, `".\\bin\\install.cmd" -s` → `bin/install.cmd`); undefined for an absolute path,
+ * which names a program of the client machine.
+ */
+export function programFile(command: string): string | undefined {
+  const c = command.trim();
+  const m = c.startsWith('"') ? /^"([^"]*)"/.exec(c) : /^(\S+)/.exec(c);
+  let f = (m?.[1] ?? '').replace(/\\/g, '/');
+  if (f === '' || f.startsWith('/') || /^[A-Za-z]:/.test(f) || f.startsWith('%') || f.startsWith('$')) return undefined;
+  while (f.startsWith('./')) f = f.slice(2);
+  return f;
+}
+
+/**
+ * Programs whose command runs a file the package does not hold: one warning each (a command
+ * may well run a program of the client machine, so it is not an error).
+ */
+export function programWarnings(programs: readonly { name: string; command: string }[], paths: Iterable<string>): string[] {
+  const held = new Set([...paths].map((p) => p.toLowerCase()));
+  const out: string[] = [];
+  for (const p of programs) {
+    const f = programFile(p.command);
+    if (f !== undefined && !held.has(f.toLowerCase()))
+      out.push(`program ${p.name} runs "${f}", which is not in the package (fine if it is a program of the client machine)`);
+  }
+  return out;
+}

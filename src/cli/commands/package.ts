@@ -9,7 +9,7 @@ import { fillPath, PATHS } from '../../api/paths.js';
 import type { Manifest, Program } from '../../content/manifest.js';
 import type { TrustedKey } from '../../content/signing.js';
 import { fail } from '../../core/errors.js';
-import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId } from '../../core/package.js';
+import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId, programWarnings } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { fmtBytes, Progress } from '../progress.js';
@@ -82,6 +82,11 @@ async function ingest(
   // The chunking threads start (~0.1 s each) while the folder is walked.
   startPool();
   const source = await walkSource(src);
+  for (const w of programWarnings(
+    o.program ?? [],
+    source.map((e) => e.path),
+  ))
+    process.stderr.write(`cascade: warning: ${w}\n`);
   const progress = new Progress(id ? `update ${id}` : 'create', 0, !o.json);
   let report: VersionReport;
   try {

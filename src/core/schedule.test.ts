@@ -21,6 +21,7 @@ import {
   scheduleFromGrid,
   scheduleTable,
   scheduleToGrid,
+  scheduleWarnings,
 } from './schedule.js';
 
 const D = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -588,5 +589,18 @@ describe('describeSchedule', () => {
       'sat  ........................',
       'sun  ......................AA',
     ]);
+  });
+});
+
+describe('scheduleWarnings', () => {
+  it('says when an hour range wraps past midnight, and how it was read', () => {
+    expect(scheduleWarnings('mon-fri 9-5 high')).toEqual([
+      'hour range "9-5" wraps past midnight: read as 09:00 to 05:00 the next day (for 09:00 to 17:00, write 09-17)',
+    ]);
+    expect(scheduleWarnings('daily 22-06 all; mon-fri 08-18 high')).toEqual([
+      'hour range "22-06" wraps past midnight: read as 22:00 to 06:00 the next day',
+    ]);
+    expect(scheduleWarnings('mon-fri 08-18 high; sat-sun all')).toEqual([]);
+    expect(scheduleWarnings('all')).toEqual([]);
   });
 });

@@ -474,6 +474,28 @@ export function parseSchedule(spec: string, timeZone = 'UTC'): Schedule {
 
 const pad2 = (n: number): string => String(n).padStart(2, '0');
 
+/**
+ * What a SPEC does that its author may not mean, one line each: an hour range whose end comes
+ * before its start wraps past midnight (`9-5` is 09:00 to 05:00 the next day). The SPEC must
+ * parse (call parseSchedule first).
+ */
+export function scheduleWarnings(spec: string): string[] {
+  const out: string[] = [];
+  for (const rule of spec.split(/[;\n]/)) {
+    for (const t of rule.trim().split(/\s+/)) {
+      if (!isHoursToken(t)) continue;
+      const { start, end } = parseHours(t, (why) => new Error(why));
+      if (start < end) continue;
+      const pm =
+        end + 12 > start && end + 12 <= 24
+          ? ` (for ${pad2(start)}:00 to ${pad2(end + 12)}:00, write ${pad2(start)}-${pad2(end + 12)})`
+          : '';
+      out.push(`hour range "${t}" wraps past midnight: read as ${pad2(start)}:00 to ${pad2(end)}:00 the next day${pm}`);
+    }
+  }
+  return out;
+}
+
 function formatDays(days: number[]): string {
   if (days.length === 7) return 'daily';
   const parts: string[] = [];

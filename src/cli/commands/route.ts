@@ -4,7 +4,7 @@ import type { RouteView } from '../../api/routes.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parseRate } from '../../core/rate.js';
-import { checkTimeZone, parseSchedule, scheduleTable } from '../../core/schedule.js';
+import { checkTimeZone, parseSchedule, scheduleTable, scheduleWarnings } from '../../core/schedule.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 
@@ -34,7 +34,10 @@ export function registerRoute(program: Command): void {
     if (o.concurrency !== undefined && (o.concurrency < 1 || o.concurrency > 64)) throw fail('usage', '--concurrency must be 1 to 64');
     // Bad SPEC text or zone is bad usage: say so here, before asking the site.
     if (o.timeZone !== undefined) checkTimeZone(o.timeZone);
-    if (o.schedule !== undefined) parseSchedule(o.schedule, o.timeZone ?? 'UTC');
+    if (o.schedule !== undefined) {
+      parseSchedule(o.schedule, o.timeZone ?? 'UTC');
+      for (const w of scheduleWarnings(o.schedule)) process.stderr.write(`cascade: warning: ${w}\n`);
+    }
     const body = {
       ...(o.rate !== undefined ? { rate: parseRate(o.rate) } : {}),
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),

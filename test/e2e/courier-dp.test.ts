@@ -71,7 +71,8 @@ describe('courier parcels onto a DP', () => {
     const c = await json(['package', 'create', src, '--name', 'Kiosk']);
     const d = await run(['distribute', c.id, '--to', 'dp:cen-dp1', '--via', 'courier']);
     expect(d.code).toBe(0);
-    expect(d.stdout).toContain('--to-dp NAME');
+    // The exact command for the DP the parcel goes to, no placeholder.
+    expect(d.stdout).toContain(`cascade courier export ${c.id} --version 1 --to-dp cen-dp1 -o cen-dp1.parcel`);
 
     // The sender offered the manifest to the DP, learnt what it lacks, and waits: no chunk crossed.
     await until('cen-dp1 waiting for a parcel', async () =>

@@ -116,6 +116,9 @@ describe('courier parcels', () => {
     const d = await run('CEN', ['distribute', c.id, '--to', 'site:EUR', '--to', 'site:BER', '--via', 'courier']);
     expect(d.code).toBe(0);
     expect(d.stdout).toContain('by courier');
+    // The route carries nothing: it waits for a parcel, with the exact export command.
+    expect(d.stdout).toMatch(/^CEN -> EUR +\S+ \S+ +courier +- +waiting for a parcel: \d+ bytes/m);
+    expect(d.stdout).toContain(`cascade courier export ${c.id} --version 1 --to-site EUR -o EUR.parcel`);
 
     // The sender offered the manifest, learnt what EUR lacks, and waits: no chunk crossed.
     await until('EUR waiting for a parcel', async () =>

@@ -78,17 +78,26 @@ function statusText(r: {
   return out;
 }
 
-function planText(r: Plan): string {
+/** This site's own routes in a plan: the first hop of each target's path. */
+const firstHops = (r: Plan): Set<string> => new Set(r.targets.map((t) => `${t.path[0]} -> ${t.path[1] ?? ''}`));
+
+function planText(r: Plan, courier = false): string {
   let out = `${r.packageId} version ${r.version} (${fmtBytes(r.bytes)})${r.dryRun ? ': dry run, nothing was started' : ': started'}\n`;
+  const first = firstHops(r);
   out += table([
     ['ROUTE', 'BYTES', 'RATE', 'ETA', ''],
-    ...r.routes.map((x) => [
-      `${x.from} -> ${x.to}`,
-      fmtBytes(x.bytes),
-      x.rate === null ? 'unlimited' : `${fmtBytes(x.rate)}/s`,
-      fmtEta(x.etaSeconds),
-      x.note ?? '',
-    ]),
+    ...r.routes.map((x) =>
+      // By courier, this site's own routes carry no chunk: what they lack waits for a parcel.
+      courier && first.has(`${x.from} -> ${x.to}`)
+        ? [`${x.from} -> ${x.to}`, fmtBytes(x.bytes), 'courier', '-', `waiting for a parcel: ${x.bytes} bytes`]
+        : [
+            `${x.from} -> ${x.to}`,
+            fmtBytes(x.bytes),
+            x.rate === null ? 'unlimited' : `${fmtBytes(x.rate)}/s`,
+            fmtEta(x.etaSeconds),
+            x.note ?? '',
+          ],
+    ),
   ]);
   out += '\n';
   out += table([
@@ -137,11 +146,16 @@ export function registerDistribute(program: Command): void {
     });
     if (o.json) printJson(r);
     else {
-      process.stdout.write(planText(r));
-      if (o.via === 'courier' && !o.dryRun)
-        process.stdout.write(
-          `by courier: no chunk crosses the routes to child sites or this site's DPs; make the parcel with: cascade courier export ${r.packageId} --version ${r.version} --to-site CODE (or --to-dp NAME) -o FILE\n`,
-        );
+      const courier = o.via === 'courier';
+      process.stdout.write(planText(r, courier));
+      if (courier && !o.dryRun) {
+        const hops = [...new Set(r.targets.map((t) => t.path[1]).filter((h): h is string => h !== undefined))];
+        process.stdout.write("by courier: no chunk crosses the routes to child sites or this site's DPs; make the parcels with:\n");
+        for (const h of hops)
+          process.stdout.write(
+            `  cascade courier export ${r.packageId} --version ${r.version} ${h.length === 3 ? '--to-site' : '--to-dp'} ${h} -o ${h}.parcel\n`,
+          );
+      }
     }
   });
 

@@ -18,6 +18,7 @@ import {
 import { type ValidateOptions, type ValidationReport, validateVersion } from '../content/validate.js';
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
+import { listTargets } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 
 export interface Problem {
@@ -426,6 +427,26 @@ export async function deletePackage(ctx: SiteContext, id: string, only: number |
   if (all.length === 0) throw fail('not_found', `package ${id} does not exist`);
   if (only && !all.includes(only)) throw fail('not_found', `package ${id} has no version ${only}`);
   const gone = only ? [only] : all;
+  // A version still on DPs (other than this site's own) is taken off them first, explicitly.
+  const on = (await listTargets(ctx.store, { packageId: id, states: ['installed', 'sending', 'pending', 'retrying', 'failed'] })).filter(
+    (t) => gone.includes(t.version) && t.site !== ctx.code,
+  );
+  if (on.length > 0) {
+    const versions = [...new Set(on.map((t) => t.version))].sort((a, b) => a - b);
+    const how = versions
+      .map(
+        (v) =>
+          `cascade undistribute ${id} --version ${v} ${on
+            .filter((t) => t.version === v)
+            .map((t) => `--from dp:${t.site}`)
+            .join(' ')}`,
+      )
+      .join('; ');
+    throw fail(
+      'conflict',
+      `${id} version ${versions.join(', ')} is still distributed to ${[...new Set(on.map((t) => t.site))].join(', ')}: remove it from them first (${how}), then delete`,
+    );
+  }
   for (const v of gone) await deleteVersion(ctx, id, v);
   return gone;
 }

@@ -273,4 +273,16 @@ describe('distribution points', () => {
     expect(u.code).toBe(2);
     expect(u.stderr).toMatch(/not site:CODE, dp:NAME or group:NAME/);
   });
+
+  it('refuses to delete a version still on DPs, naming them and the undistribute command', async () => {
+    const del = await cascade(['package', 'delete', pkg], { env: env() });
+    expect(del.code).toBe(1);
+    expect(del.stderr).toMatch(
+      new RegExp(`^cascade: ${pkg} version 1 is still distributed to .*cen-dp1.*: remove it from them first \\(cascade undistribute ${pkg} --version 1 --from dp:`),
+    );
+    expect(del.stderr.trim().split('\n')).toHaveLength(1);
+    // Nothing was deleted.
+    const list = JSON.parse((await cascade(['package', 'list', '--json'], { env: env() })).stdout) as { packages: { id: string }[] };
+    expect(list.packages.map((p) => p.id)).toContain(pkg);
+  });
 });

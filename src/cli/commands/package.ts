@@ -276,9 +276,24 @@ export function registerPackage(program: Command): void {
       .command('delete')
       .description('delete a version, or the whole package; chunks no version uses are freed by garbage collection')
       .argument('<id>', 'package ID')
-      .option('--version <n>', 'only this version', parseIntOpt('--version', 1)),
-  ).action(async (id: string, o: AdminOpts & { version?: number }) => {
-    const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', fillPath(PATHS.package, { id: parsePackageId(id) }), {
+      .option('--version <n>', 'only this version', parseIntOpt('--version', 1))
+      .option('--yes', 'do not ask for confirmation (asked only on a terminal)')
+      .addHelpText(
+        'after',
+        '\nA version still distributed to DPs is refused: take it off them first (cascade undistribute).\n\n' +
+          'Examples:\n  cascade package delete CEN00001 --version 2\n  cascade package delete CEN00001 --yes',
+      ),
+  ).action(async (id: string, o: AdminOpts & { version?: number; yes?: boolean }) => {
+    const pid = parsePackageId(id);
+    if (!o.yes && process.stdin.isTTY && process.stdout.isTTY) {
+      const { createInterface } = await import('node:readline/promises');
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl
+        .question(`Delete ${pid}${o.version ? ` version ${o.version}` : ', every version'}? [y/N] `)
+        .finally(() => rl.close());
+      if (!/^y(es)?$/i.test(answer.trim())) throw fail('usage', 'nothing deleted (answer y to delete, or pass --yes)');
+    }
+    const r = await clientFrom(o).json<{ id: string; deleted: number[] }>('DELETE', fillPath(PATHS.package, { id: pid }), {
       query: { version: o.version },
     });
     if (o.json) printJson(r);

@@ -113,6 +113,8 @@ export async function admit(
       certificate: JSON.stringify(certificate),
       outboundToken: req.credential,
     });
+    // It has just called: it is reachable now, not "unknown" until the next health check.
+    await ctx.store.setSiteContact(req.code, true);
     const central = await centralTrust(ctx);
     ctx.log.info({ [kind === 'dp' ? 'dp' : 'child']: req.code, url: req.url }, kind === 'dp' ? 'DP joined' : 'child site joined');
     return {

@@ -190,6 +190,7 @@ export class Sender {
         originCertificate: certificate,
         targets: t.targets,
       });
+      if (child.reachable !== true) await ctx.store.setSiteContact(child.code, true);
       const sizes = new Map<string, number>();
       for (const e of manifest.files) if (e.type === 'file') for (const [d, n] of e.chunks) sizes.set(d, n);
       const missingBytes = offer.missing.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
@@ -301,6 +302,9 @@ export class Sender {
         return;
       }
       const message = e instanceof Error ? e.message : String(e);
+      // A neighbour that cannot be reached shows as such at once, not at the next health check.
+      if (e instanceof CascadeError && e.code === 'unavailable' && message.startsWith('cannot reach'))
+        await ctx.store.setSiteContact(t.child, false).catch(() => {});
       const retries = t.retries + 1;
       // Retrying cannot help these: the content or the request itself is wrong.
       const fatal = e instanceof CascadeError && ['bad_signature', 'invalid_manifest', 'too_large', 'bad_request'].includes(e.code);

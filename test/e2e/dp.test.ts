@@ -278,7 +278,9 @@ describe('distribution points', () => {
     const del = await cascade(['package', 'delete', pkg], { env: env() });
     expect(del.code).toBe(1);
     expect(del.stderr).toMatch(
-      new RegExp(`^cascade: ${pkg} version 1 is still distributed to .*cen-dp1.*: remove it from them first \\(cascade undistribute ${pkg} --version 1 --from dp:`),
+      new RegExp(
+        `^cascade: ${pkg} version 1 is still distributed to .*cen-dp1.*: remove it from them first \\(cascade undistribute ${pkg} --version 1 --from dp:`,
+      ),
     );
     expect(del.stderr.trim().split('\n')).toHaveLength(1);
     // Nothing was deleted.

@@ -8,6 +8,7 @@ import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
 import { registerToken } from './commands/token.js';
+import { polishHelp } from './examples.js';
 
 /** The admin CLI; `roles` add the commands that run a role (site, demo), wired in src/main.ts. */
 export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
@@ -27,6 +28,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerPackage(program);
   registerCourier(program);
   registerToken(program);
+  polishHelp(program);
   return program;
 }
 

@@ -189,11 +189,7 @@ export function registerDistribute(program: Command): void {
       )
       .argument('[id]', 'package ID')
       .option('--watch', 'refresh every 2 seconds until Ctrl-C (without a terminal: print each change once)')
-      .option('--until-done', 'with --watch: stop once every target is installed, failed or removed (exit 1 if any failed)')
-      .addHelpText(
-        'after',
-        '\nExamples:\n  cascade status CEN00001\n  cascade status CEN00001 --watch --until-done\n  cascade status --json',
-      ),
+      .option('--until-done', 'with --watch: stop once every target is installed, failed or removed (exit 1 if any failed)'),
   ).action(async (id: string | undefined, o: AdminOpts & { watch?: boolean; untilDone?: boolean }) => {
     if (o.untilDone && !o.watch) throw fail('usage', '--until-done goes with --watch');
     const client = clientFrom(o);

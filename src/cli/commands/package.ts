@@ -278,11 +278,7 @@ export function registerPackage(program: Command): void {
       .argument('<id>', 'package ID')
       .option('--version <n>', 'only this version', parseIntOpt('--version', 1))
       .option('--yes', 'do not ask for confirmation (asked only on a terminal)')
-      .addHelpText(
-        'after',
-        '\nA version still distributed to DPs is refused: take it off them first (cascade undistribute).\n\n' +
-          'Examples:\n  cascade package delete CEN00001 --version 2\n  cascade package delete CEN00001 --yes',
-      ),
+      .addHelpText('after', '\nA version still distributed to DPs is refused: take it off them first (cascade undistribute).'),
   ).action(async (id: string, o: AdminOpts & { version?: number; yes?: boolean }) => {
     const pid = parsePackageId(id);
     if (!o.yes && process.stdin.isTTY && process.stdout.isTTY) {

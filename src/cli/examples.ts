@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+
+/**
+ * One or two examples for each command's --help, by its path ("site init", "distribute").
+ * Shown after the options; the commands' own texts stay about what they do.
+ */
+export const EXAMPLES: Record<string, string[]> = {
+  'site init': [
+    'cascade site init --data ./cen --code CEN --name "Central"',
+    'cascade site init --data ./nyc --code NYC --listen 127.0.0.1:8101 --parent http://127.0.0.1:8100 --join-token $TOKEN',
+  ],
+  'site start': ['cascade site start --data ./cen', 'cascade site start --data ./cen --db postgres://cascade@db/cascade'],
+  'site join-token': ['TOKEN=$(cascade site join-token)', 'cascade site join-token --ttl 600 --json'],
+  'site list': ['cascade site list', 'cascade site list --json'],
+  'dp init': ['cascade dp init --data ./dp1 --site http://127.0.0.1:8101 --name nyc-dp1 --listen 127.0.0.1:8201 --join-token $TOKEN'],
+  'dp start': ['cascade dp start --data ./dp1'],
+  'dp join-token': ['TOKEN=$(cascade dp join-token --data ./nyc)'],
+  'dp list': ['cascade dp list', 'cascade dp list --json'],
+  'dp-group create': ['cascade dp-group create branches --dp nyc-dp1 --dp ber-dp1'],
+  'dp-group add': ['cascade dp-group add branches --dp lon-dp1'],
+  'dp-group remove': ['cascade dp-group remove branches --dp lon-dp1'],
+  'dp-group list': ['cascade dp-group list --json'],
+  'dp-group show': ['cascade dp-group show branches'],
+  'dp-group delete': ['cascade dp-group delete branches'],
+  'route set': [
+    'cascade route set NYC --rate 2MiB/s',
+    'cascade route set NYC --schedule "mon-fri 08-18 high; sat-sun all" --time-zone Europe/Berlin',
+  ],
+  'route show': ['cascade route show NYC'],
+  'route list': ['cascade route list --json'],
+  'sender show': ['cascade sender show'],
+  'sender set': ['cascade sender set --concurrency 8'],
+  queue: ['cascade queue', 'cascade queue --route NYC --json'],
+  distribute: [
+    'cascade distribute CEN00001 --to site:NYC --dry-run',
+    'cascade distribute CEN00001 --to group:branches --to dp:lon-dp1 --via courier',
+  ],
+  undistribute: ['cascade undistribute CEN00001 --from dp:nyc-dp1', 'cascade undistribute CEN00001 --version 2 --from site:NYC'],
+  messages: ['cascade messages --severity warn', 'cascade messages --site nyc-dp1 --package CEN00001 --json'],
+  validate: ['cascade validate CEN00001', 'cascade validate CEN00001 --dp nyc-dp1 --json'],
+  repair: ['cascade repair CEN00001 --dp nyc-dp1'],
+  'courier export': [
+    'cascade courier export CEN00001 --to-site NYC -o nyc.parcel',
+    'cascade courier export CEN00001 --to-dp kiosk-dp1 -o kiosk.parcel',
+  ],
+  'courier import': ['cascade courier import nyc.parcel', 'cascade courier import kiosk.parcel --dp kiosk-dp1'],
+  'courier inspect': ['cascade courier inspect nyc.parcel'],
+  'package create': ['cascade package create ./office --name "Office 2000" --priority high --program "Install=setup.exe /q"'],
+  'package update': ['cascade package update CEN00001 ./office-sp1'],
+  'package list': ['cascade package list --json'],
+  'package show': ['cascade package show CEN00001', 'cascade package show CEN00001 --version 1 --json'],
+  'package fetch': [
+    'cascade package fetch CEN00001 ./out',
+    'cascade package fetch CEN00001 ./out --version 2 --from http://nyc-dp1:8201 --trust-key central.pem',
+  ],
+  'package verify': ['cascade package verify CEN00001'],
+  gc: ['cascade gc', 'cascade gc --grace 0'],
+  status: ['cascade status CEN00001', 'cascade status CEN00001 --watch --until-done', 'cascade status --json'],
+  'package delete': ['cascade package delete CEN00001 --version 2', 'cascade package delete CEN00001 --yes'],
+  'token create': ['cascade token create --role operator --name ci'],
+  'token list': ['cascade token list'],
+  'token revoke': ['cascade token revoke 832bcecea255'],
+  demo: ['cascade demo', 'cascade demo --once'],
+};
+
+/** The command's path below the program: "site init", "distribute". */
+const pathOf = (c: Command): string => {
+  const names: string[] = [];
+  for (let x: Command | null = c; x?.parent; x = x.parent) names.unshift(x.name());
+  return names.join(' ');
+};
+
+/** Marks each required option as such and adds the examples, on every command below `program`. */
+export function polishHelp(program: Command): void {
+  const visit = (c: Command) => {
+    for (const o of c.options) if (o.mandatory && !o.description.endsWith('(required)')) o.description = `${o.description} (required)`;
+    const ex = EXAMPLES[pathOf(c)];
+    if (ex) c.addHelpText('after', `\nExamples:\n${ex.map((e) => `  ${e}`).join('\n')}`);
+    c.commands.forEach(visit);
+  };
+  program.commands.forEach(visit);
+}

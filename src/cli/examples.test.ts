@@ -20,7 +20,10 @@ describe('--help', () => {
     expect(all.length).toBeGreaterThan(40);
     expect(all.filter((l) => !EXAMPLES[l.path]).map((l) => l.path)).toEqual([]);
     for (const [path, examples] of Object.entries(EXAMPLES)) {
-      expect(all.map((l) => l.path), path).toContain(path);
+      expect(
+        all.map((l) => l.path),
+        path,
+      ).toContain(path);
       for (const e of examples) expect(e.replace(/^\w+=\$\((.*)\)$/, '$1'), path).toMatch(new RegExp(`^cascade ${path}( |$)`));
     }
   });

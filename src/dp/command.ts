@@ -49,9 +49,10 @@ export function registerDp(program: Command): Command {
     .addOption(
       new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8200)').env('CASCADE_LISTEN'),
     )
-    .action(async (o: { data: string; listen?: string }) => {
-      const { createLogger } = await import('../lib/log.js');
-      const log = createLogger({ name: 'dp' });
+    .addOption(new Option('--log-format <format>', 'json or text (default: text on a terminal, else JSON lines)').env('CASCADE_LOG_FORMAT'))
+    .action(async (o: { data: string; listen?: string; logFormat?: string }) => {
+      const { createLogger, parseLogFormat } = await import('../lib/log.js');
+      const log = createLogger({ name: 'dp', format: o.logFormat === undefined ? undefined : parseLogFormat(o.logFormat) });
       const { startSite, serveUntilStopped } = await import('../site/server.js');
       const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });
       await serveUntilStopped(running, log);

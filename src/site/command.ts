@@ -68,7 +68,9 @@ export function registerSite(program: Command): Command {
 
   site
     .command('start')
-    .description('run the site server in the foreground (JSON logs on stdout; SIGTERM stops it cleanly)')
+    .description(
+      'run the site server in the foreground (logs on stdout: readable on a terminal, else JSON lines; SIGTERM stops it cleanly)',
+    )
     .requiredOption('--data <dir>', 'data folder made by "site init"')
     .addOption(
       new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8100)').env('CASCADE_LISTEN'),
@@ -76,9 +78,10 @@ export function registerSite(program: Command): Command {
     .addOption(
       new Option('--db <url|file>', 'postgres://... store, or a SQLite file path (default: from the data folder)').env('CASCADE_DB'),
     )
-    .action(async (o: { data: string; listen?: string; db?: string }) => {
-      const { createLogger } = await import('../lib/log.js');
-      const log = createLogger({ name: 'site' });
+    .addOption(new Option('--log-format <format>', 'json or text (default: text on a terminal, else JSON lines)').env('CASCADE_LOG_FORMAT'))
+    .action(async (o: { data: string; listen?: string; db?: string; logFormat?: string }) => {
+      const { createLogger, parseLogFormat } = await import('../lib/log.js');
+      const log = createLogger({ name: 'site', format: o.logFormat === undefined ? undefined : parseLogFormat(o.logFormat) });
       const { startSite, serveUntilStopped } = await import('./server.js');
       const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });
       await serveUntilStopped(running, log);

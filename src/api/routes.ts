@@ -4,13 +4,19 @@ import { CELLS } from '../core/schedule.js';
 import { type Endpoint, getCall } from './client.js';
 import { PATHS } from './paths.js';
 
+/** A rate: bytes per second, null for unlimited (the one shape of a rate in every answer). */
+export const Rate = z.number().nullable().describe('bytes per second; null: unlimited');
+
+/** A schedule: its time zone, the 168 cells of the week (Monday 00:00 first) and its SPEC. */
+export const ScheduleView = z.object({ timeZone: z.string(), cells: z.array(z.enum(CELLS)), spec: z.string() }).meta({ id: 'Schedule' });
+export type ScheduleView = z.infer<typeof ScheduleView>;
+
 export const RouteView = z
   .object({
     child: z.string(),
-    rate: z.number().nullable().describe('bytes per second; null: unlimited'),
-    rateText: z.string(),
+    rate: Rate,
     concurrency: z.number().describe('packages in flight on this route'),
-    schedule: z.object({ timeZone: z.string(), cells: z.array(z.enum(CELLS)), spec: z.string() }),
+    schedule: ScheduleView,
     updatedAt: z.string().nullable(),
   })
   .meta({ id: 'Route' });
@@ -45,9 +51,9 @@ export type QueueEntry = z.infer<typeof QueueEntry>;
 export const RouteQueue = z
   .object({
     child: z.string(),
-    rate: z.string(),
+    rate: Rate,
     concurrency: z.number(),
-    schedule: z.string(),
+    schedule: ScheduleView,
     bytesLeft: z.number(),
     transfers: z.array(QueueEntry),
   })

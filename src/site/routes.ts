@@ -1,7 +1,6 @@
-import type { RouteQueue, RouteView } from '../api/routes.js';
+import type { RouteQueue, RouteView, ScheduleView } from '../api/routes.js';
 import { fail } from '../core/errors.js';
 import { PRIORITY_ORDER } from '../core/package.js';
-import { formatRate } from '../core/rate.js';
 import {
   ALWAYS_OPEN,
   checkTimeZone,
@@ -27,6 +26,9 @@ export const DEFAULT_SITE_CONCURRENCY = 4;
 /** Defaults of a route nobody has set: unlimited, two packages in flight, always open. */
 export const DEFAULT_ROUTE_CONCURRENCY = 2;
 
+/** A schedule as answers show it: zone, cells and SPEC. */
+const scheduleView = (s: Schedule): ScheduleView => ({ ...scheduleToGrid(s), spec: formatSchedule(s) });
+
 /** A route's schedule as stored, or always open for a route nobody has set. */
 export const routeSchedule = (r: RouteRow | undefined): Schedule =>
   r ? scheduleFromGrid(JSON.parse(r.schedule), 'internal') : ALWAYS_OPEN;
@@ -36,9 +38,8 @@ function view(child: string, r: RouteRow | undefined): RouteView {
   return {
     child,
     rate: r?.rate ?? null,
-    rateText: formatRate(r?.rate ?? null),
     concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
-    schedule: { ...scheduleToGrid(schedule), spec: formatSchedule(schedule) },
+    schedule: scheduleView(schedule),
     updatedAt: r?.updatedAt ?? null,
   };
 }
@@ -147,9 +148,9 @@ export async function routeQueues(ctx: SiteContext, only?: string): Promise<Rout
     });
     routes.push({
       child: child.code,
-      rate: formatRate(r?.rate ?? null),
+      rate: r?.rate ?? null,
       concurrency: r?.concurrency ?? DEFAULT_ROUTE_CONCURRENCY,
-      schedule: formatSchedule(schedule),
+      schedule: scheduleView(schedule),
       bytesLeft: ahead,
       transfers,
     });

@@ -218,6 +218,12 @@ describe('distribution down the tree', () => {
     expect(q.routes).toHaveLength(1);
     expect(q.routes[0].transfers.map((t: { packageId: string }) => t.packageId)).toEqual([first, urgent, second]);
     expect(q.routes[0].transfers[0].state).toBe('sending');
+    // One shape for a rate and a schedule: bytes per second and the schedule object, as route show gives them.
+    const shown = JSON.parse((await cascade(['route', 'show', 'EUR', '--json'], { env })).stdout);
+    expect(q.routes[0].rate).toBe(shown.rate);
+    expect(typeof q.routes[0].rate).toBe('number');
+    expect(q.routes[0].schedule).toEqual(shown.schedule);
+    expect(shown).not.toHaveProperty('rateText');
     expect(q.routes[0].transfers[2].etaSeconds).toBeGreaterThan(q.routes[0].transfers[1].etaSeconds);
     const text = (await cascade(['queue'], { env })).stdout;
     expect(text).toMatch(/^route to EUR: 512 KiB\/s, 1 in flight/m);

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import type { DistributionStatus, Message, Plan, Summary, Target } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
+import type { RouteQueue } from '../../api/routes.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';
 import { normaliseTarget, TARGET_NAME } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
+import { formatRate } from '../../core/rate.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, DEFAULT_SITE, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
@@ -276,27 +278,7 @@ export function registerDistribute(program: Command): void {
       .description("each route's queue in the order the sender takes it: sending now, waiting, bytes left, ETA")
       .option('--route <code>', 'only the route to this child site'),
   ).action(async (o: AdminOpts & { route?: string }) => {
-    const r = await clientFrom(o).json<{
-      routes: {
-        child: string;
-        rate: string;
-        concurrency: number;
-        schedule: string;
-        bytesLeft: number;
-        transfers: {
-          position: number;
-          packageId: string;
-          version: number;
-          priority: string;
-          state: string;
-          targets: string[];
-          bytesLeft: number;
-          etaSeconds: number | null;
-          nextAttemptAt: string | null;
-          lastError: string | null;
-        }[];
-      }[];
-    }>('GET', PATHS.queue, { query: { route: o.route } });
+    const r = await clientFrom(o).json<{ routes: RouteQueue[] }>('GET', PATHS.queue, { query: { route: o.route } });
     if (o.json) {
       printJson(r);
       return;
@@ -307,7 +289,7 @@ export function registerDistribute(program: Command): void {
     }
     for (const q of r.routes) {
       process.stdout.write(
-        `route to ${q.child}: ${q.rate}, ${q.concurrency} in flight, schedule "${q.schedule}"; ${fmtBytes(q.bytesLeft)} to send\n`,
+        `route to ${q.child}: ${formatRate(q.rate)}, ${q.concurrency} in flight, schedule "${q.schedule.spec}"; ${fmtBytes(q.bytesLeft)} to send\n`,
       );
       if (q.transfers.length === 0) process.stdout.write('  (empty)\n');
       else

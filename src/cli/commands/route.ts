@@ -3,13 +3,13 @@ import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteView } from '../../api/routes.js';
 import { normaliseTarget } from '../../core/dp.js';
 import { fail } from '../../core/errors.js';
-import { parseRate } from '../../core/rate.js';
+import { formatRate, parseRate } from '../../core/rate.js';
 import { checkTimeZone, parseSchedule, scheduleTable, scheduleWarnings } from '../../core/schedule.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 
 const show = (r: RouteView): string =>
-  `route to ${r.child}: rate ${r.rateText}, ${r.concurrency} package(s) in flight, schedule "${r.schedule.spec}" (${r.schedule.timeZone})\n` +
+  `route to ${r.child}: rate ${formatRate(r.rate)}, ${r.concurrency} package(s) in flight, schedule "${r.schedule.spec}" (${r.schedule.timeZone})\n` +
   `${scheduleTable({ timeZone: r.schedule.timeZone, cells: r.schedule.cells })
     .map((l) => `  ${l}`)
     .join('\n')}\n  (A all priorities, M medium and high, H high only, . closed)\n`;
@@ -66,7 +66,7 @@ export function registerRoute(program: Command): void {
       process.stdout.write(
         table([
           ['CHILD', 'RATE', 'IN FLIGHT', 'SCHEDULE'],
-          ...r.routes.map((x) => [x.child, x.rateText, String(x.concurrency), `${x.schedule.spec} (${x.schedule.timeZone})`]),
+          ...r.routes.map((x) => [x.child, formatRate(x.rate), String(x.concurrency), `${x.schedule.spec} (${x.schedule.timeZone})`]),
         ]),
       );
   });

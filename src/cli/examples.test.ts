@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { registerDemo } from '../demo/command.js';
 import { registerDp } from '../dp/command.js';
 import { registerSite } from '../site/command.js';
-import { EXAMPLES } from './examples.js';
+import { EXAMPLES, polishHelp } from './examples.js';
 import { buildProgram } from './program.js';
 
 const leaves = (c: Command, prefix: string[] = []): { path: string; cmd: Command }[] =>
@@ -14,6 +14,7 @@ const leaves = (c: Command, prefix: string[] = []): { path: string; cmd: Command
 
 describe('--help', () => {
   const program = buildProgram([registerSite, registerDp, registerDemo]);
+  polishHelp(program);
 
   it('gives every command examples that run that command', () => {
     const all = leaves(program);

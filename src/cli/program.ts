@@ -8,7 +8,6 @@ import { registerPackage } from './commands/package.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
 import { registerToken } from './commands/token.js';
-import { polishHelp } from './examples.js';
 
 /** The admin CLI; `roles` add the commands that run a role (site, demo), wired in src/main.ts. */
 export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
@@ -28,13 +27,14 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerPackage(program);
   registerCourier(program);
   registerToken(program);
-  polishHelp(program);
   return program;
 }
 
 /** Runs the CLI: user errors print one line and exit 1 (or 2 for bad usage); never a stack trace. */
 export async function main(argv: string[], roles: ((p: Command) => unknown)[] = []): Promise<void> {
   const program = buildProgram(roles);
+  // Examples and "(required)" marks only matter to --help: the table loads only then.
+  if (argv.some((a) => a === '--help' || a === '-h' || a === 'help')) (await import('./examples.js')).polishHelp(program);
   program.commands.forEach(function exit(c: Command) {
     c.exitOverride();
     c.commands.forEach(exit);

@@ -83,7 +83,11 @@ describe('README', () => {
       p.stderr.on('data', (d) => {
         out += d;
       });
-      const t = setTimeout(() => p.kill('SIGKILL'), 150_000);
+      // SIGTERM first, so the script's trap stops the servers it started in the background.
+      const t = setTimeout(() => {
+        p.kill('SIGTERM');
+        setTimeout(() => p.kill('SIGKILL'), 5000).unref();
+      }, 150_000);
       p.on('close', (code) => {
         clearTimeout(t);
         resolve({ code, out });

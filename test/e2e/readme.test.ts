@@ -66,6 +66,8 @@ describe('README', () => {
     const script = [
       'set -euo pipefail',
       "trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT",
+      // A signal ends the script through its EXIT trap, which stops the background servers.
+      "trap 'exit 143' TERM INT",
       "wait_for() { local port; port=$(node -e \"const c=require(process.argv[1]+'/config.json');console.log((c.listen||'127.0.0.1:8100').split(':').pop())\" \"$1\");",
       '  for i in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $port" >&2; return 1; }',
       ...lines,

@@ -203,3 +203,7 @@ export const ValidationRequest = z.strictObject({
   repair: z.boolean().optional(),
 });
 export type ValidationRequest = z.infer<typeof ValidationRequest>;
+
+export const TransferParam = z.object({
+  id: z.string().min(1).max(64).describe('a transfer id (cascade queue --json, GET /api/v1/transfers)'),
+});

@@ -32,6 +32,8 @@ export const PATHS = {
   undistributions: '/api/v1/undistributions',
   validations: '/api/v1/validations',
   transfers: '/api/v1/transfers',
+  transferRetryNow: '/api/v1/transfers/{id}/retry-now',
+  transferCancel: '/api/v1/transfers/{id}/cancel',
   messages: '/api/v1/messages',
   dps: '/api/v1/dps',
   dpJoin: '/api/v1/dps/join',

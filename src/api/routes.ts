@@ -31,6 +31,7 @@ export type ChildParam = z.infer<typeof ChildParam>;
 
 export const QueueEntry = z.object({
   position: z.number().describe('1 = next to go; sending transfers come first'),
+  id: z.string().describe('the transfer (cascade transfer retry-now | cancel ID)'),
   packageId: z.string(),
   version: z.number(),
   priority: z.enum(PRIORITIES),

@@ -31,6 +31,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'sender show': ['cascade sender show'],
   'sender set': ['cascade sender set --concurrency 8'],
   queue: ['cascade queue', 'cascade queue --route NYC --json'],
+  'transfer retry-now': ['cascade transfer retry-now 5f0c2a9e-…'],
+  'transfer cancel': ['cascade transfer cancel 5f0c2a9e-…'],
   distribute: [
     'cascade distribute CEN00001 --to site:NYC --dry-run',
     'cascade distribute CEN00001 --to group:branches --to dp:lon-dp1 --via courier',

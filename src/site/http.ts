@@ -27,6 +27,8 @@ export interface AppParts extends SiteContext {
   metrics: Metrics;
   /** Wakes the sender now (a distribution or an arrival changed its queues). */
   kick?: () => void;
+  /** Stops a transfer the sender is running now (it was cancelled). */
+  stopTransfer?: (id: string) => void;
 }
 
 const MiB = 1 << 20;

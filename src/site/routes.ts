@@ -135,6 +135,7 @@ export async function routeQueues(ctx: SiteContext, only?: string): Promise<Rout
       ahead += left;
       return {
         position: i + 1,
+        id: t.id,
         packageId: t.packageId,
         version: t.version,
         priority: t.priority,

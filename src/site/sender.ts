@@ -9,7 +9,7 @@ import { TokenBucket } from '../core/rate.js';
 import { backoffSeconds } from '../core/retry.js';
 import { isOpen, nextOpening, type Schedule } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
-import { listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
+import { getTransfer, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { courierHold, isCourier } from './courier.js';
@@ -79,6 +79,11 @@ export class Sender {
     if (this.timer) clearInterval(this.timer);
     for (const a of this.active.values()) a.abort(new Error('site stopping'));
     for (let i = 0; i < 100 && this.active.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Stops one running transfer (cancelled: its state is already failed, so it is not queued again). */
+  stop1(id: string): void {
+    this.active.get(id)?.abort(new Error('cancelled'));
   }
 
   /** One pass: start whatever may start now. */
@@ -298,7 +303,9 @@ export class Sender {
       });
     } catch (e) {
       if (signal.aborted) {
-        await updateTransfer(ctx.store, t.id, { state: 'queued' }).catch(() => {});
+        // Paused (the schedule closed, the site stops): queued again; cancelled: it stays failed.
+        if ((await getTransfer(ctx.store, t.id))?.state !== 'failed')
+          await updateTransfer(ctx.store, t.id, { state: 'queued' }).catch(() => {});
         return;
       }
       const message = e instanceof Error ? e.message : String(e);

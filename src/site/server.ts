@@ -299,7 +299,7 @@ export async function startSite(opts: {
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
   await loadTrust(ctx);
   const sender = new Sender(ctx);
-  const app = createApp({ ...ctx, metrics, kick: () => void sender.tick() }, role);
+  const app = createApp({ ...ctx, metrics, kick: () => void sender.tick(), stopTransfer: (id) => sender.stop1(id) }, role);
 
   // Every process is a DP of its own library: /content/ is served before the API sees the
   // request. A DP serves with one process per core (each with its own cache); a site server,

@@ -63,5 +63,33 @@ describe('DP state', () => {
     const t = status.targets.find((x) => x.dp === 'cen-dp9');
     expect(t?.state).toBe('retrying');
     expect(t?.lastError).toMatch(/^cannot reach DP cen-dp9 at http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED$/);
+
+    // The operator need not wait for the backoff: retry it now, or cancel it.
+    const queue = JSON.parse((await cascade(['queue', '--json'], { env })).stdout) as {
+      routes: { child: string; transfers: { id: string; packageId: string; state: string }[] }[];
+    };
+    const entry = queue.routes.find((r) => r.child === 'cen-dp9')?.transfers.find((x) => x.packageId === pkg);
+    expect(entry?.state).toBe('retrying');
+    const id = entry?.id as string;
+    const transferOf = async () =>
+      (
+        JSON.parse((await cascade(['status', pkg, '--json'], { env })).stdout) as {
+          targets: { dp: string; retries: number; state: string; lastError: string | null }[];
+        }
+      ).targets.find((x) => x.dp === 'cen-dp9');
+    const before = (await transferOf())?.retries ?? 0;
+    const now = await cascade(['transfer', 'retry-now', id], { env });
+    expect(now.stderr).toBe('');
+    expect(now.stdout).toMatch(new RegExp(`^transfer ${id}: ${pkg} version 1 to cen-dp9, queued`));
+    await until('tried again at once', async () => ((await transferOf())?.retries ?? 0) > before, 5_000);
+    const cancel = await cascade(['transfer', 'cancel', id, '--json'], { env });
+    expect(cancel.stderr).toBe('');
+    expect(JSON.parse(cancel.stdout)).toMatchObject({ id, state: 'failed', lastError: expect.stringMatching(/^cancelled by /) });
+    expect(await transferOf()).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/^cancelled by /) });
+    const again = await cascade(['transfer', 'cancel', id], { env });
+    expect([again.code, again.stderr]).toEqual([1, `cascade: transfer ${id} is failed already: nothing to cancel\n`]);
+    const unknown = await cascade(['transfer', 'retry-now', 'nope'], { env });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^cascade: no transfer nope at site CEN/);
   });
 });

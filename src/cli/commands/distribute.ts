@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DistributionStatus, Message, Plan, Summary, Target } from '../../api/distributions.js';
+import type { DistributionStatus, Message, Plan, Summary, Target, Transfer } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteQueue } from '../../api/routes.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';
@@ -270,6 +270,24 @@ export function registerDistribute(program: Command): void {
           ...r.messages.map((m) => [m.time, m.site, m.severity, m.component, m.code, m.text]),
         ]),
       );
+  });
+
+  const transfer = program.command('transfer').description("control one of the sender's transfers (ids: cascade queue --json)");
+  for (const [name, path, what] of [
+    ['retry-now', PATHS.transferRetryNow, 'send a transfer waiting for its next attempt now, not after its backoff (operate)'],
+    ['cancel', PATHS.transferCancel, 'stop a transfer that has not finished: it and its targets not yet installed become failed (operate)'],
+  ] as const) {
+    adminOptions(transfer.command(name).description(what).argument('<id>', 'transfer id')).action(async (id: string, o: AdminOpts) => {
+      const t = await clientFrom(o).json<Transfer>('POST', fillPath(path, { id }));
+      if (o.json) printJson(t);
+      else
+        process.stdout.write(
+          `transfer ${t.id}: ${t.packageId} version ${t.version} to ${t.child}, ${t.state}${t.lastError ? ` (${t.lastError})` : ''}\n`,
+        );
+    });
+  }
+  transfer.action(() => {
+    throw fail('usage', 'say what to do with the transfer: retry-now or cancel (see --help)');
   });
 
   adminOptions(

@@ -5,6 +5,8 @@ import {
   distributionCalls,
   Message,
   Plan,
+  Transfer,
+  TransferParam,
   UndistributeRequest,
   Validation,
   ValidationRequest,
@@ -17,6 +19,7 @@ import { setCourier } from '../courier.js';
 import { distribute, distributionStatus, distributionSummaries, transfers, undistribute } from '../distribution.js';
 import { type App, type AppParts, answer, getJson, jsonBody, need } from '../http.js';
 import { messagesOf } from '../messages.js';
+import { cancelTransfer, retryNow } from '../transfers.js';
 import { validateDistribution } from '../validation.js';
 
 export function registerDistributionHandlers(app: App, parts: AppParts): void {
@@ -128,6 +131,36 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
         ...(q.limit ? { limit: q.limit } : {}),
       });
       return c.json({ messages }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.transferRetryNow,
+      summary: 'Send a transfer waiting for its next attempt now, not after its backoff (operate)',
+      request: { params: TransferParam },
+      responses: answer('The transfer, queued', Transfer),
+    }),
+    async (c) => {
+      need(c, 'operate');
+      const t = await retryNow(parts, c.req.valid('param').id);
+      parts.kick?.();
+      return c.json(t, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.transferCancel,
+      summary: 'Stop a transfer that has not finished; it and its targets not yet installed become failed (operate)',
+      request: { params: TransferParam },
+      responses: answer('The transfer, failed', Transfer),
+    }),
+    async (c) => {
+      const me = need(c, 'operate');
+      return c.json(await cancelTransfer(parts, c.req.valid('param').id, me.name, parts.stopTransfer), 200);
     },
   );
 }

@@ -16,3 +16,9 @@ export const IngestReport = z
   .object({ received: z.number(), stored: z.number(), bytes: z.number(), literalBytes: z.number() })
   .meta({ id: 'IngestReport' });
 export type IngestReport = z.infer<typeof IngestReport>;
+
+/** Per chunk held: [length, fingerprint] of each sub-chunk, the base a sender builds a delta on. */
+export const ChunkSignatures = z.object({
+  signatures: z.array(z.object({ digest: z.string(), subs: z.array(z.tuple([z.number(), z.string()])) })),
+});
+export type ChunkSignatures = z.infer<typeof ChunkSignatures>;

@@ -207,3 +207,13 @@ export type ValidationRequest = z.infer<typeof ValidationRequest>;
 export const TransferParam = z.object({
   id: z.string().min(1).max(64).describe('a transfer id (cascade queue --json, GET /api/v1/transfers)'),
 });
+
+/** What an undistribution did: each DP's removal state. */
+export const UndistributeAnswer = z
+  .object({
+    packageId: z.string(),
+    version: z.number(),
+    targets: z.array(z.object({ dp: z.string(), site: z.string(), state: z.string() })),
+  })
+  .meta({ id: 'Undistribution' });
+export type UndistributeAnswer = z.infer<typeof UndistributeAnswer>;

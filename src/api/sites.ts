@@ -87,3 +87,7 @@ export const JoinTokenRequest = z.strictObject({
     .default(3600),
 });
 export type JoinTokenRequest = z.infer<typeof JoinTokenRequest>;
+
+/** A one-time join token, and the site that issued it. */
+export const JoinTokenAnswer = z.object({ token: z.string(), kind: z.string(), expiresAt: z.string(), site: z.string() });
+export type JoinTokenAnswer = z.infer<typeof JoinTokenAnswer>;

@@ -20,3 +20,7 @@ export const tokenCalls = {
 
 export const TokenRequest = z.strictObject({ role: z.enum(ROLES), name: z.string().min(1).max(128) });
 export type TokenRequest = z.infer<typeof TokenRequest>;
+
+/** A new API token: its secret is shown this once. */
+export const TokenCreated = z.object({ id: z.string(), role: z.enum(ROLES), name: z.string(), token: z.string() });
+export type TokenCreated = z.infer<typeof TokenCreated>;

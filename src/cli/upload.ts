@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { ChunkSignatures } from '../api/chunks.js';
 import type { ApiClient } from '../api/client.js';
 import { PATHS } from '../api/paths.js';
 import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
@@ -230,7 +231,7 @@ async function signaturesFor(
   }
   const list = [...ask];
   for (let i = 0; i < list.length; i += 1024) {
-    const r = await client.json<{ signatures: { digest: string; subs: SubchunkSig[] }[] }>('POST', PATHS.chunkSignatures, {
+    const r = await client.json<ChunkSignatures>('POST', PATHS.chunkSignatures, {
       json: { digests: list.slice(i, i + 1024) },
     });
     for (const s of r.signatures) cache.set(s.digest, s.subs);

@@ -187,6 +187,8 @@ export class Sender {
       const { manifest, signature: sig } = verifyManifest(bytes, ctx.trusted);
       const certificate = await originCertificate(ctx, manifest.origin, sig.keyId);
       const peer = peerClient(child);
+      // Chunk batches: no time-out (a throttled batch may take minutes; the signal stops it).
+      const bulk = peerClient(child, { timeoutMs: 0 });
       const offer = await peer.call(transferCalls.offer, {
         packageId: t.packageId,
         version: t.version,
@@ -267,15 +269,10 @@ export class Sender {
             .then(() => this.markTargets(t, 'sending', { bytesDone: d, rate, detail: `sending to ${t.child}` }))
             .catch(() => {});
         };
-        await peerClient(child, { timeoutMs: 0 }).uploadStream(
-          transferCalls.chunks,
-          throttle(each(parts), route.state.bucket, { signal }),
-          batchWire,
-          {
-            onBytes: progress,
-            signal,
-          },
-        );
+        await bulk.uploadStream(transferCalls.chunks, throttle(each(parts), route.state.bucket, { signal }), batchWire, {
+          onBytes: progress,
+          signal,
+        });
         wire += batchWire;
         done += size;
         const rate = meter.add(wire);

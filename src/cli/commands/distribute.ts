@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DistributionStatus, Message, Plan, Summary, Target, Transfer } from '../../api/distributions.js';
+import type { DistributionStatus, Message, Plan, Summary, Target, Transfer, UndistributeAnswer } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteQueue } from '../../api/routes.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';
@@ -170,11 +170,9 @@ export function registerDistribute(program: Command): void {
       .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { from: string[]; version?: number }) => {
     checkSpecs('--from', o.from);
-    const r = await clientFrom(o).json<{ packageId: string; version: number; targets: { dp: string; site: string; state: string }[] }>(
-      'POST',
-      PATHS.undistributions,
-      { json: { packageId: parsePackageId(id), from: o.from, ...(o.version ? { version: o.version } : {}) } },
-    );
+    const r = await clientFrom(o).json<UndistributeAnswer>('POST', PATHS.undistributions, {
+      json: { packageId: parsePackageId(id), from: o.from, ...(o.version ? { version: o.version } : {}) },
+    });
     if (o.json) printJson(r);
     else {
       process.stdout.write(`${r.packageId} version ${r.version}:\n`);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Validation } from '../../api/distributions.js';
 import type { DpEntry, Group } from '../../api/dps.js';
 import { fillPath, PATHS } from '../../api/paths.js';
+import type { JoinTokenAnswer } from '../../api/sites.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
@@ -71,7 +72,7 @@ export function registerDpAdmin(program: Command): void {
       .description('issue a one-time, expiring token a DP joins this site with (admin)')
       .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl', 60)),
   ).action(async (o: AdminOpts & { ttl?: number }) => {
-    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', PATHS.joinTokens, {
+    const r = await clientFrom(o).json<JoinTokenAnswer>('POST', PATHS.joinTokens, {
       json: { kind: 'dp', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { PATHS } from '../../api/paths.js';
-import type { SiteEntry } from '../../api/sites.js';
+import type { JoinTokenAnswer, SiteEntry } from '../../api/sites.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 
@@ -12,7 +12,7 @@ export function registerSiteAdmin(site: Command): void {
       .description('issue a one-time, expiring token a child site joins with (admin)')
       .option('--ttl <seconds>', 'how long it stays valid (default 3600)', parseIntOpt('--ttl')),
   ).action(async (o: AdminOpts & { ttl?: number }) => {
-    const r = await clientFrom(o).json<{ token: string; expiresAt: string; site: string }>('POST', PATHS.joinTokens, {
+    const r = await clientFrom(o).json<JoinTokenAnswer>('POST', PATHS.joinTokens, {
       json: { kind: 'site', ttlSeconds: o.ttl ?? 3600 },
     });
     if (o.json) printJson(r);

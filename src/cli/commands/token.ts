@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { fillPath, PATHS } from '../../api/paths.js';
+import type { Token, TokenCreated } from '../../api/tokens.js';
 import { fail } from '../../core/errors.js';
 import { ROLES, type Role } from '../../core/roles.js';
 import { printJson } from '../../lib/output.js';
@@ -16,7 +17,7 @@ export function registerToken(program: Command): void {
       .requiredOption('--name <name>', 'who or what the token is for'),
   ).action(async (o: AdminOpts & { role: string; name: string }) => {
     if (!ROLES.includes(o.role as Role)) throw fail('usage', `--role must be one of ${ROLES.join(', ')}, not "${o.role}"`);
-    const r = await clientFrom(o).json<{ id: string; role: string; name: string; token: string }>('POST', PATHS.tokens, {
+    const r = await clientFrom(o).json<TokenCreated>('POST', PATHS.tokens, {
       json: { role: o.role, name: o.name },
     });
     if (o.json) printJson(r);
@@ -24,7 +25,7 @@ export function registerToken(program: Command): void {
   });
 
   adminOptions(token.command('list').description('list tokens (secrets are never shown)')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ tokens: { id: string; role: string; name: string; createdAt: string }[] }>('GET', PATHS.tokens);
+    const r = await clientFrom(o).json<{ tokens: Token[] }>('GET', PATHS.tokens);
     if (o.json) printJson(r);
     else process.stdout.write(table([['ID', 'ROLE', 'NAME', 'CREATED'], ...r.tokens.map((t) => [t.id, t.role, t.name, t.createdAt])]));
   });

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { Digests, IngestReport, Missing } from '../../api/chunks.js';
+import { ChunkSignatures, Digests, IngestReport, Missing } from '../../api/chunks.js';
 import { PATHS } from '../../api/paths.js';
 import { DIGEST } from '../../core/chunk.js';
 import { chunkSignatures, ingestBatch, lackedChunks, readStoredChunk } from '../content.js';
@@ -66,10 +66,7 @@ export function registerChunkHandlers(app: App, parts: AppParts): void {
       request: {
         body: jsonBody(z.strictObject({ digests: z.array(z.string().regex(DIGEST)).max(4096) })),
       },
-      responses: answer(
-        'Per chunk: [length, fingerprint] of each sub-chunk in order; unknown digests are left out',
-        z.object({ signatures: z.array(z.object({ digest: z.string(), subs: z.array(z.tuple([z.number(), z.string()])) })) }),
-      ),
+      responses: answer('Per chunk: [length, fingerprint] of each sub-chunk in order; unknown digests are left out', ChunkSignatures),
     }),
     async (c) => {
       need(c, 'operate');

@@ -7,6 +7,7 @@ import {
   Plan,
   Transfer,
   TransferParam,
+  UndistributeAnswer,
   UndistributeRequest,
   Validation,
   ValidationRequest,
@@ -52,14 +53,7 @@ export function registerDistributionHandlers(app: App, parts: AppParts): void {
       path: PATHS.undistributions,
       summary: 'Remove a package version from DPs at or below this site (operate)',
       request: { body: jsonBody(UndistributeRequest) },
-      responses: answer(
-        'The removal states',
-        z.object({
-          packageId: z.string(),
-          version: z.number(),
-          targets: z.array(z.object({ dp: z.string(), site: z.string(), state: z.string() })),
-        }),
-      ),
+      responses: answer('The removal states', UndistributeAnswer),
     }),
     async (c) => {
       need(c, 'operate');

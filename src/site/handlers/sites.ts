@@ -1,6 +1,6 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { PATHS } from '../../api/paths.js';
-import { JoinAnswer, JoinRequest, JoinTokenRequest, RegisterAnswer, RegisterRequest, siteCalls } from '../../api/sites.js';
+import { JoinAnswer, JoinRequest, JoinTokenAnswer, JoinTokenRequest, RegisterAnswer, RegisterRequest, siteCalls } from '../../api/sites.js';
 import { acceptJoin, acceptRegister, issueJoinToken, neighbour, ownUrl, siteTree } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
 
@@ -20,10 +20,7 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
           required: false,
         },
       },
-      responses: created(
-        'The token (shown once)',
-        z.object({ token: z.string(), kind: z.string(), expiresAt: z.string(), site: z.string() }),
-      ),
+      responses: created('The token (shown once)', JoinTokenAnswer),
     }),
     async (c) => {
       need(c, 'admin');

@@ -1,7 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { PATHS } from '../../api/paths.js';
-import { TokenRequest, tokenCalls } from '../../api/tokens.js';
-import { ROLES } from '../../core/roles.js';
+import { TokenCreated, TokenRequest, tokenCalls } from '../../api/tokens.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
 import { createToken, listTokens, revokeToken } from '../tokens.js';
 
@@ -12,7 +11,7 @@ export function registerTokenHandlers(app: App, parts: AppParts): void {
       path: PATHS.tokens,
       summary: 'Create an API token (admin); the secret is shown once',
       request: { body: jsonBody(TokenRequest) },
-      responses: created('Created', z.object({ id: z.string(), role: z.enum(ROLES), name: z.string(), token: z.string() })),
+      responses: created('Created', TokenCreated),
     }),
     async (c) => {
       need(c, 'admin');

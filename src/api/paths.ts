@@ -55,6 +55,23 @@ export const PATHS = {
   courierWaiting: '/api/v1/courier/waiting',
   courierMissing: '/api/v1/courier/missing',
   dpTickets: '/api/v1/courier/dp-tickets',
+  agentJoinTokens: '/api/v1/agent-join-tokens',
+  clientSettings: '/api/v1/client-settings',
+  agentEnrol: '/api/v1/agent/enrol',
+  agentCheckin: '/api/v1/agent/checkin',
+  clients: '/api/v1/clients',
+  client: '/api/v1/clients/{id}',
+  clientRevoke: '/api/v1/clients/{id}/revoke',
+  boundaries: '/api/v1/boundaries',
+  boundaryDelete: '/api/v1/boundaries/delete',
+  collections: '/api/v1/collections',
+  collection: '/api/v1/collections/{name}',
+  advertisements: '/api/v1/advertisements',
+  advertisement: '/api/v1/advertisements/{id}',
+  advertisementEnable: '/api/v1/advertisements/{id}/enable',
+  advertisementDisable: '/api/v1/advertisements/{id}/disable',
+  advertisementStatus: '/api/v1/advertisements/{id}/status',
+  why: '/api/v1/why/{client}/{advertisement}',
 } as const;
 
 /** Fills `{name}` parameters of a path; each value is URL-encoded. */

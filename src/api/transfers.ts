@@ -5,6 +5,7 @@ import { TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { IngestReport } from './chunks.js';
 import type { Endpoint } from './client.js';
+import { ClientSync, PolicySet } from './clients.js';
 import { DpValidation, PlanRoute } from './distributions.js';
 import { DpState } from './dps.js';
 import { PATHS } from './paths.js';
@@ -74,6 +75,10 @@ export const StatusReport = z.strictObject({
     .max(10_000),
   /** The DPs at and below the reporter, as last seen there. */
   dps: z.array(DpState).max(100_000).optional(),
+  /** Clients at and below the reporter, and their advertisement states, changed since the last report. */
+  clients: ClientSync.optional(),
+  /** The digest of the policy the reporter holds: the answer carries the policy when it differs. */
+  policyDigest: z.string().max(128).optional(),
 });
 
 export type StatusReport = z.infer<typeof StatusReport>;
@@ -111,7 +116,11 @@ export type CommitRequest = z.infer<typeof CommitRequest>;
 export const CommitAnswer = z.object({ installed: z.boolean(), missing: z.number().int().min(0) });
 export type CommitAnswer = z.infer<typeof CommitAnswer>;
 
-export const StatusAnswer = z.object({ targets: z.number().int(), messages: z.number().int() });
+export const StatusAnswer = z.object({
+  targets: z.number().int(),
+  messages: z.number().int(),
+  policy: PolicySet.optional().describe("the parent's policy, when the reporter's digest differs"),
+});
 export type StatusAnswer = z.infer<typeof StatusAnswer>;
 
 /** What sending a version to targets at or below a site would cost from there down. */

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { CascadeError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
+import { registerClientsAdmin, registerSiteSettings } from './commands/clients.js';
 import { registerCourier } from './commands/courier.js';
 import { registerDistribute } from './commands/distribute.js';
 import { registerDpAdmin, registerValidate } from './commands/dp.js';
@@ -20,6 +21,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   for (const r of roles) r(program);
   const site = program.commands.find((c) => c.name() === 'site') ?? program.command('site').description('sites of the hierarchy');
   registerSiteAdmin(site);
+  registerSiteSettings(site);
   registerRoute(program);
   registerDistribute(program);
   registerDpAdmin(program);
@@ -27,6 +29,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerPackage(program);
   registerCourier(program);
   registerToken(program);
+  registerClientsAdmin(program);
   return program;
 }
 

@@ -54,3 +54,21 @@ export function verifyCertificate(cert: unknown, central: TrustedKey): Certifica
     throw fail('bad_signature', `the certificate of ${b.code} names key ${b.keyId}, which is not ${b.code}'s key`);
   return { ...b, trusted: { keyId: b.keyId, publicKeyPem: b.publicKey, site: b.code } };
 }
+
+/**
+ * The keys a party trusts from the pinned central key and the certificates it was handed: the
+ * central key itself, and each key a certificate vouches for. A certificate that does not check
+ * out is left out (anything it signed then fails verification, naming its key).
+ */
+export function trustFromCertificates(central: TrustedKey, certificates: readonly unknown[]): TrustedKey[] {
+  const out: TrustedKey[] = [central];
+  for (const c of certificates) {
+    try {
+      const v = verifyCertificate(c, central);
+      if (!out.some((k) => k.keyId === v.keyId)) out.push(v.trusted);
+    } catch {
+      // left out: see above
+    }
+  }
+  return out;
+}

@@ -2,7 +2,9 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { PATHS } from '../api/paths.js';
 import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
+import { clientOf } from './clients.js';
 import { registerChunkHandlers } from './handlers/chunks.js';
+import { registerClientHandlers } from './handlers/clients.js';
 import { registerCourierHandlers, registerDpCourierHandlers } from './handlers/courier.js';
 import { registerDistributionHandlers } from './handlers/distributions.js';
 import { registerDpHandlers } from './handlers/dps.js';
@@ -20,7 +22,10 @@ import { type App, type AppEnv, type AppParts, BODY_LIMITS, limitBody } from './
 const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/(?:offer|preview))$/;
 
 /** Paths anyone may read without a token. */
-const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.site, PATHS.siteJoin, PATHS.dpJoin]);
+const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.site, PATHS.siteJoin, PATHS.dpJoin, PATHS.agentEnrol]);
+
+/** An agent's check-in carries its client credential, which the route itself checks. */
+const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin]);
 
 /**
  * At a DP, a parcel import (and its question of which chunks the DP lacks) carries no token of
@@ -66,6 +71,12 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
 
   app.use('/api/*', async (c, next) => {
     if (PUBLIC.has(c.req.path) || (role === 'dp' && DP_TICKETED.has(c.req.path))) return next();
+    if (role === 'site' && CLIENT_AUTH.has(c.req.path)) {
+      const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+      if (!m) throw fail('unauthorized', 'the agent must send its client credential as a bearer token');
+      c.set('client', await clientOf(parts, m[1] as string));
+      return next();
+    }
     const h = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     if (!m) throw fail('unauthorized', 'this call needs a bearer token (--token or CASCADE_TOKEN)');
@@ -102,6 +113,7 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
     registerChunkHandlers(app, parts);
     registerPackageHandlers(app, parts);
     registerCourierHandlers(app, parts);
+    registerClientHandlers(app, parts);
   } else {
     registerDpCourierHandlers(app, parts);
   }

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import type { DistributionStatus, Plan, PlanRoute, Summary, Target } from '../api/distributions.js';
 import type { DpState } from '../api/dps.js';
-import type { Offer, PreviewAnswer, PreviewRequest, RemoveRequest, StatusReport } from '../api/transfers.js';
+import type { Offer, PreviewAnswer, PreviewRequest, RemoveRequest, StatusAnswer, StatusReport } from '../api/transfers.js';
 import { transferCalls } from '../api/transfers.js';
 import { type Manifest, manifestChunks, manifestDigest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
@@ -27,12 +27,14 @@ import {
   updateTarget,
 } from '../store/distribution.js';
 import { listGroups } from '../store/dps.js';
+import { acceptClientSync, clientSyncSince, reevaluate } from './clients.js';
 import { deleteVersion, lackedChunks } from './content.js';
 import type { SiteContext } from './context.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
 import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
+import { acceptPolicy, invalidate, policyForChild } from './policy.js';
 import { routeSchedule } from './routes.js';
 
 /**
@@ -346,7 +348,7 @@ async function speaksFor(ctx: SiteContext, from: string): Promise<Set<string>> {
  * A child site or a DP reports the targets at and below it, its status messages and the
  * state of the DPs; kept, and sent on up.
  */
-export async function acceptStatus(ctx: SiteContext, from: string, r: StatusReport): Promise<{ targets: number; messages: number }> {
+export async function acceptStatus(ctx: SiteContext, from: string, r: StatusReport): Promise<StatusAnswer> {
   let n = 0;
   const sending = (await listTransfers(ctx.store, { child: from })).filter((x) => x.state !== 'done' && x.state !== 'failed');
   for (const t of r.targets) {
@@ -374,6 +376,14 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     // A DP tells its own address (it may move between starts).
     if (self?.url && row?.relation === 'dp' && row.url !== self.url && URL.canParse(self.url)) await ctx.store.setSiteUrl(from, self.url);
     await recordDpStates(ctx, r.dps, (name) => below.has(name));
+    invalidate(ctx);
+  }
+  if (r.clients) await acceptClientSync(ctx, r.clients, below);
+  // A child site gets this site's policy (collections, advertisements, boundaries) when its copy differs.
+  const neighbour = await ctx.store.getSite(from);
+  if (neighbour?.relation === 'child' && r.policyDigest !== undefined) {
+    const policy = await policyForChild(ctx);
+    if (policy.digest !== r.policyDigest) return { targets: n, messages: r.messages.length, policy };
   }
   return { targets: n, messages: r.messages.length };
 }
@@ -407,7 +417,11 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   );
   const last = lastDpReport.get(ctx);
   const stateDue = !last || last.fingerprint !== fingerprint || Date.now() - last.at > DP_STATE_SECONDS * 1000;
-  if (targets.length === 0 && messages.length === 0 && !stateDue) return false;
+  // A site reports every time, even with nothing new: the answer brings the parent's policy down.
+  const isSite = (await ctx.store.getMeta('site.role')) !== 'dp';
+  if (targets.length === 0 && messages.length === 0 && !stateDue && !isSite) return false;
+  const clientMark = (await ctx.store.getMeta('clients.reportedUpTo')) ?? '';
+  const clients = isSite ? await clientSyncSince(ctx, clientMark) : undefined;
   const newest = targets.reduce((m, t) => (t.updatedAt > m ? t.updatedAt : m), mark);
   const body: StatusReport = {
     targets: targets.map((t: TargetRow) => ({
@@ -425,8 +439,15 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     })),
     messages,
     dps,
+    ...(clients ? { clients: { clients: clients.clients, states: clients.states } } : {}),
+    ...(isSite ? { policyDigest: (await ctx.store.getMeta('policy.digest')) ?? '' } : {}),
   };
-  await peerClient(parent).call(transferCalls.status, body);
+  const answer = await peerClient(parent).call(transferCalls.status, body);
+  if (answer.policy) {
+    await acceptPolicy(ctx, answer.policy, (text) => emit(ctx, { component: 'policy', severity: 'error', code: 'policy_refused', text }));
+    await reevaluate(ctx);
+  }
+  if (clients) await ctx.store.setMeta('clients.reportedUpTo', clients.newest);
   lastDpReport.set(ctx, { at: Date.now(), fingerprint });
   await markForwarded(
     ctx.store,

@@ -8,6 +8,7 @@ import { ErrorSchema } from '../api/errors.js';
 import { fail } from '../core/errors.js';
 import { allows, type Permission } from '../core/roles.js';
 import type { Metrics } from '../lib/metrics.js';
+import type { ClientRow } from '../store/clients.js';
 import type { TokenInfo } from '../store/store.js';
 import type { SiteContext } from './context.js';
 
@@ -18,7 +19,8 @@ import type { SiteContext } from './context.js';
 
 export type AppEnv = {
   Bindings: { incoming?: IncomingMessage };
-  Variables: { token: TokenInfo };
+  /** `client`: set for an agent's call, once its client credential is checked. */
+  Variables: { token: TokenInfo; client: ClientRow };
 };
 
 export type App = OpenAPIHono<AppEnv>;

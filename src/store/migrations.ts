@@ -241,6 +241,72 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  // Clients and their policy (docs/clients.md): enrolled machines with their inventory, the
+  // signed policy records (collections, advertisements, boundaries), collection members as
+  // evaluated here, and where each advertisement stands on each client. Join tokens for agents
+  // are used many times: max_uses and use_count.
+  '0009_clients': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('join_tokens')
+        .addColumn('max_uses', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+      await db.schema
+        .alterTable('join_tokens')
+        .addColumn('use_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('clients')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('credential_hash', 'text', (c) => c.unique())
+        .addColumn('inventory', 'text', (c) => c.notNull())
+        .addColumn('boundary', 'text')
+        .addColumn('dps', 'text', (c) => c.notNull())
+        .addColumn('enrolled_at', 'text', (c) => c.notNull())
+        .addColumn('last_seen', 'text')
+        .addColumn('revoked', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('clients_updated').on('clients').column('updated_at').execute();
+      await db.schema
+        .createTable('policy')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('origin', 'text', (c) => c.notNull())
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .addColumn('deleted', 'integer', (c) => c.notNull())
+        .addColumn('signed', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('policy_pk', ['kind', 'id'])
+        .execute();
+      await db.schema
+        .createTable('collection_members')
+        .addColumn('collection', 'text', (c) => c.notNull())
+        .addColumn('client', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('collection_members_pk', ['collection', 'client'])
+        .execute();
+      await db.schema.createIndex('collection_members_client').on('collection_members').column('client').execute();
+      await db.schema
+        .createTable('client_states')
+        .addColumn('client', 'text', (c) => c.notNull())
+        .addColumn('advertisement', 'text', (c) => c.notNull())
+        .addColumn('package_id', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('bytes_done', 'bigint', (c) => c.notNull())
+        .addColumn('bytes_total', 'bigint', (c) => c.notNull())
+        .addColumn('exit_code', 'integer')
+        .addColumn('output', 'text')
+        .addColumn('detail', 'text')
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('client_states_pk', ['client', 'advertisement'])
+        .execute();
+      await db.schema.createIndex('client_states_updated').on('client_states').column('updated_at').execute();
+      await db.schema.createIndex('client_states_ad').on('client_states').column('advertisement').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -91,6 +91,56 @@ export interface JoinTokenTable {
   used_at: string | null;
   used_by: string | null;
   created_at: string;
+  max_uses: number;
+  use_count: number;
+}
+
+export interface ClientTable {
+  id: string;
+  site: string;
+  /** SHA-256 of the agent's credential; null for a client of a site below (it polls there). */
+  credential_hash: string | null;
+  /** JSON of the Inventory. */
+  inventory: string;
+  boundary: string | null;
+  /** JSON array of the DP names it may use, in order. */
+  dps: string;
+  enrolled_at: string;
+  last_seen: string | null;
+  revoked: number;
+  updated_at: string;
+}
+
+export interface PolicyTable {
+  kind: string;
+  id: string;
+  origin: string;
+  revision: number;
+  deleted: number;
+  /** JSON of the SignedPolicy. */
+  signed: string;
+  updated_at: string;
+}
+
+export interface CollectionMemberTable {
+  collection: string;
+  client: string;
+}
+
+export interface ClientStateTable {
+  client: string;
+  advertisement: string;
+  package_id: string;
+  version: number;
+  state: string;
+  bytes_done: number;
+  bytes_total: number;
+  exit_code: number | null;
+  output: string | null;
+  detail: string | null;
+  /** When the agent saw it. */
+  at: string;
+  updated_at: string;
 }
 
 export interface RouteTable {
@@ -174,4 +224,8 @@ export interface Database {
   keys: KeyTable;
   dp_groups: DpGroupTable;
   dp_group_members: DpGroupMemberTable;
+  clients: ClientTable;
+  policy: PolicyTable;
+  collection_members: CollectionMemberTable;
+  client_states: ClientStateTable;
 }

@@ -187,7 +187,17 @@ export class Store {
     const expiresAt = new Date(now.getTime() + ttlSeconds * 1000).toISOString();
     await this.db
       .insertInto('join_tokens')
-      .values({ id, hash: hashToken(secret), kind, expires_at: expiresAt, used_at: null, used_by: null, created_at: now.toISOString() })
+      .values({
+        id,
+        hash: hashToken(secret),
+        kind,
+        expires_at: expiresAt,
+        used_at: null,
+        used_by: null,
+        created_at: now.toISOString(),
+        max_uses: 1,
+        use_count: 0,
+      })
       .execute();
     return { id, secret, expiresAt };
   }

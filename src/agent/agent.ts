@@ -1,0 +1,381 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { ApiClient } from '../api/client.js';
+import { type AgentReport, type CheckinAnswer, clientCalls, type Offer } from '../api/clients.js';
+import { trustFromCertificates } from '../content/certificate.js';
+import type { Manifest } from '../content/manifest.js';
+import { verifyPolicy } from '../content/policy.js';
+import type { TrustedKey } from '../content/signing.js';
+import { exitSucceeded, REBOOT_EXIT_CODES, SLOW_LINK_BYTES_PER_SECOND, shouldRun } from '../core/client.js';
+import { CascadeError, fail } from '../core/errors.js';
+import { ChunkCache } from './cache.js';
+import { type AdvertisementState, type AgentConfig, type AgentState, loadConfig, loadState, saveConfig, saveState } from './config.js';
+import { assemble, Downloader } from './download.js';
+import { collectInventory } from './inventory.js';
+import { runProgram } from './run.js';
+
+/**
+ * The agent: checks in with its site (inventory and reports up, offers down), and acts on each
+ * offer it may: verifies the advertisement and the manifest against the pinned central key,
+ * downloads what its cache lacks from the DPs it may use, assembles the package in a staging
+ * folder and runs the program there with a time limit. See docs/agent.md.
+ */
+
+export type Say = (line: string) => void;
+
+/** Reports older than this many per advertisement are folded: only the newest state matters. */
+const OUTBOX_MAX = 1000;
+const PROGRESS_MS = 5000;
+
+export interface EnrolOptions {
+  dir: string;
+  site: string;
+  joinToken: string;
+  link?: AgentConfig['link'];
+  cacheBytes?: number;
+  hostname?: string | null;
+  addresses?: string[];
+}
+
+/** Enrols a new agent: one use of the join token; the credential it gets is its own from then on. */
+export async function enrolAgent(o: EnrolOptions): Promise<AgentConfig> {
+  fs.mkdirSync(o.dir, { recursive: true });
+  if (fs.existsSync(path.join(o.dir, 'agent.json'))) throw fail('conflict', `${o.dir} already holds an enrolled agent; use another folder`);
+  const m = /_([0-9a-f]{16})$/.exec(o.joinToken);
+  if (!o.joinToken.startsWith('casj_agent_') || !m)
+    throw fail('usage', 'that is not an agent join token (make one with "cascade agent join-token" on the site)');
+  const partial = { hostname: o.hostname ?? null, addresses: o.addresses ?? [] };
+  const inventory = await collectInventory(o.dir, partial, null);
+  const site = new ApiClient(o.site, { who: `site ${o.site}` });
+  const a = await site.call(clientCalls.enrol, { token: o.joinToken, inventory });
+  // The join token carries the central key's fingerprint: the key the site hands over must match.
+  if (a.central.keyId.split(':')[1] !== m[1])
+    throw fail(
+      'bad_signature',
+      `the site handed over central key ${a.central.keyId}, which is not the key the join token names (…${m[1]}); enrolment stopped`,
+    );
+  const cfg: AgentConfig = {
+    site: site.base,
+    client: a.client,
+    credential: a.credential,
+    central: a.central,
+    link: o.link ?? 'auto',
+    cacheBytes: o.cacheBytes ?? 2 * 2 ** 30,
+    ...partial,
+  };
+  saveConfig(o.dir, cfg);
+  const state = loadState(o.dir);
+  state.inventorySent = JSON.stringify(inventory);
+  saveState(o.dir, state);
+  return cfg;
+}
+
+export class Agent {
+  readonly cfg: AgentConfig;
+  state: AgentState;
+  private readonly site: ApiClient;
+  readonly cache: ChunkCache;
+  private readonly central: TrustedKey;
+  /** Advertisements someone asked to install now (`cascade agent install`). */
+  private readonly requested = new Set<string>();
+
+  constructor(
+    readonly dir: string,
+    private readonly say: Say = () => {},
+  ) {
+    this.cfg = loadConfig(dir);
+    this.state = loadState(dir);
+    this.site = new ApiClient(this.cfg.site, { token: this.cfg.credential, who: `site ${this.cfg.site}`, timeoutMs: 30_000 });
+    this.cache = new ChunkCache(path.join(dir, 'cache'), this.cfg.cacheBytes);
+    this.central = { keyId: this.cfg.central.keyId, publicKeyPem: this.cfg.central.publicKey, site: this.cfg.central.code };
+  }
+
+  private save(): void {
+    saveState(this.dir, this.state);
+  }
+
+  request(adId: string): void {
+    this.requested.add(adId.toUpperCase());
+  }
+
+  /** Install requests left as files by `cascade agent install` while this agent ran. */
+  takeRequestFiles(): boolean {
+    const dir = path.join(this.dir, 'requests');
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      return false;
+    }
+    for (const n of names) {
+      this.request(n);
+      fs.rmSync(path.join(dir, n), { force: true });
+    }
+    return names.length > 0;
+  }
+
+  private report(adId: string, a: AdvertisementState): void {
+    if (a.state === 'available') return;
+    const r: AgentReport = {
+      advertisement: adId,
+      packageId: a.packageId,
+      version: a.version,
+      state: a.state,
+      bytesDone: a.bytesDone,
+      bytesTotal: a.bytesTotal,
+      exitCode: a.exitCode,
+      output: a.output,
+      detail: a.detail,
+      at: a.at,
+    };
+    // Only the newest report of each advertisement needs to reach the site.
+    this.state.outbox = [...this.state.outbox.filter((x) => x.advertisement !== adId), r].slice(-OUTBOX_MAX);
+  }
+
+  private setAd(
+    adId: string,
+    patch: Partial<AdvertisementState> & Pick<AdvertisementState, 'packageId' | 'version' | 'state'>,
+  ): AdvertisementState {
+    const held = this.state.advertisements[adId];
+    const a: AdvertisementState = {
+      bytesDone: 0,
+      bytesTotal: 0,
+      exitCode: null,
+      output: null,
+      detail: null,
+      runs: held?.runs ?? {},
+      ...patch,
+      at: new Date().toISOString(),
+    };
+    this.state.advertisements[adId] = a;
+    this.report(adId, a);
+    this.save();
+    return a;
+  }
+
+  /** One check-in: inventory if changed, every undelivered report; the answer's offers. */
+  async checkin(): Promise<CheckinAnswer> {
+    const inventory = await collectInventory(this.dir, this.cfg, this.state.linkSpeed);
+    const inv = JSON.stringify(inventory);
+    const reports = [...this.state.outbox];
+    const problems = [...this.state.problems];
+    const answer = await this.site.call(clientCalls.checkin, {
+      inventory: inv === this.state.inventorySent ? null : inventory,
+      reports,
+      problems,
+    });
+    // Delivered: drop what was sent (newer reports made meanwhile stay).
+    this.state.outbox = this.state.outbox.filter((r) => !reports.includes(r));
+    this.state.problems = this.state.problems.filter((p) => !problems.includes(p));
+    this.state.inventorySent = inv;
+    this.state.lastCheckin = new Date().toISOString();
+    this.state.nextCheckin = new Date(Date.now() + answer.nextCheckinSeconds * 1000).toISOString();
+    this.save();
+    return answer;
+  }
+
+  /**
+   * A whole cycle: check in, act on every offer that is due (mandatory and not done, or asked
+   * for), then check in again to deliver what happened. Returns seconds until the next one.
+   */
+  async cycle(signal?: AbortSignal): Promise<number> {
+    this.takeRequestFiles();
+    let answer: CheckinAnswer;
+    try {
+      answer = await this.checkin();
+      this.state.lastError = null;
+    } catch (e) {
+      this.state.lastError = (e as Error).message;
+      this.save();
+      if (e instanceof CascadeError && e.code === 'unauthorized') throw e;
+      this.say(`check-in failed: ${(e as Error).message}; trying again later`);
+      return 60;
+    }
+    const trusted = trustFromCertificates(this.central, answer.certificates);
+    this.state.offers = [];
+    let acted = false;
+    for (const offer of answer.offers) {
+      if (signal?.aborted) break;
+      acted = (await this.consider(offer, trusted, signal)) || acted;
+    }
+    this.save();
+    for (const id of this.requested) {
+      if (!answer.offers.some((o) => (o.advertisement.record as { id?: string }).id === id))
+        this.say(`advertisement ${id} is not offered to this client now; "cascade why ${this.cfg.client} ${id}" at the site says why`);
+    }
+    this.requested.clear();
+    if (acted || this.state.outbox.length > 0 || this.state.problems.length > 0) {
+      try {
+        const again = await this.checkin();
+        return again.nextCheckinSeconds;
+      } catch (e) {
+        this.say(`could not deliver the reports: ${(e as Error).message}; they are kept for the next check-in`);
+      }
+    }
+    return answer.nextCheckinSeconds;
+  }
+
+  /** Acts on one offer if it is due; true when it ran (or tried to). */
+  private async consider(offer: Offer, trusted: TrustedKey[], signal?: AbortSignal): Promise<boolean> {
+    let adId = '?';
+    try {
+      const rec = verifyPolicy(offer.advertisement, trusted);
+      if (rec.kind !== 'advertisement') throw fail('bad_signature', `the site offered a ${rec.kind} record as an advertisement`);
+      const ad = rec.body;
+      adId = ad.id;
+      this.state.offers.push({
+        advertisement: ad.id,
+        packageId: ad.packageId,
+        version: offer.version,
+        program: ad.program,
+        mandatory: ad.mandatory,
+        dps: offer.dps.map((d) => d.name),
+      });
+      const held = this.state.advertisements[ad.id];
+      const last = held?.runs[String(offer.version)];
+      const now = Date.now();
+      const dueTimes = ad.mandatory.filter((t) => Date.parse(t) <= now);
+      const asked = this.requested.has(ad.id);
+      // Mandatory: due once a mandatory time has passed that no run of this version has followed.
+      const unhonoured = dueTimes.some((t) => !last || Date.parse(last.at) < Date.parse(t));
+      const due = asked || (unhonoured && shouldRun(ad.rerun, last?.result ?? null));
+      if (!due) {
+        // Offered, waiting for its mandatory time or for someone to install it.
+        if (!held || (held.version !== offer.version && !last))
+          this.state.advertisements[ad.id] = {
+            runs: held?.runs ?? {},
+            packageId: ad.packageId,
+            version: offer.version,
+            state: 'available',
+            bytesDone: 0,
+            bytesTotal: 0,
+            exitCode: null,
+            output: null,
+            detail: null,
+            at: new Date().toISOString(),
+          };
+        return false;
+      }
+      if (ad.slowLink === 'skip' && this.onSlowLink()) {
+        this.setAd(ad.id, {
+          packageId: ad.packageId,
+          version: offer.version,
+          state: 'deferred-slow-link',
+          detail: `on a slow link (${this.linkText()}); the advertisement skips slow links, so it waits for a fast one`,
+        });
+        return true;
+      }
+      await this.install(ad, offer, trusted, signal);
+      return true;
+    } catch (e) {
+      this.say(`advertisement ${adId}: ${(e as Error).message}`);
+      if (adId !== '?') {
+        const held = this.state.advertisements[adId];
+        this.setAd(adId, {
+          packageId: held?.packageId ?? (offer.advertisement.record as { body?: { packageId?: string } }).body?.packageId ?? 'XXX00000',
+          version: offer.version,
+          state: 'failed',
+          detail: (e as Error).message.slice(0, 1000),
+        });
+      }
+      return true;
+    }
+  }
+
+  private onSlowLink(): boolean {
+    if (this.cfg.link === 'slow') return true;
+    if (this.cfg.link === 'fast') return false;
+    return this.state.linkSpeed !== null && this.state.linkSpeed < SLOW_LINK_BYTES_PER_SECOND;
+  }
+
+  private linkText(): string {
+    if (this.cfg.link === 'slow') return 'told so with --link slow';
+    return `measured ${Math.round((this.state.linkSpeed ?? 0) / 1024)} KiB/s, under ${SLOW_LINK_BYTES_PER_SECOND / 1024} KiB/s`;
+  }
+
+  private async install(
+    ad: { id: string; packageId: string; program: string; maxRunSeconds: number; slowLink: string },
+    offer: Offer,
+    trusted: TrustedKey[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const version = offer.version;
+    const dl = new Downloader(offer.dps);
+    let manifest: Manifest;
+    try {
+      manifest = await dl.manifest(ad.packageId, version, trusted);
+    } finally {
+      this.state.problems.push(...dl.problems.splice(0));
+    }
+    const program = manifest.programs.find((p) => p.name === ad.program);
+    if (!program)
+      throw fail(
+        'bad_request',
+        `the signed manifest of ${ad.packageId} version ${version} has no program "${ad.program}"; nothing was run`,
+      );
+    this.say(
+      `${ad.id}: downloading ${ad.packageId} version ${version} (${manifest.bytes} bytes) from ${offer.dps.map((d) => d.name).join(', ')}`,
+    );
+    let a = this.setAd(ad.id, { packageId: ad.packageId, version, state: 'downloading', bytesTotal: manifest.bytes });
+    let lastSent = Date.now();
+    let progress: Awaited<ReturnType<Downloader['fill']>>;
+    try {
+      progress = await dl.fill(
+        manifest,
+        this.cache,
+        (p) => {
+          a.bytesDone = p.bytesDone;
+          if (p.fetched >= 256 * 1024 && p.ms > 0) this.state.linkSpeed = (p.fetched / p.ms) * 1000;
+          if (ad.slowLink === 'skip' && this.onSlowLink()) throw fail('unavailable', 'slow link');
+          if (Date.now() - lastSent > PROGRESS_MS) {
+            lastSent = Date.now();
+            a = this.setAd(ad.id, { ...a, state: 'downloading' });
+            void this.checkin().catch(() => {});
+          }
+        },
+        signal,
+      );
+    } catch (e) {
+      this.state.problems.push(...dl.problems.splice(0));
+      if ((e as Error).message === 'slow link') {
+        this.setAd(ad.id, {
+          ...a,
+          state: 'deferred-slow-link',
+          detail: `on a slow link (${this.linkText()}); the advertisement skips slow links`,
+        });
+        return;
+      }
+      throw e;
+    }
+    this.state.problems.push(...dl.problems.splice(0));
+    if (progress.fetched >= 256 * 1024 && progress.ms > 0) this.state.linkSpeed = (progress.fetched / progress.ms) * 1000;
+    const staging = path.join(this.dir, 'staging', `${ad.id}-v${version}`);
+    await assemble(manifest, this.cache, staging);
+    this.say(`${ad.id}: running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`);
+    this.setAd(ad.id, { packageId: ad.packageId, version, state: 'running', bytesDone: manifest.bytes, bytesTotal: manifest.bytes });
+    void this.checkin().catch(() => {});
+    const r = await runProgram(program.command, staging, ad.maxRunSeconds, {
+      CASCADE_ADVERTISEMENT: ad.id,
+      CASCADE_PACKAGE: ad.packageId,
+      CASCADE_VERSION: String(version),
+      CASCADE_CLIENT: this.cfg.client,
+    });
+    const ok = exitSucceeded(r.exitCode);
+    const held = this.state.advertisements[ad.id];
+    const at = new Date().toISOString();
+    this.setAd(ad.id, {
+      packageId: ad.packageId,
+      version,
+      state: ok ? 'succeeded' : 'failed',
+      bytesDone: manifest.bytes,
+      bytesTotal: manifest.bytes,
+      exitCode: r.exitCode,
+      output: r.output.slice(-4096),
+      detail: r.error ?? (r.exitCode !== null && REBOOT_EXIT_CODES.includes(r.exitCode) ? 'succeeded; a restart is needed' : null),
+      runs: { ...(held?.runs ?? {}), [String(version)]: { result: ok ? 'succeeded' : 'failed', at } },
+    });
+    this.say(`${ad.id}: ${ok ? 'succeeded' : 'failed'} (exit code ${r.exitCode ?? 'none'}${r.error ? `, ${r.error}` : ''})`);
+    // Keep what this version needs; trim the rest down to the bound.
+    await this.cache.trim(new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map(([d]) => d) : []))));
+  }
+}

@@ -1,0 +1,216 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Command, Option } from 'commander';
+import { fail } from '../core/errors.js';
+import { printJson } from '../lib/output.js';
+
+/**
+ * `cascade agent init | start | run-now | install | status`: the agent role, run on a client
+ * machine. (`cascade agent join-token` is an administrator's command, in the CLI.)
+ */
+
+const LINKS = ['auto', 'slow', 'fast'] as const;
+
+function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB)?$/i.exec(v.trim());
+  if (!m) throw fail('usage', `--cache-size "${v}" is not a size (e.g. 2GiB, 500MiB)`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult = { b: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 }[unit] as number;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function parseLink(v: string): (typeof LINKS)[number] {
+  if (!(LINKS as readonly string[]).includes(v)) throw fail('usage', `--link must be auto, slow or fast, not "${v}"`);
+  return v as (typeof LINKS)[number];
+}
+
+const LOCK = 'agent.lock';
+
+/** Takes the agent's lock (one agent process per data folder); false when another one holds it. */
+function lock(dir: string): boolean {
+  const file = path.join(dir, LOCK);
+  for (let i = 0; i < 2; i++) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+      process.on('exit', () => fs.rmSync(file, { force: true }));
+      return true;
+    } catch {
+      const pid = Number(fs.readFileSync(file, 'utf8'));
+      let alive = false;
+      try {
+        process.kill(pid, 0);
+        alive = pid !== process.pid;
+      } catch {}
+      if (alive) return false;
+      fs.rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+
+const say = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+
+export function registerAgent(program: Command): Command {
+  const agent =
+    program.commands.find((c) => c.name() === 'agent') ??
+    program.command('agent').description('the client agent: enrol, run, install, status');
+
+  agent
+    .command('init')
+    .description('enrol this machine with a site, using a join token from "cascade agent join-token" there')
+    .requiredOption('--data <dir>', "the agent's data folder to create")
+    .requiredOption('--site <url>', 'URL of the site this client belongs to')
+    .requiredOption('--join-token <token>', 'agent join token (usable N times until it expires)')
+    .option('--link <kind>', 'auto (measure the link to the DPs), slow or fast', parseLink, 'auto')
+    .option('--cache-size <size>', 'bound of the chunk cache (least recently used chunks go first)', parseSize, 2 * 2 ** 30)
+    .option('--hostname <name>', "report this hostname instead of the machine's (several agents on one machine)")
+    .option('--address <ip>', 'report this address too (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--json', 'print JSON')
+    .action(
+      async (o: {
+        data: string;
+        site: string;
+        joinToken: string;
+        link: (typeof LINKS)[number];
+        cacheSize: number;
+        hostname?: string;
+        address?: string[];
+        json?: boolean;
+      }) => {
+        const { enrolAgent } = await import('./agent.js');
+        const cfg = await enrolAgent({
+          dir: path.resolve(o.data),
+          site: o.site,
+          joinToken: o.joinToken,
+          link: o.link,
+          cacheBytes: o.cacheSize,
+          hostname: o.hostname ?? null,
+          addresses: o.address ?? [],
+        });
+        if (o.json) printJson({ client: cfg.client, site: cfg.site, central: cfg.central.keyId, dataDir: path.resolve(o.data) });
+        else
+          process.stdout.write(
+            `client ${cfg.client} enrolled with ${cfg.site}; pinned central key ${cfg.central.keyId}\nnext: cascade agent start --data ${o.data}\n`,
+          );
+      },
+    );
+
+  agent
+    .command('start')
+    .description('run the agent: check in now (as at logon), then every client cycle of the site, with jitter (SIGTERM stops it)')
+    .requiredOption('--data <dir>', 'the data folder made by "agent init"')
+    .addOption(new Option('--link <kind>', "auto, slow or fast (overrides the folder's setting)").argParser(parseLink))
+    .action(async (o: { data: string; link?: (typeof LINKS)[number] }) => {
+      const dir = path.resolve(o.data);
+      const { Agent } = await import('./agent.js');
+      const a = new Agent(dir, say);
+      if (o.link) a.cfg.link = o.link;
+      if (!lock(dir)) throw fail('conflict', `another agent runs on ${dir}`);
+      const stop = new AbortController();
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
+      const requests = path.join(dir, 'requests');
+      const asked = () => fs.existsSync(requests) && fs.readdirSync(requests).length > 0;
+      say(`agent ${a.cfg.client} of ${a.cfg.site} started`);
+      while (!stop.signal.aborted) {
+        const seconds = await a.cycle(stop.signal);
+        if (stop.signal.aborted) break;
+        // Jitter on long waits, so thousands of clients do not poll in step.
+        const ms = seconds >= 60 ? seconds * 1000 * (0.9 + Math.random() * 0.2) : seconds * 1000;
+        await new Promise<void>((resolve) => {
+          const finish = () => {
+            clearTimeout(timer);
+            clearInterval(poll);
+            stop.signal.removeEventListener('abort', finish);
+            resolve();
+          };
+          const timer = setTimeout(finish, ms);
+          // `cascade agent install` leaves a request file: act on it within a second.
+          const poll = setInterval(() => asked() && finish(), 1000);
+          stop.signal.addEventListener('abort', finish, { once: true });
+        });
+      }
+      say('agent stopped');
+    });
+
+  agent
+    .command('run-now')
+    .description('run one cycle now (check in, act on what is due, report) and exit')
+    .requiredOption('--data <dir>', 'the data folder made by "agent init"')
+    .action(async (o: { data: string }) => {
+      const dir = path.resolve(o.data);
+      if (!lock(dir)) throw fail('conflict', `an agent is running on ${dir}; it checks in on its own (or use "cascade agent install")`);
+      const { Agent } = await import('./agent.js');
+      const a = new Agent(dir, say);
+      const next = await a.cycle();
+      say(`next check-in in ${next} s`);
+    });
+
+  agent
+    .command('install')
+    .description('install an available advertisement now (one that is not mandatory, or not yet)')
+    .argument('<advertisement>', 'advertisement ID, e.g. CEN-A00001')
+    .requiredOption('--data <dir>', 'the data folder made by "agent init"')
+    .action(async (id: string, o: { data: string }) => {
+      const dir = path.resolve(o.data);
+      const { parseAdvertisementId } = await import('../core/client.js');
+      const ad = parseAdvertisementId(id);
+      const { Agent } = await import('./agent.js');
+      if (!lock(dir)) {
+        fs.mkdirSync(path.join(dir, 'requests'), { recursive: true });
+        fs.writeFileSync(path.join(dir, 'requests', ad), '');
+        process.stdout.write(`the running agent on ${dir} installs ${ad} within a second\n`);
+        return;
+      }
+      const a = new Agent(dir, say);
+      a.request(ad);
+      await a.cycle();
+      const s = a.state.advertisements[ad];
+      if (!s || (s.state !== 'succeeded' && s.state !== 'failed' && s.state !== 'deferred-slow-link'))
+        throw fail(
+          'not_found',
+          `advertisement ${ad} is not offered to this client now; "cascade why ${a.cfg.client} ${ad}" at the site says why`,
+        );
+      if (s.state === 'failed') throw fail('conflict', `${ad} failed: ${s.detail ?? `exit code ${s.exitCode}`}`);
+    });
+
+  agent
+    .command('status')
+    .description("the agent's own view: its site, last and next check-in, advertisements and their states, cache use")
+    .requiredOption('--data <dir>', 'the data folder made by "agent init"')
+    .option('--json', 'print JSON')
+    .action(async (o: { data: string; json?: boolean }) => {
+      const dir = path.resolve(o.data);
+      const { loadConfig, loadState } = await import('./config.js');
+      const { ChunkCache } = await import('./cache.js');
+      const cfg = loadConfig(dir);
+      const st = loadState(dir);
+      const u = await new ChunkCache(path.join(dir, 'cache'), cfg.cacheBytes).usage();
+      const out = {
+        client: cfg.client,
+        site: cfg.site,
+        central: cfg.central.keyId,
+        link: cfg.link,
+        linkSpeed: st.linkSpeed,
+        lastCheckin: st.lastCheckin,
+        nextCheckin: st.nextCheckin,
+        lastError: st.lastError,
+        cache: { bytes: u.bytes, chunks: u.chunks, maxBytes: cfg.cacheBytes },
+        offers: st.offers,
+        advertisements: Object.entries(st.advertisements).map(([id, a]) => ({ id, ...a })),
+        undelivered: st.outbox.length,
+      };
+      if (o.json) return printJson(out);
+      const lines = [
+        `client ${out.client} of ${out.site} (central key ${out.central})`,
+        `last check-in ${out.lastCheckin ?? 'never'}; next ${out.nextCheckin ?? 'at start'}${out.lastError ? `; last error: ${out.lastError}` : ''}`,
+        `link ${out.link}${out.linkSpeed ? `, measured ${Math.round(out.linkSpeed / 1024)} KiB/s` : ''}; cache ${(u.bytes / 2 ** 20).toFixed(1)} MiB in ${u.chunks} chunks (bound ${(cfg.cacheBytes / 2 ** 20).toFixed(0)} MiB)`,
+      ];
+      if (out.advertisements.length === 0) lines.push('no advertisements yet');
+      for (const a of out.advertisements)
+        lines.push(
+          `${a.id}  ${a.packageId} v${a.version}  ${a.state}${a.state === 'downloading' ? ` ${a.bytesTotal ? Math.floor((a.bytesDone / a.bytesTotal) * 100) : 0} %` : ''}${a.exitCode !== null ? `  exit ${a.exitCode}` : ''}${a.detail ? `  ${a.detail}` : ''}`,
+        );
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+  return agent;
+}

@@ -1,0 +1,170 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ApiClient } from '../api/client.js';
+import type { AllowedDp, ContentProblem } from '../api/clients.js';
+import { decodeChunk } from '../content/codec.js';
+import { type Manifest, verifyManifest } from '../content/manifest.js';
+import type { TrustedKey } from '../content/signing.js';
+import { fail } from '../core/errors.js';
+import type { ChunkCache } from './cache.js';
+
+/**
+ * Downloads a package version for the agent from the DPs it may use, in order: the signed
+ * manifest first (checked against the keys the agent trusts, through the one verifyManifest),
+ * then every chunk the cache lacks, each checked against its digest before it is kept. A DP
+ * that does not answer within seconds, or answers wrongly, is skipped for the next; one that
+ * serves a chunk that does not match is reported by name. Works against any DP, or nginx, in
+ * the static layout (`content/manifests/ID/N.json`, `content/chunks/ab/DIGEST`).
+ */
+
+const WINDOW = 8;
+const TIMEOUT_MS = Number(process.env.CASCADE_AGENT_TIMEOUT_MS) || 5000;
+
+export interface DownloadProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  /** Bytes fetched over the network this time, and how long that took. */
+  fetched: number;
+  ms: number;
+}
+
+interface Source {
+  dp: AllowedDp;
+  client: ApiClient;
+  /** Failed to answer this time: tried last. */
+  down: boolean;
+}
+
+export class Downloader {
+  private readonly sources: Source[];
+  readonly problems: ContentProblem[] = [];
+
+  constructor(dps: readonly AllowedDp[]) {
+    if (dps.length === 0) throw fail('unavailable', 'no DP to download from');
+    this.sources = dps.map((dp) => ({ dp, client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS }), down: false }));
+  }
+
+  private order(): Source[] {
+    return [...this.sources.filter((s) => !s.down), ...this.sources.filter((s) => s.down)];
+  }
+
+  /** The signed manifest, verified: from the first DP that serves one that checks out. */
+  async manifest(id: string, version: number, trusted: readonly TrustedKey[]): Promise<Manifest> {
+    const errors: string[] = [];
+    for (const s of this.order()) {
+      try {
+        const bytes = await s.client.bytes(`/content/manifests/${id}/${version}.json`);
+        const { manifest } = verifyManifest(bytes, trusted);
+        if (manifest.id !== id || manifest.version !== version)
+          throw fail('bad_signature', `served the manifest of ${manifest.id} version ${manifest.version} instead`);
+        return manifest;
+      } catch (e) {
+        s.down = true;
+        errors.push(`${s.dp.name}: ${(e as Error).message}`);
+      }
+    }
+    throw fail('unavailable', `no DP served a valid manifest of ${id} version ${version} (${errors.join('; ')})`);
+  }
+
+  /** One chunk, verified: tries each DP in turn; a mismatch is recorded as a problem naming the DP. */
+  private async chunk(m: Manifest, file: string, digest: string, size: number, signal?: AbortSignal): Promise<Buffer> {
+    const errors: string[] = [];
+    for (const s of this.order()) {
+      if (signal?.aborted) throw fail('unavailable', 'stopped');
+      let stored: Buffer;
+      try {
+        stored = await s.client.bytes(`/content/chunks/${digest.slice(0, 2)}/${digest}`, { signal });
+      } catch (e) {
+        s.down = true;
+        errors.push(`${s.dp.name}: ${(e as Error).message}`);
+        continue;
+      }
+      let raw: Buffer | undefined;
+      try {
+        raw = decodeChunk(stored, size);
+      } catch {}
+      if (raw && raw.length === size && crypto.createHash('sha256').update(raw).digest('hex') === digest) return raw;
+      this.problems.push({
+        dp: s.dp.name,
+        packageId: m.id,
+        version: m.version,
+        file,
+        chunk: digest,
+        text: raw ? 'its SHA-256 differs' : 'it does not decode',
+      });
+      errors.push(`${s.dp.name}: served chunk ${digest} that does not match the signed manifest`);
+    }
+    throw fail('unavailable', `no DP served chunk ${digest} of ${file} intact (${errors.join('; ')})`);
+  }
+
+  /**
+   * Puts every chunk of the manifest in the cache: those already there are not fetched again.
+   * `onProgress` is called as bytes arrive.
+   */
+  async fill(m: Manifest, cache: ChunkCache, onProgress: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<DownloadProgress> {
+    const need: { file: string; digest: string; size: number }[] = [];
+    const seen = new Set<string>();
+    let total = 0;
+    let done = 0;
+    for (const e of m.files) {
+      if (e.type !== 'file') continue;
+      for (const [digest, size] of e.chunks) {
+        total += size;
+        if (seen.has(digest)) {
+          done += size;
+          continue;
+        }
+        seen.add(digest);
+        if (await cache.has(digest)) done += size;
+        else need.push({ file: e.path, digest, size });
+      }
+    }
+    const p: DownloadProgress = { bytesDone: done, bytesTotal: total, fetched: 0, ms: 0 };
+    const started = performance.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < need.length) {
+        const n = need[next++] as (typeof need)[number];
+        const raw = await this.chunk(m, n.file, n.digest, n.size, signal);
+        await cache.put(n.digest, raw);
+        p.bytesDone += n.size;
+        p.fetched += n.size;
+        p.ms = performance.now() - started;
+        onProgress(p);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WINDOW, need.length) }, worker));
+    p.ms = performance.now() - started;
+    return p;
+  }
+}
+
+/**
+ * Writes the version's tree into `dest` from the cache (every chunk is re-checked as it is
+ * read): folders, files with their modes, links. The manifest was verified, so its paths stay
+ * inside `dest`.
+ */
+export async function assemble(m: Manifest, cache: ChunkCache, dest: string): Promise<void> {
+  await fs.rm(dest, { recursive: true, force: true });
+  await fs.mkdir(dest, { recursive: true });
+  for (const e of m.files) if (e.type === 'dir') await fs.mkdir(path.join(dest, e.path), { recursive: true });
+  for (const e of m.files) {
+    if (e.type !== 'file') continue;
+    const target = path.join(dest, e.path);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const fh = await fs.open(target, 'w', 0o600);
+    try {
+      for (const [digest, size] of e.chunks) {
+        const raw = await cache.get(digest, size);
+        if (!raw) throw fail('damaged', `chunk ${digest} of ${e.path} left the cache before the package was assembled; run again`);
+        await fh.write(raw);
+      }
+    } finally {
+      await fh.close();
+    }
+    await fs.chmod(target, e.mode);
+  }
+  for (const e of m.files) if (e.type === 'link') await fs.symlink(e.target, path.join(dest, e.path));
+  for (const e of [...m.files].reverse()) if (e.type === 'dir') await fs.chmod(path.join(dest, e.path), e.mode);
+}

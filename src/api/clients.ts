@@ -1,0 +1,332 @@
+import { z } from 'zod';
+import { DIGEST } from '../core/chunk.js';
+import { ADVERTISEMENT_ID, AGENT_STATES, CLIENT_ID, CLIENT_STATES, COLLECTION_NAME, RERUN, SLOW_LINK } from '../core/client.js';
+import { PACKAGE_ID, PROGRAM_NAME } from '../core/package.js';
+import { SITE_CODE } from '../core/site.js';
+import { type Endpoint, getCall } from './client.js';
+import { PATHS } from './paths.js';
+
+/**
+ * Clients (machines running the agent), boundaries, collections and advertisements
+ * (docs/clients.md). Collections, advertisements and boundaries are **policy records**: made at
+ * one site, signed by it, and passed down the tree to every site below it and to the agents.
+ */
+
+// --- inventory and enrolment --------------------------------------------------------------
+
+export const Inventory = z
+  .strictObject({
+    hostname: z.string().min(1).max(255),
+    os: z.string().min(1).max(64),
+    arch: z.string().min(1).max(32),
+    version: z.string().min(1).max(32).describe("the agent's version"),
+    addresses: z.array(z.string().min(2).max(64)).max(64),
+    freeDisk: z.number().int().min(0).nullable(),
+    linkSpeed: z.number().min(0).nullable().describe('measured bytes per second to its DPs, or null until measured'),
+  })
+  .meta({ id: 'Inventory' });
+export type Inventory = z.infer<typeof Inventory>;
+
+export const EnrolRequest = z.strictObject({ token: z.string().min(1).max(256), inventory: Inventory });
+export type EnrolRequest = z.infer<typeof EnrolRequest>;
+
+export const CentralKey = z.object({ code: z.string(), keyId: z.string(), publicKey: z.string() });
+
+export const EnrolAnswer = z.object({
+  client: z.string(),
+  site: z.string(),
+  credential: z.string().describe('shown once: the agent sends it as its bearer token'),
+  central: CentralKey,
+  cycleSeconds: z.number().int(),
+});
+export type EnrolAnswer = z.infer<typeof EnrolAnswer>;
+
+export const AgentJoinTokenRequest = z.strictObject({
+  uses: z.number().int().min(1).max(1_000_000).default(1),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 86400)
+    .default(7 * 86400),
+});
+export type AgentJoinTokenRequest = z.infer<typeof AgentJoinTokenRequest>;
+
+export const AgentJoinTokenAnswer = z.object({ token: z.string(), uses: z.number(), expiresAt: z.string(), site: z.string() });
+export type AgentJoinTokenAnswer = z.infer<typeof AgentJoinTokenAnswer>;
+
+// --- policy records -------------------------------------------------------------------------
+
+export const CollectionBody = z.strictObject({
+  name: z.string().regex(COLLECTION_NAME, 'a collection name is 1-64 letters, digits, spaces, ".", "_" or "-"'),
+  clients: z.array(z.string().regex(CLIENT_ID)).max(100_000),
+  rule: z.string().min(1).max(4096).nullable(),
+  include: z.array(z.string().regex(COLLECTION_NAME)).max(64),
+  exclude: z.array(z.string().regex(COLLECTION_NAME)).max(64),
+});
+export type CollectionBody = z.infer<typeof CollectionBody>;
+
+export const AdvertisementBody = z.strictObject({
+  id: z.string().regex(ADVERTISEMENT_ID),
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1).nullable().describe('a pinned version; null follows the newest a usable DP holds'),
+  program: z.string().regex(PROGRAM_NAME),
+  collection: z.string().regex(COLLECTION_NAME),
+  available: z.string().max(64),
+  mandatory: z.array(z.string().max(64)).max(64),
+  expires: z.string().max(64).nullable(),
+  slowLink: z.enum(SLOW_LINK),
+  fallback: z.boolean(),
+  rerun: z.enum(RERUN),
+  maxRunSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 86400),
+  enabled: z.boolean(),
+});
+export type AdvertisementBody = z.infer<typeof AdvertisementBody>;
+
+export const BoundaryBody = z.strictObject({
+  site: z.string().regex(SITE_CODE),
+  cidr: z.string().min(2).max(64),
+  dps: z.array(z.string().min(3).max(64)).max(64),
+});
+export type BoundaryBody = z.infer<typeof BoundaryBody>;
+
+export const POLICY_KINDS = ['collection', 'advertisement', 'boundary'] as const;
+export type PolicyKind = (typeof POLICY_KINDS)[number];
+
+const recordBase = {
+  id: z.string().min(1).max(128),
+  origin: z.string().regex(SITE_CODE).describe('the site that made it and signed it'),
+  revision: z.number().int().min(1),
+  deleted: z.boolean(),
+  at: z.string().max(64),
+};
+
+export const PolicyRecord = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('collection'), ...recordBase, body: CollectionBody }),
+  z.strictObject({ kind: z.literal('advertisement'), ...recordBase, body: AdvertisementBody }),
+  z.strictObject({ kind: z.literal('boundary'), ...recordBase, body: BoundaryBody }),
+]);
+export type PolicyRecord = z.infer<typeof PolicyRecord>;
+
+/** A policy record and its origin site's signature over the record's canonical JSON. */
+export const SignedPolicy = z
+  .strictObject({
+    record: z.unknown(),
+    signature: z.strictObject({ keyId: z.string().min(1).max(128), value: z.string().min(1).max(256) }),
+  })
+  .meta({ id: 'SignedPolicy' });
+export type SignedPolicy = z.infer<typeof SignedPolicy>;
+
+/** A DP of a site above, that a child's clients may fall back to. */
+export const DpAbove = z.strictObject({
+  name: z.string().max(64),
+  site: z.string().max(8),
+  url: z.string().max(512).nullable(),
+  held: z.array(z.strictObject({ packageId: z.string().max(16), version: z.number().int() })).max(100_000),
+  state: z.string().max(32),
+  above: z.boolean(),
+});
+export type DpAbove = z.infer<typeof DpAbove>;
+
+/**
+ * What a parent hands a child site with a status answer when the child's copy is out of date:
+ * every record it holds, the certificates to check them, and the DPs above the child.
+ */
+export const PolicySet = z.strictObject({
+  digest: z.string().max(128),
+  records: z.array(SignedPolicy).max(100_000),
+  certificates: z.array(z.unknown()).max(10_000),
+  dpsAbove: z.array(DpAbove).max(10_000),
+});
+export type PolicySet = z.infer<typeof PolicySet>;
+
+// --- the agent's check-in -------------------------------------------------------------------
+
+export const AgentReport = z.strictObject({
+  advertisement: z.string().regex(ADVERTISEMENT_ID),
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1),
+  state: z.enum(AGENT_STATES),
+  bytesDone: z.number().int().min(0),
+  bytesTotal: z.number().int().min(0),
+  exitCode: z.number().int().nullable(),
+  output: z.string().max(8192).nullable(),
+  detail: z.string().max(1024).nullable(),
+  at: z.string().max(64),
+});
+export type AgentReport = z.infer<typeof AgentReport>;
+
+/** A DP that served something that does not match the signed manifest. */
+export const ContentProblem = z.strictObject({
+  dp: z.string().max(64),
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1),
+  file: z.string().max(4096),
+  chunk: z.string().regex(DIGEST),
+  text: z.string().max(1024),
+});
+export type ContentProblem = z.infer<typeof ContentProblem>;
+
+export const CheckinRequest = z.strictObject({
+  inventory: Inventory.nullable().describe('sent at the first check-in after a start and whenever it changed; null otherwise'),
+  reports: z.array(AgentReport).max(1000),
+  problems: z.array(ContentProblem).max(1000),
+});
+export type CheckinRequest = z.infer<typeof CheckinRequest>;
+
+/** A DP the client may use, in the order to try. */
+export const AllowedDp = z.object({ name: z.string(), url: z.string(), why: z.string() });
+export type AllowedDp = z.infer<typeof AllowedDp>;
+
+export const Offer = z.object({
+  advertisement: SignedPolicy,
+  version: z.number().int().describe('the version to install: pinned, or the newest a usable DP holds'),
+  dps: z.array(AllowedDp),
+});
+export type Offer = z.infer<typeof Offer>;
+
+export const CheckinAnswer = z.object({
+  client: z.string(),
+  site: z.string(),
+  nextCheckinSeconds: z.number().int(),
+  offers: z
+    .array(Offer)
+    .describe('advertisements this client may act on now: member, enabled, available, not expired, and held by a DP it may use'),
+  certificates: z.array(z.unknown()).describe('certificates of the sites whose signatures the offers carry'),
+});
+export type CheckinAnswer = z.infer<typeof CheckinAnswer>;
+
+export const ClientSettings = z.strictObject({
+  clientCycleSeconds: z
+    .number()
+    .int()
+    .min(10)
+    .max(7 * 86400)
+    .describe('how often agents of this site check in (they add up to ±10 % jitter)'),
+});
+export type ClientSettings = z.infer<typeof ClientSettings>;
+
+// --- admin views ----------------------------------------------------------------------------
+
+export const ClientEntry = z
+  .object({
+    id: z.string(),
+    site: z.string(),
+    inventory: Inventory,
+    boundary: z.string().nullable().describe('the most specific boundary holding one of its addresses, or null: outside every boundary'),
+    dps: z.array(z.string()).describe('the DPs it may use, in order'),
+    enrolledAt: z.string(),
+    lastSeen: z.string().nullable(),
+    revoked: z.boolean(),
+    collections: z.array(z.string()),
+  })
+  .meta({ id: 'Client' });
+export type ClientEntry = z.infer<typeof ClientEntry>;
+
+export const CollectionEntry = CollectionBody.extend({ origin: z.string(), members: z.number().int(), updatedAt: z.string() }).meta({
+  id: 'Collection',
+});
+export type CollectionEntry = z.infer<typeof CollectionEntry>;
+
+export const CollectionDetail = CollectionEntry.extend({ memberIds: z.array(z.string()) });
+export type CollectionDetail = z.infer<typeof CollectionDetail>;
+
+export const CollectionRequest = CollectionBody.partial({ clients: true, rule: true, include: true, exclude: true });
+export type CollectionRequest = z.infer<typeof CollectionRequest>;
+
+export const AdvertisementEntry = AdvertisementBody.extend({ origin: z.string(), updatedAt: z.string() }).meta({ id: 'Advertisement' });
+export type AdvertisementEntry = z.infer<typeof AdvertisementEntry>;
+
+export const AdvertiseRequest = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  version: z.number().int().min(1).nullable().default(null),
+  program: z.string().regex(PROGRAM_NAME),
+  collection: z.string().regex(COLLECTION_NAME),
+  available: z.string().max(64).nullable().default(null),
+  mandatory: z.array(z.string().max(64)).max(64).default([]),
+  expires: z.string().max(64).nullable().default(null),
+  slowLink: z.enum(SLOW_LINK).default('download'),
+  fallback: z.boolean().default(false),
+  rerun: z.enum(RERUN).default('never'),
+  maxRunSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 86400)
+    .default(3600),
+});
+export type AdvertiseRequest = z.input<typeof AdvertiseRequest>;
+
+export const BoundaryEntry = BoundaryBody.extend({ origin: z.string(), clients: z.number().int() }).meta({ id: 'Boundary' });
+export type BoundaryEntry = z.infer<typeof BoundaryEntry>;
+
+export const BoundaryRequest = BoundaryBody.partial({ dps: true });
+export type BoundaryRequest = z.input<typeof BoundaryRequest>;
+
+export const ClientStatus = z.object({
+  client: z.string(),
+  site: z.string(),
+  hostname: z.string(),
+  state: z.enum(CLIENT_STATES),
+  version: z.number().nullable(),
+  bytesDone: z.number(),
+  bytesTotal: z.number(),
+  exitCode: z.number().nullable(),
+  detail: z.string().nullable(),
+  at: z.string().nullable(),
+});
+export type ClientStatus = z.infer<typeof ClientStatus>;
+
+export const AdvertisementStatus = z.object({
+  advertisement: AdvertisementEntry,
+  summary: z.record(z.string(), z.number()),
+  clients: z.array(ClientStatus),
+});
+export type AdvertisementStatus = z.infer<typeof AdvertisementStatus>;
+
+export const WhyAnswer = z.object({
+  client: z.string(),
+  advertisement: z.string(),
+  state: z.enum(CLIENT_STATES).nullable().describe('null: the advertisement does not apply to this client'),
+  reasons: z.array(z.object({ ok: z.boolean(), text: z.string() })),
+});
+export type WhyAnswer = z.infer<typeof WhyAnswer>;
+
+/** What a site reports up about its clients: who they are, and where each advertisement stands. */
+export const ClientSync = z.strictObject({
+  clients: z
+    .array(
+      z.strictObject({
+        id: z.string().regex(CLIENT_ID),
+        site: z.string().regex(SITE_CODE),
+        inventory: Inventory,
+        boundary: z.string().max(64).nullable(),
+        dps: z.array(z.string().max(64)).max(64),
+        enrolledAt: z.string().max(64),
+        lastSeen: z.string().max(64).nullable(),
+        revoked: z.boolean(),
+      }),
+    )
+    .max(100_000),
+  states: z.array(AgentReport.extend({ client: z.string().regex(CLIENT_ID) })).max(100_000),
+});
+export type ClientSync = z.infer<typeof ClientSync>;
+
+/** Reads of these resources, as the site serves them and the CLI calls them. */
+export const clientCalls = {
+  enrol: { method: 'POST', path: PATHS.agentEnrol, request: EnrolRequest, response: EnrolAnswer },
+  checkin: { method: 'POST', path: PATHS.agentCheckin, request: CheckinRequest, response: CheckinAnswer },
+  list: getCall(PATHS.clients, z.object({ clients: z.array(ClientEntry) }), 'Clients of this site and of every site below', 'Clients'),
+  collections: getCall(PATHS.collections, z.object({ collections: z.array(CollectionEntry) }), 'Collections', 'Collections'),
+  advertisements: getCall(
+    PATHS.advertisements,
+    z.object({ advertisements: z.array(AdvertisementEntry) }),
+    'Advertisements',
+    'Advertisements',
+  ),
+  boundaries: getCall(PATHS.boundaries, z.object({ boundaries: z.array(BoundaryEntry) }), 'Boundaries', 'Boundaries'),
+} as const satisfies Record<string, Endpoint>;

@@ -1,0 +1,75 @@
+import { fail } from './errors.js';
+
+/** Clients, collections and advertisements: the words and rules the site and the agent share. */
+
+/** Client IDs: the site's code and six digits, `BER-000042`. */
+export const CLIENT_ID = /^[A-Z0-9]{3}-\d{6}$/;
+export const formatClientId = (site: string, n: number): string => `${site}-${String(n).padStart(6, '0')}`;
+
+/** Advertisement IDs: the site that made it, `A` and five digits, `CEN-A00001`. */
+export const ADVERTISEMENT_ID = /^[A-Z0-9]{3}-A\d{5}$/;
+export const formatAdvertisementId = (site: string, n: number): string => `${site}-A${String(n).padStart(5, '0')}`;
+
+export function parseAdvertisementId(s: string): string {
+  const up = s.toUpperCase();
+  if (!ADVERTISEMENT_ID.test(up)) throw fail('usage', `"${s}" is not an advertisement ID (e.g. CEN-A00001)`);
+  return up;
+}
+
+export function parseClientId(s: string): string {
+  const up = s.toUpperCase();
+  if (!CLIENT_ID.test(up)) throw fail('usage', `"${s}" is not a client ID (e.g. BER-000042)`);
+  return up;
+}
+
+/** Collection names: like DP group names, compared without regard to case. */
+export const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+
+/**
+ * Where an advertisement stands for one client. The site works out `scheduled` (not available
+ * yet), `waiting-content` (no DP it may use holds the version), `available` and `expired`; the
+ * agent reports the others.
+ */
+export const CLIENT_STATES = [
+  'scheduled',
+  'waiting-content',
+  'available',
+  'downloading',
+  'running',
+  'succeeded',
+  'failed',
+  'deferred-slow-link',
+  'expired',
+] as const;
+export type ClientState = (typeof CLIENT_STATES)[number];
+
+/** States the agent reports (the others the site works out). */
+export const AGENT_STATES = ['downloading', 'running', 'succeeded', 'failed', 'deferred-slow-link'] as const;
+export type AgentState = (typeof AGENT_STATES)[number];
+
+export const RERUN = ['never', 'always', 'if-failed'] as const;
+export type Rerun = (typeof RERUN)[number];
+
+export const SLOW_LINK = ['skip', 'download'] as const;
+export type SlowLink = (typeof SLOW_LINK)[number];
+
+/**
+ * Exit codes of a program: 0 succeeded; 3010 and 1641 (Windows Installer's) succeeded and a
+ * restart is needed; anything else failed.
+ */
+export const REBOOT_EXIT_CODES: readonly number[] = [3010, 1641];
+export const exitSucceeded = (code: number | null): boolean => code === 0 || (code !== null && REBOOT_EXIT_CODES.includes(code));
+
+/** A link below this many bytes per second is slow (as Configuration Manager's default of 1 Mbit/s). */
+export const SLOW_LINK_BYTES_PER_SECOND = 128 * 1024;
+
+/**
+ * Whether an agent that last ran the advertisement with `last` result should run it again
+ * (`null`: never ran; `revision`: a new version or an edited advertisement counts as new).
+ */
+export function shouldRun(rerun: Rerun, last: 'succeeded' | 'failed' | null): boolean {
+  if (last === null) return true;
+  if (rerun === 'always') return true;
+  if (rerun === 'if-failed') return last === 'failed';
+  return false;
+}

@@ -1,0 +1,433 @@
+import type {
+  AdvertisementBody,
+  AdvertisementEntry,
+  AdvertisementStatus,
+  AdvertiseRequest,
+  BoundaryEntry,
+  BoundaryRequest,
+  ClientStatus,
+  CollectionDetail,
+  CollectionEntry,
+  CollectionRequest,
+  Inventory,
+  WhyAnswer,
+} from '../api/clients.js';
+import { verifyManifest } from '../content/manifest.js';
+import { parseCidr } from '../core/cidr.js';
+import { type ClientState, formatAdvertisementId } from '../core/client.js';
+import { fail } from '../core/errors.js';
+import { parseRule } from '../core/rule.js';
+import { SITE_CODE } from '../core/site.js';
+import {
+  type ClientRow,
+  type ClientStateRow,
+  getClient,
+  listClientStates,
+  listClients,
+  memberCounts,
+  membersOf,
+} from '../store/clients.js';
+import { listTargets } from '../store/distribution.js';
+import { allowedDps, offeredVersion, reevaluate, ruleInventory } from './clients.js';
+import type { SiteContext } from './context.js';
+import { collectionKey, makePolicy, type Snapshot, snapshot } from './policy.js';
+
+/**
+ * Collections, advertisements and boundaries as an administrator makes and reads them, each
+ * advertisement's status over every client at and below this site, and `why`: the chain of
+ * reasons an advertisement does or does not run on a client (docs/clients.md).
+ */
+
+// --- collections --------------------------------------------------------------------------
+
+function checkCollectionRefs(snap: Snapshot, key: string, names: readonly string[]): void {
+  for (const n of names) if (!snap.collections.has(collectionKey(n))) throw fail('not_found', `no collection "${n}" to include or exclude`);
+  // A collection may not include or exclude itself, directly or through others.
+  const reaches = (from: string, seen: Set<string>): boolean => {
+    if (from === key) return true;
+    if (seen.has(from)) return false;
+    seen.add(from);
+    const c = snap.collections.get(from);
+    return !!c && [...c.body.include, ...c.body.exclude].some((n) => reaches(collectionKey(n), seen));
+  };
+  for (const n of names)
+    if (reaches(collectionKey(n), new Set())) throw fail('conflict', `collection "${n}" already depends on this one: that would be a loop`);
+}
+
+export async function createCollection(ctx: SiteContext, req: CollectionRequest, replace = false): Promise<CollectionDetail> {
+  const key = collectionKey(req.name);
+  const snap = await snapshot(ctx);
+  const held = snap.collections.get(key);
+  if (held && !replace) throw fail('conflict', `collection "${held.body.name}" already exists (names are compared without regard to case)`);
+  if (!held && replace) throw fail('not_found', `no collection "${req.name}"`);
+  if (req.rule) parseRule(req.rule);
+  const body = {
+    name: held?.body.name ?? req.name,
+    clients: [...new Set((req.clients ?? held?.body.clients ?? []).map((c) => c.toUpperCase()))],
+    rule: req.rule === undefined ? (held?.body.rule ?? null) : req.rule,
+    include: req.include ?? held?.body.include ?? [],
+    exclude: req.exclude ?? held?.body.exclude ?? [],
+  };
+  checkCollectionRefs(snap, key, [...body.include, ...body.exclude]);
+  await makePolicy(ctx, 'collection', key, body);
+  await reevaluate(ctx);
+  return collectionDetail(ctx, key);
+}
+
+export async function deleteCollection(ctx: SiteContext, name: string): Promise<void> {
+  const snap = await snapshot(ctx);
+  const key = collectionKey(name);
+  const c = snap.collections.get(key);
+  if (!c) throw fail('not_found', `no collection "${name}"`);
+  const users = [...snap.advertisements.values()].filter((a) => collectionKey(a.body.collection) === key).map((a) => a.body.id);
+  if (users.length > 0)
+    throw fail('conflict', `collection "${c.body.name}" is used by advertisement ${users.join(', ')}; delete or disable those first`);
+  const nests = [...snap.collections.values()].filter((o) => [...o.body.include, ...o.body.exclude].some((n) => collectionKey(n) === key));
+  if (nests.length > 0)
+    throw fail('conflict', `collection "${c.body.name}" is included or excluded by ${nests.map((n) => `"${n.body.name}"`).join(', ')}`);
+  await makePolicy(ctx, 'collection', key, c.body, true);
+  await reevaluate(ctx);
+}
+
+export async function collectionEntries(ctx: SiteContext): Promise<CollectionEntry[]> {
+  const snap = await snapshot(ctx);
+  const counts = await memberCounts(ctx.store);
+  return [...snap.collections.entries()].map(([key, c]) => ({
+    ...c.body,
+    origin: c.origin,
+    members: counts.get(key) ?? 0,
+    updatedAt: c.updatedAt,
+  }));
+}
+
+export async function collectionDetail(ctx: SiteContext, name: string): Promise<CollectionDetail> {
+  const key = collectionKey(name);
+  const c = (await snapshot(ctx)).collections.get(key);
+  if (!c) throw fail('not_found', `no collection "${name}"`);
+  const memberIds = await membersOf(ctx.store, key);
+  return { ...c.body, origin: c.origin, members: memberIds.length, updatedAt: c.updatedAt, memberIds };
+}
+
+// --- advertisements ------------------------------------------------------------------------
+
+function isoTime(s: string | null | undefined, what: string): string | null {
+  if (s === null || s === undefined) return null;
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) throw fail('bad_request', `${what} "${s}" is not a time (use ISO 8601, e.g. 2026-12-24T18:00:00Z)`);
+  return new Date(t).toISOString();
+}
+
+export async function advertise(ctx: SiteContext, req: AdvertiseRequest): Promise<AdvertisementEntry> {
+  const snap = await snapshot(ctx);
+  if (!snap.collections.has(collectionKey(req.collection)))
+    throw fail('not_found', `no collection "${req.collection}" (make it with "cascade collection create")`);
+  const pkg = await ctx.store.getPackage(req.packageId);
+  if (!pkg) throw fail('not_found', `package ${req.packageId} is not known at site ${ctx.code}`);
+  const versions = await ctx.store.listVersions(req.packageId);
+  const version = req.version ?? null;
+  if (version !== null && !versions.some((v) => v.version === version))
+    throw fail('not_found', `${req.packageId} has no version ${version} here`);
+  // The program must be named in the signed manifest of the version(s) offered.
+  const check = version ?? pkg.latestVersion;
+  const manifest = await ctx.library.readManifest(req.packageId, check).catch(() => undefined);
+  if (!manifest) throw fail('not_found', `the manifest of ${req.packageId} version ${check} is not held here`);
+  const m = verifyManifest(manifest, ctx.trusted).manifest;
+  if (!m.programs.some((p) => p.name === req.program))
+    throw fail(
+      'bad_request',
+      `${req.packageId} version ${check} has no program "${req.program}" (its programs: ${m.programs.map((p) => `"${p.name}"`).join(', ') || 'none'})`,
+    );
+  const available = isoTime(req.available, '--available') ?? ctx.clock().toISOString();
+  const mandatory = (req.mandatory ?? []).map((t) => isoTime(t, '--mandatory') as string);
+  const expires = isoTime(req.expires, '--expires');
+  if (expires && expires <= available) throw fail('bad_request', '--expires must be after --available');
+  const id = formatAdvertisementId(ctx.code, await ctx.store.nextCounter('advertisement'));
+  const body: AdvertisementBody = {
+    id,
+    packageId: req.packageId,
+    version,
+    program: req.program,
+    collection: snap.collections.get(collectionKey(req.collection))?.body.name ?? req.collection,
+    available,
+    mandatory,
+    expires,
+    slowLink: req.slowLink ?? 'download',
+    fallback: req.fallback ?? false,
+    rerun: req.rerun ?? 'never',
+    maxRunSeconds: req.maxRunSeconds ?? 3600,
+    enabled: true,
+  };
+  await makePolicy(ctx, 'advertisement', id, body);
+  return advertisementEntry(ctx, id);
+}
+
+export async function advertisementEntry(ctx: SiteContext, id: string): Promise<AdvertisementEntry> {
+  const a = (await snapshot(ctx)).advertisements.get(id);
+  if (!a) throw fail('not_found', `no advertisement ${id} at site ${ctx.code}`);
+  return { ...a.body, origin: a.origin, updatedAt: a.updatedAt };
+}
+
+export async function advertisementEntries(ctx: SiteContext): Promise<AdvertisementEntry[]> {
+  return [...(await snapshot(ctx)).advertisements.values()].map((a) => ({ ...a.body, origin: a.origin, updatedAt: a.updatedAt }));
+}
+
+export async function setAdvertisementEnabled(ctx: SiteContext, id: string, enabled: boolean): Promise<AdvertisementEntry> {
+  const a = await advertisementEntry(ctx, id);
+  const { origin: _o, updatedAt: _u, ...body } = a;
+  await makePolicy(ctx, 'advertisement', id, { ...body, enabled });
+  return advertisementEntry(ctx, id);
+}
+
+export async function deleteAdvertisement(ctx: SiteContext, id: string): Promise<void> {
+  const a = await advertisementEntry(ctx, id);
+  const { origin: _o, updatedAt: _u, ...body } = a;
+  await makePolicy(ctx, 'advertisement', id, body, true);
+}
+
+// --- boundaries ----------------------------------------------------------------------------
+
+const boundaryId = (site: string, cidr: string) => `${site} ${cidr}`;
+
+export async function addBoundary(ctx: SiteContext, req: BoundaryRequest): Promise<BoundaryEntry> {
+  const site = req.site.toUpperCase();
+  if (!SITE_CODE.test(site)) throw fail('bad_request', `"${req.site}" is not a site code`);
+  const known = site === ctx.code || (await ctx.store.getSite(site));
+  if (!known) throw fail('not_found', `site ${site} is not this site or below it`);
+  let cidr: string;
+  try {
+    cidr = parseCidr(req.cidr).text;
+  } catch (e) {
+    throw fail('bad_request', (e as Error).message);
+  }
+  const snap = await snapshot(ctx);
+  for (const d of req.dps ?? []) {
+    const dp = snap.dps.get(d);
+    if (!dp || dp.above) throw fail('not_found', `no DP "${d}" at or below site ${ctx.code}`);
+    if (dp.site !== site) throw fail('bad_request', `DP ${d} belongs to site ${dp.site}, not ${site}`);
+  }
+  await makePolicy(ctx, 'boundary', boundaryId(site, cidr), { site, cidr, dps: req.dps ?? [] });
+  await reevaluate(ctx);
+  return (await boundaryEntries(ctx)).find((b) => b.site === site && b.cidr === cidr) as BoundaryEntry;
+}
+
+export async function removeBoundary(ctx: SiteContext, site: string, cidrText: string): Promise<void> {
+  const cidr = parseCidr(cidrText).text;
+  const b = (await snapshot(ctx)).boundaries.find((x) => x.body.site === site.toUpperCase() && x.body.cidr === cidr);
+  if (!b) throw fail('not_found', `no boundary ${cidr} for site ${site.toUpperCase()}`);
+  await makePolicy(ctx, 'boundary', boundaryId(b.body.site, cidr), b.body, true);
+  await reevaluate(ctx);
+}
+
+export async function boundaryEntries(ctx: SiteContext): Promise<BoundaryEntry[]> {
+  const snap = await snapshot(ctx);
+  const clients = await listClients(ctx.store);
+  return snap.boundaries.map((b) => ({
+    ...b.body,
+    origin: b.origin,
+    clients: clients.filter((c) => c.site === b.body.site && c.boundary === b.body.cidr).length,
+  }));
+}
+
+// --- status and why ------------------------------------------------------------------------
+
+const pct = (done: number, total: number) => (total > 0 ? `${Math.floor((done / total) * 100)} %` : '0 %');
+
+/** Where the advertisement stands on one member client, from its report or, failing that, from here. */
+function stateOf(
+  snap: Snapshot,
+  ad: AdvertisementBody,
+  client: ClientRow,
+  report: ClientStateRow | undefined,
+  now: number,
+): { state: ClientState; version: number | null; detail: string | null } {
+  if (ad.expires && Date.parse(ad.expires) <= now && !report)
+    return { state: 'expired', version: null, detail: `expired at ${ad.expires}` };
+  if (report) return { state: report.state as ClientState, version: report.version, detail: report.detail };
+  if (Date.parse(ad.available) > now) return { state: 'scheduled', version: null, detail: `available from ${ad.available}` };
+  const dps = clientDps(snap, ad, client);
+  const version = offeredVersion(ad, dps);
+  if (version === null) return { state: 'waiting-content', version: null, detail: 'no DP this client may use holds the package yet' };
+  return { state: 'available', version, detail: null };
+}
+
+/** The DPs this client may use for this advertisement, as known here. */
+function clientDps(snap: Snapshot, ad: AdvertisementBody, client: ClientRow) {
+  if (client.site === undefined) return [];
+  const inv = client.inventory as Inventory;
+  const local = allowedDps(snap, client.site, inv.addresses, ad.fallback).dps;
+  // A client of a site below: the DPs its own site said it may use (boundaries there may be its own).
+  if (local.length === 0 && client.dps.length > 0) return client.dps.map((n) => snap.dps.get(n)).filter((d) => d !== undefined);
+  return local;
+}
+
+export async function advertisementStatus(ctx: SiteContext, id: string): Promise<AdvertisementStatus> {
+  const snap = await snapshot(ctx);
+  const a = snap.advertisements.get(id);
+  if (!a) throw fail('not_found', `no advertisement ${id} at site ${ctx.code}`);
+  const members = new Set(await membersOf(ctx.store, collectionKey(a.body.collection)));
+  const reports = new Map((await listClientStates(ctx.store, { advertisement: id })).map((r) => [r.client, r]));
+  const now = ctx.clock().getTime();
+  const clients: ClientStatus[] = [];
+  for (const c of await listClients(ctx.store)) {
+    if (!members.has(c.id) && !reports.has(c.id)) continue;
+    const r = reports.get(c.id);
+    const s = stateOf(snap, a.body, c, r, now);
+    clients.push({
+      client: c.id,
+      site: c.site,
+      hostname: (c.inventory as Inventory).hostname,
+      state: s.state,
+      version: s.version,
+      bytesDone: r?.bytesDone ?? 0,
+      bytesTotal: r?.bytesTotal ?? 0,
+      exitCode: r?.exitCode ?? null,
+      detail: s.detail,
+      at: r?.at ?? null,
+    });
+  }
+  const summary: Record<string, number> = { clients: clients.length };
+  for (const c of clients) summary[c.state] = (summary[c.state] ?? 0) + 1;
+  return { advertisement: { ...a.body, origin: a.origin, updatedAt: a.updatedAt }, summary, clients };
+}
+
+/** Why a collection holds a client or not, in words. */
+function explainMembership(snap: Snapshot, name: string, client: ClientRow, depth = 0): { member: boolean; text: string } {
+  const c = snap.collections.get(collectionKey(name));
+  if (!c) return { member: false, text: `collection "${name}" does not exist here` };
+  const inv = ruleInventory(client);
+  const why: string[] = [];
+  let member = false;
+  if (c.body.clients.includes(client.id)) {
+    member = true;
+    why.push('listed by ID');
+  }
+  if (c.rule) {
+    if (c.rule(inv)) {
+      member = true;
+      why.push(`matches the rule ${c.body.rule}`);
+    } else if (!member) why.push(`does not match the rule ${c.body.rule} (os=${inv.os}, arch=${inv.arch}, hostname=${inv.hostname})`);
+  }
+  if (depth < 8)
+    for (const i of c.body.include) {
+      const sub = explainMembership(snap, i, client, depth + 1);
+      if (sub.member) {
+        member = true;
+        why.push(`included through "${i}"`);
+      }
+    }
+  if (member && depth < 8)
+    for (const x of c.body.exclude) {
+      if (explainMembership(snap, x, client, depth + 1).member) {
+        return { member: false, text: `excluded: it is a member of "${x}", which "${c.body.name}" excludes` };
+      }
+    }
+  if (!member && c.body.clients.length === 0 && !c.rule && c.body.include.length === 0)
+    why.push('the collection has no members, rules or includes');
+  return { member, text: why.join('; ') || 'not listed, no rule matches' };
+}
+
+const ago = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+
+/** The chain of reasons an advertisement does, or does not, run on a client. */
+export async function why(ctx: SiteContext, clientId: string, adId: string): Promise<WhyAnswer> {
+  const snap = await snapshot(ctx);
+  const client = await getClient(ctx.store, clientId);
+  if (!client) throw fail('not_found', `no client ${clientId} at or below site ${ctx.code}`);
+  const a = snap.advertisements.get(adId);
+  if (!a) throw fail('not_found', `no advertisement ${adId} at site ${ctx.code}`);
+  const ad = a.body;
+  const now = ctx.clock().getTime();
+  const reasons: WhyAnswer['reasons'] = [];
+  const out = (state: ClientState | null): WhyAnswer => ({ client: clientId, advertisement: adId, state, reasons });
+  const inv = client.inventory as Inventory;
+  reasons.push({
+    ok: true,
+    text: `advertisement ${adId} offers program "${ad.program}" of ${ad.packageId}${ad.version ? ` version ${ad.version} (pinned)` : ' (newest version a usable DP holds)'} to collection "${ad.collection}"`,
+  });
+  if (client.revoked) {
+    reasons.push({ ok: false, text: `client ${clientId} (${inv.hostname}) is revoked: its agent is refused` });
+    return out(null);
+  }
+  const m = explainMembership(snap, ad.collection, client);
+  reasons.push({ ok: m.member, text: `${m.member ? 'member' : 'not a member'} of "${ad.collection}": ${m.text}` });
+  if (!m.member) return out(null);
+  if (!ad.enabled) {
+    reasons.push({ ok: false, text: 'the advertisement is disabled ("cascade advertisement enable" turns it back on)' });
+    return out(null);
+  }
+  if (Date.parse(ad.available) > now) {
+    reasons.push({ ok: false, text: `not available until ${ago(ad.available)}` });
+    return out('scheduled');
+  }
+  reasons.push({ ok: true, text: `available since ${ago(ad.available)}` });
+  if (ad.expires && Date.parse(ad.expires) <= now) {
+    reasons.push({ ok: false, text: `expired at ${ago(ad.expires)}` });
+    return out('expired');
+  }
+  const place = allowedDps(snap, client.site, inv.addresses, ad.fallback);
+  const dps = clientDps(snap, ad, client);
+  if (client.site === ctx.code || place.dps.length > 0) {
+    const bounded = place.boundary
+      ? `in boundary ${place.boundary} of site ${client.site}`
+      : snap.boundaries.some((b) => b.body.site === client.site)
+        ? `outside every boundary of site ${client.site} (addresses ${inv.addresses.join(', ')})`
+        : `site ${client.site} has no boundaries`;
+    reasons.push({
+      ok: dps.length > 0,
+      text: `${bounded}: may use ${dps.length > 0 ? dps.map((d) => d.name).join(', ') : 'no DP'}${ad.fallback ? ' (fallback allowed)' : ' (fallback not allowed)'}`,
+    });
+  } else {
+    reasons.push({
+      ok: dps.length > 0,
+      text: `site ${client.site} says it may use ${dps.length > 0 ? dps.map((d) => d.name).join(', ') : 'no DP'}`,
+    });
+  }
+  const version = offeredVersion(ad, dps);
+  if (version === null) {
+    const targets = await listTargets(ctx.store, { packageId: ad.packageId });
+    const lines: string[] = [];
+    for (const d of dps) {
+      const t = targets
+        .filter((x) => x.site === d.name && (ad.version === null || x.version === ad.version))
+        .sort((x, y) => y.version - x.version)[0];
+      if (!t) lines.push(`${d.name}: not targeted (cascade distribute ${ad.packageId} --to dp:${d.name})`);
+      else if (t.state === 'sending' && t.bytesTotal > 0)
+        lines.push(
+          `${d.name}: version ${t.version} sending, ${pct(t.bytesDone, t.bytesTotal)}${t.rate > 0 ? `, ETA ${Math.max(1, Math.ceil((t.bytesTotal - t.bytesDone) / t.rate / 60))} min` : ''}`,
+        );
+      else
+        lines.push(`${d.name}: version ${t.version} ${t.state}${t.detail ? ` (${t.detail})` : ''}${t.lastError ? `: ${t.lastError}` : ''}`);
+    }
+    reasons.push({
+      ok: false,
+      text: `no DP it may use holds ${ad.packageId}${ad.version ? ` version ${ad.version}` : ''} yet${lines.length ? `: ${lines.join('; ')}` : ''}`,
+    });
+    return out('waiting-content');
+  }
+  const holders = dps.filter((d) => d.held.some((h) => h.packageId === ad.packageId && h.version === version)).map((d) => d.name);
+  reasons.push({ ok: true, text: `version ${version} is on ${holders.join(', ')}` });
+  const [report] = await listClientStates(ctx.store, { client: clientId, advertisement: adId });
+  if (!report) {
+    const due = ad.mandatory.filter((t) => Date.parse(t) <= now);
+    reasons.push({
+      ok: true,
+      text:
+        ad.mandatory.length === 0
+          ? 'optional: it runs when someone runs "cascade agent install" on the client'
+          : due.length > 0
+            ? `mandatory since ${ago(due[0] as string)}: the agent runs it at its next check-in (last seen ${client.lastSeen ? ago(client.lastSeen) : 'never'})`
+            : `mandatory at ${ago(ad.mandatory[0] as string)}`,
+    });
+    return out('available');
+  }
+  const s = report.state as ClientState;
+  const text: Record<string, string> = {
+    downloading: `downloading version ${report.version}: ${pct(report.bytesDone, report.bytesTotal)} (${report.bytesDone} of ${report.bytesTotal} bytes) at ${ago(report.at)}`,
+    running: `running since ${ago(report.at)}`,
+    succeeded: `succeeded at ${ago(report.at)}${report.exitCode ? ` (exit code ${report.exitCode}: restart needed)` : ''}`,
+    failed: `failed at ${ago(report.at)}${report.exitCode !== null ? ` with exit code ${report.exitCode}` : ''}${report.detail ? `: ${report.detail}` : ''}${report.output ? `\n  output (last lines): ${report.output.trim().split('\n').slice(-5).join('\n  ')}` : ''}`,
+    'deferred-slow-link': `deferred: ${report.detail ?? 'the client is on a slow link and the advertisement skips slow links'}`,
+  };
+  reasons.push({ ok: s !== 'failed' && s !== 'deferred-slow-link', text: text[s] ?? `${s}${report.detail ? `: ${report.detail}` : ''}` });
+  return out(s);
+}

@@ -1,0 +1,350 @@
+import crypto from 'node:crypto';
+import type {
+  AgentJoinTokenAnswer,
+  AgentReport,
+  AllowedDp,
+  CheckinAnswer,
+  CheckinRequest,
+  ClientEntry,
+  ClientSync,
+  EnrolAnswer,
+  EnrolRequest,
+  Inventory,
+  Offer,
+} from '../api/clients.js';
+import { cidrHolds } from '../core/cidr.js';
+import { formatClientId } from '../core/client.js';
+import { fail } from '../core/errors.js';
+import type { RuleInventory } from '../core/rule.js';
+import {
+  type ClientRow,
+  clientByCredential,
+  collectionsOf,
+  createAgentJoinToken,
+  getClient,
+  insertClient,
+  listClientStates,
+  listClients,
+  putClientStates,
+  setMemberships,
+  touchClient,
+  updateClient,
+  upsertRemoteClient,
+  useAgentJoinToken,
+} from '../store/clients.js';
+import type { SiteContext } from './context.js';
+import { centralTrust } from './hierarchy.js';
+import { emit } from './messages.js';
+import { certificatesOf, collectionKey, type DpView, type Snapshot, snapshot } from './policy.js';
+
+/**
+ * Clients: enrolment with a many-use join token, the agent's check-in (inventory, reports,
+ * offers), which DPs a client may use (boundaries), collection membership, and the clients
+ * of the sites below as they report up. See docs/clients.md.
+ */
+
+export const DEFAULT_CYCLE_SECONDS = 3600;
+
+export async function clientCycleSeconds(ctx: SiteContext): Promise<number> {
+  return Number(await ctx.store.getMeta('clients.cycleSeconds')) || DEFAULT_CYCLE_SECONDS;
+}
+
+export async function setClientCycle(ctx: SiteContext, seconds: number): Promise<void> {
+  await ctx.store.setMeta('clients.cycleSeconds', String(seconds));
+}
+
+/** The fingerprint half of the central key id: an agent join token ends with it. */
+const fingerprintOf = (keyId: string): string => keyId.split(':')[1] ?? '';
+
+export async function issueAgentJoinToken(ctx: SiteContext, uses: number, ttlSeconds: number): Promise<AgentJoinTokenAnswer> {
+  const central = await centralTrust(ctx);
+  const t = await createAgentJoinToken(ctx.store, uses, ttlSeconds, fingerprintOf(central.key.keyId));
+  return { token: t.secret, uses, expiresAt: t.expiresAt, site: ctx.code };
+}
+
+export const ruleInventory = (c: { id: string; site: string; inventory: unknown }): RuleInventory => {
+  const inv = c.inventory as Inventory;
+  return {
+    id: c.id,
+    site: c.site,
+    hostname: inv.hostname,
+    os: inv.os,
+    arch: inv.arch,
+    version: inv.version,
+    addresses: inv.addresses,
+    freeDisk: inv.freeDisk,
+    linkSpeed: inv.linkSpeed,
+  };
+};
+
+/**
+ * Which collections hold a client: static members, rule matches, members of included
+ * collections, less members of excluded ones (include and exclude may nest; a loop counts as
+ * not a member).
+ */
+export function memberships(snap: Snapshot, client: RuleInventory): string[] {
+  const memo = new Map<string, boolean>();
+  const visit = (key: string, stack: Set<string>): boolean => {
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    const c = snap.collections.get(key);
+    if (!c || stack.has(key)) return false;
+    stack.add(key);
+    let inside = c.body.clients.includes(client.id) || c.rule?.(client) || c.body.include.some((i) => visit(collectionKey(i), stack));
+    if (inside && c.body.exclude.some((x) => visit(collectionKey(x), stack))) inside = false;
+    stack.delete(key);
+    memo.set(key, inside);
+    return inside;
+  };
+  return [...snap.collections.keys()].filter((k) => visit(k, new Set()));
+}
+
+/**
+ * The DPs a client may use, in order: those named by the boundaries holding one of its
+ * addresses, most specific first (a boundary without --dp names every DP of its site). A site
+ * without boundaries lets its clients use every DP of the site. `fallback` adds the other DPs
+ * of its site, then those of the sites above.
+ */
+export function allowedDps(
+  snap: Snapshot,
+  site: string,
+  addresses: readonly string[],
+  fallback: boolean,
+): { boundary: string | null; dps: (DpView & { why: string })[] } {
+  const ofSite = [...snap.dps.values()].filter((d) => d.site === site && !d.above && d.url);
+  const mine = snap.boundaries.filter((b) => b.body.site === site);
+  const out: (DpView & { why: string })[] = [];
+  const add = (d: DpView | undefined, why: string) => {
+    if (d?.url && !out.some((o) => o.name === d.name)) out.push({ ...d, why });
+  };
+  let boundary: string | null = null;
+  if (mine.length === 0) {
+    for (const d of ofSite) add(d, `site ${site} has no boundaries: every DP of the site serves its clients`);
+  } else {
+    const holding = mine.filter((b) => addresses.some((a) => cidrHolds(b.cidr, a))).sort((a, b) => b.cidr.bits - a.cidr.bits);
+    boundary = holding[0]?.body.cidr ?? null;
+    for (const b of holding) {
+      if (b.body.dps.length === 0) for (const d of ofSite) add(d, `boundary ${b.body.cidr}`);
+      else for (const n of b.body.dps) add(snap.dps.get(n), `boundary ${b.body.cidr}`);
+    }
+  }
+  if (fallback) {
+    for (const d of ofSite) add(d, `fallback: another DP of site ${site}`);
+    for (const d of snap.dps.values()) if (d.above) add(d, `fallback: a DP of site ${d.site}, above`);
+  }
+  return { boundary, dps: out };
+}
+
+/** Where the client's addresses put it, for the client row. */
+function placement(snap: Snapshot, site: string, inv: Inventory): { boundary: string | null; dps: string[] } {
+  const a = allowedDps(snap, site, inv.addresses, false);
+  return { boundary: a.boundary, dps: a.dps.map((d) => d.name) };
+}
+
+/** An agent enrols: the join token is spent once, the client gets an ID and a credential of its own. */
+export async function enrol(ctx: SiteContext, req: EnrolRequest, peerAddress: string | undefined): Promise<EnrolAnswer> {
+  const used = await useAgentJoinToken(ctx.store, req.token);
+  if (used !== 'ok')
+    throw fail(
+      'unauthorized',
+      {
+        unknown: 'the join token is not valid at this site (make one with "cascade agent join-token")',
+        exhausted: 'the join token has been used as many times as it allows; make another with "cascade agent join-token --uses N"',
+        expired: 'the join token has expired; make another with "cascade agent join-token"',
+      }[used],
+    );
+  const inventory = withPeerAddress(req.inventory, peerAddress);
+  const id = formatClientId(ctx.code, await ctx.store.nextCounter('client'));
+  const credential = `casc_${id}_${crypto.randomBytes(24).toString('base64url')}`;
+  const snap = await snapshot(ctx);
+  const place = placement(snap, ctx.code, inventory);
+  await insertClient(ctx.store, { id, site: ctx.code, credential, inventory, ...place });
+  await setMemberships(ctx.store, id, memberships(snap, ruleInventory({ id, site: ctx.code, inventory })));
+  const central = await centralTrust(ctx);
+  return {
+    client: id,
+    site: ctx.code,
+    credential,
+    central: { code: central.code, keyId: central.key.keyId, publicKey: central.key.publicKeyPem },
+    cycleSeconds: await clientCycleSeconds(ctx),
+  };
+}
+
+/** The address the site saw the agent call from belongs to its inventory too (first, as it is the one that routes). */
+function withPeerAddress(inv: Inventory, peer: string | undefined): Inventory {
+  const a = peer?.replace(/^::ffff:/, '');
+  if (!a || inv.addresses.includes(a)) return inv;
+  return { ...inv, addresses: [a, ...inv.addresses].slice(0, 64) };
+}
+
+/** The client a credential belongs to; unauthorized, saying why, otherwise. */
+export async function clientOf(ctx: SiteContext, credential: string): Promise<ClientRow> {
+  const c = await clientByCredential(ctx.store, credential);
+  if (!c) throw fail('unauthorized', 'this client credential is not known at this site; enrol again with "cascade agent init"');
+  if (c.revoked) throw fail('unauthorized', `client ${c.id} has been revoked at site ${ctx.code}; enrol again with a new join token`);
+  return c;
+}
+
+const isoMs = (s: string | null | undefined): number => (s ? Date.parse(s) : Number.NaN);
+
+/** The version an advertisement offers a client: pinned, or the newest one of its DPs holds. */
+export function offeredVersion(ad: { packageId: string; version: number | null }, dps: readonly DpView[]): number | null {
+  let best: number | null = null;
+  for (const d of dps)
+    for (const h of d.held)
+      if (h.packageId === ad.packageId && (ad.version === null ? best === null || h.version > best : h.version === ad.version))
+        best = h.version;
+  return best;
+}
+
+/** The check-in: inventory kept (memberships re-evaluated when it changed), reports stored, offers computed. */
+export async function checkin(
+  ctx: SiteContext,
+  client: ClientRow,
+  req: CheckinRequest,
+  peerAddress: string | undefined,
+): Promise<CheckinAnswer> {
+  const now = ctx.clock();
+  const snap = await snapshot(ctx);
+  let c = client;
+  if (req.inventory) {
+    const inventory = withPeerAddress(req.inventory, peerAddress);
+    if (JSON.stringify(inventory) !== JSON.stringify(client.inventory)) {
+      const place = placement(snap, ctx.code, inventory);
+      await updateClient(ctx.store, client.id, { inventory, ...place, lastSeen: now.toISOString() });
+      await setMemberships(ctx.store, client.id, memberships(snap, ruleInventory({ ...client, inventory })));
+      c = { ...client, inventory, ...place };
+    } else await touchClient(ctx.store, client.id, now.toISOString());
+  } else await touchClient(ctx.store, client.id, now.toISOString());
+  if (req.reports.length > 0)
+    await putClientStates(
+      ctx.store,
+      req.reports.map((r) => ({ ...r, client: client.id })),
+    );
+  for (const p of req.problems)
+    await emit(ctx, {
+      component: 'agent',
+      severity: 'error',
+      code: 'chunk_mismatch_at_dp',
+      text: `client ${client.id} (${(c.inventory as Inventory).hostname}): DP ${p.dp} served chunk ${p.chunk} of ${p.file} in ${p.packageId} version ${p.version} that does not match the signed manifest (${p.text}); the agent used another DP. Run "cascade validate ${p.packageId} --repair" for that DP.`,
+      packageId: p.packageId,
+    });
+
+  const member = new Set(await collectionsOf(ctx.store, client.id));
+  const offers: Offer[] = [];
+  const cycle = await clientCycleSeconds(ctx);
+  let next = cycle;
+  const origins = new Set<string>();
+  for (const ad of snap.advertisements.values()) {
+    const b = ad.body;
+    if (!b.enabled || !member.has(collectionKey(b.collection))) continue;
+    const from = isoMs(b.available);
+    if (from > now.getTime()) {
+      next = Math.min(next, Math.ceil((from - now.getTime()) / 1000));
+      continue;
+    }
+    if (b.expires && isoMs(b.expires) <= now.getTime()) continue;
+    for (const m of b.mandatory) {
+      const t = isoMs(m);
+      if (t > now.getTime()) next = Math.min(next, Math.ceil((t - now.getTime()) / 1000));
+    }
+    const allowed = allowedDps(snap, ctx.code, (c.inventory as Inventory).addresses, b.fallback).dps;
+    const version = offeredVersion(b, allowed);
+    if (version === null) continue;
+    const dps: AllowedDp[] = allowed
+      .filter((d) => d.held.some((h) => h.packageId === b.packageId && h.version === version))
+      .map((d) => ({ name: d.name, url: d.url as string, why: d.why }));
+    offers.push({ advertisement: ad.signed, version, dps });
+    origins.add(ad.origin);
+    origins.add(b.packageId.slice(0, 3));
+  }
+  return {
+    client: client.id,
+    site: ctx.code,
+    nextCheckinSeconds: Math.max(1, next),
+    offers,
+    certificates: await certificatesOf(ctx, origins),
+  };
+}
+
+export async function clientEntries(ctx: SiteContext): Promise<ClientEntry[]> {
+  const all = await listClients(ctx.store);
+  const out: ClientEntry[] = [];
+  for (const c of all) out.push(entryOf(c, await collectionsOf(ctx.store, c.id)));
+  return out;
+}
+
+function entryOf(c: ClientRow, collections: string[]): ClientEntry {
+  return {
+    id: c.id,
+    site: c.site,
+    inventory: c.inventory as Inventory,
+    boundary: c.boundary,
+    dps: c.dps,
+    enrolledAt: c.enrolledAt,
+    lastSeen: c.lastSeen,
+    revoked: c.revoked,
+    collections,
+  };
+}
+
+export async function clientEntry(ctx: SiteContext, id: string): Promise<ClientEntry> {
+  const c = await getClient(ctx.store, id);
+  if (!c) throw fail('not_found', `no client ${id} at or below site ${ctx.code}`);
+  return entryOf(c, await collectionsOf(ctx.store, id));
+}
+
+/** Refuses the client's credential from now on (only at the site it polls). */
+export async function revokeClient(ctx: SiteContext, id: string): Promise<ClientEntry> {
+  const c = await getClient(ctx.store, id);
+  if (!c) throw fail('not_found', `no client ${id} at or below site ${ctx.code}`);
+  if (c.site !== ctx.code) throw fail('conflict', `client ${id} polls site ${c.site}; revoke it there`);
+  await updateClient(ctx.store, id, { revoked: true });
+  return clientEntry(ctx, id);
+}
+
+/** Re-evaluates every client's memberships and DPs (policy changed). */
+export async function reevaluate(ctx: SiteContext): Promise<void> {
+  const snap = await snapshot(ctx);
+  for (const c of await listClients(ctx.store)) {
+    await setMemberships(ctx.store, c.id, memberships(snap, ruleInventory(c)));
+    if (c.site !== ctx.code) continue;
+    const place = placement(snap, ctx.code, c.inventory as Inventory);
+    if (place.boundary !== c.boundary || JSON.stringify(place.dps) !== JSON.stringify(c.dps)) await updateClient(ctx.store, c.id, place);
+  }
+}
+
+/** What goes up to the parent: clients and states changed since the last report. */
+export async function clientSyncSince(ctx: SiteContext, mark: string): Promise<ClientSync & { newest: string }> {
+  const clients = await listClients(ctx.store, { changedAfter: mark });
+  const states = await listClientStates(ctx.store, { changedAfter: mark });
+  let newest = mark;
+  for (const x of [...clients, ...states]) if (x.updatedAt > newest) newest = x.updatedAt;
+  return {
+    newest,
+    clients: clients.map(({ updatedAt: _u, ...c }) => ({ ...c, inventory: c.inventory as Inventory })),
+    states: states.map(({ updatedAt: _u, ...s }) => ({ ...s, state: s.state as AgentReport['state'] })),
+  };
+}
+
+/** Clients and states a child reports: kept (only for clients of the sites it speaks for). */
+export async function acceptClientSync(ctx: SiteContext, sync: ClientSync, speaksFor: Set<string>): Promise<void> {
+  const snap = await snapshot(ctx);
+  const known = new Set<string>();
+  for (const c of sync.clients) {
+    if (!speaksFor.has(c.site)) continue;
+    await upsertRemoteClient(ctx.store, c);
+    await setMemberships(ctx.store, c.id, memberships(snap, ruleInventory(c)));
+    known.add(c.id);
+  }
+  const states = [];
+  for (const s of sync.states) {
+    if (!known.has(s.client)) {
+      const c = await getClient(ctx.store, s.client);
+      if (!c || !speaksFor.has(c.site)) continue;
+      known.add(s.client);
+    }
+    states.push(s);
+  }
+  await putClientStates(ctx.store, states);
+}

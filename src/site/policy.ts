@@ -1,0 +1,201 @@
+import crypto from 'node:crypto';
+import {
+  type AdvertisementBody,
+  type BoundaryBody,
+  type CollectionBody,
+  type DpAbove,
+  type PolicyKind,
+  type PolicyRecord,
+  type PolicySet,
+  SignedPolicy,
+} from '../api/clients.js';
+import { canonicalJson } from '../content/canonical.js';
+import { verifyCertificate } from '../content/certificate.js';
+import { signPolicy, verifyPolicy } from '../content/policy.js';
+import { type Cidr, parseCidr } from '../core/cidr.js';
+import { fail } from '../core/errors.js';
+import { parseRule, type Rule } from '../core/rule.js';
+import { SITE_CODE } from '../core/site.js';
+import { listPolicy, putPolicy } from '../store/clients.js';
+import { listKeys, putKey } from '../store/distribution.js';
+import type { SiteContext } from './context.js';
+import { type DpEntry, listAllDps } from './dps.js';
+import { centralTrust, parentOf } from './hierarchy.js';
+
+/**
+ * Policy: the collections, advertisements and boundaries that apply at this site. Each is a
+ * record signed by the site that made it; a site holds its own and those of every site above
+ * it, and hands them all to its children with each status answer. Every site and agent checks
+ * each record against the keys it trusts (docs/clients.md).
+ */
+
+export interface Snapshot {
+  at: number;
+  collections: Map<string, { body: CollectionBody; origin: string; rule: Rule | null; updatedAt: string }>;
+  advertisements: Map<string, { body: AdvertisementBody; origin: string; signed: SignedPolicy; updatedAt: string }>;
+  boundaries: { body: BoundaryBody; origin: string; cidr: Cidr }[];
+  /** DPs at and below this site, and those of the sites above (as the parent last said). */
+  dps: Map<string, DpView>;
+}
+
+export type DpView = DpAbove;
+
+const SNAPSHOT_MS = 2000;
+const snapshots = new WeakMap<SiteContext, Snapshot>();
+
+export const collectionKey = (name: string): string => name.toLowerCase();
+
+/** Forgets the cached view (policy or DPs changed). */
+export function invalidate(ctx: SiteContext): void {
+  snapshots.delete(ctx);
+}
+
+/**
+ * What the poll path reads: policy parsed once and the DPs' holdings, cached for two seconds
+ * (or until the policy changes here), so a check-in costs a few indexed reads.
+ */
+export async function snapshot(ctx: SiteContext): Promise<Snapshot> {
+  const held = snapshots.get(ctx);
+  if (held && Date.now() - held.at < SNAPSHOT_MS) return held;
+  const s: Snapshot = { at: Date.now(), collections: new Map(), advertisements: new Map(), boundaries: [], dps: new Map() };
+  for (const row of await listPolicy(ctx.store)) {
+    if (row.deleted) continue;
+    const rec = (row.signed as SignedPolicy).record as PolicyRecord;
+    if (rec.kind === 'collection') {
+      let rule: Rule | null = null;
+      try {
+        rule = rec.body.rule ? parseRule(rec.body.rule) : null;
+      } catch {
+        rule = () => false;
+      }
+      s.collections.set(row.id, { body: rec.body, origin: rec.origin, rule, updatedAt: row.updatedAt });
+    } else if (rec.kind === 'advertisement') {
+      s.advertisements.set(row.id, { body: rec.body, origin: rec.origin, signed: row.signed as SignedPolicy, updatedAt: row.updatedAt });
+    } else {
+      try {
+        s.boundaries.push({ body: rec.body, origin: rec.origin, cidr: parseCidr(rec.body.cidr) });
+      } catch {
+        // a record that does not parse applies to nobody
+      }
+    }
+  }
+  for (const d of await listAllDps(ctx)) s.dps.set(d.name, dpView(d, false));
+  const above = await ctx.store.getMeta('policy.dpsAbove');
+  if (above) for (const d of JSON.parse(above) as DpView[]) if (!s.dps.has(d.name)) s.dps.set(d.name, { ...d, above: true });
+  snapshots.set(ctx, s);
+  return s;
+}
+
+const dpView = (d: DpEntry, above: boolean): DpView => ({
+  name: d.name,
+  site: d.site,
+  url: d.url,
+  held: d.held,
+  state: d.reachable === false ? 'unreachable' : 'online',
+  above,
+});
+
+/** Makes (or changes, or deletes) a record of this site's own, signed with its key. */
+export async function makePolicy<K extends PolicyKind>(
+  ctx: SiteContext,
+  kind: K,
+  id: string,
+  body: Extract<PolicyRecord, { kind: K }>['body'],
+  deleted = false,
+): Promise<void> {
+  const held = (await listPolicy(ctx.store, kind)).find((r) => r.id === id);
+  if (held && held.origin !== ctx.code)
+    throw fail('forbidden', `${kind} ${id} was made at site ${held.origin}; change it there (it travels down to this site)`);
+  const record = {
+    kind,
+    id,
+    origin: ctx.code,
+    revision: (held?.revision ?? 0) + 1,
+    deleted,
+    at: ctx.clock().toISOString(),
+    body,
+  } as PolicyRecord;
+  const signed = signPolicy(ctx.key, record);
+  await putPolicy(ctx.store, { kind, id, origin: ctx.code, revision: record.revision, deleted, signed });
+  invalidate(ctx);
+}
+
+/** The certificates that vouch for the keys of these sites (none is needed for the central site). */
+export async function certificatesOf(ctx: SiteContext, sites: Iterable<string>): Promise<unknown[]> {
+  const central = (await centralTrust(ctx)).code;
+  const out: unknown[] = [];
+  const keys = await listKeys(ctx.store);
+  for (const code of new Set(sites)) {
+    if (code === central) continue;
+    let cert: string | null | undefined;
+    if (code === ctx.code) cert = await ctx.store.getMeta('site.certificate');
+    else cert = (await ctx.store.getSite(code))?.certificate ?? keys.find((k) => k.site === code && k.certificate)?.certificate;
+    if (cert) out.push(JSON.parse(cert));
+  }
+  return out;
+}
+
+/** Every record this site holds, with what a child needs to check them, for a status answer. */
+export async function policyForChild(ctx: SiteContext): Promise<PolicySet> {
+  const rows = await listPolicy(ctx.store);
+  const records = rows.map((r) => r.signed as SignedPolicy);
+  const snap = await snapshot(ctx);
+  // The DPs a child's clients may fall back to: this site's own, and those above it.
+  const dpsAbove = [...snap.dps.values()].filter((d) => d.above || d.site === ctx.code).map((d) => ({ ...d, above: true }));
+  const digest = crypto
+    .createHash('sha256')
+    .update(canonicalJson({ records: rows.map((r) => [r.kind, r.id, r.revision]), dpsAbove }))
+    .digest('hex');
+  return { digest, records, certificates: await certificatesOf(ctx, new Set(rows.map((r) => r.origin))), dpsAbove };
+}
+
+/**
+ * Takes the records a parent handed down: each certificate is checked against the pinned
+ * central key, each record against its origin's key; a record that fails is refused (and
+ * reported), the others are kept when newer than what is held.
+ */
+export async function acceptPolicy(ctx: SiteContext, set: PolicySet, onRefused: (text: string) => Promise<void>): Promise<number> {
+  const central = await centralTrust(ctx);
+  for (const c of set.certificates) {
+    try {
+      const v = verifyCertificate(c, central.key);
+      if (!SITE_CODE.test(v.code)) continue;
+      await putKey(ctx.store, { keyId: v.keyId, site: v.code, publicKey: v.publicKey, certificate: JSON.stringify(c) });
+      if (!ctx.trusted.some((t) => t.keyId === v.keyId)) ctx.trusted.push(v.trusted);
+    } catch (e) {
+      await onRefused(`a certificate from the parent was refused: ${(e as Error).message}`);
+    }
+  }
+  let changed = 0;
+  for (const raw of set.records) {
+    const parsed = SignedPolicy.safeParse(raw);
+    let rec: PolicyRecord;
+    try {
+      if (!parsed.success) throw fail('bad_signature', 'a policy record from the parent is malformed');
+      rec = verifyPolicy(parsed.data, ctx.trusted);
+    } catch (e) {
+      await onRefused(`a policy record from the parent was refused: ${(e as Error).message}`);
+      continue;
+    }
+    // This site's own records are made here, never replaced from above.
+    if (rec.origin === ctx.code) continue;
+    if (
+      await putPolicy(ctx.store, {
+        kind: rec.kind,
+        id: rec.id,
+        origin: rec.origin,
+        revision: rec.revision,
+        deleted: rec.deleted,
+        signed: raw,
+      })
+    )
+      changed++;
+  }
+  await ctx.store.setMeta('policy.dpsAbove', JSON.stringify(set.dpsAbove.slice(0, 10_000)));
+  await ctx.store.setMeta('policy.digest', set.digest);
+  invalidate(ctx);
+  return changed;
+}
+
+/** Whether this site has a parent that hands policy down. */
+export const hasParent = async (ctx: SiteContext): Promise<boolean> => (await parentOf(ctx.store)) !== undefined;

@@ -30,7 +30,7 @@ import {
 import { listTargets } from '../store/distribution.js';
 import { allowedDps, offeredVersion, reevaluate, ruleInventory } from './clients.js';
 import type { SiteContext } from './context.js';
-import { collectionKey, makePolicy, type Snapshot, snapshot } from './policy.js';
+import { collectionKey, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
 
 /**
  * Collections, advertisements and boundaries as an administrator makes and reads them, each
@@ -239,25 +239,27 @@ function stateOf(
   client: ClientRow,
   report: ClientStateRow | undefined,
   now: number,
+  here: string,
 ): { state: ClientState; version: number | null; detail: string | null } {
   if (ad.expires && Date.parse(ad.expires) <= now && !report)
     return { state: 'expired', version: null, detail: `expired at ${ad.expires}` };
   if (report) return { state: report.state as ClientState, version: report.version, detail: report.detail };
   if (Date.parse(ad.available) > now) return { state: 'scheduled', version: null, detail: `available from ${ad.available}` };
-  const dps = clientDps(snap, ad, client);
+  const dps = clientDps(snap, ad, client, here);
   const version = offeredVersion(ad, dps);
   if (version === null) return { state: 'waiting-content', version: null, detail: 'no DP this client may use holds the package yet' };
   return { state: 'available', version, detail: null };
 }
 
 /** The DPs this client may use for this advertisement, as known here. */
-function clientDps(snap: Snapshot, ad: AdvertisementBody, client: ClientRow) {
-  if (client.site === undefined) return [];
+function clientDps(snap: Snapshot, ad: AdvertisementBody, client: ClientRow, here: string): DpView[] {
   const inv = client.inventory as Inventory;
-  const local = allowedDps(snap, client.site, inv.addresses, ad.fallback).dps;
-  // A client of a site below: the DPs its own site said it may use (boundaries there may be its own).
-  if (local.length === 0 && client.dps.length > 0) return client.dps.map((n) => snap.dps.get(n)).filter((d) => d !== undefined);
-  return local;
+  if (client.site === here) return allowedDps(snap, client.site, inv.addresses, ad.fallback).dps;
+  // A client of a site below: the DPs its own site said it may use (boundaries may be made there),
+  // then, with fallback, the others as this site sees them.
+  const out = client.dps.map((n) => snap.dps.get(n)).filter((d) => d !== undefined);
+  if (ad.fallback) for (const d of allowedDps(snap, client.site, inv.addresses, true).dps) if (!out.some((o) => o.name === d.name)) out.push(d);
+  return out;
 }
 
 export async function advertisementStatus(ctx: SiteContext, id: string): Promise<AdvertisementStatus> {
@@ -271,7 +273,7 @@ export async function advertisementStatus(ctx: SiteContext, id: string): Promise
   for (const c of await listClients(ctx.store)) {
     if (!members.has(c.id) && !reports.has(c.id)) continue;
     const r = reports.get(c.id);
-    const s = stateOf(snap, a.body, c, r, now);
+    const s = stateOf(snap, a.body, c, r, now, ctx.code);
     clients.push({
       client: c.id,
       site: c.site,
@@ -364,24 +366,20 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
     reasons.push({ ok: false, text: `expired at ${ago(ad.expires)}` });
     return out('expired');
   }
-  const place = allowedDps(snap, client.site, inv.addresses, ad.fallback);
-  const dps = clientDps(snap, ad, client);
-  if (client.site === ctx.code || place.dps.length > 0) {
-    const bounded = place.boundary
-      ? `in boundary ${place.boundary} of site ${client.site}`
-      : snap.boundaries.some((b) => b.body.site === client.site)
-        ? `outside every boundary of site ${client.site} (addresses ${inv.addresses.join(', ')})`
-        : `site ${client.site} has no boundaries`;
-    reasons.push({
-      ok: dps.length > 0,
-      text: `${bounded}: may use ${dps.length > 0 ? dps.map((d) => d.name).join(', ') : 'no DP'}${ad.fallback ? ' (fallback allowed)' : ' (fallback not allowed)'}`,
-    });
-  } else {
-    reasons.push({
-      ok: dps.length > 0,
-      text: `site ${client.site} says it may use ${dps.length > 0 ? dps.map((d) => d.name).join(', ') : 'no DP'}`,
-    });
-  }
+  // Which DPs it may use: worked out here for this site's clients, as its own site reported for the others.
+  const local = client.site === ctx.code;
+  const place = local ? allowedDps(snap, client.site, inv.addresses, ad.fallback) : { boundary: client.boundary, dps: [] };
+  const dps = clientDps(snap, ad, client, ctx.code);
+  const siteBoundaries = local ? snap.boundaries.some((b) => b.body.site === client.site) : client.boundary !== null || client.dps.length === 0;
+  const bounded = place.boundary
+    ? `in boundary ${place.boundary} of site ${client.site}`
+    : siteBoundaries
+      ? `outside every boundary of site ${client.site} (addresses ${inv.addresses.join(', ')})`
+      : `site ${client.site} has no boundaries`;
+  reasons.push({
+    ok: dps.length > 0,
+    text: `${bounded}: may use ${dps.length > 0 ? dps.map((d) => d.name).join(', ') : 'no DP'}${ad.fallback ? ' (fallback allowed)' : ' (fallback not allowed)'}`,
+  });
   const version = offeredVersion(ad, dps);
   if (version === null) {
     const targets = await listTargets(ctx.store, { packageId: ad.packageId });

@@ -57,12 +57,21 @@ describe('signed policy records', () => {
     expect(() => verifyPolicy(signPolicy(eur, ad('EUR')), [central])).toThrow(/not trusted here/);
     const trusted = trustFromCertificates(central, [eurCert]);
     expect(() => verifyPolicy(signPolicy(eur, ad('CEN')), trusted)).toThrow(/names origin CEN but is signed by site EUR's key/);
-    expect(() => verifyPolicy({ record: { kind: 'advertisement' }, signature: signed.signature }, [central])).toThrow(/policy record is malformed/);
+    expect(() => verifyPolicy({ record: { kind: 'advertisement' }, signature: signed.signature }, [central])).toThrow(
+      /policy record is malformed/,
+    );
   });
 
   it('leaves out a certificate the central key did not sign', () => {
     const rogue = generateSiteKey('XXX');
-    const forged = issueCertificate(rogue, { code: 'EUR', name: 'E', parent: 'CEN', keyId: eur.keyId, publicKey: publicKeyPem(eur.publicKey), issuedAt: 'x' });
+    const forged = issueCertificate(rogue, {
+      code: 'EUR',
+      name: 'E',
+      parent: 'CEN',
+      keyId: eur.keyId,
+      publicKey: publicKeyPem(eur.publicKey),
+      issuedAt: 'x',
+    });
     expect(trustFromCertificates(central, [forged]).map((k) => k.site)).toEqual(['CEN']);
   });
 });

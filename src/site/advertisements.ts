@@ -258,7 +258,8 @@ function clientDps(snap: Snapshot, ad: AdvertisementBody, client: ClientRow, her
   // A client of a site below: the DPs its own site said it may use (boundaries may be made there),
   // then, with fallback, the others as this site sees them.
   const out = client.dps.map((n) => snap.dps.get(n)).filter((d) => d !== undefined);
-  if (ad.fallback) for (const d of allowedDps(snap, client.site, inv.addresses, true).dps) if (!out.some((o) => o.name === d.name)) out.push(d);
+  if (ad.fallback)
+    for (const d of allowedDps(snap, client.site, inv.addresses, true).dps) if (!out.some((o) => o.name === d.name)) out.push(d);
   return out;
 }
 
@@ -370,7 +371,9 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
   const local = client.site === ctx.code;
   const place = local ? allowedDps(snap, client.site, inv.addresses, ad.fallback) : { boundary: client.boundary, dps: [] };
   const dps = clientDps(snap, ad, client, ctx.code);
-  const siteBoundaries = local ? snap.boundaries.some((b) => b.body.site === client.site) : client.boundary !== null || client.dps.length === 0;
+  const siteBoundaries = local
+    ? snap.boundaries.some((b) => b.body.site === client.site)
+    : client.boundary !== null || client.dps.length === 0;
   const bounded = place.boundary
     ? `in boundary ${place.boundary} of site ${client.site}`
     : siteBoundaries

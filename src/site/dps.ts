@@ -60,7 +60,7 @@ const entryOf = (r: SiteRow, kind: 'local' | 'remote', site: string): DpEntry =>
 
 /** Every DP at or below this site: the local DPs of this site and of every site below, and remote DPs. */
 export async function listAllDps(ctx: SiteContext): Promise<DpEntry[]> {
-  const url = (await ctx.store.getMeta('site.url')) ?? null;
+  const url = (await ctx.store.getMeta('site.url')) ?? (await ctx.store.getMeta('site.listenUrl')) ?? null;
   const out: DpEntry[] = [{ ...(await ownDpState(ctx, ctx.code, url)), kind: 'local' }];
   for (const s of await ctx.store.listSites()) {
     if (s.relation === 'child' || s.relation === 'descendant') out.push(entryOf(s, 'local', s.code));

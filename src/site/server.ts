@@ -342,6 +342,8 @@ export async function startSite(opts: {
   log.info({ url, [role]: cfg.code, db: store.dialect }, `${role} listening`);
   // A DP tells its site where it listens now (its status reports carry the address).
   if (role === 'dp') await store.setMeta('site.url', url);
+  // Where this process listens now: the local DP's address for clients when no --url was given.
+  else await store.setMeta('site.listenUrl', url);
 
   const gcTimer = setInterval(() => {
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));

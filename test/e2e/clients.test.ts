@@ -108,7 +108,22 @@ describe('clients, collections and advertisements', () => {
         url = `http://127.0.0.1:${port}`;
       }
       const t = JSON.parse((await cascade(['dp', 'join-token', '--json'], { env: ber.env })).stdout).token;
-      const r = await cascade(['dp', 'init', '--data', dir, '--site', ber.url, '--join-token', t, '--name', name, '--listen', listen, '--url', url]);
+      const r = await cascade([
+        'dp',
+        'init',
+        '--data',
+        dir,
+        '--site',
+        ber.url,
+        '--join-token',
+        t,
+        '--name',
+        name,
+        '--listen',
+        listen,
+        '--url',
+        url,
+      ]);
       expect(r.stderr).toBe('');
       running.push(await startSite(dir, [], { role: 'dp', env }));
       dps[name] = { dir, url };
@@ -127,7 +142,9 @@ describe('clients, collections and advertisements', () => {
       { mode: 0o755 },
     );
     fs.writeFileSync(path.join(src, 'payload.bin'), crypto.randomBytes(12 << 20));
-    const created = await cascade(['package', 'create', src, '--name', 'Tool', '--program', 'Install=./install.sh', '--json'], { env: cen.env });
+    const created = await cascade(['package', 'create', src, '--name', 'Tool', '--program', 'Install=./install.sh', '--json'], {
+      env: cen.env,
+    });
     expect(created.stderr).toBe('');
     const pkg = JSON.parse(created.stdout).id as string;
 
@@ -139,7 +156,9 @@ describe('clients, collections and advertisements', () => {
     expect(r.stderr).toBe('');
     r = await cascade(['boundary', 'add', 'BER', '127.0.0.0/8', '--dp', 'ber-dp1'], { env: cen.env });
     expect(r.stderr).toBe('');
-    r = await cascade(['advertise', pkg, '--program', 'Install', '--collection', 'workstations', '--mandatory', 'now', '--json'], { env: cen.env });
+    r = await cascade(['advertise', pkg, '--program', 'Install', '--collection', 'workstations', '--mandatory', 'now', '--json'], {
+      env: cen.env,
+    });
     expect(r.stderr).toBe('');
     const ad = JSON.parse(r.stdout).id as string;
     expect(ad).toBe('CEN-A00001');
@@ -150,7 +169,9 @@ describe('clients, collections and advertisements', () => {
 
     // The policy travels down to BER, checked there against CEN's key.
     await until('the advertisement reaches BER', async () => {
-      const l = JSON.parse((await cascade(['advertisement', 'list', '--json'], { env: ber.env })).stdout) as { advertisements: { id: string }[] };
+      const l = JSON.parse((await cascade(['advertisement', 'list', '--json'], { env: ber.env })).stdout) as {
+        advertisements: { id: string }[];
+      };
       return l.advertisements.some((a) => a.id === ad);
     });
 
@@ -173,18 +194,25 @@ describe('clients, collections and advertisements', () => {
     }
     // A fifth use of a four-use token is refused.
     r = await cascade(['agent', 'init', '--data', path.join(root, 'agent5'), '--site', ber.url, '--join-token', jt]);
-    expect(r.stderr).toBe('cascade: the join token has been used as many times as it allows; make another with "cascade agent join-token --uses N"\n');
+    expect(r.stderr).toBe(
+      'cascade: the join token has been used as many times as it allows; make another with "cascade agent join-token --uses N"\n',
+    );
 
     // Before the content reaches any DP: nothing offered, and `why` at the central site says so.
     r = await cascade(['agent', 'run-now', '--data', agentDirs[1] as string], { env: { CASCADE_OUT: out } });
     expect(r.code).toBe(0);
     const before = JSON.parse((await cascade(['agent', 'status', '--data', agentDirs[1] as string, '--json'])).stdout);
     expect(before.offers).toEqual([]);
-    await until('BER-000002 reaches the central site', async () => (await cascade(['client', 'show', 'BER-000002'], { env: cen.env })).code === 0);
+    await until(
+      'BER-000002 reaches the central site',
+      async () => (await cascade(['client', 'show', 'BER-000002'], { env: cen.env })).code === 0,
+    );
     const waiting = await cascade(['why', 'BER-000002', ad, '--json'], { env: cen.env });
     const w1 = JSON.parse(waiting.stdout);
     expect(w1.state).toBe('waiting-content');
-    expect(w1.reasons.at(-1).text).toBe(`no DP it may use holds ${pkg} yet: ber-dp1: not targeted (cascade distribute ${pkg} --to dp:ber-dp1)`);
+    expect(w1.reasons.at(-1).text).toBe(
+      `no DP it may use holds ${pkg} yet: ber-dp1: not targeted (cascade distribute ${pkg} --to dp:ber-dp1)`,
+    );
 
     // --- distribute; tamper with one chunk on ber-dp2 ---------------------------------------
     expect((await cascade(['distribute', pkg, '--to', 'dp:ber-dp1', '--to', 'dp:ber-dp2'], { env: cen.env })).code).toBe(0);
@@ -196,7 +224,10 @@ describe('clients, collections and advertisements', () => {
     const manifest = JSON.parse(fs.readFileSync(path.join(dps['ber-dp2']?.dir as string, 'content', 'manifests', pkg, '1.json'), 'utf8'));
     const payload = manifest.manifest.files.find((f: { path: string }) => f.path === 'payload.bin');
     const bad = payload.chunks[3][0] as string;
-    fs.writeFileSync(path.join(dps['ber-dp2']?.dir as string, 'content', 'chunks', bad.slice(0, 2), bad), Buffer.concat([Buffer.from([0]), crypto.randomBytes(payload.chunks[3][1])]));
+    fs.writeFileSync(
+      path.join(dps['ber-dp2']?.dir as string, 'content', 'chunks', bad.slice(0, 2), bad),
+      Buffer.concat([Buffer.from([0]), crypto.randomBytes(payload.chunks[3][1])]),
+    );
 
     // --- agents run; agent 2 is killed in the middle of its download and started again ---------
     const a1 = startAgent(agentDirs[0] as string, out);
@@ -204,7 +235,9 @@ describe('clients, collections and advertisements', () => {
     const a2 = startAgent(agentDirs[1] as string, out);
     const cache2 = path.join(agentDirs[1] as string, 'cache');
     const cached = () =>
-      fs.existsSync(cache2) ? fs.readdirSync(cache2).flatMap((d) => fs.readdirSync(path.join(cache2, d)).filter((f) => !f.endsWith('.tmp'))) : [];
+      fs.existsSync(cache2)
+        ? fs.readdirSync(cache2).flatMap((d) => fs.readdirSync(path.join(cache2, d)).filter((f) => !f.endsWith('.tmp')))
+        : [];
     await until('agent 2 has part of the package', async () => cached().length >= 20, 60_000);
     a2.proc.kill('SIGKILL');
     await new Promise((res) => a2.proc.once('exit', res));
@@ -214,8 +247,13 @@ describe('clients, collections and advertisements', () => {
     await sleep(50);
     const a2b = startAgent(agentDirs[1] as string, out);
 
-    const status = async (env: Record<string, string>) => JSON.parse((await cascade(['advertisement', 'status', ad, '--json'], { env })).stdout) as Status;
-    await until('three clients succeeded, as the central site sees it', async () => (await status(cen.env)).summary.succeeded === 3, 90_000);
+    const status = async (env: Record<string, string>) =>
+      JSON.parse((await cascade(['advertisement', 'status', ad, '--json'], { env })).stdout) as Status;
+    await until(
+      'three clients succeeded, as the central site sees it',
+      async () => (await status(cen.env)).summary.succeeded === 3,
+      90_000,
+    );
     for (const i of [1, 2, 3]) expect(fs.readFileSync(path.join(out, `BER-00000${i}.txt`), 'utf8')).toBe(`installed ${pkg} v1\n`);
     const atCen = await status(cen.env);
     expect(atCen.clients.map((c) => [c.client, c.site, c.state, c.exitCode])).toEqual([
@@ -232,7 +270,9 @@ describe('clients, collections and advertisements', () => {
     // The tampered chunk: agent 1 fell back to ber-dp1, and the central site hears which DP, package, file and chunk.
     expect(a1.log()).toContain('CEN-A00001: succeeded');
     await until('the bad chunk is reported at the central site', async () =>
-      (await cascade(['messages', '--json'], { env: cen.env })).stdout.includes(`DP ber-dp2 served chunk ${bad} of payload.bin in ${pkg} version 1`),
+      (await cascade(['messages', '--json'], { env: cen.env })).stdout.includes(
+        `DP ber-dp2 served chunk ${bad} of payload.bin in ${pkg} version 1`,
+      ),
     );
 
     // why, after: succeeded, with the DPs it may use.
@@ -256,7 +296,10 @@ describe('clients, collections and advertisements', () => {
         body: JSON.stringify(body),
       });
     const jt2 = JSON.parse((await cascade(['agent', 'join-token', '--json'], { env: ber.env })).stdout).token as string;
-    let res = await post('/api/v1/agent/enrol', { token: jt2, inventory: { hostname: 'x'.repeat(300), os: 'linux', arch: 'x64', version: '1', addresses: [], freeDisk: 1, linkSpeed: null } });
+    let res = await post('/api/v1/agent/enrol', {
+      token: jt2,
+      inventory: { hostname: 'x'.repeat(300), os: 'linux', arch: 'x64', version: '1', addresses: [], freeDisk: 1, linkSpeed: null },
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^invalid request: inventory\.hostname: /);
     res = await post('/api/v1/agent/checkin', { inventory: null, reports: [], problems: [] }, 'casc_BER-000001_forged');
@@ -264,7 +307,22 @@ describe('clients, collections and advertisements', () => {
     const clients = JSON.parse((await cascade(['client', 'list', '--json'], { env: ber.env })).stdout).clients as unknown[];
     expect(clients).toHaveLength(4);
     // The token was not spent by the refused enrolment.
-    expect((await cascade(['agent', 'init', '--data', path.join(root, 'agent6'), '--site', ber.url, '--join-token', jt2, '--hostname', 'srv-01'])).code).toBe(0);
+    expect(
+      (
+        await cascade([
+          'agent',
+          'init',
+          '--data',
+          path.join(root, 'agent6'),
+          '--site',
+          ber.url,
+          '--join-token',
+          jt2,
+          '--hostname',
+          'srv-01',
+        ])
+      ).code,
+    ).toBe(0);
     void a3;
   }, 240_000);
 });

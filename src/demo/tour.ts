@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Agent, enrolAgent } from '../agent/agent.js';
 import { ApiClient } from '../api/client.js';
 import { fillPath, PATHS } from '../api/paths.js';
 import { siteTrust } from '../cli/commands/package.js';
@@ -280,6 +281,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       `seen from CEN: EUR ${installed?.state}, ${wire} chunk bytes on the route CEN -> EUR`,
   );
 
+  const ad = await clientsTour({ dataDir, client, ber: siteClient(1), berUrl: (children[1] as RunningSite).url, out });
+
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
@@ -302,6 +305,10 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} validate ${r1.id} --dp ber-dp2`);
   out(`  ${me} courier inspect ${path.join(dataDir, 'eur.parcel')}`);
   out(`  ${me} undistribute ${r1.id} --from dp:eur-dp1`);
+  out(`  ${me} advertisement status ${ad.id}`);
+  out(`  ${me} why ${ad.client} ${ad.id}`);
+  out(`  ${me} client list`);
+  out(`  ${me} agent status --data ${path.join(dataDir, 'agents', 'ber-ws-01')}`);
   out(`  ${me} messages --severity warning`);
   out(`  ${me} route show EUR`);
   out(`  ${me} package list`);
@@ -316,6 +323,89 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await closePool();
+}
+
+/**
+ * 10. Clients: three agents enrol at the Berlin branch; an advertisement made at the central
+ * site before its package is on any DP stays invisible (and `why` says so); once the package
+ * reaches ber-dp1, each agent downloads it from there, runs its script, and the central site
+ * sees every state.
+ */
+async function clientsTour(o: {
+  dataDir: string;
+  client: ApiClient;
+  ber: ApiClient;
+  berUrl: string;
+  out: (s: string) => void;
+}): Promise<{ id: string; client: string }> {
+  const { client, out } = o;
+  const src = path.join(o.dataDir, 'sample-tool');
+  const results = path.join(o.dataDir, 'installed');
+  fs.mkdirSync(results, { recursive: true });
+  if (!fs.existsSync(src)) {
+    fs.mkdirSync(src, { recursive: true });
+    fs.writeFileSync(
+      path.join(src, 'install.sh'),
+      `#!/bin/sh\nset -e\nsha256sum tool.bin > /dev/null\necho "$CASCADE_PACKAGE version $CASCADE_VERSION installed on $CASCADE_CLIENT" > "${results}/$CASCADE_CLIENT.txt"\necho installed\n`,
+      { mode: 0o755 },
+    );
+    fs.writeFileSync(path.join(src, 'tool.bin'), crypto.createHash('sha512').update('tool').digest().toString('hex').repeat(20000));
+  }
+  const up = await uploadSource(client, await walkSource(src));
+  const pkg = await client.json<{ id: string }>('POST', PATHS.packages, {
+    json: { name: 'Sample tool', priority: 'high', programs: [{ name: 'Install', command: './install.sh' }], files: up.files },
+  });
+  await client
+    .json('POST', PATHS.collections, { json: { name: 'Berlin workstations', rule: 'hostname like "ber-ws-%" and os = "linux"' } })
+    .catch(() => undefined);
+  await client.json('POST', PATHS.boundaries, { json: { site: 'BER', cidr: '127.0.0.0/8', dps: ['ber-dp1'] } }).catch(() => undefined);
+  const ad = await client.json<{ id: string }>('POST', PATHS.advertisements, {
+    json: { packageId: pkg.id, program: 'Install', collection: 'Berlin workstations', mandatory: [new Date().toISOString()] },
+  });
+  out(`\n10. clients: collection "Berlin workstations" (hostname like "ber-ws-%"), boundary BER 127.0.0.0/8 -> ber-dp1,`);
+  out(`    advertise ${pkg.id} --program Install --mandatory now: ${ad.id}, made before the package is on any DP`);
+
+  const agents: Agent[] = [];
+  for (const host of ['ber-ws-01', 'ber-ws-02', 'ber-ws-03']) {
+    const dir = path.join(o.dataDir, 'agents', host);
+    if (!fs.existsSync(path.join(dir, 'agent.json'))) {
+      const { token } = await o.ber.json<{ token: string }>('POST', PATHS.agentJoinTokens, { json: { uses: 1 } });
+      await enrolAgent({ dir, site: o.berUrl, joinToken: token, hostname: host });
+    }
+    agents.push(new Agent(dir));
+  }
+  const first = (agents[0] as Agent).cfg.client;
+  out(`    three agents enrolled at BER (${agents.map((a) => a.cfg.client).join(', ')}); each checks in:`);
+  // The policy travels down to BER with its next status answer; the agents see nothing yet.
+  const why = async () =>
+    client.json<{ state: string | null; reasons: { ok: boolean; text: string }[] }>('GET', fillPath(PATHS.why, { client: first, advertisement: ad.id }));
+  for (let i = 0; i < 60; i++) {
+    for (const a of agents) await a.cycle();
+    const w = await why().catch(() => undefined);
+    // Once BER has the boundary from CEN and has reported its clients' DPs back up.
+    if (w?.state === 'waiting-content' && w.reasons.some((r) => r.text.startsWith('in boundary'))) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  out(`    offers: ${agents.map((a) => a.state.offers.length).join(', ')} — cascade why ${first} ${ad.id} at CEN:`);
+  for (const r of (await why()).reasons) out(`      ${r.ok ? '✓' : '✗'} ${r.text}`);
+
+  await client.json('POST', PATHS.distributions, { json: { packageId: pkg.id, to: ['dp:ber-dp1'] } });
+  const t0 = Date.now();
+  type AdStatus = { summary: Record<string, number>; clients: { client: string; state: string; exitCode: number | null }[] };
+  let st: AdStatus | undefined;
+  while (Date.now() - t0 < 60_000) {
+    for (const a of agents) await a.cycle();
+    st = await client.json<AdStatus>('GET', fillPath(PATHS.advertisementStatus, { id: ad.id }));
+    if ((st.summary.succeeded ?? 0) >= agents.length) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  out(`    distribute ${pkg.id} --to dp:ber-dp1; the agents download from ber-dp1 and run ./install.sh (${((Date.now() - t0) / 1000).toFixed(1)} s):`);
+  out(`    cascade advertisement status ${ad.id} at CEN:`);
+  for (const c of st?.clients ?? []) out(`      ${c.client}  ${c.state}  exit ${c.exitCode ?? '-'}`);
+  for (const f of fs.readdirSync(results).sort()) out(`      ${path.join(results, f)}: ${fs.readFileSync(path.join(results, f), 'utf8').trim()}`);
+  out(`    cascade why ${first} ${ad.id}, now:`);
+  for (const r of (await why()).reasons.slice(-2)) out(`      ${r.ok ? '✓' : '✗'} ${r.text}`);
+  return { id: ad.id, client: first };
 }
 
 /** A loopback port free a moment ago (for a child site's fixed address). */

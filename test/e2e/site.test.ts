@@ -138,6 +138,13 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(
       /courier import at EUR: \d+ chunks verified and stored, installed; seen from CEN: EUR installed, 0 chunk bytes on the route/,
     );
+    // Clients: invisible until the content is on a DP they may use, then run on all three.
+    expect(r.stdout).toMatch(/^ {4}offers: 0, 0, 0 — cascade why BER-000001 CEN-A00001 at CEN:$/m);
+    expect(r.stdout).toMatch(/^ {6}✗ no DP it may use holds CEN00003 yet: ber-dp1: not targeted/m);
+    for (const c of ['BER-000001', 'BER-000002', 'BER-000003']) {
+      expect(r.stdout).toMatch(new RegExp(`^ {6}${c} {2}succeeded {2}exit 0$`, 'm'));
+      expect(r.stdout).toContain(`installed/${c}.txt: CEN00003 version 1 installed on ${c}`);
+    }
     // With --once the sites have stopped: no "try next" against them.
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);

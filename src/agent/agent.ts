@@ -375,6 +375,8 @@ export class Agent {
       runs: { ...(held?.runs ?? {}), [String(version)]: { result: ok ? 'succeeded' : 'failed', at } },
     });
     this.say(`${ad.id}: ${ok ? 'succeeded' : 'failed'} (exit code ${r.exitCode ?? 'none'}${r.error ? `, ${r.error}` : ''})`);
+    const tail = r.output.trim().split('\n').slice(-3);
+    if (tail[0]) for (const line of tail) this.say(`${ad.id} output: ${line}`);
     // Keep what this version needs; trim the rest down to the bound.
     await this.cache.trim(new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map(([d]) => d) : []))));
   }

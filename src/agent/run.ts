@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 
 /** How a program ended: its exit code (null when killed), and the last bytes of its output. */
 export interface RunResult {
@@ -22,11 +23,14 @@ export function runProgram(command: string, cwd: string, maxRunSeconds: number, 
       tail = Buffer.concat([tail, b]);
       if (tail.length > TAIL_BYTES) tail = tail.subarray(tail.length - TAIL_BYTES);
     };
+    // The package's folder comes first on PATH, so `setup.exe /q` finds the package's setup.exe
+    // on every system, as it does on Windows.
+    const PATH = [cwd, process.env.PATH ?? ''].filter(Boolean).join(path.delimiter);
     const child = spawn(command, {
       cwd,
       shell: true,
       detached: process.platform !== 'win32',
-      env: { ...process.env, ...env },
+      env: { ...process.env, PATH, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', keep);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
+import { registerAgent } from '../agent/command.js';
 import { registerDemo } from '../demo/command.js';
 import { registerDp } from '../dp/command.js';
 import { registerSite } from '../site/command.js';
@@ -13,7 +14,7 @@ const leaves = (c: Command, prefix: string[] = []): { path: string; cmd: Command
   });
 
 describe('--help', () => {
-  const program = buildProgram([registerSite, registerDp, registerDemo]);
+  const program = buildProgram([registerSite, registerDp, registerAgent, registerDemo]);
   polishHelp(program);
 
   it('gives every command examples that run that command', () => {

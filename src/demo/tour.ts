@@ -378,7 +378,10 @@ async function clientsTour(o: {
   out(`    three agents enrolled at BER (${agents.map((a) => a.cfg.client).join(', ')}); each checks in:`);
   // The policy travels down to BER with its next status answer; the agents see nothing yet.
   const why = async () =>
-    client.json<{ state: string | null; reasons: { ok: boolean; text: string }[] }>('GET', fillPath(PATHS.why, { client: first, advertisement: ad.id }));
+    client.json<{ state: string | null; reasons: { ok: boolean; text: string }[] }>(
+      'GET',
+      fillPath(PATHS.why, { client: first, advertisement: ad.id }),
+    );
   for (let i = 0; i < 60; i++) {
     for (const a of agents) await a.cycle();
     const w = await why().catch(() => undefined);
@@ -399,10 +402,13 @@ async function clientsTour(o: {
     if ((st.summary.succeeded ?? 0) >= agents.length) break;
     await new Promise((r) => setTimeout(r, 500));
   }
-  out(`    distribute ${pkg.id} --to dp:ber-dp1; the agents download from ber-dp1 and run ./install.sh (${((Date.now() - t0) / 1000).toFixed(1)} s):`);
+  out(
+    `    distribute ${pkg.id} --to dp:ber-dp1; the agents download from ber-dp1 and run ./install.sh (${((Date.now() - t0) / 1000).toFixed(1)} s):`,
+  );
   out(`    cascade advertisement status ${ad.id} at CEN:`);
   for (const c of st?.clients ?? []) out(`      ${c.client}  ${c.state}  exit ${c.exitCode ?? '-'}`);
-  for (const f of fs.readdirSync(results).sort()) out(`      ${path.join(results, f)}: ${fs.readFileSync(path.join(results, f), 'utf8').trim()}`);
+  for (const f of fs.readdirSync(results).sort())
+    out(`      ${path.join(results, f)}: ${fs.readFileSync(path.join(results, f), 'utf8').trim()}`);
   out(`    cascade why ${first} ${ad.id}, now:`);
   for (const r of (await why()).reasons.slice(-2)) out(`      ${r.ok ? '✓' : '✗'} ${r.text}`);
   return { id: ad.id, client: first };

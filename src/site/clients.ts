@@ -27,7 +27,7 @@ import {
   listClients,
   putClientStates,
   setMemberships,
-  touchClient,
+  touchClients,
   updateClient,
   upsertRemoteClient,
   useAgentJoinToken,
@@ -35,7 +35,7 @@ import {
 import type { SiteContext } from './context.js';
 import { centralTrust } from './hierarchy.js';
 import { emit } from './messages.js';
-import { certificatesOf, collectionKey, type DpView, type Snapshot, snapshot } from './policy.js';
+import { certificatesOf, collectionKey, type DpView, invalidate, type Snapshot, snapshot } from './policy.js';
 
 /**
  * Clients: enrolment with a many-use join token, the agent's check-in (inventory, reports,
@@ -43,14 +43,13 @@ import { certificatesOf, collectionKey, type DpView, type Snapshot, snapshot } f
  * of the sites below as they report up. See docs/clients.md.
  */
 
-export const DEFAULT_CYCLE_SECONDS = 3600;
-
 export async function clientCycleSeconds(ctx: SiteContext): Promise<number> {
-  return Number(await ctx.store.getMeta('clients.cycleSeconds')) || DEFAULT_CYCLE_SECONDS;
+  return (await snapshot(ctx)).cycleSeconds;
 }
 
 export async function setClientCycle(ctx: SiteContext, seconds: number): Promise<void> {
   await ctx.store.setMeta('clients.cycleSeconds', String(seconds));
+  invalidate(ctx);
 }
 
 /** The fingerprint half of the central key id: an agent join token ends with it. */
@@ -197,6 +196,35 @@ export function offeredVersion(ad: { packageId: string; version: number | null }
   return best;
 }
 
+/**
+ * When each client was last seen, kept in memory (to the second) and written every second in a
+ * few statements: a check-in that changes nothing writes nothing itself (every commit is fsync'd).
+ */
+const seen = new WeakMap<SiteContext, { times: Map<string, string>; since: number }>();
+const SEEN_FLUSH_MS = 1000;
+
+function noteSeen(ctx: SiteContext, id: string, at: Date): void {
+  let s = seen.get(ctx);
+  if (!s) {
+    s = { times: new Map(), since: Date.now() };
+    seen.set(ctx, s);
+  }
+  s.times.set(id, `${at.toISOString().slice(0, 19)}.000Z`);
+}
+
+/** Writes the buffered last-seen times (the site's report timer calls this too). */
+export async function flushSeen(ctx: SiteContext): Promise<void> {
+  const s = seen.get(ctx);
+  if (!s || s.times.size === 0) return;
+  const byTime = new Map<string, string[]>();
+  for (const [id, at] of s.times) byTime.set(at, [...(byTime.get(at) ?? []), id]);
+  s.times.clear();
+  s.since = Date.now();
+  await ctx.store.transaction(async (tx) => {
+    for (const [at, ids] of byTime) await touchClients(tx, ids, at);
+  });
+}
+
 /** The check-in: inventory kept (memberships re-evaluated when it changed), reports stored, offers computed. */
 export async function checkin(
   ctx: SiteContext,
@@ -214,8 +242,10 @@ export async function checkin(
       await updateClient(ctx.store, client.id, { inventory, ...place, lastSeen: now.toISOString() });
       await setMemberships(ctx.store, client.id, memberships(snap, ruleInventory({ ...client, inventory })));
       c = { ...client, inventory, ...place };
-    } else await touchClient(ctx.store, client.id, now.toISOString());
-  } else await touchClient(ctx.store, client.id, now.toISOString());
+    } else noteSeen(ctx, client.id, now);
+  } else noteSeen(ctx, client.id, now);
+  const buffered = seen.get(ctx);
+  if (buffered && Date.now() - buffered.since > SEEN_FLUSH_MS) await flushSeen(ctx);
   if (req.reports.length > 0)
     await putClientStates(
       ctx.store,
@@ -232,12 +262,12 @@ export async function checkin(
 
   const member = new Set(await collectionsOf(ctx.store, client.id));
   const offers: Offer[] = [];
-  const cycle = await clientCycleSeconds(ctx);
+  const cycle = snap.cycleSeconds;
   let next = cycle;
   const origins = new Set<string>();
-  for (const ad of snap.advertisements.values()) {
+  for (const ad of [...member].flatMap((m) => snap.adsByCollection.get(m) ?? [])) {
     const b = ad.body;
-    if (!b.enabled || !member.has(collectionKey(b.collection))) continue;
+    if (!b.enabled) continue;
     const from = isoMs(b.available);
     if (from > now.getTime()) {
       next = Math.min(next, Math.ceil((from - now.getTime()) / 1000));

@@ -16,7 +16,7 @@ import { type Cidr, parseCidr } from '../core/cidr.js';
 import { fail } from '../core/errors.js';
 import { parseRule, type Rule } from '../core/rule.js';
 import { SITE_CODE } from '../core/site.js';
-import { listPolicy, putPolicy } from '../store/clients.js';
+import { listPolicy, policyFingerprint, putPolicy } from '../store/clients.js';
 import { listKeys, putKey } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 import { type DpEntry, listAllDps } from './dps.js';
@@ -29,25 +29,45 @@ import { centralTrust, parentOf } from './hierarchy.js';
  * each record against the keys it trusts (docs/clients.md).
  */
 
+export interface Advertisement {
+  body: AdvertisementBody;
+  origin: string;
+  signed: SignedPolicy;
+  updatedAt: string;
+}
+
 export interface Snapshot {
   at: number;
   collections: Map<string, { body: CollectionBody; origin: string; rule: Rule | null; updatedAt: string }>;
-  advertisements: Map<string, { body: AdvertisementBody; origin: string; signed: SignedPolicy; updatedAt: string }>;
+  advertisements: Map<string, Advertisement>;
+  /** The advertisements of each collection (by its key). */
+  adsByCollection: Map<string, Advertisement[]>;
   boundaries: { body: BoundaryBody; origin: string; cidr: Cidr }[];
   /** DPs at and below this site, and those of the sites above (as the parent last said). */
   dps: Map<string, DpView>;
+  /** The central site's code, the client cycle, and certificates looked up so far (per site). */
+  central: string;
+  cycleSeconds: number;
+  certificates: Map<string, unknown>;
 }
+
+export const DEFAULT_CYCLE_SECONDS = 3600;
 
 export type DpView = DpAbove;
 
 const SNAPSHOT_MS = 2000;
 const snapshots = new WeakMap<SiteContext, Snapshot>();
+const building = new WeakMap<SiteContext, Promise<Snapshot>>();
+type PolicyPart = Pick<Snapshot, 'collections' | 'advertisements' | 'boundaries' | 'adsByCollection'> & { fingerprint: string };
+const parsedPolicy = new WeakMap<SiteContext, PolicyPart>();
 
 export const collectionKey = (name: string): string => name.toLowerCase();
 
 /** Forgets the cached view (policy or DPs changed). */
 export function invalidate(ctx: SiteContext): void {
   snapshots.delete(ctx);
+  building.delete(ctx);
+  parsedPolicy.delete(ctx);
 }
 
 /**
@@ -57,7 +77,21 @@ export function invalidate(ctx: SiteContext): void {
 export async function snapshot(ctx: SiteContext): Promise<Snapshot> {
   const held = snapshots.get(ctx);
   if (held && Date.now() - held.at < SNAPSHOT_MS) return held;
-  const s: Snapshot = { at: Date.now(), collections: new Map(), advertisements: new Map(), boundaries: [], dps: new Map() };
+  // One rebuild at a time: the check-ins arriving meanwhile wait for it.
+  let p = building.get(ctx);
+  if (!p) {
+    p = build(ctx).finally(() => building.delete(ctx));
+    building.set(ctx, p);
+  }
+  return p;
+}
+
+/** The records parsed, again only when the table changed (its row count and newest change differ). */
+async function policyPart(ctx: SiteContext): Promise<PolicyPart> {
+  const fingerprint = await policyFingerprint(ctx.store);
+  const held = parsedPolicy.get(ctx);
+  if (held && held.fingerprint === fingerprint) return held;
+  const s: PolicyPart = { fingerprint, collections: new Map(), advertisements: new Map(), boundaries: [], adsByCollection: new Map() };
   for (const row of await listPolicy(ctx.store)) {
     if (row.deleted) continue;
     const rec = (row.signed as SignedPolicy).record as PolicyRecord;
@@ -70,7 +104,10 @@ export async function snapshot(ctx: SiteContext): Promise<Snapshot> {
       }
       s.collections.set(row.id, { body: rec.body, origin: rec.origin, rule, updatedAt: row.updatedAt });
     } else if (rec.kind === 'advertisement') {
-      s.advertisements.set(row.id, { body: rec.body, origin: rec.origin, signed: row.signed as SignedPolicy, updatedAt: row.updatedAt });
+      const ad = { body: rec.body, origin: rec.origin, signed: row.signed as SignedPolicy, updatedAt: row.updatedAt };
+      s.advertisements.set(row.id, ad);
+      const key = collectionKey(rec.body.collection);
+      s.adsByCollection.set(key, [...(s.adsByCollection.get(key) ?? []), ad]);
     } else {
       try {
         s.boundaries.push({ body: rec.body, origin: rec.origin, cidr: parseCidr(rec.body.cidr) });
@@ -79,6 +116,20 @@ export async function snapshot(ctx: SiteContext): Promise<Snapshot> {
       }
     }
   }
+  parsedPolicy.set(ctx, s);
+  return s;
+}
+
+async function build(ctx: SiteContext): Promise<Snapshot> {
+  const { fingerprint: _f, ...policy } = await policyPart(ctx);
+  const s: Snapshot = {
+    at: Date.now(),
+    ...policy,
+    dps: new Map(),
+    central: (await centralTrust(ctx)).code,
+    cycleSeconds: Number(await ctx.store.getMeta('clients.cycleSeconds')) || DEFAULT_CYCLE_SECONDS,
+    certificates: new Map(),
+  };
   for (const d of await listAllDps(ctx)) s.dps.set(d.name, dpView(d, false));
   const above = await ctx.store.getMeta('policy.dpsAbove');
   if (above) for (const d of JSON.parse(above) as DpView[]) if (!s.dps.has(d.name)) s.dps.set(d.name, { ...d, above: true });
@@ -122,15 +173,21 @@ export async function makePolicy<K extends PolicyKind>(
 
 /** The certificates that vouch for the keys of these sites (none is needed for the central site). */
 export async function certificatesOf(ctx: SiteContext, sites: Iterable<string>): Promise<unknown[]> {
-  const central = (await centralTrust(ctx)).code;
+  const snap = await snapshot(ctx);
   const out: unknown[] = [];
-  const keys = await listKeys(ctx.store);
   for (const code of new Set(sites)) {
-    if (code === central) continue;
-    let cert: string | null | undefined;
-    if (code === ctx.code) cert = await ctx.store.getMeta('site.certificate');
-    else cert = (await ctx.store.getSite(code))?.certificate ?? keys.find((k) => k.site === code && k.certificate)?.certificate;
-    if (cert) out.push(JSON.parse(cert));
+    if (code === snap.central) continue;
+    if (!snap.certificates.has(code)) {
+      let cert: string | null | undefined;
+      if (code === ctx.code) cert = await ctx.store.getMeta('site.certificate');
+      else
+        cert =
+          (await ctx.store.getSite(code))?.certificate ??
+          (await listKeys(ctx.store)).find((k) => k.site === code && k.certificate)?.certificate;
+      snap.certificates.set(code, cert ? JSON.parse(cert) : null);
+    }
+    const c = snap.certificates.get(code);
+    if (c) out.push(c);
   }
   return out;
 }

@@ -22,6 +22,7 @@ import { isPostgresUrl } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
+import { flushSeen } from './clients.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
@@ -369,7 +370,9 @@ export async function startSite(opts: {
   validateTimer?.unref();
   // Status goes up in batches; what cannot be sent now stays for the next round.
   const reporter = () =>
-    reportUp(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
+    flushSeen(ctx)
+      .then(() => reportUp(ctx))
+      .catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
   const reportTimer = setInterval(reporter, Math.max(0.2, Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
   reportTimer.unref();
   const pinger = () => pingPeers(ctx).catch((err) => log.warn({ err }, 'health check of peer sites failed'));

@@ -140,9 +140,14 @@ export async function updateClient(
     .execute();
 }
 
-/** Only the time it was last seen: not a change worth reporting up on its own. */
-export async function touchClient(s: Store, id: string, at: string): Promise<void> {
-  await s.db.updateTable('clients').set({ last_seen: at }).where('id', '=', id).execute();
+/** Only the time they were last seen: not a change worth reporting up on its own. */
+export async function touchClients(s: Store, ids: readonly string[], at: string): Promise<void> {
+  for (let i = 0; i < ids.length; i += 500)
+    await s.db
+      .updateTable('clients')
+      .set({ last_seen: at })
+      .where('id', 'in', ids.slice(i, i + 500))
+      .execute();
 }
 
 /** Clients reported by a site below: inserted or replaced (they poll there, so no credential here). */
@@ -190,6 +195,15 @@ export async function listPolicy(s: Store, kind?: string): Promise<PolicyRow[]> 
     signed: JSON.parse(r.signed),
     updatedAt: r.updated_at,
   }));
+}
+
+/** Changes whenever a record is added or changed: the row count and the newest change. */
+export async function policyFingerprint(s: Store): Promise<string> {
+  const r = await s.db
+    .selectFrom('policy')
+    .select([(eb) => eb.fn.countAll<number>().as('n'), (eb) => eb.fn.max('updated_at').as('newest')])
+    .executeTakeFirst();
+  return `${Number(r?.n ?? 0)} ${r?.newest ?? ''}`;
 }
 
 /** Stores a record unless one of the same kind and id with the same or a later revision is held. */

@@ -52,7 +52,14 @@ describe('README', () => {
       ['my-installer-sp1', 'version 1 with service pack 1'],
     ] as const) {
       fs.mkdirSync(path.join(dir, name));
-      fs.writeFileSync(path.join(dir, name, 'setup.exe'), `${text}\n`.repeat(20_000));
+      // An installer a POSIX client can run: a shell script, padded to about 400 KB.
+      fs.writeFileSync(
+        path.join(dir, name, 'setup.exe'),
+        `#!/bin/sh\necho "installed ${text} ($1)"\nexit 0\n${`# ${text}\n`.repeat(20_000)}`,
+        {
+          mode: 0o755,
+        },
+      );
       fs.writeFileSync(path.join(dir, name, 'readme.txt'), `${text}\n`);
     }
     // After a background `... --data DIR &`, wait until the server of DIR listens.
@@ -104,6 +111,12 @@ describe('README', () => {
     expect(r.out).toMatch(/nyc-dp1\s+\S*\s*ok/);
     // The DP's join token came from NYC, though CASCADE_SITE and CASCADE_TOKEN were CEN's.
     expect(r.out).toContain('join token for a DP of site NYC');
-    expect(fs.readFileSync(path.join(dir, 'out', 'setup.exe'), 'utf8')).toBe('version 1\n'.repeat(20_000));
+    expect(fs.readFileSync(path.join(dir, 'out', 'setup.exe'), 'utf8')).toBe(
+      `#!/bin/sh\necho "installed version 1 ($1)"\nexit 0\n${'# version 1\n'.repeat(20_000)}`,
+    );
+    // The agent ran the newest version's installer, and the site and why say so.
+    expect(r.out).toContain('installed version 1 with service pack 1 (/q)');
+    expect(r.out).toMatch(/NYC-A00001: 1 client\(s\): 1 succeeded/);
+    expect(r.out).toMatch(/✓ succeeded at /);
   }, 180_000);
 });

@@ -129,7 +129,12 @@ async function start(dir, port, db) {
     url,
     pid: proc.pid,
     env: { CASCADE_SITE: url, CASCADE_TOKEN: token },
-    stop: () => new Promise((r) => (proc.exitCode !== null ? r() : (proc.once('exit', r), proc.kill('SIGTERM')))),
+    stop: () =>
+      new Promise((r) => {
+        if (proc.exitCode !== null) return r();
+        proc.once('exit', r);
+        proc.kill('SIGTERM');
+      }),
   };
 }
 

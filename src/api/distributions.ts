@@ -148,13 +148,34 @@ export const Validation = z
 export type Validation = z.infer<typeof Validation>;
 
 /** Where a package is: its targets, with roll-ups per site and per DP group. */
+/** One DP of a package: the version it serves and the one on its way, with the newest one's progress. */
+export const DpVersions = z
+  .object({
+    dp: z.string(),
+    site: z.string(),
+    serving: z.number().nullable().describe('the newest version installed there: what its clients get'),
+    arriving: z.number().nullable().describe('a newer version on its way, or null'),
+    state: z.enum(TARGET_STATES).describe("the newest targeted version's state"),
+    bytesDone: z.number(),
+    bytesTotal: z.number(),
+    rate: z.number(),
+    etaSeconds: z.number().nullable(),
+    retries: z.number(),
+    nextRetryAt: z.string().nullable(),
+    note: z.string().nullable().describe('last error or detail of the newest version'),
+    held: z.array(z.number()).describe('every version installed there'),
+  })
+  .meta({ id: 'DpVersions' });
+export type DpVersions = z.infer<typeof DpVersions>;
+
 export const DistributionStatus = z
   .object({
     packageId: z.string(),
-    summary: Summary,
+    summary: Summary.describe('counts DPs, each by the state of the newest version targeted there'),
     sites: z.array(z.object({ site: z.string(), summary: Summary })),
     groups: z.array(z.object({ group: z.string(), summary: Summary })),
-    targets: z.array(Target),
+    dps: z.array(DpVersions).describe('one row per DP'),
+    targets: z.array(Target).describe('every version x DP'),
   })
   .meta({ id: 'DistributionStatus' });
 export type DistributionStatus = z.infer<typeof DistributionStatus>;

@@ -19,6 +19,10 @@ export const VersionReport = z
     newBytes: z.number().describe('Bytes the library did not hold before (new chunks, less what was rebuilt from chunks it held)'),
     newChunks: z.number(),
     newChunkBytes: z.number(),
+    flowsTo: z
+      .array(z.string())
+      .optional()
+      .describe('a new version: the DPs holding the package, to which it now flows (none when committed with hold)'),
   })
   .meta({ id: 'VersionReport' });
 export type VersionReport = z.infer<typeof VersionReport>;
@@ -33,7 +37,9 @@ export const CreateBody = z.strictObject({
 });
 export type CreateBody = z.infer<typeof CreateBody>;
 
-export const UpdateBody = CreateBody.partial({ name: true });
+export const UpdateBody = CreateBody.partial({ name: true }).extend({
+  hold: z.boolean().optional().describe('stage the version: it does not flow to the DPs holding the package until distributed'),
+});
 
 export const PackageSummary = z
   .object({

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { DistributionStatus, Plan, PlanRoute, Summary, Target } from '../api/distributions.js';
+import type { DistributionStatus, DpVersions, Plan, PlanRoute, Summary, Target } from '../api/distributions.js';
 import type { DpState } from '../api/dps.js';
 import type { Offer, PreviewAnswer, PreviewRequest, RemoveRequest, StatusAnswer, StatusReport } from '../api/transfers.js';
 import { transferCalls } from '../api/transfers.js';
@@ -180,6 +180,33 @@ export async function distribute(
     packageId,
   });
   return plan;
+}
+
+/**
+ * A new version of a package goes by itself to every DP at or below this site that holds (or is
+ * getting) an older one. Each of those DPs then keeps the new version and the one before it
+ * (clients may still be fetching that one); older versions are removed from it.
+ */
+export async function followNewVersion(ctx: SiteContext, packageId: string, version: number): Promise<string[]> {
+  const rows = await listTargets(ctx.store, { packageId });
+  const live = rows.filter((t) => t.version < version && t.state !== 'removed' && t.state !== 'removing' && t.state !== 'failed');
+  const dps = [...new Set(live.map((t) => t.site))].sort();
+  if (dps.length === 0) return [];
+  await distribute(
+    ctx,
+    packageId,
+    version,
+    dps.map((d) => `dp:${d}`),
+  );
+  // Per DP, the newest older version stays; the ones before it go.
+  const drop = new Map<number, string[]>();
+  for (const dp of dps) {
+    const older = live.filter((t) => t.site === dp).map((t) => t.version);
+    const keep = Math.max(...older);
+    for (const v of new Set(older)) if (v !== keep) drop.set(v, [...(drop.get(v) ?? []), dp]);
+  }
+  for (const [v, sites] of drop) await removeTargets(ctx, packageId, v, sites);
+  return dps;
 }
 
 // --- the receiving half ------------------------------------------------------------------------
@@ -457,10 +484,24 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   return true;
 }
 
-/** Counts per state; removed targets are no longer targeted. */
+/**
+ * The row that speaks for each DP: its newest version not removed (a DP with every version
+ * removed: its newest). A DP serving version 1 while version 2 arrives counts once, as sending.
+ */
+export function perDp(targets: readonly TargetRow[]): TargetRow[] {
+  const best = new Map<string, TargetRow>();
+  for (const t of targets) {
+    const b = best.get(t.site);
+    const live = (x: TargetRow) => x.state !== 'removed';
+    if (!b || (live(t) && !live(b)) || (live(t) === live(b) && t.version > b.version)) best.set(t.site, t);
+  }
+  return [...best.values()];
+}
+
+/** Counts DPs per state (by their newest version); removed DPs are no longer targeted. */
 export function summarise(targets: readonly TargetRow[]): Summary {
   const s: Summary = { targeted: 0, installed: 0, sending: 0, pending: 0, retrying: 0, failed: 0, removing: 0, removed: 0 };
-  for (const t of targets) {
+  for (const t of perDp(targets)) {
     s[t.state]++;
     if (t.state !== 'removed') s.targeted++;
   }
@@ -625,11 +666,39 @@ export async function distributionStatus(ctx: SiteContext, id: string): Promise<
   }
   const sites = [...new Set(targets.map((t) => t.site))].sort();
   const groups = (await listGroups(ctx.store)).filter((g) => rows.some((t) => g.members.includes(t.site)));
+  const dps: DpVersions[] = perDp(rows).map((t) => {
+    const mine = rows.filter((x) => x.site === t.site);
+    const held = mine
+      .filter((x) => x.state === 'installed')
+      .map((x) => x.version)
+      .sort((a, b) => a - b);
+    const serving = held.length > 0 ? (held.at(-1) as number) : null;
+    const i = rows.indexOf(t);
+    return {
+      dp: t.site,
+      site: targets[i]?.site ?? t.site,
+      serving,
+      arriving:
+        t.state !== 'installed' && t.state !== 'removed' && t.state !== 'removing' && (serving === null || t.version > serving)
+          ? t.version
+          : null,
+      state: t.state,
+      bytesDone: t.bytesDone,
+      bytesTotal: t.bytesTotal,
+      rate: t.rate,
+      etaSeconds: targets[i]?.etaSeconds ?? null,
+      retries: t.retries,
+      nextRetryAt: t.nextRetryAt,
+      note: t.lastError ?? t.detail,
+      held,
+    };
+  });
   return {
     packageId: id,
     summary: summarise(rows),
     sites: sites.map((site) => ({ site, summary: summarise(rows.filter((_, i) => targets[i]?.site === site)) })),
     groups: groups.map((g) => ({ group: g.name, summary: summarise(rows.filter((t) => g.members.includes(t.site))) })),
+    dps: dps.sort((a, b) => a.site.localeCompare(b.site) || a.dp.localeCompare(b.dp)),
     targets,
   };
 }

@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import type { DistributionStatus, Message, Plan, Summary, Target, Transfer, UndistributeAnswer } from '../../api/distributions.js';
+import type {
+  DistributionStatus,
+  DpVersions,
+  Message,
+  Plan,
+  Summary,
+  Transfer,
+  UndistributeAnswer,
+} from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteQueue } from '../../api/routes.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';
@@ -40,22 +48,23 @@ function statusText(r: {
   summary: Summary;
   sites: { site: string; summary: Summary }[];
   groups: { group: string; summary: Summary }[];
-  targets: Target[];
+  dps: DpVersions[];
 }): string {
-  let out = `${r.packageId}: ${line(r.summary)}\n`;
+  let out = `${r.packageId}: ${line(r.summary)} (DPs)\n`;
   out += table([
-    ['DP', 'SITE', 'VERSION', 'STATE', 'DONE', 'RATE', 'ETA', 'RETRIES', 'NEXT RETRY', 'LAST ERROR / NOTE'],
-    ...r.targets.map((t) => [
+    ['DP', 'SITE', 'SERVES', 'ARRIVING', 'STATE', 'DONE', 'RATE', 'ETA', 'RETRIES', 'NEXT RETRY', 'LAST ERROR / NOTE'],
+    ...r.dps.map((t) => [
       t.dp,
       t.site,
-      String(t.version),
+      t.serving === null ? '-' : `v${t.serving}`,
+      t.arriving === null ? '-' : `v${t.arriving}`,
       t.state,
       `${fmtBytes(t.bytesDone)}/${fmtBytes(t.bytesTotal)}`,
       t.rate ? `${fmtBytes(t.rate)}/s` : '-',
       t.etaSeconds === null ? '-' : fmtEta(t.etaSeconds),
       String(t.retries),
       t.nextRetryAt ?? '-',
-      t.lastError ?? t.detail ?? '',
+      t.note ?? '',
     ]),
   ]);
   if (r.sites.length > 1 || r.groups.length > 0) {

@@ -68,7 +68,7 @@ async function latestManifest(client: ApiClient, id: string): Promise<Manifest> 
 }
 
 async function ingest(
-  o: AdminOpts & { priority?: Priority; program?: Program[]; name?: string },
+  o: AdminOpts & { priority?: Priority; program?: Program[]; name?: string; hold?: boolean },
   src: string,
   id: string | null,
 ): Promise<void> {
@@ -98,7 +98,7 @@ async function ingest(
       },
     });
     progress.done();
-    const body = { name: o.name, priority: o.priority, programs: o.program, files };
+    const body = { name: o.name, priority: o.priority, programs: o.program, files, ...(id && o.hold ? { hold: true } : {}) };
     report = id
       ? await client.json<VersionReport>('POST', fillPath(PATHS.packageVersions, { id }), { json: body })
       : await client.json<VersionReport>('POST', PATHS.packages, { json: body });
@@ -106,7 +106,12 @@ async function ingest(
     else
       process.stdout.write(
         `${report.id} version ${report.version}: ${report.files} files, ${fmtBytes(report.bytes)}; ` +
-          `new to the library: ${fmtBytes(report.newBytes)} (${report.newChunks} new chunks); sent ${fmtBytes(stats.sentBytes)}\n`,
+          `new to the library: ${fmtBytes(report.newBytes)} (${report.newChunks} new chunks); sent ${fmtBytes(stats.sentBytes)}\n` +
+          (report.flowsTo?.length
+            ? `version ${report.version} now flows to the ${report.flowsTo.length} DP(s) holding ${report.id}: ${report.flowsTo.join(', ')} (each keeps it and the version before; "cascade status ${report.id}")\n`
+            : id && o.hold
+              ? `version ${report.version} is staged: no DP gets it until "cascade distribute ${report.id} --version ${report.version} --to ..."\n`
+              : ''),
       );
   } finally {
     progress.done();
@@ -130,13 +135,14 @@ export function registerPackage(program: Command): void {
   adminOptions(
     pkg
       .command('update')
-      .description('add the next version of a package from a folder; only new content is sent')
+      .description('add the next version of a package from a folder; only new content is sent; it flows to every DP holding the package')
       .argument('<id>', 'package ID, e.g. CEN00001')
       .argument('<src>', 'source folder')
       .option('--name <name>', 'new package name')
       .option('--priority <priority>', `${PRIORITIES.join('|')}`, parsePriority)
-      .option('--program <name=command>', 'replace the programs (repeatable; default: keep them)', parseProgram),
-  ).action((id: string, src: string, o: AdminOpts & { name?: string; priority?: Priority; program?: Program[] }) =>
+      .option('--program <name=command>', 'replace the programs (repeatable; default: keep them)', parseProgram)
+      .option('--hold', 'stage the new version: it does not flow to the DPs holding the package until distributed'),
+  ).action((id: string, src: string, o: AdminOpts & { name?: string; priority?: Priority; program?: Program[]; hold?: boolean }) =>
     ingest(o, src, parsePackageId(id)),
   );
 

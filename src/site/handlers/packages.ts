@@ -13,6 +13,7 @@ import {
 } from '../../api/packages.js';
 import { PATHS } from '../../api/paths.js';
 import { collectGarbage, commitVersion, deletePackage, listPackages, readSignedManifest, showPackage, verifyPackage } from '../content.js';
+import { followNewVersion } from '../distribution.js';
 import { type App, type AppParts, answer, errorResponse, errorResponses, getJson, jsonBody, need } from '../http.js';
 
 export function registerPackageHandlers(app: App, parts: AppParts): void {
@@ -58,7 +59,12 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       need(c, 'operate');
-      return c.json(await commit(c.req.valid('param').id, c.req.valid('json')), 201);
+      const { hold, ...body } = c.req.valid('json');
+      const r = await commit(c.req.valid('param').id, body);
+      // Like Configuration Manager's "update distribution points": the new version follows the package.
+      const flowsTo = hold ? [] : await followNewVersion(parts, r.id, r.version);
+      if (flowsTo.length > 0) parts.kick?.();
+      return c.json({ ...r, flowsTo }, 201);
     },
   );
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env node
+// Agent benchmark (part of `npm run bench`), all in one run on loopback:
+//  1. Download: the bundled agent (dist/cascade-agent.cjs, what a client runs) installs the
+//     512 MiB corpus from one DP; beside it, curl fetches the same stored chunk files from the
+//     same DP, 8 at a time like the agent. The agent's peak RSS is read from /proc.
+//  2. Update: the corpus with 1 % changed becomes version 2 (it flows to the DP by itself); the
+//     agent fetches only what its cache lacks, against rsync's literal bytes for the same change.
+//  3. Reaction: three agents on a 10 s client cycle; the time from "installed on the DP" to
+//     "succeeded" on all three, for a small package.
+//
+//   node bench/agent.mjs [--size 512MiB]
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BENCH, BIN, cascade, corpus, freePort, have, MiB, opt, ROOT, removeWork, sleep, waitUp } from './lib.mjs';
+
+const size = opt('size', '512MiB');
+const work = path.join(BENCH, 'agent');
+fs.rmSync(work, { recursive: true, force: true });
+fs.mkdirSync(work, { recursive: true });
+const running = [];
+process.on('exit', () => {
+  for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+const v1 = corpus(`corpus-${size}`, ['--size', size, '--seed', '1']);
+const v2 = corpus(`corpus-${size}-change1`, ['--from', v1, '--change', '1%']);
+execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle-agent.mjs')], { cwd: ROOT });
+const AGENT = path.join(ROOT, 'dist', 'cascade-agent.cjs');
+
+function serve(role, dir, port) {
+  const p = spawn(process.execPath, [BIN, role, 'start', '--data', dir, '--listen', `127.0.0.1:${port}`], {
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+    stdio: 'ignore',
+  });
+  running.push(p);
+  return p;
+}
+
+// --- a site and one DP -----------------------------------------------------------------------
+const cenPort = await freePort();
+const cenDir = path.join(work, 'cen');
+cascade(['site', 'init', '--data', cenDir, '--code', 'CEN', '--listen', `127.0.0.1:${cenPort}`]);
+serve('site', cenDir, cenPort);
+const url = `http://127.0.0.1:${cenPort}`;
+await waitUp(url);
+const env = { CASCADE_SITE: url, CASCADE_TOKEN: fs.readFileSync(path.join(cenDir, 'admin-token'), 'utf8').trim() };
+const dpPort = await freePort();
+const dpDir = path.join(work, 'dp1');
+cascade([
+  'dp',
+  'init',
+  '--data',
+  dpDir,
+  '--site',
+  url,
+  '--join-token',
+  cascade(['dp', 'join-token'], env).trim(),
+  '--name',
+  'cen-dp1',
+  '--listen',
+  `127.0.0.1:${dpPort}`,
+]);
+serve('dp', dpDir, dpPort);
+const dpUrl = `http://127.0.0.1:${dpPort}`;
+await waitUp(dpUrl);
+// Clients use the DP only: a boundary for loopback naming it.
+cascade(['boundary', 'add', 'CEN', '127.0.0.0/8', '--dp', 'cen-dp1'], env);
+
+const status = (id) => JSON.parse(cascade(['status', id, '--json'], env));
+async function onDp(id, version) {
+  for (;;) {
+    const d = status(id).dps.find((x) => x.dp === 'cen-dp1');
+    if (d?.serving === version) return Date.now();
+    await sleep(100);
+  }
+}
+
+console.error(`packaging the ${size} corpus ...`);
+const pkg = JSON.parse(cascade(['package', 'create', v1, '--name', 'Corpus', '--program', 'Install=true', '--json'], env)).id;
+cascade(['distribute', pkg, '--to', 'dp:cen-dp1'], env);
+await onDp(pkg, 1);
+cascade(['collection', 'create', 'Bench', '--rule', 'hostname like "bench-%"'], env);
+const ad = JSON.parse(cascade(['advertise', pkg, '--program', 'Install', '--collection', 'Bench', '--mandatory', 'now', '--json'], env)).id;
+
+/** Runs the bundled agent once; its download line and its peak RSS (VmHWM, read until it exits). */
+async function agentOnce(dir) {
+  const p = spawn(process.execPath, [AGENT, 'run-now', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => {
+    out += d;
+  });
+  p.stderr.on('data', (d) => {
+    out += d;
+  });
+  let hwm = 0;
+  const t = setInterval(() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+      if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
+    } catch {}
+  }, 20);
+  await new Promise((r) => p.once('exit', r));
+  clearInterval(t);
+  const m = /fetched (\d+) bytes in (\d+) ms/.exec(out);
+  if (!m || !out.includes('succeeded')) throw new Error(`agent run failed:\n${out}`);
+  return { bytes: Number(m[1]), ms: Number(m[2]), rss: hwm };
+}
+
+const agentDir = path.join(work, 'agent1');
+execFileSync(
+  process.execPath,
+  [
+    AGENT,
+    'init',
+    '--data',
+    agentDir,
+    '--site',
+    url,
+    '--join-token',
+    cascade(['agent', 'join-token', '--uses', '4'], env).trim(),
+    '--hostname',
+    'bench-1',
+  ],
+  {
+    stdio: 'ignore',
+  },
+);
+const first = await agentOnce(agentDir);
+
+// curl: the same stored chunk files from the same DP, 8 transfers at a time.
+const manifest = JSON.parse(fs.readFileSync(path.join(dpDir, 'content', 'manifests', pkg, '1.json'), 'utf8')).manifest;
+const digests = [...new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map((c) => c[0]) : [])))];
+const cfg = path.join(work, 'curl.cfg');
+fs.writeFileSync(cfg, digests.map((d) => `url = "${dpUrl}/content/chunks/${d.slice(0, 2)}/${d}"\noutput = "/dev/null"\n`).join(''));
+const storedBytes = digests.reduce((n, d) => n + fs.statSync(path.join(dpDir, 'content', 'chunks', d.slice(0, 2), d)).size, 0);
+const c0 = performance.now();
+const curl = spawnSync('curl', ['--silent', '--fail', '--parallel', '--parallel-max', '8', '--config', cfg]);
+const curlMs = performance.now() - c0;
+if (curl.status !== 0) throw new Error(`curl failed: ${curl.stderr}`);
+const rawBytes = manifest.bytes;
+const agentRate = (first.bytes / first.ms) * 1000;
+const curlRate = (storedBytes / curlMs) * 1000;
+console.log(
+  `download ${size}: agent ${(agentRate / MiB).toFixed(0)} MiB/s of package bytes (${first.bytes} bytes, ${(first.ms / 1000).toFixed(1)} s; verified, decoded, cached), ` +
+    `peak RSS ${(first.rss / MiB).toFixed(0)} MiB; curl ${(curlRate / MiB).toFixed(0)} MiB/s of stored chunk files ` +
+    `(${storedBytes} bytes, ${(curlMs / 1000).toFixed(1)} s, 8 in parallel); agent/curl ${(first.ms > 0 ? curlMs / first.ms : 0).toFixed(2)} by time for the same chunks (${rawBytes} package bytes)`,
+);
+
+// --- 2. the 1 % update ------------------------------------------------------------------------
+const up = JSON.parse(cascade(['package', 'update', pkg, v2, '--json'], env));
+if (!up.flowsTo?.includes('cen-dp1')) throw new Error(`version 2 did not flow to the DP: ${JSON.stringify(up)}`);
+await onDp(pkg, 2);
+const second = await agentOnce(agentDir);
+let literal = Number.NaN;
+if (have('rsync')) {
+  const dst = path.join(work, 'rsync-dst');
+  spawnSync('rsync', ['-a', `${v1}/`, `${dst}/`]);
+  const r = spawnSync('rsync', ['-a', '--no-whole-file', '--stats', `${v2}/`, `${dst}/`], { encoding: 'utf8' });
+  literal = Number(/Literal data: ([\d,]+)/.exec(r.stdout)?.[1].replace(/,/g, ''));
+}
+console.log(
+  `1 % update: the agent fetched ${second.bytes} bytes (${(second.bytes / MiB).toFixed(2)} MiB) for version 2; rsync's literal data ${Number.isNaN(literal) ? 'n/a (no rsync)' : `${literal} bytes (${(literal / MiB).toFixed(2)} MiB)`}; ratio ${(second.bytes / literal).toFixed(2)}`,
+);
+
+// --- 3. reaction: three agents on a 10 s cycle ------------------------------------------------
+cascade(['site', 'set', '--client-cycle', '10s'], env);
+const small = path.join(work, 'small');
+fs.mkdirSync(small);
+fs.writeFileSync(path.join(small, 'install.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+fs.writeFileSync(path.join(small, 'payload.bin'), Buffer.alloc(4 * MiB, 7));
+const pkg2 = JSON.parse(cascade(['package', 'create', small, '--name', 'Small', '--program', 'Install=./install.sh', '--json'], env)).id;
+cascade(['collection', 'create', 'Trio', '--rule', 'hostname like "trio-%"'], env);
+const ad2 = JSON.parse(
+  cascade(['advertise', pkg2, '--program', 'Install', '--collection', 'Trio', '--mandatory', 'now', '--json'], env),
+).id;
+const token = cascade(['agent', 'join-token', '--uses', '3'], env).trim();
+for (const i of [1, 2, 3]) {
+  const dir = path.join(work, `trio-${i}`);
+  execFileSync(process.execPath, [AGENT, 'init', '--data', dir, '--site', url, '--join-token', token, '--hostname', `trio-${i}`], {
+    stdio: 'ignore',
+  });
+  running.push(spawn(process.execPath, [AGENT, 'start', '--data', dir], { stdio: 'ignore' }));
+}
+await sleep(3000); // each has checked in once, with nothing to do
+cascade(['distribute', pkg2, '--to', 'dp:cen-dp1'], env);
+const installedAt = await onDp(pkg2, 1);
+let doneAt = 0;
+while (!doneAt) {
+  const s = JSON.parse(cascade(['advertisement', 'status', ad2, '--json'], env));
+  if ((s.summary.succeeded ?? 0) === 3) doneAt = Date.now();
+  else await sleep(100);
+}
+console.log(
+  `reaction: 10 s cycle, 3 agents: ${((doneAt - installedAt) / 1000).toFixed(1)} s from "installed on the DP" to "succeeded" on all three (bound: one cycle plus download and run)`,
+);
+void ad;
+for (const p of running) p.kill('SIGTERM');
+await sleep(500);
+removeWork(work);

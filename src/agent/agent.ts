@@ -351,7 +351,7 @@ export class Agent {
     if (progress.fetched >= 256 * 1024 && progress.ms > 0) this.state.linkSpeed = (progress.fetched / progress.ms) * 1000;
     this.say(
       `${ad.id}: fetched ${progress.fetched} bytes in ${Math.round(progress.ms)} ms` +
-        `${progress.ms > 0 ? ` (${((progress.fetched / progress.ms) * 1000 / 2 ** 20).toFixed(1)} MiB/s)` : ''}; ${manifest.bytes - progress.fetched} bytes were already in the cache or repeated`,
+        `${progress.ms > 0 ? ` (${(((progress.fetched / progress.ms) * 1000) / 2 ** 20).toFixed(1)} MiB/s)` : ''}; ${manifest.bytes - progress.fetched} bytes were already in the cache or repeated`,
     );
     const staging = path.join(this.dir, 'staging', `${ad.id}-v${version}`);
     await assemble(manifest, this.cache, staging);

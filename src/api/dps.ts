@@ -16,6 +16,7 @@ export const DpEntry = z
     totalBytes: z.number().nullable(),
     packages: z.array(z.object({ packageId: z.string(), version: z.number() })),
     at: z.string().describe('when this state was reported'),
+    contentUrl: z.string().nullable().describe('where clients fetch its content, when not `url`'),
   })
   .meta({ id: 'DistributionPoint' });
 export type DpEntry = z.infer<typeof DpEntry>;
@@ -60,6 +61,8 @@ export const DpState = z.strictObject({
   totalBytes: z.number().nullable(),
   held: z.array(HeldVersion).max(100_000),
   at: z.string().max(64),
+  /** Where clients fetch its content, when not `url` (nginx or a CDN in front of the DP). */
+  contentUrl: z.url().max(512).nullable().optional(),
 });
 
 export type DpState = z.infer<typeof DpState>;

@@ -20,28 +20,41 @@ export function registerDp(program: Command): Command {
     .requiredOption('--name <name>', 'DP name, unique in the hierarchy: 4 to 64 letters, digits, ".", "_" or "-"')
     .option('--listen <host:port>', 'address "dp start" serves on unless told otherwise (default 127.0.0.1:8200)')
     .option('--url <url>', 'where the site and clients reach this DP (default: http://LISTEN, told to the site at every start)')
+    .option('--content-url <url>', 'where clients fetch its content instead, e.g. nginx serving its content folder (docs/nginx.md)')
     .option('--json', 'print JSON')
-    .action(async (o: { data: string; site: string; joinToken: string; name: string; listen?: string; url?: string; json?: boolean }) => {
-      const name = parseDpName(o.name);
-      if (!URL.canParse(o.site)) throw fail('usage', `--site "${o.site}" is not a URL (e.g. http://10.0.0.5:8100)`);
-      const { initSite } = await import('../site/server.js');
-      const r = await initSite({
-        role: 'dp',
-        dataDir: o.data,
-        code: name,
-        listen: o.listen,
-        parent: o.site,
-        joinToken: o.joinToken,
-        url: o.url,
-      });
-      const out = { name: r.code, dataDir: r.dataDir, keyId: r.keyId, site: r.parent, central: r.central, listen: r.listen ?? null };
-      if (o.json) printJson(out);
-      else
-        process.stdout.write(
-          `DP ${out.name} created in ${out.dataDir} and joined site ${out.site}; pinned the key of central site ${out.central}\n` +
-            `next: cascade dp start --data ${o.data}${o.listen ? '' : ' --listen HOST:PORT'}\n`,
-        );
-    });
+    .action(
+      async (o: {
+        data: string;
+        site: string;
+        joinToken: string;
+        name: string;
+        listen?: string;
+        url?: string;
+        contentUrl?: string;
+        json?: boolean;
+      }) => {
+        const name = parseDpName(o.name);
+        if (!URL.canParse(o.site)) throw fail('usage', `--site "${o.site}" is not a URL (e.g. http://10.0.0.5:8100)`);
+        const { initSite } = await import('../site/server.js');
+        const r = await initSite({
+          role: 'dp',
+          dataDir: o.data,
+          code: name,
+          listen: o.listen,
+          parent: o.site,
+          joinToken: o.joinToken,
+          url: o.url,
+          contentUrl: o.contentUrl,
+        });
+        const out = { name: r.code, dataDir: r.dataDir, keyId: r.keyId, site: r.parent, central: r.central, listen: r.listen ?? null };
+        if (o.json) printJson(out);
+        else
+          process.stdout.write(
+            `DP ${out.name} created in ${out.dataDir} and joined site ${out.site}; pinned the key of central site ${out.central}\n` +
+              `next: cascade dp start --data ${o.data}${o.listen ? '' : ' --listen HOST:PORT'}\n`,
+          );
+      },
+    );
 
   dp.command('start')
     .description('run the DP in the foreground: receive from its site, serve content, report state (SIGTERM stops it)')

@@ -38,6 +38,7 @@ export async function ownDpState(ctx: SiteContext, site: string, url: string | n
     totalBytes,
     held,
     at: ctx.clock().toISOString(),
+    contentUrl: (await ctx.store.getMeta('site.contentUrl')) ?? null,
   };
 }
 
@@ -56,6 +57,7 @@ const entryOf = (r: SiteRow, kind: 'local' | 'remote', site: string): DpEntry =>
   totalBytes: r.totalBytes,
   held: r.held,
   at: r.stateAt ?? r.createdAt,
+  contentUrl: r.contentUrl,
 });
 
 /** Every DP at or below this site: the local DPs of this site and of every site below, and remote DPs. */
@@ -75,7 +77,13 @@ export async function recordDpStates(ctx: SiteContext, states: readonly DpState[
     if (!allowed(s.name)) continue;
     const row = await ctx.store.getSite(s.name);
     if (!row || row.relation === 'parent') continue;
-    await ctx.store.setDpState(s.name, { freeBytes: s.freeBytes, totalBytes: s.totalBytes, held: s.held, at: s.at });
+    await ctx.store.setDpState(s.name, {
+      freeBytes: s.freeBytes,
+      totalBytes: s.totalBytes,
+      held: s.held,
+      at: s.at,
+      contentUrl: s.contentUrl,
+    });
     // Contact with DPs below is what their own site last saw.
     if (row.relation === 'dp-below' || row.relation === 'descendant') await ctx.store.setContact(s.name, s.reachable, s.lastContact);
   }
@@ -122,6 +130,7 @@ export async function siteOfDp(ctx: SiteContext, name: string): Promise<string> 
 export async function dpEntries(ctx: SiteContext): Promise<DpEntryView[]> {
   return (await listAllDps(ctx)).map(({ held, ...d }) => ({
     ...d,
+    contentUrl: d.contentUrl ?? null,
     state: d.reachable === null ? ('unknown' as const) : d.reachable ? ('online' as const) : ('unreachable' as const),
     packages: held,
   }));

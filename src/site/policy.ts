@@ -17,7 +17,7 @@ import { fail } from '../core/errors.js';
 import { parseRule, type Rule } from '../core/rule.js';
 import { SITE_CODE } from '../core/site.js';
 import { listPolicy, policyFingerprint, putPolicy } from '../store/clients.js';
-import { listKeys, putKey } from '../store/distribution.js';
+import { listKeys, listTargets, putKey } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 import { type DpEntry, listAllDps } from './dps.js';
 import { centralTrust, parentOf } from './hierarchy.js';
@@ -131,6 +131,12 @@ async function build(ctx: SiteContext): Promise<Snapshot> {
     certificates: new Map(),
   };
   for (const d of await listAllDps(ctx)) s.dps.set(d.name, dpView(d, false));
+  // A version this site's sender installed on a DP counts at once, before the DP's next report.
+  for (const t of await listTargets(ctx.store, { states: ['installed'] })) {
+    const d = s.dps.get(t.site);
+    if (d && !d.held.some((h) => h.packageId === t.packageId && h.version === t.version))
+      d.held = [...d.held, { packageId: t.packageId, version: t.version }];
+  }
   const above = await ctx.store.getMeta('policy.dpsAbove');
   if (above) for (const d of JSON.parse(above) as DpView[]) if (!s.dps.has(d.name)) s.dps.set(d.name, { ...d, above: true });
   snapshots.set(ctx, s);
@@ -140,7 +146,8 @@ async function build(ctx: SiteContext): Promise<Snapshot> {
 const dpView = (d: DpEntry, above: boolean): DpView => ({
   name: d.name,
   site: d.site,
-  url: d.url,
+  // Clients fetch where the DP's content is served to them (nginx, a CDN), else from the DP.
+  url: d.contentUrl ?? d.url,
   held: d.held,
   state: d.reachable === false ? 'unreachable' : 'online',
   above,

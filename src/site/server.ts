@@ -119,6 +119,8 @@ export async function initSite(opts: {
   joinToken?: string | undefined;
   /** Where other sites reach this one (default: http://LISTEN). */
   url?: string | undefined;
+  /** A DP: where clients fetch its content, when not `url` (nginx or a CDN in front of it). */
+  contentUrl?: string | undefined;
 }): Promise<InitResult> {
   const dataDir = path.resolve(opts.dataDir);
   if ((opts.parent === undefined) !== (opts.joinToken === undefined)) {
@@ -130,6 +132,8 @@ export async function initSite(opts: {
   if (role === 'site' && opts.parent && !url)
     throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
   if (url !== undefined && !URL.canParse(url)) throw fail('usage', `--url "${url}" is not a URL (e.g. http://10.0.0.5:8100)`);
+  if (opts.contentUrl !== undefined && !/^https?:\/\//.test(opts.contentUrl))
+    throw fail('usage', `--content-url "${opts.contentUrl}" is not an http:// or https:// URL`);
   if (opts.listen !== undefined && parseListen(opts.listen).port === 0) {
     throw fail('usage', `--listen "${opts.listen}": port 0 would change on every start; give a fixed port, e.g. 127.0.0.1:8100`);
   }
@@ -147,7 +151,16 @@ export async function initSite(opts: {
   const madeDbDir = sqliteFile ? fs.mkdirSync(path.dirname(sqliteFile), { recursive: true }) : undefined;
   try {
     const join = opts.parent && opts.joinToken ? { parentUrl: opts.parent, token: opts.joinToken } : undefined;
-    return await createSite(dataDir, { role, code: opts.code, name: opts.name ?? opts.code, db, listen: opts.listen, url, join });
+    return await createSite(dataDir, {
+      role,
+      code: opts.code,
+      name: opts.name ?? opts.code,
+      db,
+      listen: opts.listen,
+      url,
+      contentUrl: opts.contentUrl,
+      join,
+    });
   } catch (e) {
     if (madeDir) fs.rmSync(madeDir, { recursive: true, force: true });
     else if (before) {
@@ -170,6 +183,7 @@ async function createSite(
     db: string | undefined;
     listen: string | undefined;
     url: string | undefined;
+    contentUrl?: string | undefined;
     join: { parentUrl: string; token: string } | undefined;
   },
 ): Promise<InitResult> {
@@ -186,6 +200,7 @@ async function createSite(
       await tx.setMeta('site.publicKey', publicKeyPem(key.publicKey));
       await tx.setMeta('site.role', o.role);
       if (o.url) await tx.setMeta('site.url', o.url);
+      if (o.contentUrl) await tx.setMeta('site.contentUrl', o.contentUrl.replace(/\/+$/, ''));
       if (o.join) joined = await joinParent(tx, { role: o.role, code: o.code, name: o.name, key, url: o.url, ...o.join });
       // A DP has no admin API: it answers only its site.
       if (o.role === 'site') {

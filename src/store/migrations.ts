@@ -247,6 +247,8 @@ const migrations: Record<string, Migration> = {
   // are used many times: max_uses and use_count.
   '0009_clients': {
     async up(db: Kysely<unknown>) {
+      // Where clients fetch a DP's content, when not where the site reaches the DP (nginx, a CDN).
+      await db.schema.alterTable('sites').addColumn('content_url', 'text').execute();
       await db.schema
         .alterTable('join_tokens')
         .addColumn('max_uses', 'integer', (c) => c.notNull().defaultTo(1))

@@ -71,6 +71,8 @@ export interface SiteTable {
   total_bytes: number | null;
   held: string | null;
   state_at: string | null;
+  /** DPs: where clients fetch content, when not `url` (nginx or a CDN in front of it). */
+  content_url: string | null;
 }
 
 export interface DpGroupTable {

@@ -67,6 +67,8 @@ export interface SiteRow {
   totalBytes: number | null;
   held: { packageId: string; version: number }[];
   stateAt: string | null;
+  /** DPs: where clients fetch content, when not `url`. */
+  contentUrl: string | null;
 }
 
 export interface RouteRow {
@@ -247,11 +249,23 @@ export class Store {
   /** Records what a DP last reported (or what a child site reported of a DP below it). */
   async setDpState(
     name: string,
-    s: { freeBytes: number | null; totalBytes: number | null; held: { packageId: string; version: number }[]; at: string },
+    s: {
+      freeBytes: number | null;
+      totalBytes: number | null;
+      held: { packageId: string; version: number }[];
+      at: string;
+      contentUrl?: string | null | undefined;
+    },
   ): Promise<void> {
     await this.db
       .updateTable('sites')
-      .set({ free_bytes: s.freeBytes, total_bytes: s.totalBytes, held: JSON.stringify(s.held), state_at: s.at })
+      .set({
+        free_bytes: s.freeBytes,
+        total_bytes: s.totalBytes,
+        held: JSON.stringify(s.held),
+        state_at: s.at,
+        ...(s.contentUrl !== undefined ? { content_url: s.contentUrl } : {}),
+      })
       .where('code', '=', name)
       .execute();
   }
@@ -275,7 +289,7 @@ export class Store {
 
   /** Adds a site; a code already present is a conflict (codes are unique in the hierarchy). */
   async insertSite(
-    s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt'>,
+    s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt' | 'contentUrl'>,
   ): Promise<void> {
     const existing = await this.getSite(s.code);
     if (existing) {
@@ -589,5 +603,6 @@ function toSite(r: Selectable<Database['sites']>): SiteRow {
     totalBytes: r.total_bytes === null ? null : Number(r.total_bytes),
     held: r.held ? (JSON.parse(r.held) as { packageId: string; version: number }[]) : [],
     stateAt: r.state_at,
+    contentUrl: r.content_url,
   };
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NGINX, startNginx } from '../fixtures/nginx.mjs';
-import { cascade, freePort, makeSource, newSite, type SiteProcess, tmpDir } from './helpers.js';
+import { cascade, freePort, makeSource, newSite, type SiteProcess, startSite, tmpDir, until } from './helpers.js';
 
 const treeHash = (root: string): Record<string, string> => {
   const out: Record<string, string> = {};
@@ -136,4 +136,79 @@ describe.skipIf(!haveNginx)(title, () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not trusted/);
   });
+});
+
+/**
+ * Clients through nginx: a DP whose content nginx serves (`dp init --content-url`). The DP is
+ * stopped once it holds the package, so every byte the agent gets comes from nginx.
+ */
+describe.skipIf(!haveNginx)('an agent installing from a DP whose content nginx serves', () => {
+  const running: { stop: () => Promise<unknown> }[] = [];
+  afterAll(async () => {
+    for (const r of running.reverse()) await r.stop();
+  });
+
+  it('downloads from the content URL and runs the program', async () => {
+    const site = await newSite('CEN');
+    running.push(site);
+    const env = site.env;
+    const work = tmpDir();
+    const dpDir = path.join(work, 'dp');
+    const nginxPort = await freePort();
+    const token = (await cascade(['dp', 'join-token'], { env })).stdout.trim();
+    const init = await cascade([
+      'dp',
+      'init',
+      '--data',
+      dpDir,
+      '--site',
+      site.url,
+      '--join-token',
+      token,
+      '--name',
+      'cen-dp7',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--content-url',
+      `http://127.0.0.1:${nginxPort}`,
+    ]);
+    expect(init.stderr).toBe('');
+    const dp = await startSite(dpDir, [], { role: 'dp', listen: null });
+    fs.chmodSync(dpDir, 0o711);
+    const nginx = await startNginx({ prefix: path.join(work, 'nginx'), root: path.join(dpDir, 'content'), port: nginxPort, workers: 1 });
+    running.push(nginx);
+
+    const src = path.join(work, 'src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'setup.sh'), `#!/bin/sh\necho ok > "${work}/ran.txt"\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(src, 'data.bin'), crypto.randomBytes(1 << 20));
+    const pkg = JSON.parse(
+      (await cascade(['package', 'create', src, '--name', 'Web', '--program', 'Setup=setup.sh', '--json'], { env })).stdout,
+    ).id;
+    expect((await cascade(['boundary', 'add', 'CEN', '127.0.0.0/8', '--dp', 'cen-dp7'], { env })).code).toBe(0);
+    expect((await cascade(['distribute', pkg, '--to', 'dp:cen-dp7'], { env })).code).toBe(0);
+    await until('the DP holds the package', async () => {
+      const s = JSON.parse((await cascade(['status', pkg, '--json'], { env })).stdout);
+      return s.dps.find((d: { dp: string }) => d.dp === 'cen-dp7')?.serving === 1;
+    });
+    await until('the site knows where the DP serves its content', async () => {
+      const l = JSON.parse((await cascade(['dp', 'list', '--json'], { env })).stdout) as {
+        dps: { name: string; contentUrl: string | null }[];
+      };
+      return l.dps.find((d) => d.name === 'cen-dp7')?.contentUrl === `http://127.0.0.1:${nginxPort}`;
+    });
+    await dp.stop();
+
+    expect((await cascade(['collection', 'create', 'All', '--rule', 'os != ""'], { env })).code).toBe(0);
+    expect((await cascade(['advertise', pkg, '--program', 'Setup', '--collection', 'All', '--mandatory', 'now'], { env })).code).toBe(0);
+    const jt = (await cascade(['agent', 'join-token'], { env })).stdout.trim();
+    const agentDir = path.join(work, 'agent');
+    expect((await cascade(['agent', 'init', '--data', agentDir, '--site', site.url, '--join-token', jt])).code).toBe(0);
+    const run = await cascade(['agent', 'run-now', '--data', agentDir]);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toContain(`downloading ${pkg} version 1`);
+    expect(run.stdout).toContain('from cen-dp7');
+    expect(run.stdout).toContain('CEN-A00001: succeeded (exit code 0)');
+    expect(fs.readFileSync(path.join(work, 'ran.txt'), 'utf8')).toBe('ok\n');
+  }, 120_000);
 });

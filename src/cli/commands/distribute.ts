@@ -1,13 +1,5 @@
 import type { Command } from 'commander';
-import type {
-  DistributionStatus,
-  DpVersions,
-  Message,
-  Plan,
-  Summary,
-  Transfer,
-  UndistributeAnswer,
-} from '../../api/distributions.js';
+import type { DistributionStatus, DpVersions, Message, Plan, Summary, Transfer, UndistributeAnswer } from '../../api/distributions.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { RouteQueue } from '../../api/routes.js';
 import { SEVERITIES, type Severity } from '../../core/distribution.js';

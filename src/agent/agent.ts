@@ -300,12 +300,16 @@ export class Agent {
     signal?: AbortSignal,
   ): Promise<void> {
     const version = offer.version;
-    const dl = new Downloader(offer.dps);
+    const dl = new Downloader(offer.dps, this.state.responseMs);
     let manifest: Manifest;
     try {
       manifest = await dl.manifest(ad.packageId, version, trusted);
     } finally {
       this.state.problems.push(...dl.problems.splice(0));
+      for (const [dp, ms] of dl.responseMs) {
+        const held = this.state.responseMs[dp];
+        this.state.responseMs[dp] = held === undefined ? ms : held * 0.7 + ms * 0.3;
+      }
     }
     const program = manifest.programs.find((p) => p.name === ad.program);
     if (!program)
@@ -314,7 +318,7 @@ export class Agent {
         `the signed manifest of ${ad.packageId} version ${version} has no program "${ad.program}"; nothing was run`,
       );
     this.say(
-      `${ad.id}: downloading ${ad.packageId} version ${version} (${manifest.bytes} bytes) from ${offer.dps.map((d) => d.name).join(', ')}`,
+      `${ad.id}: downloading ${ad.packageId} version ${version} (${manifest.bytes} bytes) from ${dl.order.join(', ')}`,
     );
     let a = this.setAd(ad.id, { packageId: ad.packageId, version, state: 'downloading', bytesTotal: manifest.bytes });
     let lastSent = Date.now();

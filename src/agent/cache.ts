@@ -35,20 +35,28 @@ export class ChunkCache {
     return data;
   }
 
-  async has(digest: string): Promise<boolean> {
+  /** Held whole, as far as its size tells (`get` re-hashes it before use). */
+  async has(digest: string, size: number): Promise<boolean> {
     return fs
-      .access(this.file(digest))
-      .then(() => true)
+      .stat(this.file(digest))
+      .then((st) => st.size === size)
       .catch(() => false);
   }
 
-  /** Stores a chunk the caller has verified: written to a temporary name, then renamed. */
+  /**
+   * Stores a chunk the caller has verified, under its digest. A write cut short by a crash
+   * leaves a file of the wrong size or content: `has` and `get` see through it, and the chunk
+   * is fetched again.
+   */
   async put(digest: string, data: Uint8Array): Promise<void> {
     const f = this.file(digest);
-    await fs.mkdir(path.dirname(f), { recursive: true });
-    const tmp = `${f}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, f);
+    try {
+      await fs.writeFile(f, data);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await fs.mkdir(path.dirname(f), { recursive: true });
+      await fs.writeFile(f, data);
+    }
   }
 
   /** Bytes held, and the chunks, oldest use first. */

@@ -46,6 +46,8 @@ export interface AgentState {
   problems: ContentProblem[];
   /** Bytes per second measured on the last download, or null. */
   linkSpeed: number | null;
+  /** Each DP's measured response time (ms, smoothed): DPs of one rank are tried fastest first. */
+  responseMs: Record<string, number>;
   lastCheckin: string | null;
   nextCheckin: string | null;
   lastError: string | null;
@@ -84,6 +86,7 @@ export const emptyState = (): AgentState => ({
   outbox: [],
   problems: [],
   linkSpeed: null,
+  responseMs: {},
   lastCheckin: null,
   nextCheckin: null,
   lastError: null,

@@ -179,7 +179,12 @@ export const CheckinRequest = z.strictObject({
 export type CheckinRequest = z.infer<typeof CheckinRequest>;
 
 /** A DP the client may use, in the order to try. */
-export const AllowedDp = z.object({ name: z.string(), url: z.string(), why: z.string() });
+export const AllowedDp = z.object({
+  name: z.string(),
+  url: z.string(),
+  why: z.string(),
+  rank: z.number().int().describe('0 for the most specific boundary, then 1, 2...; fallback DPs after: the agent orders DPs of one rank by their measured response'),
+});
 export type AllowedDp = z.infer<typeof AllowedDp>;
 
 export const Offer = z.object({

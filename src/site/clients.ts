@@ -109,27 +109,27 @@ export function allowedDps(
   site: string,
   addresses: readonly string[],
   fallback: boolean,
-): { boundary: string | null; dps: (DpView & { why: string })[] } {
+): { boundary: string | null; dps: (DpView & { why: string; rank: number })[] } {
   const ofSite = [...snap.dps.values()].filter((d) => d.site === site && !d.above && d.url);
   const mine = snap.boundaries.filter((b) => b.body.site === site);
-  const out: (DpView & { why: string })[] = [];
-  const add = (d: DpView | undefined, why: string) => {
-    if (d?.url && !out.some((o) => o.name === d.name)) out.push({ ...d, why });
+  const out: (DpView & { why: string; rank: number })[] = [];
+  const add = (d: DpView | undefined, why: string, rank: number) => {
+    if (d?.url && !out.some((o) => o.name === d.name)) out.push({ ...d, why, rank });
   };
   let boundary: string | null = null;
   if (mine.length === 0) {
-    for (const d of ofSite) add(d, `site ${site} has no boundaries: every DP of the site serves its clients`);
+    for (const d of ofSite) add(d, `site ${site} has no boundaries: every DP of the site serves its clients`, 0);
   } else {
     const holding = mine.filter((b) => addresses.some((a) => cidrHolds(b.cidr, a))).sort((a, b) => b.cidr.bits - a.cidr.bits);
     boundary = holding[0]?.body.cidr ?? null;
-    for (const b of holding) {
-      if (b.body.dps.length === 0) for (const d of ofSite) add(d, `boundary ${b.body.cidr}`);
-      else for (const n of b.body.dps) add(snap.dps.get(n), `boundary ${b.body.cidr}`);
-    }
+    holding.forEach((b, rank) => {
+      if (b.body.dps.length === 0) for (const d of ofSite) add(d, `boundary ${b.body.cidr}`, rank);
+      else for (const n of b.body.dps) add(snap.dps.get(n), `boundary ${b.body.cidr}`, rank);
+    });
   }
   if (fallback) {
-    for (const d of ofSite) add(d, `fallback: another DP of site ${site}`);
-    for (const d of snap.dps.values()) if (d.above) add(d, `fallback: a DP of site ${d.site}, above`);
+    for (const d of ofSite) add(d, `fallback: another DP of site ${site}`, 100);
+    for (const d of snap.dps.values()) if (d.above) add(d, `fallback: a DP of site ${d.site}, above`, 200);
   }
   return { boundary, dps: out };
 }
@@ -283,7 +283,7 @@ export async function checkin(
     if (version === null) continue;
     const dps: AllowedDp[] = allowed
       .filter((d) => d.held.some((h) => h.packageId === b.packageId && h.version === version))
-      .map((d) => ({ name: d.name, url: d.url as string, why: d.why }));
+      .map((d) => ({ name: d.name, url: d.url as string, why: d.why, rank: d.rank }));
     offers.push({ advertisement: ad.signed, version, dps });
     origins.add(ad.origin);
     origins.add(b.packageId.slice(0, 3));

@@ -234,9 +234,14 @@ describe('clients, collections and advertisements', () => {
     const a3 = startAgent(agentDirs[2] as string, out);
     const a2 = startAgent(agentDirs[1] as string, out);
     const cache2 = path.join(agentDirs[1] as string, 'cache');
+    // Chunks in the cache whole (a write the kill cut short is not a verified chunk).
     const cached = () =>
       fs.existsSync(cache2)
-        ? fs.readdirSync(cache2).flatMap((d) => fs.readdirSync(path.join(cache2, d)).filter((f) => !f.endsWith('.tmp')))
+        ? fs
+            .readdirSync(cache2)
+            .flatMap((d) => fs.readdirSync(path.join(cache2, d)).map((f) => path.join(cache2, d, f)))
+            .filter((f) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex') === path.basename(f))
+            .map((f) => path.basename(f))
         : [];
     await until('agent 2 has part of the package', async () => cached().length >= 20, 60_000);
     a2.proc.kill('SIGKILL');

@@ -317,9 +317,7 @@ export class Agent {
         'bad_request',
         `the signed manifest of ${ad.packageId} version ${version} has no program "${ad.program}"; nothing was run`,
       );
-    this.say(
-      `${ad.id}: downloading ${ad.packageId} version ${version} (${manifest.bytes} bytes) from ${dl.order.join(', ')}`,
-    );
+    this.say(`${ad.id}: downloading ${ad.packageId} version ${version} (${manifest.bytes} bytes) from ${dl.order.join(', ')}`);
     let a = this.setAd(ad.id, { packageId: ad.packageId, version, state: 'downloading', bytesTotal: manifest.bytes });
     let lastSent = Date.now();
     let progress: Awaited<ReturnType<Downloader['fill']>>;

@@ -49,7 +49,11 @@ export class Downloader {
       .map((dp, i) => ({ dp, i }))
       .sort((a, b) => a.dp.rank - b.dp.rank || (measured[a.dp.name] ?? Infinity) - (measured[b.dp.name] ?? Infinity) || a.i - b.i)
       .map((x) => x.dp);
-    this.sources = ordered.map((dp) => ({ dp, client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS }), down: false }));
+    this.sources = ordered.map((dp) => ({
+      dp,
+      client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS }),
+      down: false,
+    }));
   }
 
   /** The DPs in the order they are tried. */

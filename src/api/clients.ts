@@ -183,7 +183,12 @@ export const AllowedDp = z.object({
   name: z.string(),
   url: z.string(),
   why: z.string(),
-  rank: z.number().int().describe('0 for the most specific boundary, then 1, 2...; fallback DPs after: the agent orders DPs of one rank by their measured response'),
+  rank: z
+    .number()
+    .int()
+    .describe(
+      '0 for the most specific boundary, then 1, 2...; fallback DPs after: the agent orders DPs of one rank by their measured response',
+    ),
 });
 export type AllowedDp = z.infer<typeof AllowedDp>;
 

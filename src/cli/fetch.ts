@@ -20,6 +20,8 @@ export interface ContentSource {
   manifest(id: string, version: number): Promise<Buffer>;
   /** A stored chunk (codec tag byte + payload). */
   chunk(digest: string): Promise<Buffer>;
+  /** A site's certificate, where the static layout serves one (content/certificates/CODE.json). */
+  certificate?(code: string): Promise<Buffer>;
 }
 
 /** A site's API: the signed manifest and the stored chunks (token needed). */
@@ -50,6 +52,7 @@ export function staticSource(base: string): ContentSource {
     });
   return {
     name: root,
+    certificate: (code) => get(`/content/certificates/${code}.json`, `the certificate of site ${code}`),
     manifest: (id, version) => get(`/content/manifests/${id}/${version}.json`, `the manifest of ${id} version ${version}`),
     chunk: (digest) => get(`/content/chunks/${digest.slice(0, 2)}/${digest}`, `chunk ${digest}`),
   };

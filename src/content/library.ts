@@ -146,6 +146,22 @@ export class ContentLibrary {
     }
   }
 
+  /**
+   * A site's certificate (signed by the central key) beside the manifests it signed, at
+   * `certificates/CODE.json`: whoever fetches the static layout with only the central key can
+   * then trust that site's manifests.
+   */
+  async writeCertificate(code: string, certificate: unknown): Promise<void> {
+    if (!/^[A-Z0-9]{3}$/.test(code)) return;
+    const file = path.join(this.root, 'certificates', `${code}.json`);
+    const bytes = Buffer.from(`${JSON.stringify(certificate)}\n`);
+    try {
+      if ((await fs.readFile(file)).equals(bytes)) return;
+    } catch {}
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(this.tmpDir, file, bytes);
+  }
+
   async deleteManifest(id: string, version: number): Promise<void> {
     await fs.rm(this.manifestPath(id, version), { force: true });
   }

@@ -15,6 +15,7 @@ import { workerScript } from '../lib/worker-script.js';
  *
  *   GET|HEAD /content/manifests/<ID>/<N>.json    signed manifest (ROOT/manifests/<ID>/<N>.json)
  *   GET|HEAD /content/chunks/<ab>/<digest>       stored chunk    (ROOT/chunks/<ab>/<digest>)
+ *   GET|HEAD /content/certificates/<CODE>.json   a site's certificate, signed by the central key
  *
  * Only these exact shapes reach the disk; anything else under /content/ is a 404 decided from
  * the URL alone, so `.tmp-*` files (chunks being written), `tmp/`, `incoming/`, folders and
@@ -31,6 +32,7 @@ import { workerScript } from '../lib/worker-script.js';
  */
 
 const CHUNK_URL = /^\/content\/chunks\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
+const CERTIFICATE_URL = /^\/content\/certificates\/([A-Z0-9]{3})\.json$/;
 const MANIFEST_URL = new RegExp(`^/content/manifests/(${PACKAGE_ID.source.slice(1, -1)})/([1-9]\\d{0,9})\\.json$`);
 
 /** Chunks are content-addressed: the bytes behind a URL never change. */
@@ -288,11 +290,14 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
     let digest: string | null = null;
     const c = CHUNK_URL.exec(url);
     const mf = c ? null : MANIFEST_URL.exec(url);
+    const cert = c || mf ? null : CERTIFICATE_URL.exec(url);
     if (c && (c[2] as string).startsWith(c[1] as string)) {
       digest = c[2] as string;
       file = `${chunksDir}/${c[1]}/${digest}`;
     } else if (mf) {
       file = `${manifestsDir}/${mf[1]}/${mf[2]}.json`;
+    } else if (cert) {
+      file = `${root}/certificates/${cert[1]}.json`;
     } else {
       sendError(req, res, 404, 'not_found', '');
       return true;

@@ -38,7 +38,10 @@ describe('the DPs a client may use', () => {
   });
 
   it('most specific boundary first, then the others holding an address; outside: none, unless fallback', () => {
-    const s = snap({ dps, boundaries: [boundary('BER', '10.0.0.0/8', ['ber-dp2']), boundary('BER', '10.1.0.0/16', ['ber-dp1']), boundary('LON', '10.1.0.0/16')] });
+    const s = snap({
+      dps,
+      boundaries: [boundary('BER', '10.0.0.0/8', ['ber-dp2']), boundary('BER', '10.1.0.0/16', ['ber-dp1']), boundary('LON', '10.1.0.0/16')],
+    });
     const a = allowedDps(s, 'BER', ['10.1.2.3'], false);
     expect(a.boundary).toBe('10.1.0.0/16');
     expect(a.dps.map((d) => [d.name, d.rank])).toEqual([

@@ -378,9 +378,16 @@ async function speaksFor(ctx: SiteContext, from: string): Promise<Set<string>> {
 export async function acceptStatus(ctx: SiteContext, from: string, r: StatusReport): Promise<StatusAnswer> {
   let n = 0;
   const sending = (await listTransfers(ctx.store, { child: from })).filter((x) => x.state !== 'done' && x.state !== 'failed');
+  // A neighbour speaks for itself and the sites and DPs below it, not for anyone else.
+  const below = await speaksFor(ctx, from);
   for (const t of r.targets) {
-    // Only targets this site routed through that neighbour.
-    const [mine] = await listTargets(ctx.store, { packageId: t.packageId, version: t.version, site: t.site });
+    // Targets this site routed through that neighbour; and those of distributions made below it
+    // (a package this site does not hold), so that status here shows them too.
+    let [mine] = await listTargets(ctx.store, { packageId: t.packageId, version: t.version, site: t.site });
+    if (!mine && below.has(t.site) && !(await ctx.store.getPackage(t.packageId))) {
+      await addTarget(ctx.store, { packageId: t.packageId, version: t.version, site: t.site, via: from, bytesTotal: t.bytesTotal });
+      [mine] = await listTargets(ctx.store, { packageId: t.packageId, version: t.version, site: t.site });
+    }
     if (!mine || mine.via !== from) continue;
     // A removal this site ordered is finished only when the neighbour says so.
     if (mine.state === 'removing' && t.state !== 'removed') continue;
@@ -391,8 +398,6 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     await updateTarget(ctx.store, t.packageId, t.version, t.site, t);
     n++;
   }
-  // A neighbour speaks for itself and the sites and DPs below it, not for anyone else.
-  const below = await speaksFor(ctx, from);
   await addMessages(
     ctx.store,
     (r.messages as MessageRow[]).filter((m) => below.has(m.site)),

@@ -84,6 +84,8 @@ export async function recordDpStates(ctx: SiteContext, states: readonly DpState[
       at: s.at,
       contentUrl: s.contentUrl,
     });
+    // A DP below: its address as its own site knows it (shown in `dp list` here).
+    if (row.relation === 'dp-below' && s.url && row.url !== s.url && URL.canParse(s.url)) await ctx.store.setSiteUrl(s.name, s.url);
     // Contact with DPs below is what their own site last saw.
     if (row.relation === 'dp-below' || row.relation === 'descendant') await ctx.store.setContact(s.name, s.reachable, s.lastContact);
   }

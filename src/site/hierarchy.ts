@@ -237,6 +237,8 @@ export async function trustOrigin(ctx: SiteContext, certificate: unknown): Promi
   if (!SITE_CODE.test(c.code)) throw fail('bad_signature', `${c.code} is not a site: its key cannot vouch for a manifest`);
   await putKey(ctx.store, { keyId: c.keyId, site: c.code, publicKey: c.publicKey, certificate: JSON.stringify(certificate) });
   if (!ctx.trusted.some((t) => t.keyId === c.keyId)) ctx.trusted.push(c.trusted);
+  // Served beside the manifests it vouches for (content/certificates/CODE.json).
+  await ctx.library.writeCertificate(c.code, certificate);
 }
 
 /** The origin site's certificate, when the origin is not the central site (as the sender sends it). */

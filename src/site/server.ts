@@ -158,6 +158,7 @@ export async function initSite(opts: {
       db,
       listen: opts.listen,
       url,
+      urlFixed: opts.url !== undefined,
       contentUrl: opts.contentUrl,
       join,
     });
@@ -183,6 +184,8 @@ async function createSite(
     db: string | undefined;
     listen: string | undefined;
     url: string | undefined;
+    /** `--url` was given: a DP keeps telling it, wherever it listens. */
+    urlFixed?: boolean;
     contentUrl?: string | undefined;
     join: { parentUrl: string; token: string } | undefined;
   },
@@ -200,6 +203,7 @@ async function createSite(
       await tx.setMeta('site.publicKey', publicKeyPem(key.publicKey));
       await tx.setMeta('site.role', o.role);
       if (o.url) await tx.setMeta('site.url', o.url);
+      if (o.urlFixed) await tx.setMeta('site.urlFixed', '1');
       if (o.contentUrl) await tx.setMeta('site.contentUrl', o.contentUrl.replace(/\/+$/, ''));
       if (o.join) joined = await joinParent(tx, { role: o.role, code: o.code, name: o.name, key, url: o.url, ...o.join });
       // A DP has no admin API: it answers only its site.
@@ -314,6 +318,9 @@ export async function startSite(opts: {
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
   await loadTrust(ctx);
+  // A site's own certificate is served beside the manifests it signs (a DP is no signer).
+  const ownCertificate = await store.getMeta('site.certificate');
+  if (ownCertificate && role === 'site') await library.writeCertificate(cfg.code, JSON.parse(ownCertificate));
   const sender = new Sender(ctx);
   const app = createApp({ ...ctx, metrics, kick: () => void sender.tick(), stopTransfer: (id) => sender.stop1(id) }, role);
 
@@ -356,8 +363,11 @@ export async function startSite(opts: {
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   log.info({ url, [role]: cfg.code, db: store.dialect }, `${role} listening`);
-  // A DP tells its site where it listens now (its status reports carry the address).
-  if (role === 'dp') await store.setMeta('site.url', url);
+  // A DP tells its site where it listens now (its status reports carry the address), unless it
+  // was given --url at init: a proxy, a name or a load balancer in front of it stays its address.
+  if (role === 'dp') {
+    if (!(await store.getMeta('site.urlFixed'))) await store.setMeta('site.url', url);
+  }
   // Where this process listens now: the local DP's address for clients when no --url was given.
   else await store.setMeta('site.listenUrl', url);
 

@@ -125,7 +125,8 @@ describe('clients, collections and advertisements', () => {
         url,
       ]);
       expect(r.stderr).toBe('');
-      running.push(await startSite(dir, [], { role: 'dp', env }));
+      // On the address given at init: the proxy forwards there.
+      running.push(await startSite(dir, [], { role: 'dp', env, listen: null }));
       dps[name] = { dir, url };
     }
     await until('the DPs reach the central site', async () => {
@@ -218,7 +219,10 @@ describe('clients, collections and advertisements', () => {
     expect((await cascade(['distribute', pkg, '--to', 'dp:ber-dp1', '--to', 'dp:ber-dp2'], { env: cen.env })).code).toBe(0);
     await until(
       'both DPs hold the package',
-      async () => JSON.parse((await cascade(['status', pkg, '--json'], { env: cen.env })).stdout).summary.installed === 2,
+      async () => {
+        const st = JSON.parse((await cascade(['status', pkg, '--json'], { env: cen.env })).stdout);
+        return st.summary.installed === 2;
+      },
       60_000,
     );
     const manifest = JSON.parse(fs.readFileSync(path.join(dps['ber-dp2']?.dir as string, 'content', 'manifests', pkg, '1.json'), 'utf8'));
@@ -286,6 +290,27 @@ describe('clients, collections and advertisements', () => {
     expect(after.reasons.map((x: { ok: boolean }) => x.ok)).toEqual([true, true, true, true, true, true]);
     const text = (await cascade(['why', 'BER-000001', ad], { env: cen.env })).stdout;
     expect(text).toContain('✓ in boundary 10.1.0.0/16 of site BER: may use ber-dp2, ber-dp1');
+
+    // --- the central site sees what was made below it ---------------------------------------------
+    const berSrc = path.join(root, 'ber-src');
+    fs.mkdirSync(berSrc);
+    fs.writeFileSync(path.join(berSrc, 'local.txt'), 'made at BER\n');
+    const berPkg = JSON.parse((await cascade(['package', 'create', berSrc, '--name', 'Local', '--json'], { env: ber.env })).stdout).id as string;
+    expect(berPkg).toBe('BER00001');
+    expect((await cascade(['distribute', berPkg, '--to', 'dp:ber-dp2'], { env: ber.env })).code).toBe(0);
+    await until('the central site shows the distribution made at BER', async () => {
+      const s = await cascade(['status', berPkg, '--json'], { env: cen.env });
+      return s.code === 0 && JSON.parse(s.stdout).dps.some((d: { dp: string; serving: number | null }) => d.dp === 'ber-dp2' && d.serving === 1);
+    });
+    // Fetched from BER's DP with only the central key: BER's certificate, served beside the
+    // manifests, carries the trust.
+    const centralPem = path.join(root, 'central.pem');
+    fs.writeFileSync(centralPem, ((await (await fetch(`${cen.url}/api/v1/site`)).json()) as { publicKey: string }).publicKey);
+    const fetched = await cascade(['package', 'fetch', berPkg, path.join(root, 'fetched'), '--version', '1', '--from', dps['ber-dp2']?.url as string, '--trust-key', centralPem]);
+    expect(fetched.stderr).toBe('');
+    expect(fs.readFileSync(path.join(root, 'fetched', 'local.txt'), 'utf8')).toBe('made at BER\n');
+    const dpsAtCen = JSON.parse((await cascade(['dp', 'list', '--json'], { env: cen.env })).stdout).dps as { name: string; url: string | null }[];
+    expect(dpsAtCen.find((d) => d.name === 'ber-dp1')?.url).toBe(dps['ber-dp1']?.url);
 
     // --- bad input ------------------------------------------------------------------------------
     // A revoked client is refused from then on, with one line.

@@ -12,6 +12,7 @@ import { fail } from '../../core/errors.js';
 import { PRIORITIES, PROGRAM_NAME, type Priority, parsePackageId, programWarnings } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+import type { ContentSource } from '../fetch.js';
 import { fmtBytes, Progress } from '../progress.js';
 
 function parseProgram(v: string, prev: Program[] = []): Program[] {
@@ -48,7 +49,7 @@ export async function siteTrust(client: ApiClient): Promise<TrustedKey[]> {
  * fingerprint; the signer of a package's manifests is its origin, the first three characters
  * of its ID.
  */
-async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
+async function trustKeyFile(file: string, id: string, from?: ContentSource): Promise<TrustedKey[]> {
   const { keyIdFor, publicKeyPem } = await import('../../content/signing.js');
   let key: crypto.KeyObject;
   try {
@@ -57,7 +58,25 @@ async function trustKeyFile(file: string, id: string): Promise<TrustedKey> {
     throw fail('usage', `--trust-key ${file}: not a readable PEM public key (${(e as Error).message.split('\n')[0]})`);
   }
   if (key.asymmetricKeyType !== 'ed25519') throw fail('usage', `--trust-key ${file}: not an Ed25519 key`);
-  return { keyId: keyIdFor(id.slice(0, 3), key), publicKeyPem: publicKeyPem(key), site: id.slice(0, 3) };
+  const origin = id.slice(0, 3);
+  // The server may hold the origin's certificate: if the pinned key is the central key that
+  // signed it, the origin's key is trusted through it (as between sites).
+  let cert: unknown;
+  try {
+    cert = from?.certificate ? JSON.parse((await from.certificate(origin)).toString('utf8')) : undefined;
+  } catch {
+    cert = undefined;
+  }
+  const issuer = (cert as { issuer?: unknown } | undefined)?.issuer;
+  if (typeof issuer === 'string' && /^[A-Z0-9]{3}:/.test(issuer)) {
+    const central = { keyId: keyIdFor(issuer.slice(0, 3), key), publicKeyPem: publicKeyPem(key), site: issuer.slice(0, 3) };
+    if (central.keyId === issuer) {
+      const { verifyCertificate } = await import('../../content/certificate.js');
+      const v = verifyCertificate(cert, central);
+      if (v.code === origin) return [central, v.trusted];
+    }
+  }
+  return [{ keyId: keyIdFor(origin, key), publicKeyPem: publicKeyPem(key), site: origin }];
 }
 
 async function latestManifest(client: ApiClient, id: string): Promise<Manifest> {
@@ -224,7 +243,12 @@ export function registerPackage(program: Command): void {
     const { fetchVersion, staticSource } = await import('../fetch.js');
     const source = o.from ? staticSource(o.from) : client;
     if (!source) throw fail('usage', '--trust-key needs --from URL (or --site URL to fetch from the site)');
-    const trusted = [...(client ? await siteTrust(client) : []), ...(o.trustKey ? [await trustKeyFile(o.trustKey, pid)] : [])];
+    const trusted = [
+      ...(client ? await siteTrust(client) : []),
+      ...(o.trustKey
+        ? await trustKeyFile(o.trustKey, pid, typeof source === 'object' && 'certificate' in source ? source : undefined)
+        : []),
+    ];
     const version =
       o.version ?? (await (client as ApiClient).json<{ version: number }>('GET', fillPath(PATHS.package, { id: pid }))).version;
     const progress = new Progress(`fetch ${pid}`, 0, !o.json);

@@ -52,6 +52,10 @@ export const PackageSummary = z
     bytes: z.number(),
     createdAt: z.string(),
     updatedAt: z.string(),
+    held: z
+      .boolean()
+      .optional()
+      .describe('false: made at a site below and not held here (its status still shows here); absent or true: held here'),
   })
   .meta({ id: 'PackageSummary' });
 export type PackageSummary = z.infer<typeof PackageSummary>;

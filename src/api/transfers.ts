@@ -77,6 +77,24 @@ export const StatusReport = z.strictObject({
   dps: z.array(DpState).max(100_000).optional(),
   /** Clients at and below the reporter, and their advertisement states, changed since the last report. */
   clients: ClientSync.optional(),
+  /** Packages made at the reporter or below it (so the sites above list them), when they changed. */
+  packages: z
+    .array(
+      z.strictObject({
+        id: z.string().regex(PACKAGE_ID),
+        name: z.string().max(256),
+        priority: z.enum(PRIORITIES),
+        version: z.number().int(),
+        versions: z.array(z.number().int()).max(100_000),
+        files: z.number().int(),
+        bytes: z.number(),
+        createdAt: z.string().max(64),
+        updatedAt: z.string().max(64),
+        held: z.boolean().optional(),
+      }),
+    )
+    .max(100_000)
+    .optional(),
   /** The digest of the policy the reporter holds: the answer carries the policy when it differs. */
   policyDigest: z.string().max(128).optional(),
 });

@@ -345,7 +345,7 @@ export async function readStoredChunk(ctx: SiteContext, digest: string): Promise
 
 /** Every package here, with its latest version's size. */
 export async function listPackages(ctx: SiteContext): Promise<PackageSummary[]> {
-  const out = [];
+  const out: PackageSummary[] = [];
   for (const p of await ctx.store.listPackages()) {
     const versions = await ctx.store.listVersions(p.id);
     const latest = versions.find((v) => v.version === p.latestVersion);
@@ -361,7 +361,13 @@ export async function listPackages(ctx: SiteContext): Promise<PackageSummary[]> 
       updatedAt: p.updatedAt,
     });
   }
-  return out;
+  // Packages made at sites below, as each child reported them (not held here unless distributed here).
+  for (const child of (await ctx.store.listSites()).filter((s) => s.relation === 'child')) {
+    const below = await ctx.store.getMeta(`packagesBelow.${child.code}`);
+    for (const p of below ? (JSON.parse(below) as PackageSummary[]) : [])
+      if (!out.some((x) => x.id === p.id)) out.push({ ...p, held: false });
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 /** A package version (the latest unless `wanted`): its programs and files. */

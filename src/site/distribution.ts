@@ -28,7 +28,7 @@ import {
 } from '../store/distribution.js';
 import { listGroups } from '../store/dps.js';
 import { acceptClientSync, clientSyncSince, reevaluate } from './clients.js';
-import { deleteVersion, lackedChunks } from './content.js';
+import { deleteVersion, lackedChunks, listPackages } from './content.js';
 import type { SiteContext } from './context.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
 import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
@@ -411,6 +411,9 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     invalidate(ctx);
   }
   if (r.clients) await acceptClientSync(ctx, r.clients, below);
+  // Packages made below: listed here; only those whose origin is the neighbour or below it.
+  if (r.packages && (await ctx.store.getSite(from))?.relation === 'child')
+    await ctx.store.setMeta(`packagesBelow.${from}`, JSON.stringify(r.packages.filter((p) => below.has(p.id.slice(0, 3)))));
   // A child site gets this site's policy (collections, advertisements, boundaries) when its copy differs.
   const neighbour = await ctx.store.getSite(from);
   if (neighbour?.relation === 'child' && r.policyDigest !== undefined) {
@@ -422,6 +425,7 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
 
 const DP_STATE_SECONDS = 30;
 const lastDpReport = new WeakMap<SiteContext, { at: number; fingerprint: string }>();
+const lastPackagesReport = new WeakMap<SiteContext, string>();
 
 /** This process's own DP state, and (at a site) every DP below it as last seen here. */
 async function dpStates(ctx: SiteContext, parentCode: string): Promise<DpState[]> {
@@ -454,6 +458,11 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   if (targets.length === 0 && messages.length === 0 && !stateDue && !isSite) return false;
   const clientMark = (await ctx.store.getMeta('clients.reportedUpTo')) ?? '';
   const clients = isSite ? await clientSyncSince(ctx, clientMark) : undefined;
+  // The packages made here and below go up when they changed (and with the DP state's cadence).
+  const ownAndBelow = new Set([ctx.code, ...(await ctx.store.listSites()).filter((s) => s.relation === 'child' || s.relation === 'descendant').map((s) => s.code)]);
+  const packages = isSite ? (await listPackages(ctx)).filter((p) => ownAndBelow.has(p.id.slice(0, 3))) : undefined;
+  const packagesPrint = JSON.stringify(packages ?? []);
+  const sendPackages = isSite && (lastPackagesReport.get(ctx) !== packagesPrint || stateDue);
   const newest = targets.reduce((m, t) => (t.updatedAt > m ? t.updatedAt : m), mark);
   const body: StatusReport = {
     targets: targets.map((t: TargetRow) => ({
@@ -473,6 +482,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     dps,
     ...(clients ? { clients: { clients: clients.clients, states: clients.states } } : {}),
     ...(isSite ? { policyDigest: (await ctx.store.getMeta('policy.digest')) ?? '' } : {}),
+    ...(sendPackages ? { packages } : {}),
   };
   const answer = await peerClient(parent).call(transferCalls.status, body);
   if (answer.policy) {
@@ -480,6 +490,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     await reevaluate(ctx);
   }
   if (clients) await ctx.store.setMeta('clients.reportedUpTo', clients.newest);
+  if (sendPackages) lastPackagesReport.set(ctx, packagesPrint);
   lastDpReport.set(ctx, { at: Date.now(), fingerprint });
   await markForwarded(
     ctx.store,

@@ -302,6 +302,10 @@ describe('clients, collections and advertisements', () => {
       const s = await cascade(['status', berPkg, '--json'], { env: cen.env });
       return s.code === 0 && JSON.parse(s.stdout).dps.some((d: { dp: string; serving: number | null }) => d.dp === 'ber-dp2' && d.serving === 1);
     });
+    await until('the central site lists the package made at BER', async () => {
+      const l = JSON.parse((await cascade(['package', 'list', '--json'], { env: cen.env })).stdout) as { packages: { id: string; held?: boolean }[] };
+      return l.packages.some((p) => p.id === berPkg && p.held === false);
+    });
     // Fetched from BER's DP with only the central key: BER's certificate, served beside the
     // manifests, carries the trust.
     const centralPem = path.join(root, 'central.pem');

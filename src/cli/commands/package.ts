@@ -167,7 +167,7 @@ export function registerPackage(program: Command): void {
 
   adminOptions(pkg.command('list').description('list packages')).action(async (o: AdminOpts) => {
     const r = await clientFrom(o).json<{
-      packages: { id: string; name: string; version: number; priority: string; files: number; bytes: number }[];
+      packages: { id: string; name: string; version: number; priority: string; files: number; bytes: number; held?: boolean }[];
     }>('GET', PATHS.packages);
     if (o.json) printJson(r);
     else if (r.packages.length === 0) process.stdout.write('no packages yet: cascade package create SRC --name NAME\n');
@@ -175,7 +175,14 @@ export function registerPackage(program: Command): void {
       process.stdout.write(
         table([
           ['ID', 'VERSION', 'PRIORITY', 'FILES', 'SIZE', 'NAME'],
-          ...r.packages.map((p) => [p.id, String(p.version), p.priority, String(p.files), fmtBytes(p.bytes), p.name]),
+          ...r.packages.map((p) => [
+            p.id,
+            String(p.version),
+            p.priority,
+            String(p.files),
+            fmtBytes(p.bytes),
+            `${p.name}${p.held === false ? ` (made at ${p.id.slice(0, 3)}, below; not held here)` : ''}`,
+          ]),
         ]),
       );
   });

@@ -74,10 +74,29 @@ async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, diges
 export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Promise<DpValidation[]> {
   const out: DpValidation[] = [];
   const byHop = new Map<string, string[]>();
+  // A DP's problems are raised by its site, which knows the whole picture; each site speaks for
+  // its own DPs (the sites below raised theirs already). Raised as found, so that a repair's
+  // message comes after the damage it repaired.
+  const isDp = (await ctx.store.getMeta('site.role')) === 'dp';
+  const raise = async (r: DpValidation) => {
+    if (isDp || (r.dp !== ctx.code && r.site !== ctx.code)) return;
+    for (const p of r.problems.slice(0, 100)) {
+      await emit(ctx, {
+        component: 'validation',
+        severity: 'error',
+        code: `content_${p.kind}`,
+        text: `${req.packageId} version ${req.version} on DP ${r.dp}: ${p.path}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.kind} (${p.detail})`,
+        packageId: req.packageId,
+      });
+    }
+  };
   for (const t of req.targets) {
     const via = await nextHop(ctx, t);
-    if (via === null) out.push(await validateOwn(ctx, req.packageId, req.version, req.lowPriority));
-    else byHop.set(via, [...(byHop.get(via) ?? []), t]);
+    if (via === null) {
+      const own = await validateOwn(ctx, req.packageId, req.version, req.lowPriority);
+      await raise(own);
+      out.push(own);
+    } else byHop.set(via, [...(byHop.get(via) ?? []), t]);
   }
   for (const [hop, targets] of byHop) {
     const peer = await ctx.store.getSite(hop);
@@ -102,6 +121,7 @@ export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Pro
       // A DP does not name its own site: this site knows it.
       const site = await siteOfDp(ctx, r.dp);
       if (site !== '?') r.site = site;
+      await raise(r);
       // The neighbour's own copy is fed from here: re-send its damaged chunks.
       if (req.repair && r.dp === hop && peer && !r.ok && r.problems.length > 0) {
         try {
@@ -122,21 +142,6 @@ export async function validateBelow(ctx: SiteContext, req: ValidateRequest): Pro
         }
       }
       out.push(r);
-    }
-  }
-  // A DP's problems are raised by its site, which knows the whole picture.
-  const isDp = (await ctx.store.getMeta('site.role')) === 'dp';
-  for (const r of out) {
-    if (isDp || (r.dp !== ctx.code && r.site !== ctx.code)) continue;
-    // Each site speaks for its own DPs (the sites below raised theirs already).
-    for (const p of r.problems.slice(0, 100)) {
-      await emit(ctx, {
-        component: 'validation',
-        severity: 'error',
-        code: `content_${p.kind}`,
-        text: `${req.packageId} version ${req.version} on DP ${r.dp}: ${p.path}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.kind} (${p.detail})`,
-        packageId: req.packageId,
-      });
     }
   }
   return out;

@@ -248,6 +248,13 @@ describe('distribution points', () => {
     expect(rep?.repaired).toEqual({ chunks: 2, ok: true });
     const again = await cascade(['validate', pkg, '--dp', 'eur-dp2', '--json'], { env: env() });
     expect(again.code).toBe(0);
+    // The story in order (newest first): the repair after the damage it repaired.
+    await until('the repair is reported up', async () =>
+      (await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout.includes('package_repaired'),
+    );
+    const story = (JSON.parse((await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout) as { messages: { code: string }[] })
+      .messages.map((m) => m.code);
+    expect(story.indexOf('package_repaired')).toBeLessThan(story.indexOf('content_damaged'));
   });
 
   it('removes a version from a DP; removal states show in status', async () => {

@@ -8,7 +8,14 @@ import { PATHS } from './paths.js';
 export const Rate = z.number().nullable().describe('bytes per second; null: unlimited');
 
 /** A schedule: its time zone, the 168 cells of the week (Monday 00:00 first) and its SPEC. */
-export const ScheduleView = z.object({ timeZone: z.string(), cells: z.array(z.enum(CELLS)), spec: z.string() }).meta({ id: 'Schedule' });
+export const ScheduleView = z
+  .object({
+    timeZone: z.string(),
+    cells: z.array(z.enum(CELLS)),
+    rates: z.array(Rate).optional().describe("per hour, as cells: a rate capping the route's in that hour; null: the route's rate"),
+    spec: z.string(),
+  })
+  .meta({ id: 'Schedule' });
 export type ScheduleView = z.infer<typeof ScheduleView>;
 
 export const RouteView = z

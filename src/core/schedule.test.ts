@@ -16,6 +16,7 @@ import {
   nextOpening,
   openSecondsBetween,
   parseSchedule,
+  rateAt,
   type Schedule,
   sameSchedule,
   scheduleFromGrid,
@@ -602,5 +603,40 @@ describe('scheduleWarnings', () => {
     ]);
     expect(scheduleWarnings('mon-fri 08-18 high; sat-sun all')).toEqual([]);
     expect(scheduleWarnings('all')).toEqual([]);
+  });
+});
+
+describe('rates by hour', () => {
+  const MiB = 1 << 20;
+  it('reads a rate after a rule’s value, and the route’s rate elsewhere', () => {
+    const s = parseSchedule('all 4MiB/s; mon-fri 08-18 high 512KiB/s; sat-sun all unlimited', 'UTC');
+    expect(s.rates?.[0]).toBe(4 * MiB); // Monday 00:00
+    expect(s.rates?.[8]).toBe(512 * 1024); // Monday 08:00
+    expect(s.cells[8]).toBe('high');
+    expect(s.rates?.[5 * 24 + 12]).toBeNull(); // Saturday noon: unlimited, the route's own rate
+    // Monday 10:00 UTC: the cell's 512 KiB/s caps a 2 MiB/s route; no route rate: the cell's.
+    const monday10 = new Date('2026-11-30T10:00:00Z');
+    expect(rateAt(s, 2 * MiB, monday10)).toBe(512 * 1024);
+    expect(rateAt(s, null, monday10)).toBe(512 * 1024);
+    expect(rateAt(s, 256 * 1024, monday10)).toBe(256 * 1024);
+    expect(rateAt(s, 2 * MiB, new Date('2026-12-05T12:00:00Z'))).toBe(2 * MiB);
+    expect(rateAt(parseSchedule('all'), 2 * MiB, monday10)).toBe(2 * MiB);
+  });
+
+  it('writes rates back into SPEC and the grid, and compares them', () => {
+    const s = parseSchedule('mon-fri 08-18 high 512KiB/s', 'UTC');
+    expect(formatSchedule(s)).toBe('mon-fri 08-18 high 512KiB/s');
+    expect(sameSchedule(parseSchedule(formatSchedule(s), 'UTC'), s)).toBe(true);
+    expect(sameSchedule(s, parseSchedule('mon-fri 08-18 high', 'UTC'))).toBe(false);
+    expect(sameSchedule(scheduleFromGrid(scheduleToGrid(s)), s)).toBe(true);
+    expect(scheduleToGrid(parseSchedule('all')).rates).toBeUndefined();
+  });
+
+  it('refuses what it cannot mean', () => {
+    expect(() => parseSchedule('closed 1MiB/s')).toThrow(/a rate after "closed" means nothing/);
+    expect(() => parseSchedule('mon-fri high fast')).toThrow(/"fast" after the value "high": the value ends a rule/);
+    expect(() => scheduleFromGrid({ timeZone: 'UTC', cells: new Array(168).fill('all'), rates: [1] })).toThrow(
+      /rates must be an array of 168/,
+    );
   });
 });

@@ -5,6 +5,7 @@
  */
 import { type ErrorCode, fail } from './errors.js';
 import type { Priority } from './package.js';
+import { formatRate, parseRate } from './rate.js';
 
 /** One hour of the week: open to every priority, to medium and high, to high only, or to none. */
 export const CELLS = ['all', 'medium', 'high', 'closed'] as const;
@@ -15,6 +16,11 @@ export interface Schedule {
   timeZone: string;
   /** 168 entries, index `day * 24 + hour`, day 0 = Monday … 6 = Sunday, local time. */
   cells: Cell[];
+  /**
+   * Per hour, as `cells`: a rate (bytes/s) that caps the route's rate in that hour, or null for
+   * the route's own rate. Absent: no hour has one.
+   */
+  rates?: (number | null)[];
 }
 
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
@@ -45,7 +51,25 @@ export function allows(cell: Cell, priority: Priority): boolean {
 }
 
 export function sameSchedule(a: Schedule, b: Schedule): boolean {
-  return a.timeZone === b.timeZone && a.cells.length === b.cells.length && a.cells.every((c, i) => c === b.cells[i]);
+  return (
+    a.timeZone === b.timeZone &&
+    a.cells.length === b.cells.length &&
+    a.cells.every((c, i) => c === b.cells[i]) &&
+    a.cells.every((_, i) => (a.rates?.[i] ?? null) === (b.rates?.[i] ?? null))
+  );
+}
+
+/**
+ * The rate a route may send at, at `date`: its own rate, capped by the rate of the schedule's
+ * cell for that local hour when it has one (SMS 2.0's "maximum transfer rates by hour"). Null:
+ * unlimited.
+ */
+export function rateAt(s: Schedule, routeRate: number | null, date: Date): number | null {
+  if (!s.rates) return routeRate;
+  const { day, hour } = localDayHour(s.timeZone, date);
+  const cell = s.rates[day * 24 + hour] ?? null;
+  if (cell === null) return routeRate;
+  return routeRate === null ? cell : Math.min(routeRate, cell);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,9 +425,20 @@ function parseHours(token: string, bad: (why: string) => Error): { start: number
 
 const isHoursToken = (t: string): boolean => /^\d/.test(t);
 
-function applyRule(cells: Cell[], text: string): void {
+/** A rate written after a rule's value, e.g. `512KiB/s` (no space inside), or undefined. */
+function ruleRate(token: string): number | null | undefined {
+  if (!/^(\d|\.\d)/.test(token) && token.toLowerCase() !== 'unlimited') return undefined;
+  try {
+    return parseRate(token);
+  } catch {
+    return undefined;
+  }
+}
+
+function applyRule(cells: Cell[], rates: (number | null)[], text: string): void {
   const bad = (why: string): Error => fail('usage', `schedule rule "${text}": ${why}`);
-  const tokens = text.toLowerCase().split(/\s+/);
+  const raw = text.split(/\s+/);
+  const tokens = raw.map((t) => t.toLowerCase());
   const valueAt = tokens.findIndex(isCell);
   if (valueAt === -1) {
     const last = tokens[tokens.length - 1]!;
@@ -421,7 +456,15 @@ function applyRule(cells: Cell[], text: string): void {
     throw bad(`unknown value "${last}" (${VALUE_HINT})`);
   }
   const value = tokens[valueAt] as Cell;
-  const after = tokens.slice(valueAt + 1);
+  let after = tokens.slice(valueAt + 1);
+  // An optional rate after the value caps the route's rate in those hours.
+  let rate: number | null = null;
+  const rateText = raw[valueAt + 1] as string;
+  if (after.length === 1 && ruleRate(rateText) !== undefined) {
+    if (value === 'closed') throw bad(`a rate after "closed" means nothing: nothing is sent in those hours`);
+    rate = ruleRate(rateText) as number | null;
+    after = [];
+  }
   const second = after.find(isCell);
   if (second !== undefined) throw bad(`two values, "${value}" and "${second}": a rule has one value (separate rules with ";")`);
   if (after.length > 0) throw bad(`"${after.join(' ')}" after the value "${value}": the value ends a rule (separate rules with ";")`);
@@ -445,12 +488,16 @@ function applyRule(cells: Cell[], text: string): void {
   const days = dayToken === undefined ? [0, 1, 2, 3, 4, 5, 6] : parseDays(dayToken, bad);
   const hours = hourToken === undefined ? { start: 0, end: 24 } : parseHours(hourToken, bad);
   for (const d of days) {
+    const set = (i: number) => {
+      cells[i] = value;
+      rates[i] = rate;
+    };
     if (hours.start < hours.end) {
-      for (let h = hours.start; h < hours.end; h++) cells[d * 24 + h] = value;
+      for (let h = hours.start; h < hours.end; h++) set(d * 24 + h);
     } else {
-      for (let h = hours.start; h < 24; h++) cells[d * 24 + h] = value;
+      for (let h = hours.start; h < 24; h++) set(d * 24 + h);
       const next = ((d + 1) % 7) * 24;
-      for (let h = 0; h < hours.end; h++) cells[next + h] = value;
+      for (let h = 0; h < hours.end; h++) set(next + h);
     }
   }
 }
@@ -458,7 +505,7 @@ function applyRule(cells: Cell[], text: string): void {
 /**
  * Parses SPEC text: rules separated by ";" (or new lines), applied left to right over a week
  * that starts all `all`; a later rule overrides an earlier one where they overlap. Each rule is
- * `[days] [hours] value`. Throws a `usage` error naming the bad part.
+ * `[days] [hours] value [rate]`. Throws a `usage` error naming the bad part.
  */
 export function parseSchedule(spec: string, timeZone = 'UTC'): Schedule {
   const tz = checkTimeZone(timeZone, 'usage');
@@ -468,8 +515,9 @@ export function parseSchedule(spec: string, timeZone = 'UTC'): Schedule {
     .filter((r) => r !== '');
   if (rules.length === 0) throw fail('usage', 'empty schedule: give rules such as "all" or "mon-fri 08-18 high; sat-sun all"');
   const cells = new Array<Cell>(HOURS_PER_WEEK).fill('all');
-  for (const rule of rules) applyRule(cells, rule);
-  return { timeZone: tz, cells };
+  const rates = new Array<number | null>(HOURS_PER_WEEK).fill(null);
+  for (const rule of rules) applyRule(cells, rates, rule);
+  return rates.some((r) => r !== null) ? { timeZone: tz, cells, rates } : { timeZone: tz, cells };
 }
 
 const pad2 = (n: number): string => String(n).padStart(2, '0');
@@ -483,7 +531,7 @@ export function scheduleWarnings(spec: string): string[] {
   const out: string[] = [];
   for (const rule of spec.split(/[;\n]/)) {
     for (const t of rule.trim().split(/\s+/)) {
-      if (!isHoursToken(t)) continue;
+      if (!isHoursToken(t) || ruleRate(t) !== undefined) continue;
       const { start, end } = parseHours(t, (why) => new Error(why));
       if (start < end) continue;
       const pm =
@@ -513,7 +561,11 @@ interface Run {
   start: number;
   end: number;
   value: Cell;
+  rate: number | null;
 }
+
+/** A rate as one SPEC token: `512KiB/s`. */
+const rateToken = (bps: number | null): string => formatRate(bps).replace(/\s+/g, '');
 
 /**
  * Canonical SPEC text for a schedule (the time zone is not part of it). Parsing the result gives
@@ -533,9 +585,10 @@ export function formatSchedule(s: Schedule): string {
     let h = 0;
     while (h < 24) {
       const value = s.cells[d * 24 + h]!;
+      const rate = s.rates?.[d * 24 + h] ?? null;
       let e = h + 1;
-      while (e < 24 && s.cells[d * 24 + e] === value) e++;
-      if (value !== base) dayRuns.push({ start: h, end: e, value });
+      while (e < 24 && s.cells[d * 24 + e] === value && (s.rates?.[d * 24 + e] ?? null) === rate) e++;
+      if (value !== base || rate !== null) dayRuns.push({ start: h, end: e, value, rate });
       h = e;
     }
     runs.push(dayRuns);
@@ -546,7 +599,15 @@ export function formatSchedule(s: Schedule): string {
     const tomorrow = runs[(d + 1) % 7]!;
     const tail = today[today.length - 1];
     const head = tomorrow[0];
-    if (tail && head && tail.end === 24 && head.start === 0 && tail.value === head.value && head.end < tail.start) {
+    if (
+      tail &&
+      head &&
+      tail.end === 24 &&
+      head.start === 0 &&
+      tail.value === head.value &&
+      tail.rate === head.rate &&
+      head.end < tail.start
+    ) {
       tail.end = head.end;
       tomorrow.shift();
     }
@@ -561,15 +622,16 @@ export function formatSchedule(s: Schedule): string {
     for (const g of group) done.add(g);
     const days = formatDays(group);
     for (const r of runs[d]!) {
-      rules.push(r.start === 0 && r.end === 24 ? `${days} ${r.value}` : `${days} ${pad2(r.start)}-${pad2(r.end)} ${r.value}`);
+      const value = r.rate === null ? r.value : `${r.value} ${rateToken(r.rate)}`;
+      rules.push(r.start === 0 && r.end === 24 ? `${days} ${value}` : `${days} ${pad2(r.start)}-${pad2(r.end)} ${value}`);
     }
   }
   return rules.length === 0 ? 'all' : rules.join('; ');
 }
 
 /** The JSON form of a schedule. */
-export function scheduleToGrid(s: Schedule): { timeZone: string; cells: Cell[] } {
-  return { timeZone: s.timeZone, cells: [...s.cells] };
+export function scheduleToGrid(s: Schedule): { timeZone: string; cells: Cell[]; rates?: (number | null)[] } {
+  return s.rates ? { timeZone: s.timeZone, cells: [...s.cells], rates: [...s.rates] } : { timeZone: s.timeZone, cells: [...s.cells] };
 }
 
 /** Validates the JSON form `{ timeZone, cells }` (168 cells, Monday 00:00 first). */
@@ -577,7 +639,7 @@ export function scheduleFromGrid(value: unknown, code: ErrorCode = 'bad_request'
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw fail(code, 'a schedule grid is an object { timeZone, cells } with 168 cells');
   }
-  const { timeZone, cells } = value as Record<string, unknown>;
+  const { timeZone, cells, rates } = value as Record<string, unknown>;
   if (typeof timeZone !== 'string') throw fail(code, 'schedule grid: timeZone must be a string such as "Europe/Berlin" or "UTC"');
   const tz = checkTimeZone(timeZone, code);
   if (!Array.isArray(cells) || cells.length !== HOURS_PER_WEEK) {
@@ -595,7 +657,14 @@ export function scheduleFromGrid(value: unknown, code: ErrorCode = 'bad_request'
     }
     out.push(c);
   }
-  return { timeZone: tz, cells: out };
+  if (rates === undefined || rates === null) return { timeZone: tz, cells: out };
+  if (
+    !Array.isArray(rates) ||
+    rates.length !== HOURS_PER_WEEK ||
+    !rates.every((r) => r === null || (typeof r === 'number' && Number.isSafeInteger(r) && r > 0))
+  )
+    throw fail(code, 'schedule grid: rates must be an array of 168 values, each null or a positive whole number of bytes per second');
+  return rates.some((r) => r !== null) ? { timeZone: tz, cells: out, rates: rates as (number | null)[] } : { timeZone: tz, cells: out };
 }
 
 /** Seven lines, Monday first, 24 characters each: `A` all, `M` medium, `H` high, `.` closed. */

@@ -459,7 +459,10 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const clientMark = (await ctx.store.getMeta('clients.reportedUpTo')) ?? '';
   const clients = isSite ? await clientSyncSince(ctx, clientMark) : undefined;
   // The packages made here and below go up when they changed (and with the DP state's cadence).
-  const ownAndBelow = new Set([ctx.code, ...(await ctx.store.listSites()).filter((s) => s.relation === 'child' || s.relation === 'descendant').map((s) => s.code)]);
+  const ownAndBelow = new Set([
+    ctx.code,
+    ...(await ctx.store.listSites()).filter((s) => s.relation === 'child' || s.relation === 'descendant').map((s) => s.code),
+  ]);
   const packages = isSite ? (await listPackages(ctx)).filter((p) => ownAndBelow.has(p.id.slice(0, 3))) : undefined;
   const packagesPrint = JSON.stringify(packages ?? []);
   const sendPackages = isSite && (lastPackagesReport.get(ctx) !== packagesPrint || stateDue);

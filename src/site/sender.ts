@@ -7,7 +7,7 @@ import { CascadeError, fail } from '../core/errors.js';
 import { PRIORITY_ORDER } from '../core/package.js';
 import { TokenBucket } from '../core/rate.js';
 import { backoffSeconds } from '../core/retry.js';
-import { isOpen, nextOpening, type Schedule } from '../core/schedule.js';
+import { isOpen, nextOpening, rateAt, type Schedule } from '../core/schedule.js';
 import { sleep, throttle } from '../lib/throttle.js';
 import { getTransfer, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
@@ -134,7 +134,8 @@ export class Sender {
 
   private async routeOf(child: string): Promise<{ schedule: Schedule; concurrency: number; state: RouteState }> {
     const r = await this.ctx.store.getRoute(child);
-    const rate = r?.rate ?? null;
+    // The route's rate, capped by the rate of the schedule's current hour when it has one.
+    const rate = rateAt(routeSchedule(r), r?.rate ?? null, this.ctx.clock());
     let st = this.routes.get(child);
     if (!st) {
       st = { bucket: new TokenBucket({ rate, now: () => Date.now() }), rate };

@@ -295,25 +295,44 @@ describe('clients, collections and advertisements', () => {
     const berSrc = path.join(root, 'ber-src');
     fs.mkdirSync(berSrc);
     fs.writeFileSync(path.join(berSrc, 'local.txt'), 'made at BER\n');
-    const berPkg = JSON.parse((await cascade(['package', 'create', berSrc, '--name', 'Local', '--json'], { env: ber.env })).stdout).id as string;
+    const berPkg = JSON.parse((await cascade(['package', 'create', berSrc, '--name', 'Local', '--json'], { env: ber.env })).stdout)
+      .id as string;
     expect(berPkg).toBe('BER00001');
     expect((await cascade(['distribute', berPkg, '--to', 'dp:ber-dp2'], { env: ber.env })).code).toBe(0);
     await until('the central site shows the distribution made at BER', async () => {
       const s = await cascade(['status', berPkg, '--json'], { env: cen.env });
-      return s.code === 0 && JSON.parse(s.stdout).dps.some((d: { dp: string; serving: number | null }) => d.dp === 'ber-dp2' && d.serving === 1);
+      return (
+        s.code === 0 && JSON.parse(s.stdout).dps.some((d: { dp: string; serving: number | null }) => d.dp === 'ber-dp2' && d.serving === 1)
+      );
     });
     await until('the central site lists the package made at BER', async () => {
-      const l = JSON.parse((await cascade(['package', 'list', '--json'], { env: cen.env })).stdout) as { packages: { id: string; held?: boolean }[] };
+      const l = JSON.parse((await cascade(['package', 'list', '--json'], { env: cen.env })).stdout) as {
+        packages: { id: string; held?: boolean }[];
+      };
       return l.packages.some((p) => p.id === berPkg && p.held === false);
     });
     // Fetched from BER's DP with only the central key: BER's certificate, served beside the
     // manifests, carries the trust.
     const centralPem = path.join(root, 'central.pem');
     fs.writeFileSync(centralPem, ((await (await fetch(`${cen.url}/api/v1/site`)).json()) as { publicKey: string }).publicKey);
-    const fetched = await cascade(['package', 'fetch', berPkg, path.join(root, 'fetched'), '--version', '1', '--from', dps['ber-dp2']?.url as string, '--trust-key', centralPem]);
+    const fetched = await cascade([
+      'package',
+      'fetch',
+      berPkg,
+      path.join(root, 'fetched'),
+      '--version',
+      '1',
+      '--from',
+      dps['ber-dp2']?.url as string,
+      '--trust-key',
+      centralPem,
+    ]);
     expect(fetched.stderr).toBe('');
     expect(fs.readFileSync(path.join(root, 'fetched', 'local.txt'), 'utf8')).toBe('made at BER\n');
-    const dpsAtCen = JSON.parse((await cascade(['dp', 'list', '--json'], { env: cen.env })).stdout).dps as { name: string; url: string | null }[];
+    const dpsAtCen = JSON.parse((await cascade(['dp', 'list', '--json'], { env: cen.env })).stdout).dps as {
+      name: string;
+      url: string | null;
+    }[];
     expect(dpsAtCen.find((d) => d.name === 'ber-dp1')?.url).toBe(dps['ber-dp1']?.url);
 
     // --- bad input ------------------------------------------------------------------------------

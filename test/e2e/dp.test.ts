@@ -252,8 +252,9 @@ describe('distribution points', () => {
     await until('the repair is reported up', async () =>
       (await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout.includes('package_repaired'),
     );
-    const story = (JSON.parse((await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout) as { messages: { code: string }[] })
-      .messages.map((m) => m.code);
+    const story = (
+      JSON.parse((await cascade(['messages', '--package', pkg, '--json'], { env: env() })).stdout) as { messages: { code: string }[] }
+    ).messages.map((m) => m.code);
     expect(story.indexOf('package_repaired')).toBeLessThan(story.indexOf('content_damaged'));
   });
 

@@ -9,6 +9,7 @@ export const ImportReport = z
     parcel: z.string(),
     source: z.string(),
     destination: z.string().nullable(),
+    importedAt: z.string().optional().describe('the site (or DP) that imported it: the one that answered'),
     created: z.string(),
     packages: z.array(
       z.object({

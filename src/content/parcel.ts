@@ -587,6 +587,8 @@ export interface ImportReport {
   parcel: string;
   source: string;
   destination: string | null;
+  /** The site that imported it (set by the site, not the parcel). */
+  importedAt?: string;
   created: string;
   packages: {
     id: string;

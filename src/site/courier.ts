@@ -623,7 +623,7 @@ export function siteSink(ctx: SiteContext): ParcelSink {
  * checks its courier transfers at once), and lets the content flow on below as usual.
  */
 export async function importAtSite(ctx: SiteContext, body: AsyncIterable<Uint8Array>, opts: ImportOptions = {}): Promise<ImportReport> {
-  const report = await importParcel(siteSink(ctx), body, { here: ctx.code, ...opts });
+  const report = { ...(await importParcel(siteSink(ctx), body, { here: ctx.code, ...opts })), importedAt: ctx.code };
   await recordParcel(ctx.store, {
     id: report.parcel,
     direction: 'import',

@@ -224,7 +224,7 @@ describe('courier parcels', () => {
     // Only the table of contents and the trailer crossed: every chunk was left out.
     expect(again.bytes.received).toBeLessThan(again.bytes.parcel / 20);
     const text2 = await run('EUR', ['courier', 'import', file]);
-    expect(text2.stdout).toContain(`parcel ${x.parcel} from CEN: 0 chunks stored`);
+    expect(text2.stdout).toContain(`parcel ${x.parcel} from CEN imported at site EUR: 0 chunks stored`);
     expect(text2.stdout).toMatch(/ of the parcel's .* sent\)/);
   });
 

@@ -345,7 +345,7 @@ export function registerCourier(program: Command): void {
       return;
     }
     process.stdout.write(
-      `parcel ${r.parcel} from ${r.source}${r.dp ? ` onto DP ${r.dp}` : ''}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here` +
+      `parcel ${r.parcel} from ${r.source}${r.dp ? ` onto DP ${r.dp}` : r.importedAt ? ` imported at site ${r.importedAt}` : ''}: ${r.chunks.stored} chunks stored (${fmtBytes(r.bytes.stored)}), ${r.chunks.alreadyHeld} already here` +
         `${r.bytes.received < r.bytes.parcel ? ` (${fmtBytes(r.bytes.received)} of the parcel's ${fmtBytes(r.bytes.parcel)} sent)` : ''}\n` +
         table([
           ['  PACKAGE', 'VERSION', 'STATE', 'STILL MISSING'],

@@ -233,9 +233,7 @@ describe('clients, collections and advertisements', () => {
       Buffer.concat([Buffer.from([0]), crypto.randomBytes(payload.chunks[3][1])]),
     );
 
-    // --- agents run; agent 2 is killed in the middle of its download and started again ---------
-    const a1 = startAgent(agentDirs[0] as string, out);
-    const a3 = startAgent(agentDirs[2] as string, out);
+    // --- agent 2 alone, killed in the middle of its download and started again ------------------
     const a2 = startAgent(agentDirs[1] as string, out);
     const cache2 = path.join(agentDirs[1] as string, 'cache');
     // Chunks in the cache whole (a write the kill cut short is not a verified chunk).
@@ -255,6 +253,16 @@ describe('clients, collections and advertisements', () => {
     const restartedAt = Date.now();
     await sleep(50);
     const a2b = startAgent(agentDirs[1] as string, out);
+    await until('agent 2 succeeded', async () => a2b.log().includes('CEN-A00001: succeeded (exit code 0)'), 90_000);
+    // Resumed: no chunk verified before the kill was fetched again (agent 2 is the only downloader so far).
+    const refetched = (proxy?.log ?? []).filter((x) => x.at >= restartedAt && verified.has(x.digest));
+    expect(refetched).toEqual([]);
+    // It fetched only what it lacked: less than the package.
+    expect(Number(/fetched (\d+) bytes in \d+ ms/.exec(a2b.log())?.[1])).toBeLessThan(12 << 20);
+
+    // --- then agents 1 and 3 ------------------------------------------------------------------
+    const a1 = startAgent(agentDirs[0] as string, out);
+    const a3 = startAgent(agentDirs[2] as string, out);
 
     const status = async (env: Record<string, string>) =>
       JSON.parse((await cascade(['advertisement', 'status', ad, '--json'], { env })).stdout) as Status;
@@ -271,10 +279,6 @@ describe('clients, collections and advertisements', () => {
       ['BER-000003', 'BER', 'succeeded', 0],
       ['BER-000004', 'BER', 'available', null],
     ]);
-    // Resumed: no chunk verified before the kill was fetched again.
-    const refetched = (proxy?.log ?? []).filter((x) => x.at >= restartedAt && verified.has(x.digest));
-    expect(refetched).toEqual([]);
-    expect(a2b.log()).toContain('CEN-A00001: succeeded (exit code 0)');
 
     // The tampered chunk: agent 1 fell back to ber-dp1, and the central site hears which DP, package, file and chunk.
     expect(a1.log()).toContain('CEN-A00001: succeeded');

@@ -12,7 +12,7 @@ import {
   writeParcel,
 } from '../content/parcel.js';
 import type { OmitRange } from '../content/parcel-toc.js';
-import { issueTicket, verifyTicket } from '../content/ticket.js';
+import { issueTicket, type TicketBody, verifyTicket } from '../content/ticket.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
@@ -721,7 +721,10 @@ export async function importAtDp(
   body: AsyncIterable<Uint8Array>,
   opts: ImportOptions = {},
 ): Promise<ImportReport & { dp: string }> {
-  await checkDpTicket(ctx, ticket);
+  const t = await checkDpTicket(ctx, ticket);
+  // A ticket carries one import: a copy of it (from a log, a proxy) is worth nothing afterwards.
+  if (!(await ctx.store.claimOnce(`ticket.used.${t.nonce}`, ctx.clock().toISOString())))
+    throw fail('unauthorized', `this import ticket was used already; ask site ${t.site} for a new one (cascade courier import --dp ${ctx.code} does)`);
   const report = await importAtSite(ctx, body, opts);
   return { ...report, dp: ctx.code };
 }
@@ -736,10 +739,10 @@ export async function missingAtDp(ctx: SiteContext, ticket: string, digests: rea
 }
 
 /** An import ticket from this DP's own site, for this DP, not expired; else 401 or 403. */
-export async function checkDpTicket(ctx: SiteContext, ticket: string): Promise<void> {
+export async function checkDpTicket(ctx: SiteContext, ticket: string): Promise<TicketBody> {
   const site = await parentOf(ctx.store);
   if (!site) throw fail('internal', `DP ${ctx.code} has no site recorded`);
-  verifyTicket(ticket, {
+  return verifyTicket(ticket, {
     dp: ctx.code,
     site: site.code,
     key: { keyId: site.keyId, publicKeyPem: site.publicKey, site: site.code },

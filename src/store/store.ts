@@ -131,6 +131,19 @@ export class Store {
   }
 
   /** Atomically increments a named counter and returns the new value (first call: 1). */
+  /**
+   * Records `key` once: true the first time, false when it was recorded already (atomic; used
+   * for single-use tickets).
+   */
+  async claimOnce(key: string, value: string): Promise<boolean> {
+    const r = await this.db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
   async nextCounter(name: string): Promise<number> {
     const row = await this.db
       .insertInto('counters')

@@ -205,6 +205,24 @@ describe('courier parcels onto a DP', () => {
     expect(await wrong.json()).toEqual({
       error: { code: 'forbidden', message: 'the import ticket is for DP cen-dp2, not for this DP (cen-dp1)' },
     });
+    // A ticket carries one import: the same ticket again is refused.
+    const once = await (
+      await fetch(`${cen().url}/api/v1/courier/dp-tickets`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${cen().token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ dp: 'cen-dp1' }),
+      })
+    ).json();
+    const whole = fs.readFileSync(file);
+    expect((await dpImport('cen-dp1', once.ticket, whole)).status).toBe(200);
+    const replay = await dpImport('cen-dp1', once.ticket, whole);
+    expect(replay.status).toBe(401);
+    expect(await replay.json()).toEqual({
+      error: {
+        code: 'unauthorized',
+        message: 'this import ticket was used already; ask site CEN for a new one (cascade courier import --dp cen-dp1 does)',
+      },
+    });
     // A read-only token cannot ask for a ticket.
     const ro = (await json(['token', 'create', '--role', 'read-only', '--name', 'viewer'])).token;
     const denied = await cascade(['courier', 'import', file, '--dp', 'cen-dp1'], { env: { ...cen().env, CASCADE_TOKEN: ro } });

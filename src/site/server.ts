@@ -298,6 +298,26 @@ export async function startSite(opts: {
           `the store expects ${expected}): put the site's own ${SITE_KEY_FILE} back`,
       );
     }
+    // Everything this site trusts hangs on the central key it pinned at join: its own
+    // certificate must still verify against it, for its own code and key.
+    const certificate = await store.getMeta('site.certificate');
+    if (certificate) {
+      const centralKeyId = (await store.getMeta('central.keyId')) ?? '(none)';
+      const centralPem = (await store.getMeta('central.publicKey')) ?? '';
+      const centralCode = (await store.getMeta('central.code')) ?? '(none)';
+      let why: string | undefined;
+      try {
+        const c = verifyCertificate(JSON.parse(certificate), { keyId: centralKeyId, publicKeyPem: centralPem, site: centralCode });
+        if (c.code !== cfg.code || c.keyId !== key.keyId) why = `it is the certificate of ${c.code} (${c.keyId})`;
+      } catch (e) {
+        why = (e as Error).message;
+      }
+      if (why)
+        throw fail(
+          'invalid_config',
+          `the central key pinned in the store (${centralKeyId}) does not vouch for site ${cfg.code}: ${why}; the store was altered or belongs elsewhere, so the site does not start (restore the data folder from a backup)`,
+        );
+    }
   } catch (e) {
     await store.close();
     throw e;

@@ -1,4 +1,6 @@
+import crypto from 'node:crypto';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cascade, freePort, type SiteProcess, startSite, tmpDir } from './helpers.js';
 
@@ -164,5 +166,18 @@ describe('site hierarchy', () => {
     expect(text.stdout).toMatch(/^ {2}EUR .*yes/m);
     // Sites further down: contact as their own parent saw it, reported up.
     expect(text.stdout).toMatch(/^ {4}BER .*(yes|via child)/m);
+
+    // A site whose pinned central key was altered in its store refuses to start, saying why.
+    const berSite = running.find((x) => x.dataDir === path.join(root, 'BER')) as SiteProcess;
+    expect(await berSite.stop()).toBe(0);
+    const forged = crypto.generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const db = new Database(path.join(root, 'BER', 'cascade.db'));
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'central.publicKey'").run(forged);
+    db.close();
+    const refused = await cascade(['site', 'start', '--data', path.join(root, 'BER')]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /^cascade: the central key pinned in the store \(CEN:[0-9a-f]{16}\) does not vouch for site BER: the signature by key CEN:[0-9a-f]{16} does not match the signed content; the store was altered or belongs elsewhere, so the site does not start/,
+    );
   });
 });

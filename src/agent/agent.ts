@@ -217,12 +217,15 @@ export class Agent {
 
   /** Acts on one offer if it is due; true when it ran (or tried to). */
   private async consider(offer: Offer, trusted: TrustedKey[], signal?: AbortSignal): Promise<boolean> {
+    // Known once the advertisement's signature checked out; a failure before that records nothing.
     let adId = '?';
+    let packageId = '';
     try {
       const rec = verifyPolicy(offer.advertisement, trusted);
       if (rec.kind !== 'advertisement') throw fail('bad_signature', `the site offered a ${rec.kind} record as an advertisement`);
       const ad = rec.body;
       adId = ad.id;
+      packageId = ad.packageId;
       this.state.offers.push({
         advertisement: ad.id,
         packageId: ad.packageId,
@@ -270,9 +273,8 @@ export class Agent {
     } catch (e) {
       this.say(`advertisement ${adId}: ${(e as Error).message}`);
       if (adId !== '?') {
-        const held = this.state.advertisements[adId];
         this.setAd(adId, {
-          packageId: held?.packageId ?? (offer.advertisement.record as { body?: { packageId?: string } }).body?.packageId ?? 'XXX00000',
+          packageId,
           version: offer.version,
           state: 'failed',
           detail: (e as Error).message.slice(0, 1000),

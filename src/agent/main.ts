@@ -4,8 +4,8 @@
  * (`npm run build:agent` bundles this into dist/cascade-agent.cjs; docs/agent.md).
  */
 import v8 from 'node:v8';
-import { Command, CommanderError } from 'commander';
-import { CascadeError } from '../core/errors.js';
+import { Command } from 'commander';
+import { runProgram } from '../lib/run-program.js';
 import { VERSION } from '../lib/version.js';
 import { registerAgent } from './command.js';
 
@@ -21,20 +21,7 @@ export async function agentMain(argv: string[]): Promise<void> {
     .exitOverride();
   // `cascade-agent start ...` reads as `cascade agent start ...`.
   for (const c of [...registerAgent(new Command('cascade')).commands]) program.addCommand(c);
-  program.commands.forEach(function exit(c: Command) {
-    c.exitOverride();
-    c.commands.forEach(exit);
-  });
-  try {
-    await program.parseAsync(argv);
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      process.exitCode = e.exitCode === 0 ? 0 : 2;
-      return;
-    }
-    process.stderr.write(`cascade-agent: ${e instanceof CascadeError ? e.message : `unexpected error: ${(e as Error).message}`}\n`);
-    process.exitCode = e instanceof CascadeError ? e.exitCode : 1;
-  }
+  await runProgram(program, argv, 'cascade-agent');
 }
 
 void agentMain(process.argv);

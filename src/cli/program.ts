@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { CascadeError } from '../core/errors.js';
+import { Command } from 'commander';
+import { runProgram } from '../lib/run-program.js';
 import { VERSION } from '../lib/version.js';
 import { registerClientsAdmin, registerSiteSettings } from './commands/clients.js';
 import { registerCourier } from './commands/courier.js';
@@ -38,29 +38,9 @@ export async function main(argv: string[], roles: ((p: Command) => unknown)[] = 
   const program = buildProgram(roles);
   // Examples and "(required)" marks only matter to --help: the table loads only then.
   if (argv.some((a) => a === '--help' || a === '-h' || a === 'help')) (await import('./examples.js')).polishHelp(program);
-  program.commands.forEach(function exit(c: Command) {
-    c.exitOverride();
-    c.commands.forEach(exit);
-  });
   // Output piped into `head` and the like: a closed pipe ends the command quietly.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
   });
-  try {
-    await program.parseAsync(argv);
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      process.exitCode = e.exitCode === 0 ? 0 : 2;
-      return;
-    }
-    if (e instanceof CascadeError) {
-      process.stderr.write(`cascade: ${e.message}\n`);
-      process.exitCode = e.exitCode;
-      return;
-    }
-    const err = e as Error;
-    process.stderr.write(`cascade: unexpected error: ${err.message}\n`);
-    if (process.env.CASCADE_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = 1;
-  }
+  await runProgram(program, argv, 'cascade');
 }

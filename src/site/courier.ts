@@ -724,7 +724,10 @@ export async function importAtDp(
   const t = await checkDpTicket(ctx, ticket);
   // A ticket carries one import: a copy of it (from a log, a proxy) is worth nothing afterwards.
   if (!(await ctx.store.claimOnce(`ticket.used.${t.nonce}`, ctx.clock().toISOString())))
-    throw fail('unauthorized', `this import ticket was used already; ask site ${t.site} for a new one (cascade courier import --dp ${ctx.code} does)`);
+    throw fail(
+      'unauthorized',
+      `this import ticket was used already; ask site ${t.site} for a new one (cascade courier import --dp ${ctx.code} does)`,
+    );
   const report = await importAtSite(ctx, body, opts);
   return { ...report, dp: ctx.code };
 }

@@ -291,7 +291,8 @@ export class Sender {
           lastError: null,
         });
       }
-      await updateTransfer(ctx.store, t.id, { state: 'done', bytesDone: manifest.bytes, retries: 0, nextAttemptAt: null });
+      // A done transfer keeps how many retries it took (its messages told each one); reopening resets it.
+      await updateTransfer(ctx.store, t.id, { state: 'done', bytesDone: manifest.bytes, nextAttemptAt: null });
       await emit(ctx, {
         component: 'sender',
         severity: 'info',

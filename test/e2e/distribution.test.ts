@@ -178,6 +178,8 @@ describe('distribution down the tree', () => {
     expect(secs).toBeGreaterThan(4.5);
     const t = (await transfers('CEN')).find((x) => x.packageId === c.id);
     expect(t?.state).toBe('done');
+    // The done transfer keeps how many retries it took, as its messages told them.
+    expect(t?.retries).toBeGreaterThan(0);
     // Chunks verified before the kill did not cross again (allow one batch in flight).
     expect(t?.wireBytes).toBeLessThan(c.bytes * 1.02 + (4 << 20));
     const v = JSON.parse((await cascade(['package', 'verify', c.id, '--json'], { env: (sites.EUR as SiteProcess).env })).stdout);

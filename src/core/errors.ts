@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   conflict: { status: 409, exit: 1, summary: 'The request conflicts with the current state.' },
   too_large: { status: 413, exit: 1, summary: 'A body, file, or count is over its limit.' },
   unavailable: { status: 503, exit: 1, summary: 'A server or dependency cannot be reached.' },
+  rate_limited: { status: 429, exit: 1, summary: 'Too many failed attempts from one address: wait a minute and try again.' },
   bad_answer: { status: 502, exit: 1, summary: 'Another party answered with something that does not match the API.' },
   internal: { status: 500, exit: 1, summary: 'An unexpected failure; the log has details.' },
 } as const satisfies Record<string, { status: number; exit: number; summary: string }>;

@@ -15,6 +15,7 @@ import { verifyTicket } from '../content/ticket.js';
 import { ERROR_CODES } from '../core/errors.js';
 import { silentLogger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
+import { listMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
 import type { SiteContext } from './context.js';
@@ -191,6 +192,36 @@ describe('site app (in-process)', () => {
     expect(r.status).toBe(500);
     expect((await json(r)).error.code).toBe('damaged');
     await call('DELETE', `/api/v1/packages/${id}`, admin);
+  });
+
+  it('keeps unauthenticated joins small, and refuses an address after 20 failed ones in a minute', async () => {
+    // A second app: its failure counts start at zero.
+    const fresh = createApp({ ...ctx, metrics: new Metrics() });
+    const join = (body: string) =>
+      fresh.request('/api/v1/sites/join', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const big = await join(`{"token":"${'x'.repeat(100_000)}"}`);
+    expect(big.status).toBe(413);
+    expect(await json(big)).toEqual({ error: { code: 'too_large', message: 'request body is over the limit of 64 KiB for this call' } });
+    const bad = JSON.stringify({
+      token: 'casj_site_nope_nope',
+      code: 'ZZZ',
+      name: 'Z',
+      url: null,
+      keyId: 'ZZZ:00',
+      publicKey: 'x',
+      credential: 'c'.repeat(32),
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 21; i++) statuses.push((await join(bad)).status);
+    expect(statuses.slice(0, 19).every((x) => x === 400 || x === 401)).toBe(true);
+    const last = await join(bad);
+    expect(last.status).toBe(429);
+    expect(((await json(last)) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'rate_limited',
+      message: expect.stringMatching(/^too many failed join attempts from unknown; try again in \d+ s$/),
+    });
+    const msgs = await listMessages(ctx.store, {});
+    expect(msgs.some((m) => m.code === 'join_attempts_refused' && m.severity === 'warning')).toBe(true);
   });
 
   it('answers 413 too_large for a JSON body over its limit, and never limits a chunk batch', async () => {

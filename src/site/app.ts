@@ -16,6 +16,7 @@ import { registerSitesHandlers } from './handlers/sites.js';
 import { registerTokenHandlers } from './handlers/tokens.js';
 import { registerTransferHandlers } from './handlers/transfers.js';
 import { type App, type AppEnv, type AppParts, BODY_LIMITS, limitBody } from './http.js';
+import { emit } from './messages.js';
 
 // A transfer offer carries a whole signed manifest (base64), like a version commit; a preview
 // carries the version's chunk list.
@@ -23,6 +24,9 @@ const VERSION_POSTS = /^\/api\/v1\/(?:packages(?:\/[^/]+\/versions)?|transfers\/
 
 /** Paths anyone may read without a token. */
 const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.site, PATHS.siteJoin, PATHS.dpJoin, PATHS.agentEnrol]);
+
+/** Calls anyone may make with a join token in the body: small bodies, and failed attempts counted per address. */
+const JOINS = new Set<string>([PATHS.siteJoin, PATHS.dpJoin, PATHS.agentEnrol]);
 
 /** An agent's check-in carries its client credential, which the route itself checks. */
 const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin]);
@@ -33,6 +37,9 @@ const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin]);
  * before it reads the body.
  */
 const DP_TICKETED = new Set<string>([PATHS.courierImport, PATHS.courierMissing]);
+
+const FAILED_MAX = 20;
+const FAILED_WINDOW_MS = 60_000;
 
 /**
  * The site server's HTTP API. Takes its parts as arguments (store, library, clock, log) so
@@ -86,11 +93,49 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
     return next();
   });
 
-  // After authentication, so only a caller with a token can make the server read a body.
+  // Failed joins and enrolments (a refused token or a malformed body), per address: past
+  // FAILED_MAX in a minute, refused for the rest
+  // of the minute (429), and reported once as a warning status message.
+  const failures = new Map<string, { count: number; since: number; reported: boolean }>();
+  app.use('/api/*', async (c, next) => {
+    if (c.req.method !== 'POST' || !JOINS.has(c.req.path)) return next();
+    const who = c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+    const now = Date.now();
+    let f = failures.get(who);
+    if (f && now - f.since > FAILED_WINDOW_MS) {
+      failures.delete(who);
+      f = undefined;
+    }
+    if (f && f.count >= FAILED_MAX)
+      throw fail(
+        'rate_limited',
+        `too many failed join attempts from ${who}; try again in ${Math.ceil((f.since + FAILED_WINDOW_MS - now) / 1000)} s`,
+      );
+    await next();
+    if (c.res.status !== 401 && c.res.status !== 400) return;
+    if (failures.size > 10_000) failures.clear();
+    const g = f ?? { count: 0, since: now, reported: false };
+    g.count++;
+    failures.set(who, g);
+    if (g.count >= FAILED_MAX && !g.reported) {
+      g.reported = true;
+      await emit(parts, {
+        component: 'api',
+        severity: 'warning',
+        code: 'join_attempts_refused',
+        text: `${g.count} failed join attempts from ${who} within a minute (${c.req.path}); further ones are refused for the rest of the minute`,
+      });
+    }
+  });
+
+  // After authentication, so only a caller with a token can make the server read a body; a
+  // join's body (no bearer token) is small.
   const versionBody = limitBody(BODY_LIMITS.versions);
   const jsonBody = limitBody(BODY_LIMITS.json);
+  const joinBody = limitBody(BODY_LIMITS.unauthenticated);
   app.use('/api/*', async (c, next) => {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    if (c.req.method === 'POST' && JOINS.has(c.req.path)) return joinBody(c, next);
     if (c.req.method === 'POST' && c.req.path === PATHS.chunks) return next();
     // A courier parcel streams in, like a chunk batch: never held whole.
     if (c.req.method === 'POST' && c.req.path === PATHS.courierImport) return next();

@@ -40,12 +40,19 @@ const MiB = 1 << 20;
  * LIMITS.entries entries); every other JSON body is small. POST /api/v1/chunks has no limit
  * here: it streams, record by record, and never holds the whole body.
  */
-export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB } as const;
+export const BODY_LIMITS = { versions: 256 * MiB, json: 16 * MiB, unauthenticated: 64 * 1024 } as const;
 
 export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return bodyLimit({
     maxSize,
-    onError: (c) => c.json(fail('too_large', `request body is over the limit of ${maxSize / MiB} MiB for this call`).toJSON(), 413),
+    onError: (c) =>
+      c.json(
+        fail(
+          'too_large',
+          `request body is over the limit of ${maxSize >= MiB ? `${maxSize / MiB} MiB` : `${maxSize / 1024} KiB`} for this call`,
+        ).toJSON(),
+        413,
+      ),
   });
 }
 

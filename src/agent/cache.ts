@@ -79,10 +79,6 @@ export class ChunkCache {
         const file = path.join(this.root, d, n);
         const st = await fs.stat(file).catch(() => undefined);
         if (!st) continue;
-        if (n.endsWith('.tmp')) {
-          await fs.rm(file, { force: true });
-          continue;
-        }
         files.push({ file, size: st.size, used: st.mtimeMs });
       }
     }

@@ -402,9 +402,9 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     ctx.store,
     (r.messages as MessageRow[]).filter((m) => below.has(m.site)),
   );
+  const row = await ctx.store.getSite(from);
   if (r.dps) {
     const self = r.dps.find((d) => d.name === from);
-    const row = await ctx.store.getSite(from);
     // A DP tells its own address (it may move between starts).
     if (self?.url && row?.relation === 'dp' && row.url !== self.url && URL.canParse(self.url)) await ctx.store.setSiteUrl(from, self.url);
     await recordDpStates(ctx, r.dps, (name) => below.has(name));
@@ -412,11 +412,10 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
   }
   if (r.clients) await acceptClientSync(ctx, r.clients, below);
   // Packages made below: listed here; only those whose origin is the neighbour or below it.
-  if (r.packages && (await ctx.store.getSite(from))?.relation === 'child')
+  if (r.packages && row?.relation === 'child')
     await ctx.store.setMeta(`packagesBelow.${from}`, JSON.stringify(r.packages.filter((p) => below.has(p.id.slice(0, 3)))));
   // A child site gets this site's policy (collections, advertisements, boundaries) when its copy differs.
-  const neighbour = await ctx.store.getSite(from);
-  if (neighbour?.relation === 'child' && r.policyDigest !== undefined) {
+  if (row?.relation === 'child' && r.policyDigest !== undefined) {
     const policy = await policyForChild(ctx);
     if (policy.digest !== r.policyDigest) return { targets: n, messages: r.messages.length, policy };
   }

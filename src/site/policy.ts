@@ -20,7 +20,7 @@ import { listPolicy, policyFingerprint, putPolicy } from '../store/clients.js';
 import { listKeys, listTargets, putKey } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
 import { type DpEntry, listAllDps } from './dps.js';
-import { centralTrust, parentOf } from './hierarchy.js';
+import { centralTrust } from './hierarchy.js';
 
 /**
  * Policy: the collections, advertisements and boundaries that apply at this site. Each is a
@@ -260,6 +260,3 @@ export async function acceptPolicy(ctx: SiteContext, set: PolicySet, onRefused: 
   invalidate(ctx);
   return changed;
 }
-
-/** Whether this site has a parent that hands policy down. */
-export const hasParent = async (ctx: SiteContext): Promise<boolean> => (await parentOf(ctx.store)) !== undefined;

@@ -232,16 +232,6 @@ export async function putPolicy(s: Store, p: Omit<PolicyRow, 'updatedAt'>): Prom
 
 // --- collection members --------------------------------------------------------------------
 
-export async function setMembers(s: Store, collection: string, clients: readonly string[]): Promise<void> {
-  await s.db.deleteFrom('collection_members').where('collection', '=', collection).execute();
-  for (let i = 0; i < clients.length; i += 500) {
-    await s.db
-      .insertInto('collection_members')
-      .values(clients.slice(i, i + 500).map((client) => ({ collection, client })))
-      .execute();
-  }
-}
-
 export async function setMemberships(s: Store, client: string, collections: readonly string[]): Promise<void> {
   await s.db.deleteFrom('collection_members').where('client', '=', client).execute();
   if (collections.length > 0)

@@ -6,7 +6,7 @@
 // too when CASCADE_TEST_PG (or --pg URL) names a server to use.
 //
 //   node bench/clients.mjs [--clients 100000] [--collections 500] [--advertisements 200]
-//                          [--seconds 10] [--connections 20,50] [--pg postgres://...]
+//                          [--seconds 10] [--connections 20,50] [--pg postgres://...] [--keep]
 // wrk runs one thread: on this 2-core machine one core drives the load, one serves it.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +19,7 @@ const nAds = Number(opt('advertisements', '200'));
 const seconds = Number(opt('seconds', '10'));
 const connections = opt('connections', '20,50').split(',').map(Number);
 const pg = opt('pg', process.env.CASCADE_TEST_PG);
+const keep = process.argv.includes('--keep');
 
 if (!have('wrk')) {
   console.error('clients benchmark skipped: it needs wrk (apt-get install wrk)');
@@ -178,7 +179,10 @@ end
 
 async function run(label, db) {
   const dir = path.join(BENCH, `clients-${label}`);
-  await seed(dir, db);
+  // --keep: seed once and keep the store (SQLite only) to measure changes to the site quickly.
+  const reuse = keep && !db && fs.existsSync(path.join(dir, 'seeded'));
+  if (!reuse) await seed(dir, db);
+  if (keep) fs.writeFileSync(path.join(dir, 'seeded'), '');
   const port = await freePort();
   const site = await start(dir, port, db);
   try {
@@ -203,7 +207,7 @@ async function run(label, db) {
     }
   } finally {
     await site.stop();
-    removeWork(dir);
+    if (!keep) removeWork(dir);
   }
 }
 

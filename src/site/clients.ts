@@ -25,9 +25,9 @@ import {
   insertClient,
   listClientStates,
   listClients,
+  noteClientsSeen,
   putClientStates,
   setMemberships,
-  touchClients,
   updateClient,
   upsertRemoteClient,
   useAgentJoinToken,
@@ -197,32 +197,61 @@ export function offeredVersion(ad: { packageId: string; version: number | null }
 }
 
 /**
- * When each client was last seen, kept in memory (to the second) and written every second in a
- * few statements: a check-in that changes nothing writes nothing itself (every commit is fsync'd).
+ * When each client was last seen, kept in memory (to the second) and written about every second
+ * in slices of a hundred rows with a turn of the event loop between them, on SQLite through the
+ * connection that does not fsync (RelaxedWriter in store/db.ts): a check-in that changes nothing
+ * writes nothing itself, and no poll waits behind one long write of every client seen lately.
  */
-const seen = new WeakMap<SiteContext, { times: Map<string, string>; since: number }>();
+interface SeenBuffer {
+  times: Map<string, string>;
+  since: number;
+  flushing?: Promise<void>;
+}
+const seen = new WeakMap<SiteContext, SeenBuffer>();
 const SEEN_FLUSH_MS = 1000;
+const SEEN_SLICE = 100;
 
-function noteSeen(ctx: SiteContext, id: string, at: Date): void {
+function noteSeen(ctx: SiteContext, id: string, at: Date): SeenBuffer {
   let s = seen.get(ctx);
   if (!s) {
     s = { times: new Map(), since: Date.now() };
     seen.set(ctx, s);
   }
   s.times.set(id, `${at.toISOString().slice(0, 19)}.000Z`);
+  return s;
 }
 
-/** Writes the buffered last-seen times (the site's report timer calls this too). */
-export async function flushSeen(ctx: SiteContext): Promise<void> {
+/** Writes the buffered last-seen times (the site's report timer calls this too); one flush at a time. */
+export function flushSeen(ctx: SiteContext): Promise<void> {
   const s = seen.get(ctx);
-  if (!s || s.times.size === 0) return;
+  if (!s) return Promise.resolve();
+  if (s.flushing) return s.flushing;
+  if (s.times.size === 0) return Promise.resolve();
   const byTime = new Map<string, string[]>();
-  for (const [id, at] of s.times) byTime.set(at, [...(byTime.get(at) ?? []), id]);
+  for (const [id, at] of s.times) {
+    const ids = byTime.get(at);
+    if (ids) ids.push(id);
+    else byTime.set(at, [id]);
+  }
   s.times.clear();
   s.since = Date.now();
-  await ctx.store.transaction(async (tx) => {
-    for (const [at, ids] of byTime) await touchClients(tx, ids, at);
-  });
+  const slices: { at: string; ids: string[] }[] = [];
+  for (const [at, ids] of byTime) for (let i = 0; i < ids.length; i += SEEN_SLICE) slices.push({ at, ids: ids.slice(i, i + SEEN_SLICE) });
+  s.flushing = (async () => {
+    try {
+      for (const [n, { at, ids }] of slices.entries()) {
+        if (!(await noteClientsSeen(ctx.store, ids, at))) {
+          // The database is busy (a long transaction): the rest waits for the next flush.
+          for (const rest of slices.slice(n)) for (const id of rest.ids) if (!s.times.has(id)) s.times.set(id, rest.at);
+          return;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      s.flushing = undefined;
+    }
+  })();
+  return s.flushing;
 }
 
 /** The check-in: inventory kept (memberships re-evaluated when it changed), reports stored, offers computed. */
@@ -235,6 +264,7 @@ export async function checkin(
   const now = ctx.clock();
   const snap = await snapshot(ctx);
   let c = client;
+  let buffered: SeenBuffer | undefined;
   if (req.inventory) {
     const inventory = withPeerAddress(req.inventory, peerAddress);
     if (JSON.stringify(inventory) !== JSON.stringify(client.inventory)) {
@@ -242,10 +272,11 @@ export async function checkin(
       await updateClient(ctx.store, client.id, { inventory, ...place, lastSeen: now.toISOString() });
       await setMemberships(ctx.store, client.id, memberships(snap, ruleInventory({ ...client, inventory })));
       c = { ...client, inventory, ...place };
-    } else noteSeen(ctx, client.id, now);
-  } else noteSeen(ctx, client.id, now);
-  const buffered = seen.get(ctx);
-  if (buffered && Date.now() - buffered.since > SEEN_FLUSH_MS) await flushSeen(ctx);
+    } else buffered = noteSeen(ctx, client.id, now);
+  } else buffered = noteSeen(ctx, client.id, now);
+  // Flushed in the background; a failed write is logged, and each client's next check-in notes it again.
+  if (buffered && !buffered.flushing && Date.now() - buffered.since > SEEN_FLUSH_MS)
+    flushSeen(ctx).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'writing last-seen times failed'));
   if (req.reports.length > 0)
     await putClientStates(
       ctx.store,

@@ -280,7 +280,7 @@ export async function startSite(opts: {
   const log = opts.log ?? createLogger({ name: `${role}-${cfg.code}` });
   const { host, port } = parseListen(opts.listen ?? cfg.listen ?? (role === 'dp' ? DEFAULT_DP_LISTEN : DEFAULT_LISTEN));
   const clock = opts.clock ?? (() => new Date());
-  const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock });
+  const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock, checkpointer: true });
   let key: SiteKey;
   try {
     const code = await store.getMeta('site.code');

@@ -150,6 +150,19 @@ export async function touchClients(s: Store, ids: readonly string[], at: string)
       .execute();
 }
 
+/**
+ * Notes when clients were last seen: on SQLite through the relaxed connection (not fsync'd;
+ * false, with nothing written, when the database is busy), elsewhere as touchClients does.
+ */
+export async function noteClientsSeen(s: Store, ids: readonly string[], at: string): Promise<boolean> {
+  if (!s.relaxed) {
+    await touchClients(s, ids, at);
+    return true;
+  }
+  if (ids.length > 500) throw new Error('noteClientsSeen takes at most 500 ids');
+  return s.relaxed.run(`UPDATE clients SET last_seen = ? WHERE id IN (${ids.map(() => '?').join(', ')})`, [at, ...ids]);
+}
+
 /** Clients reported by a site below: inserted or replaced (they poll there, so no credential here). */
 export async function upsertRemoteClient(s: Store, c: Omit<ClientRow, 'updatedAt'>): Promise<void> {
   const v = {

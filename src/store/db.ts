@@ -1,9 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { fail } from '../core/errors.js';
+import { workerScript } from '../lib/worker-script.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 
@@ -12,6 +14,73 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface OpenedDb {
   db: Kysely<Database>;
   dialect: Dialect;
+  /** SQLite only: see RelaxedWriter. */
+  relaxed?: RelaxedWriter;
+  /** SQLite, when opened with `checkpointer`: stops the checkpoint thread. */
+  stopCheckpointer?: () => Promise<void>;
+}
+
+/**
+ * SQLite: the write-ahead log is copied into the database file by a worker thread
+ * (./checkpointer.ts) rather than by whichever commit crosses SQLite's threshold, which stalled
+ * the main thread 15-25 ms several times a second under client check-ins. The main connection
+ * keeps an automatic checkpoint at a higher threshold should the thread fall behind or fail.
+ */
+function startCheckpointer(file: string, sqlite: SQLite.Database): () => Promise<void> {
+  const worker = new Worker(workerScript(import.meta.url, 'checkpointer'), { workerData: { file, everyMs: 250 } });
+  worker.unref();
+  sqlite.pragma('wal_autocheckpoint = 4000');
+  const fallBack = () => sqlite.open && sqlite.pragma('wal_autocheckpoint = 1000');
+  worker.on('error', fallBack);
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  return async () => {
+    // Kept alive while it stops: unreferenced, a process whose last work this is would end
+    // here with its top-level await unsettled (exit code 13).
+    worker.ref();
+    worker.postMessage('stop');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+    clearTimeout(timer);
+    await worker.terminate();
+  };
+}
+
+/**
+ * SQLite only: a second connection for writes a power cut may lose without harm (when clients
+ * were last seen). Its commits are not fsync'd (synchronous=NORMAL; a killed process loses
+ * nothing, the write is in the WAL) and it never waits for the write lock, which the main
+ * connection may hold across an asynchronous transaction in this same thread: `run` answers
+ * false when the database is busy, and the caller tries again later.
+ */
+export interface RelaxedWriter {
+  run(sql: string, params: readonly unknown[]): boolean;
+  close(): void;
+}
+
+function relaxedWriter(file: string): RelaxedWriter {
+  const sqlite = new SQLite(file);
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('busy_timeout = 0');
+  // Its commits never checkpoint: that would be a wait for the write lock (and an fsync) here.
+  sqlite.pragma('wal_autocheckpoint = 0');
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    run(sql, params) {
+      let stmt = statements.get(sql);
+      if (!stmt) {
+        stmt = sqlite.prepare(sql);
+        if (statements.size < 50) statements.set(sql, stmt);
+      }
+      try {
+        stmt.run(...params);
+        return true;
+      } catch (e) {
+        if ((e as { code?: string }).code === 'SQLITE_BUSY') return false;
+        throw e;
+      }
+    },
+    close: () => sqlite.close(),
+  };
 }
 
 /** The SQLite file used when no `--db` is given. */
@@ -31,7 +100,10 @@ export async function openDb(opts: {
   dataDir: string;
   /** Migrate only up to this migration (tests of a migration); default: the latest. */
   upTo?: string;
+  /** SQLite: checkpoint in a worker thread (servers; see startCheckpointer). */
+  checkpointer?: boolean;
 }): Promise<OpenedDb> {
+  let main: SQLite.Database | undefined;
   let opened: OpenedDb;
   if (opts.url && isPostgresUrl(opts.url)) {
     const pool = new pg.Pool({ connectionString: opts.url, max: 10 });
@@ -51,6 +123,7 @@ export async function openDb(opts: {
     const file = opts.url ?? sqlitePath(opts.dataDir);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const sqlite = new SQLite(file);
+    main = sqlite;
     // WAL with synchronous=FULL: a commit is on disk before it is acknowledged.
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = FULL');
@@ -63,6 +136,11 @@ export async function openDb(opts: {
   if (error) {
     await opened.db.destroy();
     throw fail('internal', `database migration failed: ${(error as Error).message}`);
+  }
+  if (main) {
+    const file = opts.url ?? sqlitePath(opts.dataDir);
+    opened.relaxed = relaxedWriter(file);
+    if (opts.checkpointer) opened.stopCheckpointer = startCheckpointer(file, main);
   }
   return opened;
 }

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import type { TokenRole } from '../core/roles.js';
-import { type Dialect, openDb } from './db.js';
+import { type Dialect, openDb, type RelaxedWriter } from './db.js';
 import type { Database } from './schema.js';
 
 export interface TokenInfo {
@@ -100,14 +100,25 @@ export class Store {
     readonly dialect: Dialect,
     /** Timestamps of rows come from here (tests pass a fake clock). */
     readonly clock: () => Date,
+    /** SQLite, outside a transaction: the connection for writes a power cut may lose (db.ts). */
+    readonly relaxed?: RelaxedWriter,
+    private readonly stopCheckpointer?: () => Promise<void>,
   ) {}
 
-  static async open(opts: { url?: string | undefined; dataDir: string; clock?: () => Date }): Promise<Store> {
-    const { db, dialect } = await openDb(opts);
-    return new Store(db, dialect, opts.clock ?? (() => new Date()));
+  static async open(opts: {
+    url?: string | undefined;
+    dataDir: string;
+    clock?: () => Date;
+    /** SQLite: checkpoint in a worker thread (a server's store). */
+    checkpointer?: boolean;
+  }): Promise<Store> {
+    const { db, dialect, relaxed, stopCheckpointer } = await openDb(opts);
+    return new Store(db, dialect, opts.clock ?? (() => new Date()), relaxed, stopCheckpointer);
   }
 
   async close(): Promise<void> {
+    await this.stopCheckpointer?.();
+    this.relaxed?.close();
     await this.db.destroy();
   }
 

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ID } from '../core/package.js';
+import { closeServer } from '../lib/close-server.js';
 import { workerScript } from '../lib/worker-script.js';
 
 /**
@@ -415,7 +416,7 @@ export async function startContentServer(
           }),
       ),
     );
-    if (fallbackServer) await new Promise<void>((r) => (fallbackServer as http.Server).close(() => r()));
+    if (fallbackServer) await closeServer(fallbackServer);
     if (fallbackSocket) fs.rmSync(path.dirname(fallbackSocket), { recursive: true, force: true });
   };
   const extra = Math.max(0, Math.floor(opts.workers ?? 1) - 1);
@@ -451,7 +452,7 @@ export async function startContentServer(
       }
     } catch (e) {
       await stopWorkers();
-      await new Promise<void>((r) => server.close(() => r()));
+      await closeServer(server);
       throw e;
     }
   }
@@ -462,10 +463,7 @@ export async function startContentServer(
     workerPids: children.map((c) => c.pid as number),
     close: async () => {
       await stopWorkers();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await closeServer(server);
     },
   };
 }

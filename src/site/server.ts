@@ -15,6 +15,7 @@ import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, ty
 import { CascadeError, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { createContentHandler, startContentServer } from '../dp/serve.js';
+import { closeServer as closeHttpServer } from '../lib/close-server.js';
 import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
@@ -375,7 +376,7 @@ export async function startSite(opts: {
       );
     });
     server = hs as unknown as import('node:http').Server;
-    closeServer = () => new Promise<void>((r) => hs.close(() => r()));
+    closeServer = () => closeHttpServer(server);
   }
   // Slow links: a large upload may take long; only idle connections are cut.
   server.requestTimeout = 0;

@@ -110,9 +110,17 @@ export async function startSite(
     logs: () => out,
     env: { CASCADE_SITE: url, CASCADE_TOKEN: token },
     stop(signal: NodeJS.Signals = 'SIGTERM') {
-      return new Promise((resolve) => {
+      return new Promise((resolve, reject) => {
         if (proc.exitCode !== null) return resolve(proc.exitCode);
-        proc.once('exit', (code) => resolve(code));
+        // A process that ignores its signal fails the test with its log, not a hook timeout.
+        const t = setTimeout(() => {
+          proc.kill('SIGKILL');
+          reject(new Error(`${role} ${dataDir} did not exit within 30 s of ${signal}:\n${out.slice(-4000)}`));
+        }, 30_000);
+        proc.once('exit', (code) => {
+          clearTimeout(t);
+          resolve(code);
+        });
         proc.kill(signal);
       });
     },

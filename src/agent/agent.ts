@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../api/client.js';
 import { type AgentReport, type CheckinAnswer, clientCalls, type Offer } from '../api/clients.js';
@@ -22,6 +23,19 @@ import { runProgram } from './run.js';
  */
 
 export type Say = (line: string) => void;
+
+/**
+ * Which boot of the machine this is: Linux's boot_id, else the boot time to the minute.
+ * CASCADE_BOOT_ID overrides it (containers that share the host's boot, tests).
+ */
+export function bootId(): string {
+  if (process.env.CASCADE_BOOT_ID) return process.env.CASCADE_BOOT_ID;
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return String(Math.round((Date.now() / 1000 - os.uptime()) / 60));
+  }
+}
 
 /** Reports older than this many per advertisement are folded: only the newest state matters. */
 const OUTBOX_MAX = 1000;
@@ -180,6 +194,7 @@ export class Agent {
    */
   async cycle(signal?: AbortSignal): Promise<number> {
     this.takeRequestFiles();
+    this.settleRestarts();
     let answer: CheckinAnswer;
     try {
       answer = await this.checkin();
@@ -213,6 +228,18 @@ export class Agent {
       }
     }
     return answer.nextCheckinSeconds;
+  }
+
+  /** Programs that waited for a restart: installed once the machine has restarted since. */
+  settleRestarts(): void {
+    const now = bootId();
+    for (const [id, a] of Object.entries(this.state.advertisements)) {
+      if (a.state !== 'restart-pending' || a.bootId === now) continue;
+      const { bootId: _b, ...rest } = a;
+      this.state.advertisements[id] = rest;
+      this.setAd(id, { ...rest, state: 'succeeded', detail: 'succeeded; the machine has restarted since the install' });
+      this.say(`${id}: the machine restarted; ${a.packageId} version ${a.version} counts as installed`);
+    }
   }
 
   /** Acts on one offer if it is due; true when it ran (or tried to). */
@@ -362,24 +389,33 @@ export class Agent {
     this.say(`${ad.id}: running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`);
     this.setAd(ad.id, { packageId: ad.packageId, version, state: 'running', bytesDone: manifest.bytes, bytesTotal: manifest.bytes });
     void this.checkin().catch(() => {});
+    // Exit codes above 255 do not exist outside Windows: there a program asks for a restart by
+    // creating this file (as Debian's packages create /var/run/reboot-required).
+    const restartFlag = path.join(this.dir, 'staging', `${ad.id}-v${version}.restart-required`);
+    fs.rmSync(restartFlag, { force: true });
     const r = await runProgram(program.command, staging, ad.maxRunSeconds, {
       CASCADE_ADVERTISEMENT: ad.id,
       CASCADE_PACKAGE: ad.packageId,
       CASCADE_VERSION: String(version),
       CASCADE_CLIENT: this.cfg.client,
+      CASCADE_RESTART_FILE: restartFlag,
     });
     const ok = exitSucceeded(r.exitCode);
+    const restart = ok && ((r.exitCode !== null && REBOOT_EXIT_CODES.includes(r.exitCode)) || fs.existsSync(restartFlag));
+    fs.rmSync(restartFlag, { force: true });
     const held = this.state.advertisements[ad.id];
     const at = new Date().toISOString();
     this.setAd(ad.id, {
       packageId: ad.packageId,
       version,
-      state: ok ? 'succeeded' : 'failed',
+      // Installed only once the machine restarted, when the program asked for it.
+      state: ok ? (restart ? 'restart-pending' : 'succeeded') : 'failed',
       bytesDone: manifest.bytes,
       bytesTotal: manifest.bytes,
       exitCode: r.exitCode,
       output: r.output.slice(-4096),
-      detail: r.error ?? (r.exitCode !== null && REBOOT_EXIT_CODES.includes(r.exitCode) ? 'succeeded; a restart is needed' : null),
+      detail: r.error ?? (restart ? 'succeeded; counts as installed once the machine has restarted' : null),
+      ...(restart ? { bootId: bootId() } : {}),
       runs: { ...(held?.runs ?? {}), [String(version)]: { result: ok ? 'succeeded' : 'failed', at } },
     });
     this.say(`${ad.id}: ${ok ? 'succeeded' : 'failed'} (exit code ${r.exitCode ?? 'none'}${r.error ? `, ${r.error}` : ''})`);

@@ -34,6 +34,8 @@ export interface AdvertisementState {
   output: string | null;
   detail: string | null;
   at: string;
+  /** restart-pending: the boot the program asked to restart from (succeeded once it changed). */
+  bootId?: string;
   /** Result of the last run per version: whether to run again is decided from these. */
   runs: Record<string, { result: 'succeeded' | 'failed'; at: string }>;
 }

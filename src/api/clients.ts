@@ -66,6 +66,13 @@ export const CollectionBody = z.strictObject({
 });
 export type CollectionBody = z.infer<typeof CollectionBody>;
 
+/** A rollout's wave: a (pilot) collection, a share of the remainder, or the rest. */
+export const WaveSpec = z.union([
+  z.strictObject({ collection: z.string().regex(COLLECTION_NAME) }),
+  z.strictObject({ percent: z.number().gt(0).max(100) }),
+  z.strictObject({ rest: z.literal(true) }),
+]);
+
 export const AdvertisementBody = z.strictObject({
   id: z.string().regex(ADVERTISEMENT_ID),
   packageId: z.string().regex(PACKAGE_ID),
@@ -84,6 +91,14 @@ export const AdvertisementBody = z.strictObject({
     .min(1)
     .max(7 * 86400),
   enabled: z.boolean(),
+  rollout: z
+    .strictObject({
+      waves: z.array(WaveSpec).min(1).max(20),
+      released: z.number().int().min(0).max(20).describe('how many waves, from the first, may act on it now'),
+      paused: z.boolean().describe('paused, halted or cancelled: no client is offered it'),
+    })
+    .optional()
+    .describe('present when the advertisement is a rollout: released in waves (docs/rollouts.md)'),
 });
 export type AdvertisementBody = z.infer<typeof AdvertisementBody>;
 

@@ -72,6 +72,10 @@ export const PATHS = {
   advertisementDisable: '/api/v1/advertisements/{id}/disable',
   advertisementStatus: '/api/v1/advertisements/{id}/status',
   why: '/api/v1/why/{client}/{advertisement}',
+  rollouts: '/api/v1/rollouts',
+  rollout: '/api/v1/rollouts/{id}',
+  rolloutStatus: '/api/v1/rollouts/{id}/status',
+  rolloutAction: '/api/v1/rollouts/{id}/{action}',
 } as const;
 
 /** Fills `{name}` parameters of a path; each value is URL-encoded. */

@@ -94,6 +94,17 @@ export const EXAMPLES: Record<string, string[]> = {
   'advertisement delete': ['cascade advertisement delete CEN-A00001'],
   'advertisement status': ['cascade advertisement status CEN-A00001', 'cascade advertisement status CEN-A00001 --json'],
   why: ['cascade why BER-000042 CEN-A00001'],
+  'rollout create': [
+    'cascade rollout create CEN00001 --program Install --collection Workstations --wave Pilot --wave 10% --wave rest',
+    'cascade rollout create CEN00001 --program Install --collection Workstations --wave Pilot --wave 25% --wave rest --success 98% --failure 2% --hold 4h --approval',
+  ],
+  'rollout list': ['cascade rollout list', 'cascade rollout list --json'],
+  'rollout show': ['cascade rollout show CEN-A00002'],
+  'rollout status': ['cascade rollout status CEN-A00002', 'cascade rollout status CEN-A00002 --json'],
+  'rollout pause': ['cascade rollout pause CEN-A00002'],
+  'rollout resume': ['cascade rollout resume CEN-A00002'],
+  'rollout approve': ['cascade rollout approve CEN-A00002'],
+  'rollout cancel': ['cascade rollout cancel CEN-A00002'],
   demo: ['cascade demo', 'cascade demo --once'],
 };
 

@@ -6,6 +6,7 @@ import { registerCourier } from './commands/courier.js';
 import { registerDistribute } from './commands/distribute.js';
 import { registerDpAdmin, registerValidate } from './commands/dp.js';
 import { registerPackage } from './commands/package.js';
+import { registerRollouts } from './commands/rollouts.js';
 import { registerRoute } from './commands/route.js';
 import { registerSiteAdmin } from './commands/sites.js';
 import { registerToken } from './commands/token.js';
@@ -30,6 +31,7 @@ export function buildProgram(roles: ((p: Command) => unknown)[] = []): Command {
   registerCourier(program);
   registerToken(program);
   registerClientsAdmin(program);
+  registerRollouts(program);
   return program;
 }
 

@@ -21,6 +21,7 @@ import { SITE_CODE } from '../core/site.js';
 import {
   type ClientRow,
   type ClientStateRow,
+  collectionsOf,
   getClient,
   listClientStates,
   listClients,
@@ -28,7 +29,7 @@ import {
   membersOf,
 } from '../store/clients.js';
 import { listTargets } from '../store/distribution.js';
-import { allowedDps, offeredVersion, reevaluate, ruleInventory } from './clients.js';
+import { allowedDps, offeredVersion, reevaluate, rolloutReason, ruleInventory } from './clients.js';
 import type { SiteContext } from './context.js';
 import { collectionKey, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
 
@@ -117,7 +118,11 @@ function isoTime(s: string | null | undefined, what: string): string | null {
   return new Date(t).toISOString();
 }
 
-export async function advertise(ctx: SiteContext, req: AdvertiseRequest): Promise<AdvertisementEntry> {
+export async function advertise(
+  ctx: SiteContext,
+  req: AdvertiseRequest,
+  rollout?: AdvertisementBody['rollout'],
+): Promise<AdvertisementEntry> {
   const snap = await snapshot(ctx);
   if (!snap.collections.has(collectionKey(req.collection)))
     throw fail('not_found', `no collection "${req.collection}" (make it with "cascade collection create")`);
@@ -156,6 +161,7 @@ export async function advertise(ctx: SiteContext, req: AdvertiseRequest): Promis
     rerun: req.rerun ?? 'never',
     maxRunSeconds: req.maxRunSeconds ?? 3600,
     enabled: true,
+    ...(rollout ? { rollout } : {}),
   };
   await makePolicy(ctx, 'advertisement', id, body);
   return advertisementEntry(ctx, id);
@@ -240,11 +246,13 @@ function stateOf(
   report: ClientStateRow | undefined,
   now: number,
   here: string,
+  wave: { ok: boolean; text: string } | null,
 ): { state: ClientState; version: number | null; detail: string | null } {
   if (ad.expires && Date.parse(ad.expires) <= now && !report)
     return { state: 'expired', version: null, detail: `expired at ${ad.expires}` };
   if (report) return { state: report.state as ClientState, version: report.version, detail: report.detail };
   if (Date.parse(ad.available) > now) return { state: 'scheduled', version: null, detail: `available from ${ad.available}` };
+  if (wave && !wave.ok) return { state: 'waiting-wave', version: ad.version, detail: wave.text };
   const dps = clientDps(snap, ad, client, here);
   const version = offeredVersion(ad, dps);
   if (version === null) return { state: 'waiting-content', version: null, detail: 'no DP this client may use holds the package yet' };
@@ -270,11 +278,16 @@ export async function advertisementStatus(ctx: SiteContext, id: string): Promise
   const members = new Set(await membersOf(ctx.store, collectionKey(a.body.collection)));
   const reports = new Map((await listClientStates(ctx.store, { advertisement: id })).map((r) => [r.client, r]));
   const now = ctx.clock().getTime();
+  // A rollout's pilots: the members of its collection waves.
+  const pilots = new Map<string, Set<string>>();
+  for (const w of a.body.rollout?.waves ?? [])
+    if ('collection' in w) pilots.set(collectionKey(w.collection), new Set(await membersOf(ctx.store, collectionKey(w.collection))));
   const clients: ClientStatus[] = [];
   for (const c of await listClients(ctx.store)) {
     if (!members.has(c.id) && !reports.has(c.id)) continue;
     const r = reports.get(c.id);
-    const s = stateOf(snap, a.body, c, r, now, ctx.code);
+    const inPilot = new Set([...pilots].filter(([, m]) => m.has(c.id)).map(([k]) => k));
+    const s = stateOf(snap, a.body, c, r, now, ctx.code, rolloutReason(a.body, c.id, inPilot));
     clients.push({
       client: c.id,
       site: c.site,
@@ -363,6 +376,11 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
     return out('scheduled');
   }
   reasons.push({ ok: true, text: `available since ${ago(ad.available)}` });
+  const wave = rolloutReason(ad, clientId, new Set(await collectionsOf(ctx.store, clientId)));
+  if (wave) {
+    reasons.push(wave);
+    if (!wave.ok) return out('waiting-wave');
+  }
   if (ad.expires && Date.parse(ad.expires) <= now) {
     reasons.push({ ok: false, text: `expired at ${ago(ad.expires)}` });
     return out('expired');

@@ -10,6 +10,7 @@ import { registerDistributionHandlers } from './handlers/distributions.js';
 import { registerDpHandlers } from './handlers/dps.js';
 import { registerPackageHandlers } from './handlers/packages.js';
 import { registerQueueHandlers } from './handlers/queue.js';
+import { registerRolloutHandlers } from './handlers/rollouts.js';
 import { registerRouteHandlers } from './handlers/routes.js';
 import { registerSiteHandlers } from './handlers/site.js';
 import { registerSitesHandlers } from './handlers/sites.js';
@@ -159,6 +160,7 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
     registerPackageHandlers(app, parts);
     registerCourierHandlers(app, parts);
     registerClientHandlers(app, parts);
+    registerRolloutHandlers(app, parts);
   } else {
     registerDpCourierHandlers(app, parts);
   }

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type {
+  AdvertisementBody,
   AgentJoinTokenAnswer,
   AgentReport,
   AllowedDp,
@@ -15,6 +16,7 @@ import type {
 import { cidrHolds } from '../core/cidr.js';
 import { formatClientId } from '../core/client.js';
 import { fail } from '../core/errors.js';
+import { type Wave, waveOf, waveText } from '../core/rollout.js';
 import type { RuleInventory } from '../core/rule.js';
 import {
   type ClientRow,
@@ -254,6 +256,28 @@ export function flushSeen(ctx: SiteContext): Promise<void> {
   return s.flushing;
 }
 
+/** Whether a client whose collections are `member` (keys) may act on the advertisement now. */
+export function releasedTo(ad: AdvertisementBody, clientId: string, member: ReadonlySet<string>): { ok: boolean; wave: number } {
+  const r = ad.rollout;
+  if (!r) return { ok: true, wave: 0 };
+  const wave = waveOf(ad.id, clientId, r.waves, (name) => member.has(collectionKey(name)));
+  return { ok: !r.paused && wave < r.released, wave };
+}
+
+/** For `why`: where a client stands in a rollout, in words. */
+export function rolloutReason(ad: AdvertisementBody, clientId: string, member: ReadonlySet<string>): { ok: boolean; text: string } | null {
+  const r = ad.rollout;
+  if (!r) return null;
+  const { ok, wave } = releasedTo(ad, clientId, member);
+  const w = `wave ${wave + 1} of ${r.waves.length} (${waveText(r.waves[wave] as Wave)})`;
+  if (r.paused)
+    return {
+      ok: false,
+      text: `in ${w} of a rollout that is paused, halted or cancelled ("cascade rollout show ${ad.id}" at site ${ad.id.slice(0, 3)})`,
+    };
+  return ok ? { ok, text: `in ${w}, released` } : { ok, text: `in ${w}: ${r.released} of ${r.waves.length} waves released so far` };
+}
+
 /** The check-in: inventory kept (memberships re-evaluated when it changed), reports stored, offers computed. */
 export async function checkin(
   ctx: SiteContext,
@@ -309,6 +333,7 @@ export async function checkin(
       const t = isoMs(m);
       if (t > now.getTime()) next = Math.min(next, Math.ceil((t - now.getTime()) / 1000));
     }
+    if (!releasedTo(b, client.id, member).ok) continue;
     const allowed = allowedDps(snap, ctx.code, (c.inventory as Inventory).addresses, b.fallback).dps;
     const version = offeredVersion(b, allowed);
     if (version === null) continue;

@@ -30,6 +30,7 @@ import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';
 import { parentOf, pingPeers } from './hierarchy.js';
 import { PEER_TIMEOUT_MS } from './peers.js';
+import { tickRollouts } from './rollouts.js';
 import { Sender } from './sender.js';
 import { scheduledValidation } from './validation.js';
 
@@ -421,6 +422,18 @@ export async function startSite(opts: {
       .catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
   const reportTimer = setInterval(reporter, Math.max(0.2, Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
   reportTimer.unref();
+  // Rollouts this site made advance, halt or complete on their own (docs/rollouts.md).
+  let rolling: Promise<void> | null = null;
+  const rolloutTimer = setInterval(
+    () => {
+      if (rolling || role !== 'site') return;
+      rolling = tickRollouts(ctx)
+        .catch((err) => log.error({ err }, 'advancing rollouts failed'))
+        .finally(() => (rolling = null));
+    },
+    Math.max(0.2, Number(process.env.CASCADE_ROLLOUT_SECONDS) || 5) * 1000,
+  );
+  rolloutTimer.unref();
   const pinger = () => pingPeers(ctx).catch((err) => log.warn({ err }, 'health check of peer sites failed'));
   const pingEvery = opts.pingIntervalMs ?? Math.max(1, Number(process.env.CASCADE_PING_SECONDS) || 30) * 1000;
   const pingTimer = setInterval(pinger, pingEvery);
@@ -436,6 +449,8 @@ export async function startSite(opts: {
         clearInterval(gcTimer);
         clearInterval(pingTimer);
         clearInterval(reportTimer);
+        clearInterval(rolloutTimer);
+        await rolling;
         if (validateTimer) clearInterval(validateTimer);
         await sender.stop();
         await closeServer();

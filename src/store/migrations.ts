@@ -309,6 +309,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('client_states_ad').on('client_states').column('advertisement').execute();
     },
   },
+  // Rollouts (docs/rollouts.md): settings and progress of each rollout this site made.
+  '0010_rollouts': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('rollouts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('settings', 'text', (c) => c.notNull())
+        .addColumn('control', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

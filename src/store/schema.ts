@@ -145,6 +145,15 @@ export interface ClientStateTable {
   updated_at: string;
 }
 
+/** A rollout's settings and where it stands, kept by the site that made it (JSON in both). */
+export interface RolloutTable {
+  id: string;
+  settings: string;
+  control: string;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface RouteTable {
   child: string;
   rate: number | null;
@@ -230,4 +239,5 @@ export interface Database {
   policy: PolicyTable;
   collection_members: CollectionMemberTable;
   client_states: ClientStateTable;
+  rollouts: RolloutTable;
 }

@@ -41,6 +41,7 @@ describe('rollouts', () => {
     fs.mkdirSync(src);
     fs.writeFileSync(
       path.join(src, 'install.sh'),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell script, not a template
       '#!/bin/sh\nif [ -n "$RESTART" ]; then touch "$CASCADE_RESTART_FILE"; fi\necho "exit ${EXIT_CODE:-0}"\nexit "${EXIT_CODE:-0}"\n',
       { mode: 0o755 },
     );

@@ -92,6 +92,10 @@ export class Agent {
   private readonly central: TrustedKey;
   /** Advertisements someone asked to install now (`cascade agent install`). */
   private readonly requested = new Set<string>();
+  /** The site caps downloads: ask it for a slot first (from the last check-in). */
+  private slotsRequired = false;
+  /** A slot was refused this cycle: seconds until the site said to ask again. */
+  private retryAfter: number | null = null;
 
   constructor(
     readonly dir: string,
@@ -207,6 +211,8 @@ export class Agent {
       return 60;
     }
     const trusted = trustFromCertificates(this.central, answer.certificates);
+    this.slotsRequired = answer.downloadSlots === true;
+    this.retryAfter = null;
     this.state.offers = [];
     let acted = false;
     for (const offer of answer.offers) {
@@ -218,16 +224,19 @@ export class Agent {
       if (!answer.offers.some((o) => (o.advertisement.record as { id?: string }).id === id))
         this.say(`advertisement ${id} is not offered to this client now; "cascade why ${this.cfg.client} ${id}" at the site says why`);
     }
-    this.requested.clear();
+    // An install asked for that waits for a download slot stays asked for.
+    for (const id of this.requested) if (this.state.advertisements[id]?.state !== 'waiting-slot') this.requested.delete(id);
+    // Refused a download slot: back when the site said (it adds jitter), not sooner.
+    const soonest = (n: number) => (this.retryAfter === null ? n : Math.min(n, this.retryAfter));
     if (acted || this.state.outbox.length > 0 || this.state.problems.length > 0) {
       try {
         const again = await this.checkin();
-        return again.nextCheckinSeconds;
+        return soonest(again.nextCheckinSeconds);
       } catch (e) {
         this.say(`could not deliver the reports: ${(e as Error).message}; they are kept for the next check-in`);
       }
     }
-    return answer.nextCheckinSeconds;
+    return soonest(answer.nextCheckinSeconds);
   }
 
   /** Programs that waited for a restart: installed once the machine has restarted since. */
@@ -330,6 +339,23 @@ export class Agent {
   ): Promise<void> {
     const version = offer.version;
     const dl = new Downloader(offer.dps, this.state.responseMs);
+    if (this.slotsRequired) {
+      const slot = await this.site.call(clientCalls.slot, { advertisement: ad.id, dps: dl.order });
+      if (!slot.granted) {
+        const after = slot.retryAfterSeconds ?? 60;
+        this.retryAfter = Math.min(this.retryAfter ?? after, after);
+        this.setAd(ad.id, {
+          packageId: ad.packageId,
+          version,
+          state: 'waiting-slot',
+          detail: `${slot.reason ?? 'no download slot free'}; asking again in ${after} s`,
+        });
+        this.say(`${ad.id}: waiting for a download slot: ${slot.reason}; asking again in ${after} s`);
+        return;
+      }
+      if (slot.dp) dl.prefer(slot.dp);
+      dl.rate = slot.rate;
+    }
     let manifest: Manifest;
     try {
       manifest = await dl.manifest(ad.packageId, version, trusted);

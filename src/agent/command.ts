@@ -212,5 +212,65 @@ export function registerAgent(program: Command): Command {
         );
       process.stdout.write(`${lines.join('\n')}\n`);
     });
+
+  const repeat = (v: string, prev: string[] = []) => [...prev, v];
+  agent
+    .command('simulate')
+    .description(
+      'run many lightweight clients in this one process against real sites and DPs: each enrols, checks in on its cycle, asks for download slots, downloads and checks every chunk without storing it, and reports (for tests and benchmarks)',
+    )
+    .requiredOption(
+      '--site <url>',
+      'a site the clients enrol with (repeat with --join-token for several sites; clients are spread evenly)',
+      repeat,
+    )
+    .requiredOption('--join-token <token>', 'an agent join token of that site with enough uses', repeat)
+    .requiredOption('--clients <n>', 'how many clients', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 100_000) throw fail('usage', `--clients "${v}" is not a number from 1 to 100000`);
+      return n;
+    })
+    .option('--seed <n>', 'seed of the fleet: hostnames sim-SEED-N, who fails', (v: string) => Number(v) || 1, 1)
+    .option('--duration <d>', 'stop after this long (90s, 10m; default 10m)', '10m')
+    .option('--until-done', 'stop once every client has run what was due')
+    .option('--fail <share>', 'share of the clients whose runs fail (e.g. 5%)', '0%')
+    .option('--concurrency <n>', 'requests in flight at most (default 64)', (v: string) => Math.max(1, Number(v) || 64), 64)
+    .option('--json', 'print the figures as JSON')
+    .action(
+      async (o: {
+        site: string[];
+        joinToken: string[];
+        clients: number;
+        seed: number;
+        duration: string;
+        untilDone?: boolean;
+        fail: string;
+        concurrency: number;
+        json?: boolean;
+      }) => {
+        if (o.site.length !== o.joinToken.length) throw fail('usage', 'give one --join-token for each --site, in the same order');
+        const { parseDuration } = await import('../core/time.js');
+        const { parsePercent } = await import('../core/rollout.js');
+        const { simulate } = await import('./simulate.js');
+        const r = await simulate({
+          sites: o.site.map((url, i) => ({ url, joinToken: o.joinToken[i] as string })),
+          clients: o.clients,
+          seed: o.seed,
+          durationMs: parseDuration(o.duration, '--duration') * 1000,
+          untilDone: o.untilDone ?? false,
+          failShare: parsePercent(o.fail, '--fail') / 100,
+          concurrency: o.concurrency,
+          say: o.json ? () => {} : say,
+        });
+        if (o.json) return printJson(r);
+        say(
+          `${r.clients} clients, ${r.seconds} s: ${r.checkins} check-ins (p50 ${r.checkinP50Ms} ms, p99 ${r.checkinP99Ms} ms, ${r.checkinErrors} failed), ${r.downloads} downloads, ${(r.bytes / 2 ** 20).toFixed(1)} MiB, ${r.done} clients done`,
+        );
+        for (const [site, f] of Object.entries(r.sites))
+          say(
+            `site ${site}: ${f.clients} clients, ${f.downloads} downloads, peak ${f.peakDownloads} at once, ${f.slotRefusals} slot refusals`,
+          );
+      },
+    );
   return agent;
 }

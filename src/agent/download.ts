@@ -7,6 +7,7 @@ import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
+import { sleep } from '../lib/throttle.js';
 import type { ChunkCache } from './cache.js';
 
 /**
@@ -54,6 +55,25 @@ export class Downloader {
       client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS }),
       down: false,
     }));
+  }
+
+  /** Bytes per second to keep to (the site's share for this download); null: as fast as it goes. */
+  rate: number | null = null;
+  private nextFree = 0;
+
+  /** Tries this DP first (the one whose download slot the site granted). */
+  prefer(name: string): void {
+    const i = this.sources.findIndex((s) => s.dp.name === name);
+    if (i > 0) this.sources.unshift(...this.sources.splice(i, 1));
+  }
+
+  /** Waits until `bytes` more fit in the rate: chunk starts are spaced at `rate`. */
+  private async pace(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (!this.rate) return;
+    const now = performance.now();
+    const at = Math.max(now, this.nextFree);
+    this.nextFree = at + (bytes / this.rate) * 1000;
+    if (at > now) await sleep(at - now, signal);
   }
 
   /** The DPs in the order they are tried. */
@@ -120,7 +140,12 @@ export class Downloader {
    * Puts every chunk of the manifest in the cache: those already there are not fetched again.
    * `onProgress` is called as bytes arrive.
    */
-  async fill(m: Manifest, cache: ChunkCache, onProgress: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<DownloadProgress> {
+  async fill(
+    m: Manifest,
+    cache: Pick<ChunkCache, 'has' | 'put'>,
+    onProgress: (p: DownloadProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<DownloadProgress> {
     const need: { file: string; digest: string; size: number }[] = [];
     const seen = new Set<string>();
     let total = 0;
@@ -144,6 +169,7 @@ export class Downloader {
     const worker = async () => {
       while (next < need.length) {
         const n = need[next++] as (typeof need)[number];
+        await this.pace(n.size, signal);
         const raw = await this.chunk(m, n.file, n.digest, n.size, signal);
         await cache.put(n.digest, raw);
         p.bytesDone += n.size;

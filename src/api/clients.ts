@@ -222,18 +222,58 @@ export const CheckinAnswer = z.object({
     .array(Offer)
     .describe('advertisements this client may act on now: member, enabled, available, not expired, and held by a DP it may use'),
   certificates: z.array(z.unknown()).describe('certificates of the sites whose signatures the offers carry'),
+  downloadSlots: z.boolean().optional().describe('true: the site caps downloads; ask for a slot before downloading'),
 });
 export type CheckinAnswer = z.infer<typeof CheckinAnswer>;
 
-export const ClientSettings = z.strictObject({
-  clientCycleSeconds: z
+const cycle = z
+  .number()
+  .int()
+  .min(10)
+  .max(7 * 86400)
+  .describe('how often agents of this site check in (they add up to ±10 % jitter)');
+const slots = z.number().int().min(1).max(1_000_000);
+const slotTimeout = z.number().int().min(10).max(86400);
+
+export const ClientSettings = z.object({
+  clientCycleSeconds: cycle,
+  downloadSlots: slots.nullable().describe("at most this many of the site's clients download at once; null: no cap"),
+  dpDownloadSlots: slots.nullable().describe('at most this many clients download from any one DP of the site at once; null: no cap'),
+  clientRate: z
     .number()
     .int()
-    .min(10)
-    .max(7 * 86400)
-    .describe('how often agents of this site check in (they add up to ±10 % jitter)'),
+    .min(1024)
+    .nullable()
+    .describe("bytes per second for all of the site's client downloads, shared among the slots; null: unlimited"),
+  slotTimeoutSeconds: slotTimeout.describe('a client holding a download slot that reports no progress for this long loses it'),
 });
 export type ClientSettings = z.infer<typeof ClientSettings>;
+
+export const ClientSettingsRequest = z.strictObject({
+  clientCycleSeconds: cycle.optional(),
+  downloadSlots: slots.nullable().optional(),
+  dpDownloadSlots: slots.nullable().optional(),
+  clientRate: z.number().int().min(1024).nullable().optional(),
+  slotTimeoutSeconds: slotTimeout.optional(),
+});
+export type ClientSettingsRequest = z.infer<typeof ClientSettingsRequest>;
+
+/** An agent asks for a download slot before it downloads, when its site caps downloads. */
+export const SlotRequest = z.strictObject({
+  advertisement: z.string().regex(ADVERTISEMENT_ID),
+  dps: z.array(z.string().min(1).max(64)).min(1).max(64).describe('the DPs it may use, in the order it would try them'),
+});
+export type SlotRequest = z.infer<typeof SlotRequest>;
+
+export const SlotAnswer = z.object({
+  granted: z.boolean(),
+  dp: z.string().nullable().describe('granted: the DP whose slot it holds (to download from first)'),
+  rate: z.number().nullable().describe('granted: bytes per second it may download at; null: unlimited'),
+  leaseSeconds: z.number().int().describe('granted: lost after this long without a progress report'),
+  retryAfterSeconds: z.number().int().nullable().describe('refused: when to ask again (with jitter)'),
+  reason: z.string().nullable().describe('refused: which cap is full'),
+});
+export type SlotAnswer = z.infer<typeof SlotAnswer>;
 
 // --- admin views ----------------------------------------------------------------------------
 
@@ -345,6 +385,7 @@ export type ClientSync = z.infer<typeof ClientSync>;
 export const clientCalls = {
   enrol: { method: 'POST', path: PATHS.agentEnrol, request: EnrolRequest, response: EnrolAnswer },
   checkin: { method: 'POST', path: PATHS.agentCheckin, request: CheckinRequest, response: CheckinAnswer },
+  slot: { method: 'POST', path: PATHS.agentSlot, request: SlotRequest, response: SlotAnswer },
   list: getCall(PATHS.clients, z.object({ clients: z.array(ClientEntry) }), 'Clients of this site and of every site below', 'Clients'),
   collections: getCall(PATHS.collections, z.object({ collections: z.array(CollectionEntry) }), 'Collections', 'Collections'),
   advertisements: getCall(

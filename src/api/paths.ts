@@ -59,6 +59,7 @@ export const PATHS = {
   clientSettings: '/api/v1/client-settings',
   agentEnrol: '/api/v1/agent/enrol',
   agentCheckin: '/api/v1/agent/checkin',
+  agentSlot: '/api/v1/agent/slot',
   clients: '/api/v1/clients',
   client: '/api/v1/clients/{id}',
   clientRevoke: '/api/v1/clients/{id}/revoke',

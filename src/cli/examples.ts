@@ -62,7 +62,10 @@ export const EXAMPLES: Record<string, string[]> = {
   'token create': ['cascade token create --role operator --name ci'],
   'token list': ['cascade token list'],
   'token revoke': ['cascade token revoke 832bcecea255'],
-  'site set': ['cascade site set --client-cycle 60m'],
+  'site set': [
+    'cascade site set --client-cycle 60m',
+    'cascade site set --download-slots 20 --dp-download-slots 10 --client-rate 50Mbit/s --slot-timeout 2m',
+  ],
   'agent join-token': ['TOKEN=$(cascade agent join-token --uses 500 --ttl 7d)'],
   'agent init': ['cascade agent init --data /var/lib/cascade-agent --site http://ber-site:8100 --join-token $TOKEN'],
   'agent start': ['cascade agent start --data /var/lib/cascade-agent'],

@@ -29,7 +29,8 @@ export const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
  * Where an advertisement stands for one client. The site works out `scheduled` (not available
  * yet), `waiting-wave` (a rollout has not released the client's wave, or is paused),
  * `waiting-content` (no DP it may use holds the version), `available` and `expired`; the agent
- * reports the others. `restart-pending`: the program succeeded and asked for a restart that has
+ * reports the others. `waiting-slot`: the site caps downloads and none was free; the agent asks
+ * again when told. `restart-pending`: the program succeeded and asked for a restart that has
  * not happened yet (it becomes `succeeded` once the agent sees the machine restarted).
  */
 export const CLIENT_STATES = [
@@ -37,6 +38,7 @@ export const CLIENT_STATES = [
   'waiting-wave',
   'waiting-content',
   'available',
+  'waiting-slot',
   'downloading',
   'running',
   'restart-pending',
@@ -48,7 +50,15 @@ export const CLIENT_STATES = [
 export type ClientState = (typeof CLIENT_STATES)[number];
 
 /** States the agent reports (the others the site works out). */
-export const AGENT_STATES = ['downloading', 'running', 'restart-pending', 'succeeded', 'failed', 'deferred-slow-link'] as const;
+export const AGENT_STATES = [
+  'waiting-slot',
+  'downloading',
+  'running',
+  'restart-pending',
+  'succeeded',
+  'failed',
+  'deferred-slow-link',
+] as const;
 export type AgentState = (typeof AGENT_STATES)[number];
 
 export const RERUN = ['never', 'always', 'if-failed'] as const;

@@ -30,7 +30,7 @@ const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.sit
 const JOINS = new Set<string>([PATHS.siteJoin, PATHS.dpJoin, PATHS.agentEnrol]);
 
 /** An agent's check-in carries its client credential, which the route itself checks. */
-const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin]);
+const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin, PATHS.agentSlot]);
 
 /**
  * At a DP, a parcel import (and its question of which chunks the DP lacks) carries no token of

@@ -22,6 +22,7 @@ const snap = (o: Partial<Snapshot>): Snapshot => ({
   dps: new Map(),
   central: 'CEN',
   cycleSeconds: 3600,
+  settings: { clientCycleSeconds: 3600, downloadSlots: null, dpDownloadSlots: null, clientRate: null, slotTimeoutSeconds: 120 },
   certificates: new Map(),
   ...o,
 });

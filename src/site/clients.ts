@@ -7,6 +7,8 @@ import type {
   CheckinAnswer,
   CheckinRequest,
   ClientEntry,
+  ClientSettings,
+  ClientSettingsRequest,
   ClientSync,
   EnrolAnswer,
   EnrolRequest,
@@ -38,6 +40,7 @@ import type { SiteContext } from './context.js';
 import { centralTrust } from './hierarchy.js';
 import { emit } from './messages.js';
 import { certificatesOf, collectionKey, type DpView, invalidate, type Snapshot, snapshot } from './policy.js';
+import { noteSlotReports } from './slots.js';
 
 /**
  * Clients: enrolment with a many-use join token, the agent's check-in (inventory, reports,
@@ -49,9 +52,26 @@ export async function clientCycleSeconds(ctx: SiteContext): Promise<number> {
   return (await snapshot(ctx)).cycleSeconds;
 }
 
-export async function setClientCycle(ctx: SiteContext, seconds: number): Promise<void> {
-  await ctx.store.setMeta('clients.cycleSeconds', String(seconds));
+export async function clientSettings(ctx: SiteContext): Promise<ClientSettings> {
+  return (await snapshot(ctx)).settings;
+}
+
+/** Changes the settings given; null removes a cap. */
+export async function setClientSettings(ctx: SiteContext, req: ClientSettingsRequest): Promise<ClientSettings> {
+  const keys: [keyof ClientSettingsRequest, string][] = [
+    ['clientCycleSeconds', 'clients.cycleSeconds'],
+    ['downloadSlots', 'clients.downloadSlots'],
+    ['dpDownloadSlots', 'clients.dpDownloadSlots'],
+    ['clientRate', 'clients.clientRate'],
+    ['slotTimeoutSeconds', 'clients.slotTimeoutSeconds'],
+  ];
+  for (const [k, meta] of keys) {
+    const v = req[k];
+    if (v === undefined) continue;
+    await ctx.store.setMeta(meta, v === null ? '' : String(v));
+  }
   invalidate(ctx);
+  return clientSettings(ctx);
 }
 
 /** The fingerprint half of the central key id: an agent join token ends with it. */
@@ -301,6 +321,7 @@ export async function checkin(
   // Flushed in the background; a failed write is logged, and each client's next check-in notes it again.
   if (buffered && !buffered.flushing && Date.now() - buffered.since > SEEN_FLUSH_MS)
     flushSeen(ctx).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'writing last-seen times failed'));
+  if (snap.settings.downloadSlots !== null || snap.settings.dpDownloadSlots !== null) noteSlotReports(ctx, client.id, req.reports);
   if (req.reports.length > 0)
     await putClientStates(
       ctx.store,
@@ -350,8 +371,11 @@ export async function checkin(
     nextCheckinSeconds: Math.max(1, next),
     offers,
     certificates: await certificatesOf(ctx, origins),
+    ...(capped(snap.settings) ? { downloadSlots: true } : {}),
   };
 }
+
+const capped = (s: ClientSettings) => s.downloadSlots !== null || s.dpDownloadSlots !== null || s.clientRate !== null;
 
 export async function clientEntries(ctx: SiteContext): Promise<ClientEntry[]> {
   const all = await listClients(ctx.store);

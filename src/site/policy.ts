@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import {
   type AdvertisementBody,
   type BoundaryBody,
+  type ClientSettings,
   type CollectionBody,
   type DpAbove,
   type PolicyKind,
@@ -48,10 +49,28 @@ export interface Snapshot {
   /** The central site's code, the client cycle, and certificates looked up so far (per site). */
   central: string;
   cycleSeconds: number;
+  /** The site's settings for its clients (cycle, download caps). */
+  settings: ClientSettings;
   certificates: Map<string, unknown>;
 }
 
 export const DEFAULT_CYCLE_SECONDS = 3600;
+export const DEFAULT_SLOT_TIMEOUT_SECONDS = 120;
+
+/** The site's settings for its clients, as kept in its meta table (absent: the defaults). */
+async function readClientSettings(ctx: SiteContext): Promise<ClientSettings> {
+  const num = async (k: string) => {
+    const v = await ctx.store.getMeta(k);
+    return v ? Number(v) : null;
+  };
+  return {
+    clientCycleSeconds: (await num('clients.cycleSeconds')) || DEFAULT_CYCLE_SECONDS,
+    downloadSlots: await num('clients.downloadSlots'),
+    dpDownloadSlots: await num('clients.dpDownloadSlots'),
+    clientRate: await num('clients.clientRate'),
+    slotTimeoutSeconds: (await num('clients.slotTimeoutSeconds')) || DEFAULT_SLOT_TIMEOUT_SECONDS,
+  };
+}
 
 export type DpView = DpAbove;
 
@@ -127,9 +146,11 @@ async function build(ctx: SiteContext): Promise<Snapshot> {
     ...policy,
     dps: new Map(),
     central: (await centralTrust(ctx)).code,
-    cycleSeconds: Number(await ctx.store.getMeta('clients.cycleSeconds')) || DEFAULT_CYCLE_SECONDS,
+    cycleSeconds: 0,
+    settings: await readClientSettings(ctx),
     certificates: new Map(),
   };
+  s.cycleSeconds = s.settings.clientCycleSeconds;
   for (const d of await listAllDps(ctx)) s.dps.set(d.name, dpView(d, false));
   // A version this site's sender installed on a DP counts at once, before the DP's next report.
   for (const t of await listTargets(ctx.store, { states: ['installed'] })) {

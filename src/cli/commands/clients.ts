@@ -14,6 +14,7 @@ import { fillPath, PATHS } from '../../api/paths.js';
 import { parseAdvertisementId, parseClientId, RERUN, SLOW_LINK } from '../../core/client.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
+import { formatRate, parseRate } from '../../core/rate.js';
 import { parseDuration, parseWhen } from '../../core/time.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, parseIntOpt, table } from '../common.js';
@@ -363,19 +364,65 @@ export function registerClientsAdmin(program: Command): void {
 
 /** `cascade site set`: settings of a site for its clients. */
 export function registerSiteSettings(site: Command): void {
+  const slots = (what: string) => (v: string) => (v.toLowerCase() === 'none' ? null : parseIntOpt(what, 1)(v));
   adminOptions(
     site
       .command('set')
-      .description("change this site's settings")
+      .description("change this site's settings for its clients (and show them all)")
       .option(
         '--client-cycle <duration>',
         'how often its agents check in (default 60m; agents add ±10 % jitter)',
         duration('--client-cycle'),
+      )
+      .option('--download-slots <n>', 'at most N of its clients download at once; none: no cap (the default)', slots('--download-slots'))
+      .option(
+        '--dp-download-slots <n>',
+        'at most N clients download from any one of its DPs at once; none: no cap',
+        slots('--dp-download-slots'),
+      )
+      .option(
+        '--client-rate <rate>',
+        "bytes per second for all its clients' downloads, shared among the slots (2MiB/s, 10Mbit/s, unlimited)",
+      )
+      .option(
+        '--slot-timeout <duration>',
+        'a client that reports no progress for this long loses its download slot (default 2m)',
+        duration('--slot-timeout'),
       ),
-  ).action(async (o: AdminOpts & { clientCycle?: number }) => {
-    if (o.clientCycle === undefined) throw fail('usage', 'nothing to set: pass --client-cycle');
-    const r = await clientFrom(o).json<ClientSettings>('POST', PATHS.clientSettings, { json: { clientCycleSeconds: o.clientCycle } });
-    if (o.json) return printJson(r);
-    process.stdout.write(`client cycle: ${r.clientCycleSeconds} s\n`);
-  });
+  ).action(
+    async (
+      o: AdminOpts & {
+        clientCycle?: number;
+        downloadSlots?: number | null;
+        dpDownloadSlots?: number | null;
+        clientRate?: string;
+        slotTimeout?: number;
+      },
+    ) => {
+      let clientRate: number | null | undefined;
+      if (o.clientRate !== undefined) {
+        try {
+          clientRate = parseRate(o.clientRate);
+        } catch {
+          throw fail('usage', `--client-rate "${o.clientRate}" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)`);
+        }
+      }
+      const json = {
+        ...(o.clientCycle !== undefined ? { clientCycleSeconds: o.clientCycle } : {}),
+        ...(o.downloadSlots !== undefined ? { downloadSlots: o.downloadSlots } : {}),
+        ...(o.dpDownloadSlots !== undefined ? { dpDownloadSlots: o.dpDownloadSlots } : {}),
+        ...(clientRate !== undefined ? { clientRate: clientRate === null ? null : Math.round(clientRate) } : {}),
+        ...(o.slotTimeout !== undefined ? { slotTimeoutSeconds: o.slotTimeout } : {}),
+      };
+      const c = clientFrom(o);
+      const r = Object.keys(json).length
+        ? await c.json<ClientSettings>('POST', PATHS.clientSettings, { json })
+        : await c.json<ClientSettings>('GET', PATHS.clientSettings);
+      if (o.json) return printJson(r);
+      process.stdout.write(
+        `client cycle: ${r.clientCycleSeconds} s\n` +
+          `download slots: ${r.downloadSlots ?? 'no cap'}; per DP: ${r.dpDownloadSlots ?? 'no cap'}; client rate: ${formatRate(r.clientRate)}; slot timeout: ${r.slotTimeoutSeconds} s\n`,
+      );
+    },
+  );
 }

@@ -10,6 +10,7 @@ import {
   BoundaryRequest,
   ClientEntry,
   ClientSettings,
+  ClientSettingsRequest,
   CollectionDetail,
   CollectionRequest,
   clientCalls,
@@ -34,15 +35,16 @@ import {
 } from '../advertisements.js';
 import {
   checkin,
-  clientCycleSeconds,
   clientEntries,
   clientEntry,
+  clientSettings,
   enrol,
   issueAgentJoinToken,
   revokeClient,
-  setClientCycle,
+  setClientSettings,
 } from '../clients.js';
 import { type App, type AppEnv, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
+import { requestSlot, slotTable } from '../slots.js';
 
 /** The address the caller connected from, when served by Node. */
 const peerAddress = (c: Context<AppEnv>): string | undefined => c.env?.incoming?.socket?.remoteAddress ?? undefined;
@@ -78,6 +80,30 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
     },
   );
 
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.agentSlot,
+      summary: 'An agent asks for a download slot before it downloads, when its site caps downloads (client credential)',
+      request: { body: jsonBody(clientCalls.slot.request) },
+      responses: answer('Granted (the DP to use, the rate to keep) or refused (when to ask again)', clientCalls.slot.response),
+    }),
+    async (c) => c.json(await requestSlot(parts, c.get('client').id, c.req.valid('json')), 200),
+  );
+  const slots = slotTable(parts);
+  parts.metrics.gauge('cascade_client_downloads', 'Download slots held by clients of this site now.', () => slots.slots.size);
+  parts.metrics.gauge('cascade_client_downloads_peak', 'The most download slots held at once since start.', () => slots.peak);
+  parts.metrics.gauge(
+    'cascade_client_slots_refused',
+    'Slot requests refused since start (the agent was told when to ask again).',
+    () => slots.refused,
+  );
+  parts.metrics.gauge(
+    'cascade_client_slots_lapsed',
+    'Slots lost by clients that reported no progress for the slot timeout.',
+    () => slots.lapsed,
+  );
+
   // --- administration -----------------------------------------------------------------------
   app.openapi(
     createRoute({
@@ -103,7 +129,7 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       need(c, 'read');
-      return c.json({ clientCycleSeconds: await clientCycleSeconds(parts) }, 200);
+      return c.json(await clientSettings(parts), 200);
     },
   );
 
@@ -112,13 +138,12 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: PATHS.clientSettings,
       summary: "Change this site's settings for its clients (admin)",
-      request: { body: jsonBody(ClientSettings) },
+      request: { body: jsonBody(ClientSettingsRequest) },
       responses: answer('Settings', ClientSettings),
     }),
     async (c) => {
       need(c, 'admin');
-      await setClientCycle(parts, c.req.valid('json').clientCycleSeconds);
-      return c.json({ clientCycleSeconds: await clientCycleSeconds(parts) }, 200);
+      return c.json(await setClientSettings(parts, c.req.valid('json')), 200);
     },
   );
 

@@ -1,0 +1,124 @@
+import type { AgentReport, SlotAnswer, SlotRequest } from '../api/clients.js';
+import type { SiteContext } from './context.js';
+import { snapshot } from './policy.js';
+
+/**
+ * Download slots (docs/rollouts.md, "Download caps"): when a site caps how many of its clients
+ * download at once (in all, and per DP), an agent asks for a slot before it downloads. The
+ * site grants one, naming the DP to use and the rate to keep, or tells it when to ask again
+ * (with jitter, so refused agents do not come back together). The agent's progress reports
+ * keep the slot; its final report frees it; silence for the slot timeout loses it. Slots are
+ * kept in memory: after a restart, an agent's next `downloading` report takes its slot back
+ * (counted against the site's cap; the DP is not known then, so not against a DP's).
+ */
+
+interface Slot {
+  client: string;
+  advertisement: string;
+  dp: string;
+  since: number;
+  renewed: number;
+}
+
+export interface SlotTable {
+  slots: Map<string, Slot>;
+  /** How long a slot is held, smoothed (s): refused agents come back after about that long. */
+  heldSeconds: number;
+  peak: number;
+  granted: number;
+  refused: number;
+  lapsed: number;
+  /** The slot timeout last read from the settings (s). */
+  timeoutSeconds: number;
+}
+
+const tables = new WeakMap<SiteContext, SlotTable>();
+
+export function slotTable(ctx: SiteContext): SlotTable {
+  let t = tables.get(ctx);
+  if (!t) {
+    const table: SlotTable = { slots: new Map(), heldSeconds: 10, peak: 0, granted: 0, refused: 0, lapsed: 0, timeoutSeconds: 120 };
+    // Silent holders lose their slots even when nobody asks for one.
+    setInterval(() => expire(table, Date.now(), table.timeoutSeconds), 2000).unref();
+    t = table;
+    tables.set(ctx, t);
+  }
+  return t;
+}
+
+const keyOf = (client: string, ad: string) => `${client} ${ad}`;
+
+function free(t: SlotTable, key: string, now: number): void {
+  const s = t.slots.get(key);
+  if (!s) return;
+  t.slots.delete(key);
+  t.heldSeconds = t.heldSeconds * 0.8 + ((now - s.since) / 1000) * 0.2;
+}
+
+function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
+  for (const [k, s] of t.slots)
+    if (now - s.renewed > timeoutSeconds * 1000) {
+      t.slots.delete(k);
+      t.lapsed++;
+    }
+}
+
+/** Asks again in about the time a slot is held, between 5 s and 10 min, ±50 %. */
+function retryAfter(t: SlotTable): number {
+  const base = Math.min(600, Math.max(5, t.heldSeconds));
+  return Math.max(1, Math.round(base * (0.5 + Math.random())));
+}
+
+export async function requestSlot(ctx: SiteContext, client: string, req: SlotRequest): Promise<SlotAnswer> {
+  const { settings, dps } = await snapshot(ctx);
+  const t = slotTable(ctx);
+  const now = Date.now();
+  t.timeoutSeconds = settings.slotTimeoutSeconds;
+  expire(t, now, settings.slotTimeoutSeconds);
+  const lease = settings.slotTimeoutSeconds;
+  const key = keyOf(client, req.advertisement);
+  const rateOf = (n: number) =>
+    settings.clientRate === null ? null : Math.floor(settings.clientRate / Math.max(1, settings.downloadSlots ?? n));
+  const held = t.slots.get(key);
+  if (held) {
+    held.renewed = now;
+    return { granted: true, dp: held.dp, rate: rateOf(t.slots.size), leaseSeconds: lease, retryAfterSeconds: null, reason: null };
+  }
+  const refuse = (reason: string): SlotAnswer => {
+    t.refused++;
+    return { granted: false, dp: null, rate: null, leaseSeconds: 0, retryAfterSeconds: retryAfter(t), reason };
+  };
+  if (settings.downloadSlots !== null && t.slots.size >= settings.downloadSlots)
+    return refuse(`site ${ctx.code}: all ${settings.downloadSlots} download slots are in use`);
+  // The first DP in the agent's order with room; DPs of other sites (fallback above) are not counted here.
+  let dp = req.dps[0] as string;
+  if (settings.dpDownloadSlots !== null) {
+    const cap = settings.dpDownloadSlots;
+    const use = new Map<string, number>();
+    for (const s of t.slots.values()) use.set(s.dp, (use.get(s.dp) ?? 0) + 1);
+    const room = req.dps.find((d) => dps.get(d)?.above || (use.get(d) ?? 0) < cap);
+    if (!room) return refuse(`site ${ctx.code}: each DP this client may use (${req.dps.join(', ')}) has ${cap} downloads running`);
+    dp = room;
+  }
+  t.slots.set(key, { client, advertisement: req.advertisement, dp, since: now, renewed: now });
+  t.granted++;
+  t.peak = Math.max(t.peak, t.slots.size);
+  return { granted: true, dp, rate: rateOf(t.slots.size), leaseSeconds: lease, retryAfterSeconds: null, reason: null };
+}
+
+/** A check-in's reports: `downloading` keeps the slot, any other state frees it. */
+export function noteSlotReports(ctx: SiteContext, client: string, reports: readonly AgentReport[]): void {
+  const t = tables.get(ctx) ?? (reports.some((r) => r.state === 'downloading') ? slotTable(ctx) : undefined);
+  if (!t) return;
+  const now = Date.now();
+  for (const r of reports) {
+    const key = keyOf(client, r.advertisement);
+    const s = t.slots.get(key);
+    if (!s) {
+      if (r.state === 'downloading') t.slots.set(key, { client, advertisement: r.advertisement, dp: '', since: now, renewed: now });
+      continue;
+    }
+    if (r.state === 'downloading') s.renewed = now;
+    else free(t, key, now);
+  }
+}

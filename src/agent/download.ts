@@ -42,6 +42,8 @@ export class Downloader {
   readonly problems: ContentProblem[] = [];
   /** How long each DP took to answer the manifest request, this time (ms). */
   readonly responseMs = new Map<string, number>();
+  /** Bytes received from each DP this time, as stored (compressed where it helped). */
+  readonly bytesFrom = new Map<string, number>();
 
   /** `dps` in the site's order; within one rank, the fastest by `measured` response first. */
   constructor(dps: readonly AllowedDp[], measured: Record<string, number> = {}) {
@@ -122,7 +124,10 @@ export class Downloader {
       try {
         raw = decodeChunk(stored, size);
       } catch {}
-      if (raw && raw.length === size && crypto.createHash('sha256').update(raw).digest('hex') === digest) return raw;
+      if (raw && raw.length === size && crypto.createHash('sha256').update(raw).digest('hex') === digest) {
+        this.bytesFrom.set(s.dp.name, (this.bytesFrom.get(s.dp.name) ?? 0) + stored.length);
+        return raw;
+      }
       this.problems.push({
         dp: s.dp.name,
         packageId: m.id,

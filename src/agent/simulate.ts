@@ -57,6 +57,8 @@ export interface SiteFigures {
   slotRefusals: number;
   firstDownloadAt: string | null;
   lastDownloadAt: string | null;
+  /** Bytes received from each DP, as stored (compressed where it helped). */
+  dps: Record<string, number>;
 }
 
 export interface SimulateResult {
@@ -146,6 +148,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
         slotRefusals: 0,
         firstDownloadAt: null,
         lastDownloadAt: null,
+        dps: {},
       };
       (figures[a.site] as SiteFigures).clients++;
     }
@@ -210,6 +213,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
       });
       bytes += p.fetched;
       f.bytes += p.fetched;
+      for (const [dp, n] of dl.bytesFrom) f.dps[dp] = (f.dps[dp] ?? 0) + n;
       downloads++;
       f.downloads++;
       c.done.set(adId, version);

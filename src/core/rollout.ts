@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import { fail } from './errors.js';
 
 /**
@@ -61,20 +60,16 @@ export function checkWaves(waves: readonly Wave[]): void {
     );
 }
 
-/** Where a client falls in [0, 1): the first 48 bits of SHA-256 over the rollout and the client ID. */
-export function bucketOf(rolloutId: string, clientId: string): number {
-  const h = crypto.createHash('sha256').update(`${rolloutId}\n${clientId}`).digest();
-  return h.readUIntBE(0, 6) / 2 ** 48;
-}
-
 /**
  * The wave that holds a member of the rollout's collection: the first collection wave it is a
- * member of, otherwise the share its bucket falls in. `inCollection` says whether the client is
- * a member of a collection (by name, as the waves spell it).
+ * member of, otherwise the share its `bucket` falls in: where the client falls in [0, 1), a
+ * stable hash of the rollout and the client (`rolloutBucket` in src/site/policy.ts).
+ * `inCollection` says whether the client is a member of a collection (by name, as the waves
+ * spell it).
  */
-export function waveOf(rolloutId: string, clientId: string, waves: readonly Wave[], inCollection: (name: string) => boolean): number {
+export function waveOf(bucket: number, waves: readonly Wave[], inCollection: (name: string) => boolean): number {
   for (const [i, w] of waves.entries()) if ('collection' in w && inCollection(w.collection)) return i;
-  const b = bucketOf(rolloutId, clientId) * 100;
+  const b = bucket * 100;
   let upTo = 0;
   let last = -1;
   for (const [i, w] of waves.entries()) {

@@ -39,7 +39,7 @@ import {
 import type { SiteContext } from './context.js';
 import { centralTrust } from './hierarchy.js';
 import { emit } from './messages.js';
-import { certificatesOf, collectionKey, type DpView, invalidate, type Snapshot, snapshot } from './policy.js';
+import { certificatesOf, collectionKey, type DpView, invalidate, rolloutBucket, type Snapshot, snapshot } from './policy.js';
 import { noteSlotReports } from './slots.js';
 
 /**
@@ -280,7 +280,7 @@ export function flushSeen(ctx: SiteContext): Promise<void> {
 export function releasedTo(ad: AdvertisementBody, clientId: string, member: ReadonlySet<string>): { ok: boolean; wave: number } {
   const r = ad.rollout;
   if (!r) return { ok: true, wave: 0 };
-  const wave = waveOf(ad.id, clientId, r.waves, (name) => member.has(collectionKey(name)));
+  const wave = waveOf(rolloutBucket(ad.id, clientId), r.waves, (name) => member.has(collectionKey(name)));
   return { ok: !r.paused && wave < r.released, wave };
 }
 

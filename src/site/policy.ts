@@ -281,3 +281,9 @@ export async function acceptPolicy(ctx: SiteContext, set: PolicySet, onRefused: 
   invalidate(ctx);
   return changed;
 }
+
+/** Where a client falls in a rollout, in [0, 1): the first 48 bits of SHA-256 over the rollout's and the client's IDs. */
+export function rolloutBucket(rolloutId: string, clientId: string): number {
+  const h = crypto.createHash('sha256').update(`${rolloutId}\n${clientId}`).digest();
+  return h.readUIntBE(0, 6) / 2 ** 48;
+}

@@ -7,7 +7,7 @@ import { getRollout, insertRollout, listRollouts, type RolloutControl, type Roll
 import { advertise, advertisementEntry, advertisementStatus } from './advertisements.js';
 import type { SiteContext } from './context.js';
 import { emit } from './messages.js';
-import { collectionKey, makePolicy, snapshot } from './policy.js';
+import { collectionKey, makePolicy, rolloutBucket, snapshot } from './policy.js';
 
 /**
  * Rollouts (docs/rollouts.md): an advertisement whose signed record carries its waves and how
@@ -25,7 +25,7 @@ async function wavesOfMembers(ctx: SiteContext, id: string, collection: string, 
   for (const c of await membersOf(ctx.store, collectionKey(collection)))
     out.set(
       c,
-      waveOf(id, c, waves, (name) => pilots.get(collectionKey(name))?.has(c) ?? false),
+      waveOf(rolloutBucket(id, c), waves, (name) => pilots.get(collectionKey(name))?.has(c) ?? false),
     );
   return out;
 }

@@ -96,6 +96,8 @@ export class Agent {
   private slotsRequired = false;
   /** A slot was refused this cycle: seconds until the site said to ask again. */
   private retryAfter: number | null = null;
+  /** The client's maintenance windows from the last check-in; undefined: none. */
+  private window: CheckinAnswer['window'];
 
   constructor(
     readonly dir: string,
@@ -212,6 +214,7 @@ export class Agent {
     }
     const trusted = trustFromCertificates(this.central, answer.certificates);
     this.slotsRequired = answer.downloadSlots === true;
+    this.window = answer.window;
     this.retryAfter = null;
     this.state.offers = [];
     let acted = false;
@@ -304,7 +307,7 @@ export class Agent {
         });
         return true;
       }
-      await this.install(ad, offer, trusted, signal);
+      await this.install(ad, offer, trusted, !asked, signal);
       return true;
     } catch (e) {
       this.say(`advertisement ${adId}: ${(e as Error).message}`);
@@ -331,10 +334,34 @@ export class Agent {
     return `measured ${Math.round((this.state.linkSpeed ?? 0) / 1024)} KiB/s, under ${SLOW_LINK_BYTES_PER_SECOND / 1024} KiB/s`;
   }
 
+  /**
+   * Why a mandatory run may not start now: outside every maintenance window of the client, or
+   * too close to the window's end for the program's time limit. Null: it may start.
+   */
+  private outsideWindow(maxRunSeconds: number): { detail: string; after: number | null } | null {
+    const w = this.window;
+    if (!w) return null;
+    const now = Date.now();
+    const secondsTo = (iso: string) => Math.max(1, Math.ceil((Date.parse(iso) - now) / 1000));
+    if (!w.open)
+      return {
+        detail: `outside its maintenance window (${w.text})${w.opensAt ? `; the next opens at ${w.opensAt}` : ''}`,
+        after: w.opensAt ? secondsTo(w.opensAt) : null,
+      };
+    if (w.closesAt && now + maxRunSeconds * 1000 > Date.parse(w.closesAt))
+      return {
+        detail: `its maintenance window (${w.text}) closes at ${w.closesAt}, before the program's time limit of ${maxRunSeconds} s would end; it waits for the next`,
+        after: secondsTo(w.closesAt),
+      };
+    return null;
+  }
+
   private async install(
     ad: { id: string; packageId: string; program: string; maxRunSeconds: number; slowLink: string },
     offer: Offer,
     trusted: TrustedKey[],
+    /** A mandatory run (not asked for with `agent install`): it starts only inside a maintenance window. */
+    mandatoryRun: boolean,
     signal?: AbortSignal,
   ): Promise<void> {
     const version = offer.version;
@@ -410,6 +437,20 @@ export class Agent {
       `${ad.id}: fetched ${progress.fetched} bytes in ${Math.round(progress.ms)} ms` +
         `${progress.ms > 0 ? ` (${(((progress.fetched / progress.ms) * 1000) / 2 ** 20).toFixed(1)} MiB/s)` : ''}; ${manifest.bytes - progress.fetched} bytes were already in the cache or repeated`,
     );
+    const shut = mandatoryRun ? this.outsideWindow(ad.maxRunSeconds) : null;
+    if (shut) {
+      this.setAd(ad.id, {
+        packageId: ad.packageId,
+        version,
+        state: 'waiting-window',
+        detail: shut.detail,
+        bytesDone: manifest.bytes,
+        bytesTotal: manifest.bytes,
+      });
+      if (shut.after !== null) this.retryAfter = Math.min(this.retryAfter ?? shut.after, shut.after);
+      this.say(`${ad.id}: downloaded; ${shut.detail}`);
+      return;
+    }
     const staging = path.join(this.dir, 'staging', `${ad.id}-v${version}`);
     await assemble(manifest, this.cache, staging);
     this.say(`${ad.id}: running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`);

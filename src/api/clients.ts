@@ -63,6 +63,18 @@ export const CollectionBody = z.strictObject({
   rule: z.string().min(1).max(4096).nullable(),
   include: z.array(z.string().regex(COLLECTION_NAME)).max(64),
   exclude: z.array(z.string().regex(COLLECTION_NAME)).max(64),
+  window: z
+    .strictObject({
+      spec: z
+        .string()
+        .min(1)
+        .max(1024)
+        .describe('open hours in the week-grid syntax of route schedules, over a closed week (docs/rollouts.md)'),
+      timeZone: z.string().min(1).max(64),
+    })
+    .nullable()
+    .optional()
+    .describe("a maintenance window: members' mandatory runs start only inside it; absent or null: none"),
 });
 export type CollectionBody = z.infer<typeof CollectionBody>;
 
@@ -223,6 +235,15 @@ export const CheckinAnswer = z.object({
     .describe('advertisements this client may act on now: member, enabled, available, not expired, and held by a DP it may use'),
   certificates: z.array(z.unknown()).describe('certificates of the sites whose signatures the offers carry'),
   downloadSlots: z.boolean().optional().describe('true: the site caps downloads; ask for a slot before downloading'),
+  window: z
+    .object({
+      open: z.boolean(),
+      closesAt: z.string().nullable().describe('open: when it closes (null: not within two weeks)'),
+      opensAt: z.string().nullable().describe('closed: when it opens next'),
+      text: z.string().describe('the windows, for messages'),
+    })
+    .optional()
+    .describe("the client's maintenance windows (the union of its collections'), where it has any: mandatory runs start only inside them"),
 });
 export type CheckinAnswer = z.infer<typeof CheckinAnswer>;
 
@@ -300,7 +321,7 @@ export type CollectionEntry = z.infer<typeof CollectionEntry>;
 export const CollectionDetail = CollectionEntry.extend({ memberIds: z.array(z.string()) });
 export type CollectionDetail = z.infer<typeof CollectionDetail>;
 
-export const CollectionRequest = CollectionBody.partial({ clients: true, rule: true, include: true, exclude: true });
+export const CollectionRequest = CollectionBody.partial({ clients: true, rule: true, include: true, exclude: true, window: true });
 export type CollectionRequest = z.infer<typeof CollectionRequest>;
 
 export const AdvertisementEntry = AdvertisementBody.extend({ origin: z.string(), updatedAt: z.string() }).meta({ id: 'Advertisement' });

@@ -86,7 +86,11 @@ export const EXAMPLES: Record<string, string[]> = {
     'cascade collection create "Berlin workstations" --rule \'os = "linux" and hostname like "ber-%"\'',
     'cascade collection create Pilot --client BER-000042 --client BER-000043 --exclude Servers',
   ],
-  'collection set': ['cascade collection set Pilot --include "Berlin workstations"'],
+  'collection set': [
+    'cascade collection set Pilot --include "Berlin workstations"',
+    'cascade collection set Servers --window "sat 22-04" --time-zone Europe/Berlin',
+    'cascade collection set Servers --window none',
+  ],
   'collection list': ['cascade collection list'],
   'collection show': ['cascade collection show Pilot --json'],
   'collection delete': ['cascade collection delete Pilot'],

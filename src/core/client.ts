@@ -39,6 +39,7 @@ export const CLIENT_STATES = [
   'waiting-content',
   'available',
   'waiting-slot',
+  'waiting-window',
   'downloading',
   'running',
   'restart-pending',
@@ -52,6 +53,7 @@ export type ClientState = (typeof CLIENT_STATES)[number];
 /** States the agent reports (the others the site works out). */
 export const AGENT_STATES = [
   'waiting-slot',
+  'waiting-window',
   'downloading',
   'running',
   'restart-pending',

@@ -18,6 +18,7 @@ import { type ClientState, formatAdvertisementId } from '../core/client.js';
 import { fail } from '../core/errors.js';
 import { parseRule } from '../core/rule.js';
 import { SITE_CODE } from '../core/site.js';
+import { formatWindow, longestOpenSeconds, parseWindow } from '../core/window.js';
 import {
   type ClientRow,
   type ClientStateRow,
@@ -62,17 +63,50 @@ export async function createCollection(ctx: SiteContext, req: CollectionRequest,
   if (held && !replace) throw fail('conflict', `collection "${held.body.name}" already exists (names are compared without regard to case)`);
   if (!held && replace) throw fail('not_found', `no collection "${req.name}"`);
   if (req.rule) parseRule(req.rule);
+  // A window is kept in its canonical form, checked here so a bad one never travels.
+  const window =
+    req.window === undefined
+      ? (held?.body.window ?? null)
+      : req.window && { spec: formatWindow(parseWindow(req.window.spec, req.window.timeZone)), timeZone: req.window.timeZone };
+  if (window && held) checkWindowFits(snap, held.body.name, window);
   const body = {
     name: held?.body.name ?? req.name,
     clients: [...new Set((req.clients ?? held?.body.clients ?? []).map((c) => c.toUpperCase()))],
     rule: req.rule === undefined ? (held?.body.rule ?? null) : req.rule,
     include: req.include ?? held?.body.include ?? [],
     exclude: req.exclude ?? held?.body.exclude ?? [],
+    ...(window ? { window } : {}),
   };
   checkCollectionRefs(snap, key, [...body.include, ...body.exclude]);
   await makePolicy(ctx, 'collection', key, body);
   await reevaluate(ctx);
   return collectionDetail(ctx, key);
+}
+
+const hours = (seconds: number) =>
+  seconds % 3600 === 0 ? `${seconds / 3600} h` : seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.ceil(seconds / 60)} min`;
+
+/**
+ * A program that could never run: its time limit is longer than the longest stretch its
+ * collection's maintenance window is open. Refused when advertised (or when the window is
+ * narrowed under an advertisement), not discovered never to run.
+ */
+function windowRefusal(collection: string, window: { spec: string; timeZone: string }, ad: string, maxRunSeconds: number): string | null {
+  const longest = longestOpenSeconds(parseWindow(window.spec, window.timeZone));
+  if (maxRunSeconds <= longest) return null;
+  return (
+    `${ad} may run for up to ${hours(maxRunSeconds)}, longer than the maintenance window of collection "${collection}" ` +
+    `("${window.spec}", ${window.timeZone}) is ever open at a stretch (${hours(longest)}): its mandatory runs would never start; ` +
+    'lower --max-run or widen the window'
+  );
+}
+
+function checkWindowFits(snap: Snapshot, collection: string, window: { spec: string; timeZone: string }): void {
+  for (const a of snap.advertisements.values()) {
+    if (collectionKey(a.body.collection) !== collectionKey(collection) || !a.body.enabled || a.body.mandatory.length === 0) continue;
+    const no = windowRefusal(collection, window, `advertisement ${a.body.id}`, a.body.maxRunSeconds);
+    if (no) throw fail('bad_request', no);
+  }
 }
 
 export async function deleteCollection(ctx: SiteContext, name: string): Promise<void> {
@@ -146,6 +180,11 @@ export async function advertise(
   const mandatory = (req.mandatory ?? []).map((t) => isoTime(t, '--mandatory') as string);
   const expires = isoTime(req.expires, '--expires');
   if (expires && expires <= available) throw fail('bad_request', '--expires must be after --available');
+  const target = snap.collections.get(collectionKey(req.collection));
+  if (target?.body.window && mandatory.length > 0) {
+    const no = windowRefusal(target.body.name, target.body.window, `program "${req.program}"`, req.maxRunSeconds ?? 3600);
+    if (no) throw fail('bad_request', no);
+  }
   const id = formatAdvertisementId(ctx.code, await ctx.store.nextCounter('advertisement'));
   const body: AdvertisementBody = {
     id,

@@ -77,6 +77,7 @@ describe('collection membership', () => {
         body: { name, clients: o.clients ?? [], rule: o.rule ?? null, include: o.include ?? [], exclude: o.exclude ?? [] },
         origin: 'CEN',
         rule: o.rule ? parseRule(o.rule) : null,
+        window: null,
         updatedAt: '',
       },
     ] as const;

@@ -10,6 +10,7 @@ import type {
   ClientSettings,
   ClientSettingsRequest,
   ClientSync,
+  CollectionBody,
   EnrolAnswer,
   EnrolRequest,
   Inventory,
@@ -20,6 +21,8 @@ import { formatClientId } from '../core/client.js';
 import { fail } from '../core/errors.js';
 import { type Wave, waveOf, waveText } from '../core/rollout.js';
 import type { RuleInventory } from '../core/rule.js';
+import type { Schedule } from '../core/schedule.js';
+import { windowState } from '../core/window.js';
 import {
   type ClientRow,
   clientByCredential,
@@ -365,13 +368,38 @@ export async function checkin(
     origins.add(ad.origin);
     origins.add(b.packageId.slice(0, 3));
   }
+  const window = offers.length > 0 ? clientWindow(snap, member, now) : undefined;
+  if (window?.opensAt) next = Math.min(next, Math.max(1, Math.ceil((Date.parse(window.opensAt) - now.getTime()) / 1000)));
   return {
     client: client.id,
     site: ctx.code,
     nextCheckinSeconds: Math.max(1, next),
     offers,
+    ...(window ? { window } : {}),
     certificates: await certificatesOf(ctx, origins),
     ...(capped(snap.settings) ? { downloadSlots: true } : {}),
+  };
+}
+
+/**
+ * The maintenance windows that hold for a client: the union of its collections' (any of them
+ * open lets a mandatory run start). Undefined when none of its collections has one.
+ */
+export function clientWindow(snap: Snapshot, member: ReadonlySet<string>, now: Date): CheckinAnswer['window'] {
+  const own = [...member].map((k) => snap.collections.get(k)).filter((c) => c?.window) as {
+    body: CollectionBody;
+    window: Schedule;
+  }[];
+  if (own.length === 0) return undefined;
+  const st = windowState(
+    own.map((c) => c.window),
+    now,
+  );
+  return {
+    open: st.open,
+    closesAt: st.closesAt?.toISOString() ?? null,
+    opensAt: st.opensAt?.toISOString() ?? null,
+    text: own.map((c) => `"${c.body.window?.spec}" (${c.body.window?.timeZone}) of "${c.body.name}"`).join(', '),
   };
 }
 

@@ -16,7 +16,9 @@ import { signPolicy, verifyPolicy } from '../content/policy.js';
 import { type Cidr, parseCidr } from '../core/cidr.js';
 import { fail } from '../core/errors.js';
 import { parseRule, type Rule } from '../core/rule.js';
+import type { Schedule } from '../core/schedule.js';
 import { SITE_CODE } from '../core/site.js';
+import { parseWindow } from '../core/window.js';
 import { listPolicy, policyFingerprint, putPolicy } from '../store/clients.js';
 import { listKeys, listTargets, putKey } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
@@ -39,7 +41,7 @@ export interface Advertisement {
 
 export interface Snapshot {
   at: number;
-  collections: Map<string, { body: CollectionBody; origin: string; rule: Rule | null; updatedAt: string }>;
+  collections: Map<string, { body: CollectionBody; origin: string; rule: Rule | null; window: Schedule | null; updatedAt: string }>;
   advertisements: Map<string, Advertisement>;
   /** The advertisements of each collection (by its key). */
   adsByCollection: Map<string, Advertisement[]>;
@@ -121,7 +123,14 @@ async function policyPart(ctx: SiteContext): Promise<PolicyPart> {
       } catch {
         rule = () => false;
       }
-      s.collections.set(row.id, { body: rec.body, origin: rec.origin, rule, updatedAt: row.updatedAt });
+      let window: Schedule | null = null;
+      try {
+        window = rec.body.window ? parseWindow(rec.body.window.spec, rec.body.window.timeZone) : null;
+      } catch {
+        // a window that does not parse here (an unknown time zone) never opens: nothing runs outside it
+        window = { timeZone: 'UTC', cells: new Array(168).fill('closed') };
+      }
+      s.collections.set(row.id, { body: rec.body, origin: rec.origin, rule, window, updatedAt: row.updatedAt });
     } else if (rec.kind === 'advertisement') {
       const ad = { body: rec.body, origin: rec.origin, signed: row.signed as SignedPolicy, updatedAt: row.updatedAt };
       s.advertisements.set(row.id, ad);

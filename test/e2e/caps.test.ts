@@ -102,5 +102,7 @@ describe('download caps', () => {
     await run(['site', 'set', '--client-rate', 'unlimited']);
     expect(await run(['agent', 'run-now', '--data', agents[1] as string])).toMatch(/succeeded/);
     expect(await metric(cen.url, 'cascade_client_downloads')).toBe(0);
+    // The cap lifted: no slot asked for any more.
+    expect(await run(['site', 'set', '--download-slots', 'none', '--json'])).toMatch(/"downloadSlots": null/);
   });
 });

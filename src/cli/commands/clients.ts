@@ -138,10 +138,30 @@ export function registerClientsAdmin(program: Command): void {
         .option('--client <id>', 'a member by client ID (repeatable)', collect)
         .option('--rule <expr>', 'members by inventory, e.g. \'os = "linux" and hostname like "ber-%"\' (docs/clients.md)')
         .option('--include <collection>', 'members of another collection too (repeatable)', collect)
-        .option('--exclude <collection>', 'never members of this collection (repeatable)', collect),
+        .option('--exclude <collection>', 'never members of this collection (repeatable)', collect)
+        .option(
+          '--window <spec>',
+          'maintenance window: when mandatory runs may start, e.g. "sat 22-04" or "mon-fri 20-06" (route schedule syntax, over a closed week; none: no window)',
+        )
+        .option('--time-zone <zone>', 'IANA time zone the window is read in (default UTC)'),
     );
-  type CollectionOpts = AdminOpts & { client?: string[]; rule?: string; include?: string[]; exclude?: string[] };
+  type CollectionOpts = AdminOpts & {
+    client?: string[];
+    rule?: string;
+    include?: string[];
+    exclude?: string[];
+    window?: string;
+    timeZone?: string;
+  };
+  const windowOf = (o: CollectionOpts) => {
+    if (o.window === undefined) {
+      if (o.timeZone !== undefined) throw fail('usage', '--time-zone goes with --window');
+      return {};
+    }
+    return { window: o.window.toLowerCase() === 'none' ? null : { spec: o.window, timeZone: o.timeZone ?? 'UTC' } };
+  };
   const body = (o: CollectionOpts) => ({
+    ...windowOf(o),
     ...(o.client ? { clients: o.client.map(parseClientId) } : {}),
     ...(o.rule !== undefined ? { rule: o.rule } : {}),
     ...(o.include ? { include: o.include } : {}),
@@ -149,7 +169,8 @@ export function registerClientsAdmin(program: Command): void {
   });
   const showCollection = (c: CollectionDetail) =>
     `collection "${c.name}" (made at ${c.origin}): ${c.members} member(s)${c.memberIds.length ? `: ${c.memberIds.slice(0, 50).join(', ')}${c.memberIds.length > 50 ? ', …' : ''}` : ''}\n` +
-    `${c.rule ? `  rule: ${c.rule}\n` : ''}${c.clients.length ? `  by ID: ${c.clients.join(', ')}\n` : ''}${c.include.length ? `  includes: ${c.include.join(', ')}\n` : ''}${c.exclude.length ? `  excludes: ${c.exclude.join(', ')}\n` : ''}`;
+    `${c.rule ? `  rule: ${c.rule}\n` : ''}${c.clients.length ? `  by ID: ${c.clients.join(', ')}\n` : ''}${c.include.length ? `  includes: ${c.include.join(', ')}\n` : ''}${c.exclude.length ? `  excludes: ${c.exclude.join(', ')}\n` : ''}` +
+    `${c.window ? `  maintenance window: ${c.window.spec} (${c.window.timeZone}); mandatory runs start only inside it\n` : ''}`;
   collectionOptions(collection.command('create').description('create a collection').argument('<name>', 'collection name')).action(
     async (name: string, o: CollectionOpts) => {
       const c = await clientFrom(o).json<CollectionDetail>('POST', PATHS.collections, { json: { name, ...body(o) } });
@@ -364,7 +385,9 @@ export function registerClientsAdmin(program: Command): void {
 
 /** `cascade site set`: settings of a site for its clients. */
 export function registerSiteSettings(site: Command): void {
-  const slots = (what: string) => (v: string) => (v.toLowerCase() === 'none' ? null : parseIntOpt(what, 1)(v));
+  // commander turns a parser's null into '': 'none' stays a word here and becomes null below.
+  const slots = (what: string) => (v: string) => (v.toLowerCase() === 'none' ? 'none' : parseIntOpt(what, 1)(v));
+  const cap = (v: number | 'none' | undefined) => (v === 'none' ? null : v);
   adminOptions(
     site
       .command('set')
@@ -393,8 +416,8 @@ export function registerSiteSettings(site: Command): void {
     async (
       o: AdminOpts & {
         clientCycle?: number;
-        downloadSlots?: number | null;
-        dpDownloadSlots?: number | null;
+        downloadSlots?: number | 'none';
+        dpDownloadSlots?: number | 'none';
         clientRate?: string;
         slotTimeout?: number;
       },
@@ -409,8 +432,8 @@ export function registerSiteSettings(site: Command): void {
       }
       const json = {
         ...(o.clientCycle !== undefined ? { clientCycleSeconds: o.clientCycle } : {}),
-        ...(o.downloadSlots !== undefined ? { downloadSlots: o.downloadSlots } : {}),
-        ...(o.dpDownloadSlots !== undefined ? { dpDownloadSlots: o.dpDownloadSlots } : {}),
+        ...(o.downloadSlots !== undefined ? { downloadSlots: cap(o.downloadSlots) } : {}),
+        ...(o.dpDownloadSlots !== undefined ? { dpDownloadSlots: cap(o.dpDownloadSlots) } : {}),
         ...(clientRate !== undefined ? { clientRate: clientRate === null ? null : Math.round(clientRate) } : {}),
         ...(o.slotTimeout !== undefined ? { slotTimeoutSeconds: o.slotTimeout } : {}),
       };

@@ -282,6 +282,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   );
 
   const ad = await clientsTour({ dataDir, client, ber: siteClient(1), berUrl: (children[1] as RunningSite).url, out });
+  const rollout = await rolloutTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
 
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
@@ -307,6 +308,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} undistribute ${r1.id} --from dp:eur-dp1`);
   out(`  ${me} advertisement status ${ad.id}`);
   out(`  ${me} why ${ad.client} ${ad.id}`);
+  out(`  ${me} rollout status ${rollout}`);
   out(`  ${me} client list`);
   out(`  ${me} agent status --data ${path.join(dataDir, 'agents', 'ber-ws-01')}`);
   out(`  ${me} messages --severity warning`);
@@ -337,7 +339,7 @@ async function clientsTour(o: {
   ber: ApiClient;
   berUrl: string;
   out: (s: string) => void;
-}): Promise<{ id: string; client: string }> {
+}): Promise<{ id: string; client: string; agents: Agent[] }> {
   const { client, out } = o;
   const src = path.join(o.dataDir, 'sample-tool');
   const results = path.join(o.dataDir, 'installed');
@@ -411,7 +413,108 @@ async function clientsTour(o: {
     out(`      ${path.join(results, f)}: ${fs.readFileSync(path.join(results, f), 'utf8').trim()}`);
   out(`    cascade why ${first} ${ad.id}, now:`);
   for (const r of (await why()).reasons.slice(-2)) out(`      ${r.ok ? '✓' : '✗'} ${r.text}`);
-  return { id: ad.id, client: first };
+  return { id: ad.id, client: first, agents };
+}
+
+/**
+ * 11. A rollout under a download cap: a second package goes to the Berlin workstations in two
+ * waves — a pilot collection of one, then the rest — while BER lets one client download at a
+ * time. The second wave waits for the pilot's success; in it, one agent downloads and the
+ * other waits for the slot, told why and when to ask again.
+ */
+async function rolloutTour(o: {
+  dataDir: string;
+  client: ApiClient;
+  ber: ApiClient;
+  agents: Agent[];
+  out: (s: string) => void;
+}): Promise<string> {
+  const { client, out, agents } = o;
+  const src = path.join(o.dataDir, 'sample-fonts');
+  if (!fs.existsSync(src)) {
+    fs.mkdirSync(src, { recursive: true });
+    fs.writeFileSync(path.join(src, 'install.sh'), '#!/bin/sh\nset -e\nsha256sum fonts.bin > /dev/null\necho fonts installed\n', {
+      mode: 0o755,
+    });
+    fs.writeFileSync(path.join(src, 'fonts.bin'), crypto.randomBytes(3 << 20));
+  }
+  const up = await uploadSource(client, await walkSource(src));
+  const pkg = await client.json<{ id: string }>('POST', PATHS.packages, {
+    json: { name: 'Sample fonts', priority: 'high', programs: [{ name: 'Install', command: './install.sh' }], files: up.files },
+  });
+  await client.json('POST', PATHS.distributions, { json: { packageId: pkg.id, to: ['dp:ber-dp1'] } });
+  const pilot = (agents[0] as Agent).cfg.client;
+  await client.json('POST', PATHS.collections, { json: { name: 'Berlin pilot', clients: [pilot] } }).catch(() => undefined);
+  // "A few users at a time": one download at a time at BER, at 1 MiB/s.
+  await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: 1, clientRate: 1 << 20 } });
+  const r = await client.json<{ id: string }>('POST', PATHS.rollouts, {
+    json: {
+      packageId: pkg.id,
+      program: 'Install',
+      collection: 'Berlin workstations',
+      waves: [{ collection: 'Berlin pilot' }, { rest: true }],
+      successPercent: 100,
+      holdSeconds: 0,
+    },
+  });
+  out(`\n11. rollout: site set --download-slots 1 --client-rate 1MiB/s at BER; collection "Berlin pilot" (${pilot});`);
+  out(
+    `    rollout create ${pkg.id} --program Install --collection "Berlin workstations" --wave "Berlin pilot" --wave rest --success 100% --hold 0: ${r.id}`,
+  );
+
+  // Each agent on its own clock, as `agent start` would, but looking every second (the demo
+  // cannot wait for a client cycle); a refused agent waits the retry-after the site gave.
+  const t0 = Date.now();
+  const nextAt = agents.map(() => 0);
+  const busy = agents.map(() => false);
+  const seen = agents.map(() => '');
+  const note = (i: number, a: Agent) => {
+    const ad = a.state.advertisements[r.id];
+    const line = ad ? `${ad.state}${ad.state === 'waiting-slot' && ad.detail ? ` (${ad.detail})` : ''}` : 'not offered (yet)';
+    if (line.replace(/\d+ s\)$/, '') === (seen[i] as string).replace(/\d+ s\)$/, '')) return;
+    seen[i] = line;
+    out(`    ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${a.cfg.client}: ${line}`);
+  };
+  type Status = { rollout: { state: string; waves: { text: string; released: boolean; members: number; succeeded: number }[] } };
+  let st: Status | undefined;
+  let wavesReleased = 1;
+  while (Date.now() - t0 < 120_000) {
+    for (const [i, a] of agents.entries()) {
+      if (busy[i] || Date.now() < (nextAt[i] as number)) continue;
+      busy[i] = true;
+      void a
+        .cycle()
+        .then(
+          (wait) => {
+            const waiting = a.state.advertisements[r.id]?.state === 'waiting-slot';
+            nextAt[i] = Date.now() + (waiting ? wait : Math.min(wait, 1)) * 1000;
+          },
+          () => {
+            nextAt[i] = Date.now() + 1000;
+          },
+        )
+        .finally(() => {
+          busy[i] = false;
+          note(i, a);
+        });
+    }
+    for (const [i, a] of agents.entries()) note(i, a);
+    st = await client.json<Status>('GET', fillPath(PATHS.rolloutStatus, { id: r.id }));
+    const released = st.rollout.waves.filter((w) => w.released).length;
+    if (released > wavesReleased) {
+      wavesReleased = released;
+      out(`    ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s  the pilot succeeded: wave 2 released (the rest)`);
+      // The released clients look at once (as at their next cycle), so they meet at the cap.
+      nextAt.fill(0);
+    }
+    if (st.rollout.state === 'completed' && !busy.some(Boolean)) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  out(`    cascade rollout show ${r.id}: ${st?.rollout.state}`);
+  for (const w of st?.rollout.waves ?? [])
+    out(`      ${w.text}: ${w.released ? 'released' : 'not released'}, ${w.succeeded} of ${w.members} succeeded`);
+  await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: null, clientRate: null } });
+  return r.id;
 }
 
 /** A loopback port free a moment ago (for a child site's fixed address). */

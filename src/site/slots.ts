@@ -30,6 +30,8 @@ export interface SlotTable {
   lapsed: number;
   /** The slot timeout last read from the settings (s). */
   timeoutSeconds: number;
+  /** Refused askers not yet granted: key → when last refused (ms); forgotten after 10 min. */
+  waiting: Map<string, number>;
 }
 
 const tables = new WeakMap<SiteContext, SlotTable>();
@@ -37,7 +39,16 @@ const tables = new WeakMap<SiteContext, SlotTable>();
 export function slotTable(ctx: SiteContext): SlotTable {
   let t = tables.get(ctx);
   if (!t) {
-    const table: SlotTable = { slots: new Map(), heldSeconds: 10, peak: 0, granted: 0, refused: 0, lapsed: 0, timeoutSeconds: 120 };
+    const table: SlotTable = {
+      slots: new Map(),
+      heldSeconds: 10,
+      peak: 0,
+      granted: 0,
+      refused: 0,
+      lapsed: 0,
+      timeoutSeconds: 120,
+      waiting: new Map(),
+    };
     // Silent holders lose their slots even when nobody asks for one.
     setInterval(() => expire(table, Date.now(), table.timeoutSeconds), 2000).unref();
     t = table;
@@ -56,6 +67,7 @@ function free(t: SlotTable, key: string, now: number): void {
 }
 
 function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
+  for (const [k, at] of t.waiting) if (now - at > 600_000) t.waiting.delete(k);
   for (const [k, s] of t.slots)
     if (now - s.renewed > timeoutSeconds * 1000) {
       t.slots.delete(k);
@@ -63,9 +75,14 @@ function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
     }
 }
 
-/** Asks again in about the time a slot is held, between 5 s and 10 min, ±50 %. */
-function retryAfter(t: SlotTable): number {
-  const base = Math.min(600, Math.max(5, t.heldSeconds));
+/**
+ * When to ask again: about when this asker's turn would come — the time a slot is held, times
+ * the askers waiting per slot — between 5 s and 10 min, ±50 % at random. A crowd of refused
+ * agents spreads itself over the time the slots need to serve it, instead of asking every few
+ * seconds.
+ */
+function retryAfter(t: SlotTable, slots: number): number {
+  const base = Math.min(600, Math.max(5, t.heldSeconds * Math.max(1, t.waiting.size / Math.max(1, slots))));
   return Math.max(1, Math.round(base * (0.5 + Math.random())));
 }
 
@@ -84,12 +101,13 @@ export async function requestSlot(ctx: SiteContext, client: string, req: SlotReq
     held.renewed = now;
     return { granted: true, dp: held.dp, rate: rateOf(t.slots.size), leaseSeconds: lease, retryAfterSeconds: null, reason: null };
   }
-  const refuse = (reason: string): SlotAnswer => {
+  const refuse = (reason: string, slots: number): SlotAnswer => {
     t.refused++;
-    return { granted: false, dp: null, rate: null, leaseSeconds: 0, retryAfterSeconds: retryAfter(t), reason };
+    t.waiting.set(key, now);
+    return { granted: false, dp: null, rate: null, leaseSeconds: 0, retryAfterSeconds: retryAfter(t, slots), reason };
   };
   if (settings.downloadSlots !== null && t.slots.size >= settings.downloadSlots)
-    return refuse(`site ${ctx.code}: all ${settings.downloadSlots} download slots are in use`);
+    return refuse(`site ${ctx.code}: all ${settings.downloadSlots} download slots are in use`, settings.downloadSlots);
   // The first DP in the agent's order with room; DPs of other sites (fallback above) are not counted here.
   let dp = req.dps[0] as string;
   if (settings.dpDownloadSlots !== null) {
@@ -97,10 +115,15 @@ export async function requestSlot(ctx: SiteContext, client: string, req: SlotReq
     const use = new Map<string, number>();
     for (const s of t.slots.values()) use.set(s.dp, (use.get(s.dp) ?? 0) + 1);
     const room = req.dps.find((d) => dps.get(d)?.above || (use.get(d) ?? 0) < cap);
-    if (!room) return refuse(`site ${ctx.code}: each DP this client may use (${req.dps.join(', ')}) has ${cap} downloads running`);
+    if (!room)
+      return refuse(
+        `site ${ctx.code}: each DP this client may use (${req.dps.join(', ')}) has ${cap} downloads running`,
+        cap * req.dps.length,
+      );
     dp = room;
   }
   t.slots.set(key, { client, advertisement: req.advertisement, dp, since: now, renewed: now });
+  t.waiting.delete(key);
   t.granted++;
   t.peak = Math.max(t.peak, t.slots.size);
   return { granted: true, dp, rate: rateOf(t.slots.size), leaseSeconds: lease, retryAfterSeconds: null, reason: null };

@@ -145,6 +145,11 @@ describe('site server process', () => {
       expect(r.stdout).toMatch(new RegExp(`^ {6}${c} {2}succeeded {2}exit 0$`, 'm'));
       expect(r.stdout).toContain(`installed/${c}.txt: CEN00003 version 1 installed on ${c}`);
     }
+    // A rollout: the pilot, then the rest, under a cap of one download at a time at BER.
+    expect(r.stdout).toMatch(/11\. rollout: site set --download-slots 1/);
+    expect(r.stdout).toMatch(/the pilot succeeded: wave 2 released/);
+    expect(r.stdout).toMatch(/^ {4}cascade rollout show CEN-A00002: completed$/m);
+    expect(r.stdout).toMatch(/^ {6}the rest: released, 2 of 2 succeeded$/m);
     // With --once the sites have stopped: no "try next" against them.
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);

@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// Download-caps benchmark (part of `npm run bench`), all in one run on loopback: a central site
+// CEN and its child BER, two DPs each, and a package holding the bundled agent
+// (dist/cascade-agent.cjs, what a client upgrade downloads) advertised as mandatory to every
+// simulated client. `cascade agent simulate` runs the clients, half enrolled at each site:
+//  1. capped: each site allows --cap concurrent downloads (and half of that per DP);
+//  2. uncapped: the same with no cap, new clients, the same package.
+// Reported: peak concurrent downloads per site (seen by the clients and by the site's own
+// /metrics), p50/p99 check-in latency, completion time, bytes per hour per DP.
+//
+//   node bench/caps.mjs [--clients 10000] [--cap 20] [--concurrency 1000]
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { BENCH, BIN, cascade, freePort, opt, ROOT, removeWork, waitUp } from './lib.mjs';
+
+const nClients = Number(opt('clients', '10000'));
+const cap = Number(opt('cap', '20'));
+const concurrency = opt('concurrency', '1000');
+const work = path.join(BENCH, 'caps');
+fs.rmSync(work, { recursive: true, force: true });
+fs.mkdirSync(work, { recursive: true });
+const running = [];
+process.on('exit', () => {
+  for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+function serve(role, dir) {
+  const p = spawn(process.execPath, [BIN, role, 'start', '--data', dir], {
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn', CASCADE_REPORT_SECONDS: '2' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  running.push(p);
+  return p;
+}
+
+async function site(code, parent) {
+  const dir = path.join(work, code);
+  const port = await freePort();
+  const a = ['site', 'init', '--data', dir, '--code', code, '--listen', `127.0.0.1:${port}`];
+  if (parent) a.push('--parent', parent.url, '--join-token', JSON.parse(cascade(['site', 'join-token', '--json'], parent.env)).token);
+  cascade(a);
+  serve('site', dir);
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url);
+  const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
+  return { code, url, env: { CASCADE_SITE: url, CASCADE_TOKEN: token } };
+}
+
+async function dp(s, name) {
+  const dir = path.join(work, name);
+  const port = await freePort();
+  const token = cascade(['dp', 'join-token'], s.env).trim();
+  cascade(['dp', 'init', '--data', dir, '--site', s.url, '--join-token', token, '--name', name, '--listen', `127.0.0.1:${port}`]);
+  serve('dp', dir);
+  await waitUp(`http://127.0.0.1:${port}`);
+}
+
+/** A gauge from a site's /metrics, on a connection of its own (the pooled one may have gone idle). */
+const metric = (url, name) =>
+  new Promise((resolve, reject) => {
+    http
+      .get(`${url}/metrics`, { agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => {
+          text += d;
+        });
+        res.on('end', () => {
+          const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+          resolve(m ? Number(m[1]) : Number.NaN);
+        });
+      })
+      .on('error', reject);
+  });
+
+spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle-agent.mjs')], { cwd: ROOT, stdio: 'inherit' });
+const cen = await site('CEN');
+const ber = await site('BER', cen);
+for (const [s, n] of [
+  [cen, 'cen-dp1'],
+  [cen, 'cen-dp2'],
+  [ber, 'ber-dp1'],
+  [ber, 'ber-dp2'],
+])
+  await dp(s, n);
+
+// Clients download from the DPs, not from the site servers: a boundary per site names its two.
+cascade(['boundary', 'add', 'CEN', '127.0.0.0/8', '--dp', 'cen-dp1', '--dp', 'cen-dp2'], cen.env);
+cascade(['boundary', 'add', 'BER', '127.0.0.0/8', '--dp', 'ber-dp1', '--dp', 'ber-dp2'], ber.env);
+const src = path.join(work, 'agent-package');
+fs.mkdirSync(src);
+fs.copyFileSync(path.join(ROOT, 'dist', 'cascade-agent.cjs'), path.join(src, 'cascade-agent.cjs'));
+fs.writeFileSync(path.join(src, 'install.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+const pkg = JSON.parse(
+  cascade(['package', 'create', src, '--name', 'Cascade agent', '--program', 'Upgrade=./install.sh', '--json'], cen.env),
+);
+cascade(['distribute', pkg.id, '--to', 'site:CEN', '--to', 'site:BER'], cen.env);
+console.error(`package ${pkg.id}: ${pkg.bytes ?? '?'} bytes; waiting for its four DPs ...`);
+for (let i = 0; ; i++) {
+  const st = JSON.parse(cascade(['status', pkg.id, '--json'], cen.env));
+  if (['cen-dp1', 'cen-dp2', 'ber-dp1', 'ber-dp2'].every((n) => st.dps?.find((d) => d.dp === n)?.serving === 1)) break;
+  if (i > 300) throw new Error(`the package did not reach the DPs: ${JSON.stringify(st.dps)}`);
+  await new Promise((r) => setTimeout(r, 200));
+}
+
+const results = { date: new Date().toISOString(), clients: nClients, cap, runs: {} };
+for (const [label, seed, capped] of [
+  ['capped', 1, true],
+  ['uncapped', 2, false],
+]) {
+  for (const s of [cen, ber])
+    cascade(
+      capped
+        ? ['site', 'set', '--download-slots', String(cap), '--dp-download-slots', String(Math.ceil(cap / 2)), '--client-cycle', '10m']
+        : ['site', 'set', '--download-slots', 'none', '--dp-download-slots', 'none', '--client-cycle', '10m'],
+      s.env,
+    );
+  const coll = `Run ${seed}`;
+  cascade(['collection', 'create', coll, '--rule', `hostname like "sim-${seed}-%"`], cen.env);
+  cascade(['advertise', pkg.id, '--program', 'Upgrade', '--collection', coll, '--mandatory', 'now'], cen.env);
+  // The advertisement reaches BER with CEN's next policy push.
+  await new Promise((r) => setTimeout(r, 3000));
+  const args = ['agent', 'simulate', '--clients', String(nClients), '--seed', String(seed), '--until-done', '--duration', '20m'];
+  for (const s of [cen, ber])
+    args.push('--site', s.url, '--join-token', cascade(['agent', 'join-token', '--uses', String(nClients)], s.env).trim());
+  args.push('--concurrency', concurrency, '--json');
+  console.error(`${label}: ${nClients} simulated clients ...`);
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`agent simulate failed (exit ${r.status})`);
+  fs.writeFileSync(path.join(BENCH, `caps-${label}.json`), r.stdout);
+  const sim = JSON.parse(r.stdout);
+  console.error(`${label}: ${sim.done} of ${sim.clients} done in ${sim.seconds} s; check-in p99 ${sim.checkinP99Ms} ms`);
+  const sitePeaks = {};
+  for (const s of [cen, ber]) sitePeaks[s.code] = await metric(s.url, 'cascade_client_downloads_peak');
+  results.runs[label] = { ...sim, sitePeaks };
+}
+
+const fmtSeconds = (a, b) => ((Date.parse(b) - Date.parse(a)) / 1000).toFixed(1);
+const rows = [];
+for (const [label, run] of Object.entries(results.runs)) {
+  for (const [code, f] of Object.entries(run.sites)) {
+    const secs = (Date.parse(f.lastDownloadAt) - Date.parse(f.firstDownloadAt)) / 1000;
+    const perDp = Object.entries(f.dps)
+      .sort()
+      .map(
+        ([d, b]) =>
+          `${d} ${((b / secs) * 3600) / 2 ** 30 < 10 ? (((b / secs) * 3600) / 2 ** 30).toFixed(2) : Math.round(((b / secs) * 3600) / 2 ** 30)} GiB/h`,
+      )
+      .join(', ');
+    rows.push([
+      label,
+      code,
+      f.clients,
+      f.downloads,
+      `${f.peakDownloads} (site: ${label === 'capped' ? run.sitePeaks[code] : '—'})`,
+      f.slotRefusals,
+      fmtSeconds(f.firstDownloadAt, f.lastDownloadAt),
+      perDp,
+    ]);
+  }
+  rows.push([
+    label,
+    'all',
+    run.clients,
+    run.downloads,
+    '',
+    '',
+    `${run.seconds} (p50 ${run.checkinP50Ms} ms, p99 ${run.checkinP99Ms} ms check-in, ${run.checkinErrors} errors)`,
+    '',
+  ]);
+}
+fs.writeFileSync(path.join(BENCH, 'caps.json'), `${JSON.stringify(results, null, 2)}\n`);
+console.log(
+  `\nDownload caps: ${nClients} simulated clients over CEN and BER (two DPs each), cap ${cap} per site and ${Math.ceil(cap / 2)} per DP, package of ${pkg.bytes ?? '?'} bytes`,
+);
+console.log(
+  '| run | site | clients | downloads | peak concurrent (clients; site /metrics) | slot refusals | download span (s) | bytes per hour per DP |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+for (const p of running) p.kill('SIGTERM');
+removeWork(work);

@@ -403,11 +403,28 @@ export const ClientSync = z.strictObject({
 export type ClientSync = z.infer<typeof ClientSync>;
 
 /** Reads of these resources, as the site serves them and the CLI calls them. */
+export const AgentVersions = z.object({
+  versions: z.array(
+    z.object({
+      site: z.string(),
+      version: z.string(),
+      clients: z.number().int().describe('clients not revoked that reported this version'),
+    }),
+  ),
+});
+export type AgentVersions = z.infer<typeof AgentVersions>;
+
 export const clientCalls = {
   enrol: { method: 'POST', path: PATHS.agentEnrol, request: EnrolRequest, response: EnrolAnswer },
   checkin: { method: 'POST', path: PATHS.agentCheckin, request: CheckinRequest, response: CheckinAnswer },
   slot: { method: 'POST', path: PATHS.agentSlot, request: SlotRequest, response: SlotAnswer },
   list: getCall(PATHS.clients, z.object({ clients: z.array(ClientEntry) }), 'Clients of this site and of every site below', 'Clients'),
+  versions: getCall(
+    PATHS.agentVersions,
+    AgentVersions,
+    'How many clients run each agent version, per site (at and below this one)',
+    'Versions',
+  ),
   collections: getCall(PATHS.collections, z.object({ collections: z.array(CollectionEntry) }), 'Collections', 'Collections'),
   advertisements: getCall(
     PATHS.advertisements,

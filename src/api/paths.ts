@@ -56,6 +56,7 @@ export const PATHS = {
   courierMissing: '/api/v1/courier/missing',
   dpTickets: '/api/v1/courier/dp-tickets',
   agentJoinTokens: '/api/v1/agent-join-tokens',
+  agentVersions: '/api/v1/agent-versions',
   clientSettings: '/api/v1/client-settings',
   agentEnrol: '/api/v1/agent/enrol',
   agentCheckin: '/api/v1/agent/checkin',

@@ -72,6 +72,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'agent run-now': ['cascade agent run-now --data /var/lib/cascade-agent'],
   'agent install': ['cascade agent install CEN-A00001 --data /var/lib/cascade-agent'],
   'agent status': ['cascade agent status --data /var/lib/cascade-agent --json'],
+  'agent versions': ['cascade agent versions', 'cascade agent versions --json'],
   'agent simulate': [
     'cascade agent simulate --site http://ber-site:8100 --join-token $TOKEN --clients 1000 --until-done --json',
     'cascade agent simulate --site http://ber-site:8100 --join-token $T1 --site http://muc-site:8100 --join-token $T2 --clients 10000 --fail 2%',

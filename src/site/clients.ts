@@ -3,6 +3,7 @@ import type {
   AdvertisementBody,
   AgentJoinTokenAnswer,
   AgentReport,
+  AgentVersions,
   AllowedDp,
   CheckinAnswer,
   CheckinRequest,
@@ -424,6 +425,23 @@ function entryOf(c: ClientRow, collections: string[]): ClientEntry {
     revoked: c.revoked,
     collections,
   };
+}
+
+/** How many clients (not revoked) run each agent version, per site, at and below this one. */
+export async function agentVersions(ctx: SiteContext): Promise<AgentVersions> {
+  const count = new Map<string, { site: string; version: string; clients: number }>();
+  for (const c of await listClients(ctx.store)) {
+    if (c.revoked) continue;
+    const version = (c.inventory as Inventory).version;
+    const key = `${c.site}\n${version}`;
+    const held = count.get(key) ?? { site: c.site, version, clients: 0 };
+    held.clients++;
+    count.set(key, held);
+  }
+  const versions = [...count.values()].sort(
+    (a, b) => a.site.localeCompare(b.site) || b.version.localeCompare(a.version, undefined, { numeric: true }),
+  );
+  return { versions };
 }
 
 export async function clientEntry(ctx: SiteContext, id: string): Promise<ClientEntry> {

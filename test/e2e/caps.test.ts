@@ -102,6 +102,11 @@ describe('download caps', () => {
     await run(['site', 'set', '--client-rate', 'unlimited']);
     expect(await run(['agent', 'run-now', '--data', agents[1] as string])).toMatch(/succeeded/);
     expect(await metric(cen.url, 'cascade_client_downloads')).toBe(0);
+    // Every client reported its agent's version: 30 simulated and 2 real ones, all this release.
+    const { versions } = JSON.parse(await run(['agent', 'versions', '--json']));
+    expect(versions).toHaveLength(1);
+    expect(versions[0]).toMatchObject({ site: 'CEN', clients: 32 });
+    expect(await run(['agent', 'versions'])).toMatch(/^SITE +VERSION +CLIENTS\nCEN +\S+ +32\n$/);
     // The cap lifted: no slot asked for any more.
     expect(await run(['site', 'set', '--download-slots', 'none', '--json'])).toMatch(/"downloadSlots": null/);
   });

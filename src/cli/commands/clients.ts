@@ -3,6 +3,7 @@ import type {
   AdvertisementEntry,
   AdvertisementStatus,
   AgentJoinTokenAnswer,
+  AgentVersions,
   BoundaryEntry,
   ClientEntry,
   ClientSettings,
@@ -50,6 +51,15 @@ export function registerClientsAdmin(program: Command): void {
     if (o.json) return printJson(r);
     process.stdout.write(`${r.token}\n`);
     process.stderr.write(`agent join token of site ${r.site}: ${r.uses} use(s), valid until ${r.expiresAt}\n`);
+  });
+
+  adminOptions(
+    agent.command('versions').description('how many clients run each agent version, per site (this site and every site below it)'),
+  ).action(async (o: AdminOpts) => {
+    const r = await clientFrom(o).json<AgentVersions>('GET', PATHS.agentVersions);
+    if (o.json) return printJson(r);
+    if (r.versions.length === 0) return void process.stdout.write('no clients yet (enrol agents with "cascade agent init")\n');
+    process.stdout.write(table([['SITE', 'VERSION', 'CLIENTS'], ...r.versions.map((v) => [v.site, v.version, String(v.clients)])]));
   });
 
   // --- clients ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import {
   why,
 } from '../advertisements.js';
 import {
+  agentVersions,
   checkin,
   clientEntries,
   clientEntry,
@@ -148,6 +149,7 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
   );
 
   getJson(app, clientCalls.list, 'read', async () => ({ clients: await clientEntries(parts) }));
+  getJson(app, clientCalls.versions, 'read', async () => agentVersions(parts));
 
   app.openapi(
     createRoute({

@@ -232,6 +232,7 @@ export function registerAgent(program: Command): Command {
     })
     .option('--seed <n>', 'seed of the fleet: hostnames sim-SEED-N, who fails', (v: string) => Number(v) || 1, 1)
     .option('--duration <d>', 'stop after this long (90s, 10m; default 10m)', '10m')
+    .option('--spread <d>', 'first check-ins spread at random over this long, as machines starting up (default 10s)', '10s')
     .option('--until-done', 'stop once every client has run what was due')
     .option('--fail <share>', 'share of the clients whose runs fail (e.g. 5%)', '0%')
     .option('--concurrency <n>', 'requests in flight at most (default 64)', (v: string) => Math.max(1, Number(v) || 64), 64)
@@ -243,6 +244,7 @@ export function registerAgent(program: Command): Command {
         clients: number;
         seed: number;
         duration: string;
+        spread: string;
         untilDone?: boolean;
         fail: string;
         concurrency: number;
@@ -257,6 +259,7 @@ export function registerAgent(program: Command): Command {
           clients: o.clients,
           seed: o.seed,
           durationMs: parseDuration(o.duration, '--duration') * 1000,
+          spreadMs: parseDuration(o.spread, '--spread') * 1000,
           untilDone: o.untilDone ?? false,
           failShare: parsePercent(o.fail, '--fail') / 100,
           concurrency: o.concurrency,

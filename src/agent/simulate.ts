@@ -24,6 +24,8 @@ export interface SimulateOptions {
   seed: number;
   /** Stop after this long (ms). */
   durationMs: number;
+  /** First check-ins spread at random over this long (ms). */
+  spreadMs: number;
   /** Stop as soon as every client has run what was due once. */
   untilDone: boolean;
   /** Share of the clients (0..1) whose runs fail (exit code 1). */
@@ -59,6 +61,8 @@ export interface SiteFigures {
   lastDownloadAt: string | null;
   /** Bytes received from each DP, as stored (compressed where it helped). */
   dps: Record<string, number>;
+  checkinP50Ms: number;
+  checkinP99Ms: number;
 }
 
 export interface SimulateResult {
@@ -102,6 +106,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   const figures: Record<string, SiteFigures> = {};
   const active = new Map<string, number>();
   const latencies: number[] = [];
+  const siteLatencies = new Map<string, number[]>();
   let checkins = 0;
   let checkinErrors = 0;
   let downloads = 0;
@@ -131,8 +136,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
         site: a.site,
         api: new ApiClient(s.url, { token: a.credential, who: `site ${a.site}`, timeoutMs: 60_000 }),
         trust,
-        // The first check-in spread over the first seconds, as machines starting up.
-        nextAt: Date.now() + random() * Math.min(10_000, o.durationMs / 4),
+        // The first check-ins spread, as machines starting up.
+        nextAt: Date.now() + random() * Math.min(o.spreadMs, o.durationMs / 4),
         outbox: [],
         done: new Map(),
         busy: false,
@@ -149,6 +154,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
         firstDownloadAt: null,
         lastDownloadAt: null,
         dps: {},
+        checkinP50Ms: 0,
+        checkinP99Ms: 0,
       };
       (figures[a.site] as SiteFigures).clients++;
     }
@@ -163,7 +170,11 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     const t = performance.now();
     try {
       const a = await c.api.call(clientCalls.checkin, { inventory: c.inventorySent ? null : c.inventory, reports, problems: [] });
-      latencies.push(performance.now() - t);
+      const ms = performance.now() - t;
+      latencies.push(ms);
+      const own = siteLatencies.get(c.site) ?? [];
+      own.push(ms);
+      siteLatencies.set(c.site, own);
       checkins++;
       return a;
     } catch (e) {
@@ -275,6 +286,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     await new Promise((r) => setTimeout(r, 20));
   }
   while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
+  for (const [site, f] of Object.entries(figures)) {
+    f.checkinP50Ms = Math.round(percentile(siteLatencies.get(site) ?? [], 50) * 10) / 10;
+    f.checkinP99Ms = Math.round(percentile(siteLatencies.get(site) ?? [], 99) * 10) / 10;
+  }
   return {
     clients: fleet.length,
     seconds: Math.round((Date.now() - t0) / 100) / 10,

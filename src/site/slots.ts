@@ -30,8 +30,8 @@ export interface SlotTable {
   lapsed: number;
   /** The slot timeout last read from the settings (s). */
   timeoutSeconds: number;
-  /** Refused askers not yet granted: key → when last refused (ms); forgotten after 10 min. */
-  waiting: Map<string, number>;
+  /** The turn given to the last refused asker (ms): refused askers are told to return one after another. */
+  turnAt: number;
 }
 
 const tables = new WeakMap<SiteContext, SlotTable>();
@@ -41,13 +41,14 @@ export function slotTable(ctx: SiteContext): SlotTable {
   if (!t) {
     const table: SlotTable = {
       slots: new Map(),
-      heldSeconds: 10,
+      // Unknown at first: assume short. Too short costs a few extra refusals; too long, idle slots.
+      heldSeconds: 1,
       peak: 0,
       granted: 0,
       refused: 0,
       lapsed: 0,
       timeoutSeconds: 120,
-      waiting: new Map(),
+      turnAt: 0,
     };
     // Silent holders lose their slots even when nobody asks for one.
     setInterval(() => expire(table, Date.now(), table.timeoutSeconds), 2000).unref();
@@ -67,7 +68,6 @@ function free(t: SlotTable, key: string, now: number): void {
 }
 
 function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
-  for (const [k, at] of t.waiting) if (now - at > 600_000) t.waiting.delete(k);
   for (const [k, s] of t.slots)
     if (now - s.renewed > timeoutSeconds * 1000) {
       t.slots.delete(k);
@@ -76,14 +76,17 @@ function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
 }
 
 /**
- * When to ask again: about when this asker's turn would come — the time a slot is held, times
- * the askers waiting per slot — between 5 s and 10 min, ±50 % at random. A crowd of refused
- * agents spreads itself over the time the slots need to serve it, instead of asking every few
- * seconds.
+ * When to ask again: a turn. Slots free up at about `slots` per the time a slot is held, so
+ * refused askers are given turns spaced at that rate (a little closer, so that no slot waits
+ * idle for a late one), each after the last turn given; ±20 % at random; between 2 s and
+ * 10 min. A crowd of refused agents returns spread over the time the slots need to serve it,
+ * not every few seconds and not all at once.
  */
-function retryAfter(t: SlotTable, slots: number): number {
-  const base = Math.min(600, Math.max(5, t.heldSeconds * Math.max(1, t.waiting.size / Math.max(1, slots))));
-  return Math.max(1, Math.round(base * (0.5 + Math.random())));
+function retryAfter(t: SlotTable, slots: number, now: number): number {
+  const spacing = (Math.max(0.5, t.heldSeconds) * 1000 * 0.8) / Math.max(1, slots);
+  t.turnAt = Math.max(t.turnAt, now) + spacing;
+  const wait = ((t.turnAt - now) / 1000) * (0.8 + Math.random() * 0.4);
+  return Math.round(Math.min(600, Math.max(2, wait)));
 }
 
 export async function requestSlot(ctx: SiteContext, client: string, req: SlotRequest): Promise<SlotAnswer> {
@@ -103,8 +106,7 @@ export async function requestSlot(ctx: SiteContext, client: string, req: SlotReq
   }
   const refuse = (reason: string, slots: number): SlotAnswer => {
     t.refused++;
-    t.waiting.set(key, now);
-    return { granted: false, dp: null, rate: null, leaseSeconds: 0, retryAfterSeconds: retryAfter(t, slots), reason };
+    return { granted: false, dp: null, rate: null, leaseSeconds: 0, retryAfterSeconds: retryAfter(t, slots, now), reason };
   };
   if (settings.downloadSlots !== null && t.slots.size >= settings.downloadSlots)
     return refuse(`site ${ctx.code}: all ${settings.downloadSlots} download slots are in use`, settings.downloadSlots);
@@ -123,7 +125,6 @@ export async function requestSlot(ctx: SiteContext, client: string, req: SlotReq
     dp = room;
   }
   t.slots.set(key, { client, advertisement: req.advertisement, dp, since: now, renewed: now });
-  t.waiting.delete(key);
   t.granted++;
   t.peak = Math.max(t.peak, t.slots.size);
   return { granted: true, dp, rate: rateOf(t.slots.size), leaseSeconds: lease, retryAfterSeconds: null, reason: null };

@@ -72,7 +72,7 @@ const metric = (url, name) =>
           text += d;
         });
         res.on('end', () => {
-          const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+          const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
           resolve(m ? Number(m[1]) : Number.NaN);
         });
       })
@@ -137,8 +137,20 @@ for (const [label, seed, capped] of [
   const sim = JSON.parse(r.stdout);
   console.error(`${label}: ${sim.done} of ${sim.clients} done in ${sim.seconds} s; check-in p99 ${sim.checkinP99Ms} ms`);
   const sitePeaks = {};
-  for (const s of [cen, ber]) sitePeaks[s.code] = await metric(s.url, 'cascade_client_downloads_peak');
-  results.runs[label] = { ...sim, sitePeaks };
+  const stalls = {};
+  for (const s of [cen, ber]) {
+    sitePeaks[s.code] = await metric(s.url, 'cascade_client_downloads_peak');
+    stalls[s.code] = {
+      p99Ms: Math.round((await metric(s.url, 'cascade_event_loop_delay_p99_seconds')) * 1000),
+      maxMs: Math.round((await metric(s.url, 'cascade_event_loop_delay_max_seconds')) * 1000),
+    };
+  }
+  console.error(
+    `${label}: event-loop delay of the sites since start (p99 / max): ${Object.entries(stalls)
+      .map(([c, d]) => `${c} ${d.p99Ms} / ${d.maxMs} ms`)
+      .join(', ')}`,
+  );
+  results.runs[label] = { ...sim, sitePeaks, stalls };
 }
 
 const fmtSeconds = (a, b) => ((Date.parse(b) - Date.parse(a)) / 1000).toFixed(1);
@@ -172,7 +184,8 @@ for (const [label, run] of Object.entries(results.runs)) {
     run.downloads,
     '',
     '',
-    `${run.seconds} (p50 ${run.checkinP50Ms} ms, p99 ${run.checkinP99Ms} ms check-in, ${run.checkinErrors} errors)`,
+    `${run.checkinP50Ms} / ${run.checkinP99Ms}`,
+    `${run.seconds} (${run.checkinErrors} check-ins failed)`,
     '',
   ]);
 }

@@ -4,6 +4,7 @@ import { createServer as createHttpServer, type RequestListener, type ServerOpti
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getRequestListener, serve } from '@hono/node-server';
 import { ApiClient } from '../api/client.js';
 import type { DpJoinRequest } from '../api/dps.js';
@@ -339,6 +340,16 @@ export async function startSite(opts: {
     log,
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
+  // Stalls of the main thread (synchronous SQLite work, large reports, garbage collection): what
+  // every request waiting behind them pays. Kept since start, so one scrape after a run reads it.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  metrics.gauge('cascade_event_loop_delay_p99_seconds', "The 99th percentile of the main thread's event-loop delay since start.", () =>
+    Number((loopDelay.percentile(99) / 1e9).toFixed(4)),
+  );
+  metrics.gauge('cascade_event_loop_delay_max_seconds', "The longest stall of the main thread's event loop since start.", () =>
+    Number((loopDelay.max / 1e9).toFixed(4)),
+  );
   await loadTrust(ctx);
   // A site's own certificate is served beside the manifests it signs (a DP is no signer).
   const ownCertificate = await store.getMeta('site.certificate');

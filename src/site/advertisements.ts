@@ -30,7 +30,7 @@ import {
   membersOf,
 } from '../store/clients.js';
 import { listTargets } from '../store/distribution.js';
-import { allowedDps, offeredVersion, reevaluate, rolloutReason, ruleInventory } from './clients.js';
+import { allowedDps, clientWindow, offeredVersion, reevaluate, rolloutReason, ruleInventory } from './clients.js';
 import type { SiteContext } from './context.js';
 import { collectionKey, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
 
@@ -464,7 +464,23 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
   }
   const holders = dps.filter((d) => d.held.some((h) => h.packageId === ad.packageId && h.version === version)).map((d) => d.name);
   reasons.push({ ok: true, text: `version ${version} is on ${holders.join(', ')}` });
+  // Mandatory runs wait for the client's maintenance windows, where it has any.
+  const window = ad.mandatory.length > 0 ? clientWindow(snap, new Set(await collectionsOf(ctx.store, clientId)), new Date(now)) : undefined;
+  let shut = false;
+  if (window) {
+    const ends = window.closesAt ? Date.parse(window.closesAt) : Number.POSITIVE_INFINITY;
+    shut = !window.open || now + ad.maxRunSeconds * 1000 > ends;
+    reasons.push({
+      ok: !shut,
+      text: !window.open
+        ? `outside its maintenance window (${window.text})${window.opensAt ? `; the next opens at ${ago(window.opensAt)}` : ''}: the mandatory run waits for it`
+        : shut
+          ? `its maintenance window (${window.text}) closes at ${ago(window.closesAt as string)}, before the program's time limit (${ad.maxRunSeconds} s) would end: the mandatory run waits for the next`
+          : `inside its maintenance window (${window.text})${window.closesAt ? ` until ${ago(window.closesAt)}` : ''}`,
+    });
+  }
   const [report] = await listClientStates(ctx.store, { client: clientId, advertisement: adId });
+  if (!report && shut) return out('available');
   if (!report) {
     const due = ad.mandatory.filter((t) => Date.parse(t) <= now);
     reasons.push({

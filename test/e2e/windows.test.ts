@@ -71,11 +71,13 @@ describe('maintenance windows', () => {
     const st = JSON.parse(await run(['agent', 'status', '--data', agent, '--json']));
     expect(st.advertisements[0].state).toBe('waiting-window');
     expect(await run(['advertisement', 'status', ad])).toContain('waiting-window');
+    expect(await run(['why', st.client, ad])).toMatch(/✗ outside its maintenance window \(".*" \(UTC\) of "Servers"\); the next opens at /);
 
     // The window widened to the whole week: the next cycle runs it (the content is already cached).
     await run(['collection', 'set', 'Servers', '--window', 'daily 00-24']);
     expect(await run(['agent', 'run-now', '--data', agent])).toMatch(/succeeded/);
     expect(fs.existsSync(marker)).toBe(true);
+    expect(await run(['why', st.client, ad])).toMatch(/✓ inside its maintenance window \("daily 00-24" \(UTC\) of "Servers"\)\n/);
     // No window at all: shown as none.
     expect(await run(['collection', 'set', 'Servers', '--window', 'none'])).not.toContain('maintenance window');
   });

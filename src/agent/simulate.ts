@@ -5,6 +5,7 @@ import type { Manifest } from '../content/manifest.js';
 import { verifyPolicy } from '../content/policy.js';
 import type { TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
+import { prng } from '../lib/prng.js';
 import { VERSION } from '../lib/version.js';
 import { Downloader } from './download.js';
 
@@ -79,18 +80,6 @@ export interface SimulateResult {
   sites: Record<string, SiteFigures>;
 }
 
-/** A small seeded generator (mulberry32): the same seed, the same fleet. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const percentile = (xs: number[], p: number): number => {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
@@ -100,7 +89,7 @@ const percentile = (xs: number[], p: number): number => {
 export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   if (o.sites.length === 0) throw fail('usage', 'give at least one --site URL with its --join-token');
   const say = o.say ?? (() => {});
-  const random = rng(o.seed);
+  const random = prng(o.seed);
   const started = Date.now();
   const fleet: SimClient[] = [];
   const figures: Record<string, SiteFigures> = {};

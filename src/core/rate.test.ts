@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { prng } from '../lib/prng.js';
 import { CascadeError } from './errors.js';
 import { defaultBurst, formatRate, MIN_BURST, parseRate, TokenBucket } from './rate.js';
 
@@ -149,18 +150,6 @@ function maxWindow(grants: Grant[], w: number, from = Number.NEGATIVE_INFINITY, 
 }
 
 const total = (grants: Grant[]) => grants.reduce((s, g) => s + g.bytes, 0);
-
-/** Deterministic PRNG (mulberry32) for slice sizes. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('TokenBucket', () => {
   it('defaults the burst to a quarter second at the rate, at least 64 KiB', () => {

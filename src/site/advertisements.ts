@@ -415,7 +415,8 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
     return out('scheduled');
   }
   reasons.push({ ok: true, text: `available since ${ago(ad.available)}` });
-  const wave = rolloutReason(ad, clientId, new Set(await collectionsOf(ctx.store, clientId)));
+  const member = new Set(await collectionsOf(ctx.store, clientId));
+  const wave = rolloutReason(ad, clientId, member);
   if (wave) {
     reasons.push(wave);
     if (!wave.ok) return out('waiting-wave');
@@ -465,7 +466,7 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
   const holders = dps.filter((d) => d.held.some((h) => h.packageId === ad.packageId && h.version === version)).map((d) => d.name);
   reasons.push({ ok: true, text: `version ${version} is on ${holders.join(', ')}` });
   // Mandatory runs wait for the client's maintenance windows, where it has any.
-  const window = ad.mandatory.length > 0 ? clientWindow(snap, new Set(await collectionsOf(ctx.store, clientId)), new Date(now)) : undefined;
+  const window = ad.mandatory.length > 0 ? clientWindow(snap, member, new Date(now)) : undefined;
   let shut = false;
   if (window) {
     const ends = window.closesAt ? Date.parse(window.closesAt) : Number.POSITIVE_INFINITY;

@@ -325,7 +325,8 @@ export async function checkin(
   // Flushed in the background; a failed write is logged, and each client's next check-in notes it again.
   if (buffered && !buffered.flushing && Date.now() - buffered.since > SEEN_FLUSH_MS)
     flushSeen(ctx).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'writing last-seen times failed'));
-  if (snap.settings.downloadSlots !== null || snap.settings.dpDownloadSlots !== null) noteSlotReports(ctx, client.id, req.reports);
+  // Agents ask for slots whenever downloads are capped (a shared rate too): their reports keep and free them.
+  if (capped(snap.settings)) noteSlotReports(ctx, client.id, req.reports);
   if (req.reports.length > 0)
     await putClientStates(
       ctx.store,

@@ -1,19 +1,29 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../api/client.js';
-import { type AgentReport, type CheckinAnswer, clientCalls, type Offer } from '../api/clients.js';
+import { type AgentReport, type AgentUpgrade, type CheckinAnswer, clientCalls, type Offer } from '../api/clients.js';
 import { trustFromCertificates } from '../content/certificate.js';
 import type { Manifest } from '../content/manifest.js';
 import { verifyPolicy } from '../content/policy.js';
 import type { TrustedKey } from '../content/signing.js';
-import { exitSucceeded, REBOOT_EXIT_CODES, SLOW_LINK_BYTES_PER_SECOND, shouldRun } from '../core/client.js';
+import {
+  AGENT_FILE,
+  exitSucceeded,
+  REBOOT_EXIT_CODES,
+  SLOW_LINK_BYTES_PER_SECOND,
+  shouldRun,
+  upgradeCommandVersion,
+} from '../core/client.js';
 import { CascadeError, fail } from '../core/errors.js';
+import { VERSION } from '../lib/version.js';
 import { ChunkCache } from './cache.js';
 import { type AdvertisementState, type AgentConfig, type AgentState, loadConfig, loadState, saveConfig, saveState } from './config.js';
 import { assemble, Downloader } from './download.js';
 import { collectInventory } from './inventory.js';
 import { runProgram } from './run.js';
+import { readVersions, versionDir, writeVersions } from './versions.js';
 
 /**
  * The agent: checks in with its site (inventory and reports up, offers down), and acts on each
@@ -98,6 +108,8 @@ export class Agent {
   private retryAfter: number | null = null;
   /** The client's maintenance windows from the last check-in; undefined: none. */
   private window: CheckinAnswer['window'];
+  /** An upgraded agent is installed: this one stops, the launcher starts that one. */
+  switchTo: string | null = null;
 
   constructor(
     readonly dir: string,
@@ -212,14 +224,24 @@ export class Agent {
       this.say(`check-in failed: ${(e as Error).message}; trying again later`);
       return 60;
     }
+    let acted = this.settleUpgrade();
     const trusted = trustFromCertificates(this.central, answer.certificates);
     this.slotsRequired = answer.downloadSlots === true;
     this.window = answer.window;
     this.retryAfter = null;
     this.state.offers = [];
-    let acted = false;
-    for (const offer of answer.offers) {
+    // An agent upgrade goes first; while it runs, and for its grace period after, programs wait.
+    const isUpgrade = (o: Offer) =>
+      (o.advertisement.record as { body?: { agentUpgrade?: unknown } } | null)?.body?.agentUpgrade !== undefined;
+    const offers = [...answer.offers.filter(isUpgrade), ...answer.offers.filter((o) => !isUpgrade(o))];
+    for (const offer of offers) {
       if (signal?.aborted) break;
+      const held = isUpgrade(offer) ? null : this.holdReason();
+      if (held) {
+        this.noteHeld(offer, held.text);
+        this.retryAfter = held.after === null ? this.retryAfter : Math.min(this.retryAfter ?? held.after, held.after);
+        continue;
+      }
       acted = (await this.consider(offer, trusted, signal)) || acted;
     }
     this.save();
@@ -240,6 +262,84 @@ export class Agent {
       }
     }
     return soonest(answer.nextCheckinSeconds);
+  }
+
+  /**
+   * After a check-in: an agent being tried has now checked in, so it is confirmed (and the
+   * upgrade reported); an agent that took over after a failed one reports the failure. True
+   * when there is something to report.
+   */
+  settleUpgrade(): boolean {
+    const v = readVersions(this.dir);
+    let changed = false;
+    const t = v.trying;
+    if (t && t.version === VERSION) {
+      const at = new Date();
+      const graceUntil = new Date(at.getTime() + t.graceSeconds * 1000).toISOString();
+      writeVersions(this.dir, {
+        ...v,
+        current: VERSION,
+        previous: t.from,
+        trying: null,
+        upgraded: { ...t, at: at.toISOString(), graceUntil },
+      });
+      const held = this.state.advertisements[t.advertisement];
+      this.setAd(t.advertisement, {
+        packageId: t.packageId,
+        version: t.packageVersion,
+        state: 'succeeded',
+        detail: `agent ${VERSION} runs (upgraded from ${t.from ?? 'the launcher'}); programs wait until ${graceUntil}`,
+        runs: { ...(held?.runs ?? {}), [String(t.packageVersion)]: { result: 'succeeded', at: at.toISOString() } },
+      });
+      this.say(`agent ${VERSION} confirmed (was ${t.from ?? 'the launcher'}); programs wait for the grace period, until ${graceUntil}`);
+      changed = true;
+    }
+    const r = readVersions(this.dir).rolledBack;
+    if (r) {
+      const held = this.state.advertisements[r.advertisement];
+      this.setAd(r.advertisement, {
+        packageId: r.packageId,
+        version: r.packageVersion,
+        state: 'failed',
+        detail: `${r.reason}; rolled back to agent ${VERSION}`,
+        runs: { ...(held?.runs ?? {}), [String(r.packageVersion)]: { result: 'failed', at: r.at } },
+      });
+      writeVersions(this.dir, { ...readVersions(this.dir), rolledBack: null });
+      this.say(`agent ${r.version} failed to start (${r.reason}); rolled back to ${VERSION}, reported`);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** Why programs may not start now: the agent is upgrading, or upgraded within the grace period. */
+  holdReason(): { text: string; after: number | null } | null {
+    if (this.switchTo) return { text: `held while the agent upgrades to ${this.switchTo}`, after: null };
+    const u = readVersions(this.dir).upgraded;
+    if (u && Date.parse(u.graceUntil) > Date.now())
+      return {
+        text: `held: the agent upgraded to ${u.version} at ${u.at}; programs (which could restart the machine) start after ${u.graceUntil}`,
+        after: Math.max(1, Math.ceil((Date.parse(u.graceUntil) - Date.now()) / 1000)),
+      };
+    return null;
+  }
+
+  /** An offer held back (not acted on): shown in `agent status` with the reason. */
+  private noteHeld(offer: Offer, text: string): void {
+    const rec = offer.advertisement.record as {
+      body?: { id?: string; packageId?: string; program?: string; mandatory?: string[] };
+    } | null;
+    const b = rec?.body;
+    if (!b?.id || !b.packageId) return;
+    this.say(`${b.id}: ${text}`);
+    this.state.offers.push({
+      advertisement: b.id,
+      packageId: b.packageId,
+      version: offer.version,
+      program: b.program ?? '?',
+      mandatory: b.mandatory ?? [],
+      dps: offer.dps.map((d) => d.name),
+      held: text,
+    });
   }
 
   /** Programs that waited for a restart: installed once the machine has restarted since. */
@@ -273,6 +373,8 @@ export class Agent {
         mandatory: ad.mandatory,
         dps: offer.dps.map((d) => d.name),
       });
+      // An upgrade to the agent that runs already: nothing to do (the site does not offer it so).
+      if (ad.agentUpgrade?.version === VERSION) return false;
       const held = this.state.advertisements[ad.id];
       const last = held?.runs[String(offer.version)];
       const now = Date.now();
@@ -357,7 +459,14 @@ export class Agent {
   }
 
   private async install(
-    ad: { id: string; packageId: string; program: string; maxRunSeconds: number; slowLink: string },
+    ad: {
+      id: string;
+      packageId: string;
+      program: string;
+      maxRunSeconds: number;
+      slowLink: string;
+      agentUpgrade?: AgentUpgrade | undefined;
+    },
     offer: Offer,
     trusted: TrustedKey[],
     /** A mandatory run (not asked for with `agent install`): it starts only inside a maintenance window. */
@@ -451,6 +560,7 @@ export class Agent {
       this.say(`${ad.id}: downloaded; ${shut.detail}`);
       return;
     }
+    if (ad.agentUpgrade) return this.installAgent(ad.id, ad.packageId, version, ad.agentUpgrade, manifest, program.command);
     const staging = path.join(this.dir, 'staging', `${ad.id}-v${version}`);
     await assemble(manifest, this.cache, staging);
     this.say(`${ad.id}: running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`);
@@ -490,5 +600,79 @@ export class Agent {
     if (tail[0]) for (const line of tail) this.say(`${ad.id} output: ${line}`);
     // Keep what this version needs; trim the rest down to the bound.
     await this.cache.trim(new Set(manifest.files.flatMap((f) => (f.type === 'file' ? f.chunks.map(([d]) => d) : []))));
+  }
+
+  /**
+   * An agent upgrade, downloaded and verified like any package: the file must carry the version
+   * the signed manifest names and answer `--version` with it; then it is installed beside the
+   * others (`versions/V/`, whole or not at all) and named the version to try. This agent stops
+   * after delivering its reports; the launcher starts the new one, and rolls it back if it does
+   * not check in.
+   */
+  private async installAgent(
+    adId: string,
+    packageId: string,
+    version: number,
+    upgrade: AgentUpgrade,
+    manifest: Manifest,
+    command: string,
+  ): Promise<void> {
+    const target = upgrade.version;
+    const named = upgradeCommandVersion(command);
+    if (named !== target)
+      throw fail(
+        'bad_request',
+        `the signed manifest of ${packageId} version ${version} carries agent ${named ?? '(none)'}, not ${target} as the advertisement says; nothing was installed`,
+      );
+    const staging = path.join(this.dir, 'staging', `${adId}-v${version}`);
+    await assemble(manifest, this.cache, staging);
+    const file = path.join(staging, AGENT_FILE);
+    if (!fs.existsSync(file)) throw fail('bad_request', `${packageId} version ${version} holds no ${AGENT_FILE}; nothing was installed`);
+    const says = await new Promise<string>((resolve) => {
+      const env = { ...process.env };
+      delete env.CASCADE_AGENT_SUPERVISED;
+      execFile(process.execPath, [file, '--version'], { timeout: 30_000, env }, (err, stdout, stderr) =>
+        resolve(err ? `failed: ${(stderr || err.message).trim().split('\n').slice(-2).join(' | ')}` : stdout.trim()),
+      );
+    });
+    if (says !== target)
+      throw fail(
+        'bad_request',
+        `the new agent does not answer "--version" with ${target} (${says.slice(0, 300) || 'no output'}); not installed`,
+      );
+    const dest = versionDir(this.dir, target);
+    const tmp = `${dest}.tmp`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    fs.copyFileSync(file, path.join(tmp, AGENT_FILE));
+    const fd = fs.openSync(path.join(tmp, AGENT_FILE), 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.rmSync(dest, { recursive: true, force: true });
+    fs.renameSync(tmp, dest);
+    fs.rmSync(staging, { recursive: true, force: true });
+    const v = readVersions(this.dir);
+    writeVersions(this.dir, {
+      ...v,
+      trying: {
+        version: target,
+        from: v.current,
+        advertisement: adId,
+        packageId,
+        packageVersion: version,
+        graceSeconds: upgrade.graceSeconds,
+        since: new Date().toISOString(),
+      },
+    });
+    this.setAd(adId, {
+      packageId,
+      version,
+      state: 'running',
+      bytesDone: manifest.bytes,
+      bytesTotal: manifest.bytes,
+      detail: `agent ${target} installed; switching to it (it reports once it has checked in)`,
+    });
+    this.switchTo = target;
+    this.say(`${adId}: agent ${target} installed in ${dest}; switching to it`);
   }
 }

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { fail } from '../core/errors.js';
 import { printJson } from '../lib/output.js';
+import { VERSION } from '../lib/version.js';
+import { launch, supervised } from './launcher.js';
 
 /**
  * `cascade agent init | start | run-now | install | status`: the agent role, run on a client
@@ -26,9 +28,19 @@ function parseLink(v: string): (typeof LINKS)[number] {
 
 const LOCK = 'agent.lock';
 
-/** Takes the agent's lock (one agent process per data folder); false when another one holds it. */
+/**
+ * Takes the agent's lock (one agent process per data folder); false when another one holds it.
+ * An agent its launcher started runs under the launcher's lock.
+ */
 function lock(dir: string): boolean {
   const file = path.join(dir, LOCK);
+  if (supervised()) {
+    try {
+      return Number(fs.readFileSync(file, 'utf8')) === process.ppid;
+    } catch {
+      return false;
+    }
+  }
   for (let i = 0; i < 2; i++) {
     try {
       fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
@@ -103,32 +115,45 @@ export function registerAgent(program: Command): Command {
     .action(async (o: { data: string; link?: (typeof LINKS)[number] }) => {
       const dir = path.resolve(o.data);
       const { Agent } = await import('./agent.js');
-      const a = new Agent(dir, say);
-      if (o.link) a.cfg.link = o.link;
+      // Checks the folder holds an enrolled agent before anything else.
+      new Agent(dir);
       if (!lock(dir)) throw fail('conflict', `another agent runs on ${dir}`);
       const stop = new AbortController();
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
       const requests = path.join(dir, 'requests');
       const asked = () => fs.existsSync(requests) && fs.readdirSync(requests).length > 0;
-      say(`agent ${a.cfg.client} of ${a.cfg.site} started`);
-      while (!stop.signal.aborted) {
-        const seconds = await a.cycle(stop.signal);
-        if (stop.signal.aborted) break;
-        // Jitter on long waits, so thousands of clients do not poll in step.
-        const ms = seconds >= 60 ? seconds * 1000 * (0.9 + Math.random() * 0.2) : seconds * 1000;
-        await new Promise<void>((resolve) => {
-          const finish = () => {
-            clearTimeout(timer);
-            clearInterval(poll);
-            stop.signal.removeEventListener('abort', finish);
-            resolve();
-          };
-          const timer = setTimeout(finish, ms);
-          // `cascade agent install` leaves a request file: act on it within a second.
-          const poll = setInterval(() => asked() && finish(), 1000);
-          stop.signal.addEventListener('abort', finish, { once: true });
-        });
-      }
+      await launch({
+        dir,
+        mode: 'start',
+        args: o.link ? ['--link', o.link] : [],
+        say,
+        signal: stop.signal,
+        inProcess: async () => {
+          const a = new Agent(dir, say);
+          if (o.link) a.cfg.link = o.link;
+          say(`agent ${VERSION} ${a.cfg.client} of ${a.cfg.site} started`);
+          while (!stop.signal.aborted) {
+            const seconds = await a.cycle(stop.signal);
+            if (a.switchTo) return 'switch';
+            if (stop.signal.aborted) break;
+            // Jitter on long waits, so thousands of clients do not poll in step.
+            const ms = seconds >= 60 ? seconds * 1000 * (0.9 + Math.random() * 0.2) : seconds * 1000;
+            await new Promise<void>((resolve) => {
+              const finish = () => {
+                clearTimeout(timer);
+                clearInterval(poll);
+                stop.signal.removeEventListener('abort', finish);
+                resolve();
+              };
+              const timer = setTimeout(finish, ms);
+              // `cascade agent install` leaves a request file: act on it within a second.
+              const poll = setInterval(() => asked() && finish(), 1000);
+              stop.signal.addEventListener('abort', finish, { once: true });
+            });
+          }
+          return 'done';
+        },
+      });
       say('agent stopped');
     });
 
@@ -138,11 +163,23 @@ export function registerAgent(program: Command): Command {
     .requiredOption('--data <dir>', 'the data folder made by "agent init"')
     .action(async (o: { data: string }) => {
       const dir = path.resolve(o.data);
-      if (!lock(dir)) throw fail('conflict', `an agent is running on ${dir}; it checks in on its own (or use "cascade agent install")`);
       const { Agent } = await import('./agent.js');
-      const a = new Agent(dir, say);
-      const next = await a.cycle();
-      say(`next check-in in ${next} s`);
+      new Agent(dir);
+      if (!lock(dir)) throw fail('conflict', `an agent is running on ${dir}; it checks in on its own (or use "cascade agent install")`);
+      await launch({
+        dir,
+        mode: 'run-now',
+        args: [],
+        say,
+        signal: new AbortController().signal,
+        inProcess: async () => {
+          const a = new Agent(dir, say);
+          const next = await a.cycle();
+          if (a.switchTo) return 'switch';
+          say(`next check-in in ${next} s`);
+          return 'done';
+        },
+      });
     });
 
   agent
@@ -164,6 +201,11 @@ export function registerAgent(program: Command): Command {
       const a = new Agent(dir, say);
       a.request(ad);
       await a.cycle();
+      if (a.switchTo)
+        throw fail(
+          'conflict',
+          `the agent installed its own upgrade to ${a.switchTo} first, and holds programs until it runs: start the agent ("cascade agent start --data ${o.data}"), then install ${ad}`,
+        );
       const s = a.state.advertisements[ad];
       if (!s || (s.state !== 'succeeded' && s.state !== 'failed' && s.state !== 'deferred-slow-link'))
         throw fail(
@@ -184,9 +226,17 @@ export function registerAgent(program: Command): Command {
       const { ChunkCache } = await import('./cache.js');
       const cfg = loadConfig(dir);
       const st = loadState(dir);
+      const { readVersions } = await import('./versions.js');
       const u = await new ChunkCache(path.join(dir, 'cache'), cfg.cacheBytes).usage();
+      const v = readVersions(dir);
       const out = {
         client: cfg.client,
+        agent: {
+          version: v.current ?? VERSION,
+          trying: v.trying?.version ?? null,
+          upgraded: v.upgraded ? { from: v.upgraded.from, at: v.upgraded.at, graceUntil: v.upgraded.graceUntil } : null,
+          rolledBack: v.rolledBack ? { version: v.rolledBack.version, reason: v.rolledBack.reason } : null,
+        },
         site: cfg.site,
         central: cfg.central.keyId,
         link: cfg.link,
@@ -205,6 +255,11 @@ export function registerAgent(program: Command): Command {
         `last check-in ${out.lastCheckin ?? 'never'}; next ${out.nextCheckin ?? 'at start'}${out.lastError ? `; last error: ${out.lastError}` : ''}`,
         `link ${out.link}${out.linkSpeed ? `, measured ${Math.round(out.linkSpeed / 1024)} KiB/s` : ''}; cache ${(u.bytes / 2 ** 20).toFixed(1)} MiB in ${u.chunks} chunks (bound ${(cfg.cacheBytes / 2 ** 20).toFixed(0)} MiB)`,
       ];
+      const ag = out.agent;
+      lines.push(
+        `agent ${ag.version}${ag.trying ? `; ${ag.trying} installed, starting` : ''}${ag.upgraded ? `; upgraded from ${ag.upgraded.from ?? 'the launcher'} at ${ag.upgraded.at}${Date.parse(ag.upgraded.graceUntil) > Date.now() ? `, programs wait until ${ag.upgraded.graceUntil}` : ''}` : ''}${ag.rolledBack ? `; ${ag.rolledBack.version} rolled back: ${ag.rolledBack.reason}` : ''}`,
+      );
+      for (const h of out.offers) if (h.held) lines.push(`${h.advertisement}  ${h.packageId} v${h.version}  ${h.held}`);
       if (out.advertisements.length === 0) lines.push('no advertisements yet');
       for (const a of out.advertisements)
         lines.push(

@@ -54,7 +54,16 @@ export interface AgentState {
   nextCheckin: string | null;
   lastError: string | null;
   /** What the site offered at the last check-in: advertisement → version, program, DPs. */
-  offers: { advertisement: string; packageId: string; version: number; program: string; mandatory: string[]; dps: string[] }[];
+  offers: {
+    advertisement: string;
+    packageId: string;
+    version: number;
+    program: string;
+    mandatory: string[];
+    dps: string[];
+    /** Not acted on now, and why (an agent upgrade under way, or its grace period). */
+    held?: string;
+  }[];
 }
 
 export const CONFIG_FILE = 'agent.json';

@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import { DIGEST } from '../core/chunk.js';
-import { ADVERTISEMENT_ID, AGENT_STATES, CLIENT_ID, CLIENT_STATES, COLLECTION_NAME, RERUN, SLOW_LINK } from '../core/client.js';
+import {
+  ADVERTISEMENT_ID,
+  AGENT_STATES,
+  AGENT_VERSION,
+  CLIENT_ID,
+  CLIENT_STATES,
+  COLLECTION_NAME,
+  RERUN,
+  SLOW_LINK,
+} from '../core/client.js';
 import { PACKAGE_ID, PROGRAM_NAME } from '../core/package.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
@@ -85,6 +94,24 @@ export const WaveSpec = z.union([
   z.strictObject({ rest: z.literal(true) }),
 ]);
 
+/** What makes an advertisement an agent upgrade: the version its package carries, and how it spreads. */
+export const AgentUpgrade = z.strictObject({
+  version: z.string().regex(AGENT_VERSION).describe('the agent version the package carries'),
+  spreadSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(90 * 86400)
+    .describe("each client's turn falls at random (a stable hash of its ID) within this long after the advertisement is available"),
+  graceSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 86400)
+    .describe('after an upgrade the agent starts no program (which could restart the machine) for this long'),
+});
+export type AgentUpgrade = z.infer<typeof AgentUpgrade>;
+
 export const AdvertisementBody = z.strictObject({
   id: z.string().regex(ADVERTISEMENT_ID),
   packageId: z.string().regex(PACKAGE_ID),
@@ -111,6 +138,7 @@ export const AdvertisementBody = z.strictObject({
     })
     .optional()
     .describe('present when the advertisement is a rollout: released in waves (docs/rollouts.md)'),
+  agentUpgrade: AgentUpgrade.optional().describe('present when the advertisement upgrades the agent itself (docs/agent.md#upgrades)'),
 });
 export type AdvertisementBody = z.infer<typeof AdvertisementBody>;
 
@@ -402,6 +430,33 @@ export const ClientSync = z.strictObject({
 });
 export type ClientSync = z.infer<typeof ClientSync>;
 
+/** `cascade agent publish`: make this agent version the one every client at and below the site runs. */
+export const AgentPublishRequest = z.strictObject({
+  agentVersion: z.string().regex(AGENT_VERSION),
+  file: z
+    .string()
+    .max(48 * 2 ** 20)
+    .nullable()
+    .default(null)
+    .describe('the bundled agent, base64; null: a version published here before'),
+  spreadSeconds: AgentUpgrade.shape.spreadSeconds.default(86400),
+  graceSeconds: AgentUpgrade.shape.graceSeconds.default(900),
+});
+export type AgentPublishRequest = z.input<typeof AgentPublishRequest>;
+
+export const AgentPublishAnswer = z.object({
+  agentVersion: z.string(),
+  packageId: z.string(),
+  version: z.number().int(),
+  newVersion: z.boolean().describe('false: the package already held this file'),
+  advertisement: z.string(),
+  collection: z.string(),
+  dps: z.array(z.string()).describe('the DPs the version goes to: every DP at and below this site'),
+  spreadSeconds: z.number().int(),
+  graceSeconds: z.number().int(),
+});
+export type AgentPublishAnswer = z.infer<typeof AgentPublishAnswer>;
+
 /** Reads of these resources, as the site serves them and the CLI calls them. */
 export const AgentVersions = z.object({
   versions: z.array(
@@ -418,6 +473,7 @@ export const clientCalls = {
   enrol: { method: 'POST', path: PATHS.agentEnrol, request: EnrolRequest, response: EnrolAnswer },
   checkin: { method: 'POST', path: PATHS.agentCheckin, request: CheckinRequest, response: CheckinAnswer },
   slot: { method: 'POST', path: PATHS.agentSlot, request: SlotRequest, response: SlotAnswer },
+  publish: { method: 'POST', path: PATHS.agentPublish, request: AgentPublishRequest, response: AgentPublishAnswer },
   list: getCall(PATHS.clients, z.object({ clients: z.array(ClientEntry) }), 'Clients of this site and of every site below', 'Clients'),
   versions: getCall(
     PATHS.agentVersions,

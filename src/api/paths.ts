@@ -57,6 +57,7 @@ export const PATHS = {
   dpTickets: '/api/v1/courier/dp-tickets',
   agentJoinTokens: '/api/v1/agent-join-tokens',
   agentVersions: '/api/v1/agent-versions',
+  agentPublish: '/api/v1/agent-releases',
   clientSettings: '/api/v1/client-settings',
   agentEnrol: '/api/v1/agent/enrol',
   agentCheckin: '/api/v1/agent/checkin',

@@ -73,6 +73,11 @@ export const EXAMPLES: Record<string, string[]> = {
   'agent install': ['cascade agent install CEN-A00001 --data /var/lib/cascade-agent'],
   'agent status': ['cascade agent status --data /var/lib/cascade-agent --json'],
   'agent versions': ['cascade agent versions', 'cascade agent versions --json'],
+  'agent publish': [
+    'cascade agent publish',
+    'cascade agent publish --file ./cascade-agent.cjs --spread 48h --grace 30m',
+    'cascade agent publish --version 0.1.0',
+  ],
   'agent simulate': [
     'cascade agent simulate --site http://ber-site:8100 --join-token $TOKEN --clients 1000 --until-done --json',
     'cascade agent simulate --site http://ber-site:8100 --join-token $T1 --site http://muc-site:8100 --join-token $T2 --clients 10000 --fail 2%',

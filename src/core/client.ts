@@ -89,3 +89,40 @@ export function shouldRun(rerun: Rerun, last: 'succeeded' | 'failed' | null): bo
   if (rerun === 'if-failed') return last === 'failed';
   return false;
 }
+
+/** Agent versions: `0.2.0`, `1.4.0-rc.1`; also the name of the folder an upgraded agent runs from. */
+export const AGENT_VERSION = /^\d{1,6}\.\d{1,6}\.\d{1,6}(?:[-+][0-9A-Za-z.-]{1,32})?$/;
+
+export function parseAgentVersion(s: string, what = '--version'): string {
+  if (!AGENT_VERSION.test(s)) throw fail('usage', `${what} "${s}" is not an agent version (e.g. 0.2.0 or 1.0.0-rc.1)`);
+  return s;
+}
+
+/** Orders agent versions: numerically by their three numbers, then a pre-release before its release. */
+export function compareAgentVersions(a: string, b: string): number {
+  const parts = (v: string) => {
+    const m = /^(\d+)\.(\d+)\.(\d+)(?:-(.*))?/.exec(v);
+    return m ? { n: [Number(m[1]), Number(m[2]), Number(m[3])], pre: m[4] ?? null } : { n: [0, 0, 0], pre: v };
+  };
+  const x = parts(a);
+  const y = parts(b);
+  for (let i = 0; i < 3; i++) if ((x.n[i] as number) !== (y.n[i] as number)) return (x.n[i] as number) - (y.n[i] as number);
+  if (x.pre === y.pre) return 0;
+  if (x.pre === null) return 1;
+  if (y.pre === null) return -1;
+  return x.pre.localeCompare(y.pre, undefined, { numeric: true });
+}
+
+/**
+ * The agent as a package: one file, and one program whose command names the version the file
+ * is. An agent never runs that command through a shell: it recognises it, and swaps itself
+ * for the file (docs/agent.md#upgrades).
+ */
+export const AGENT_FILE = 'cascade-agent.cjs';
+export const AGENT_PACKAGE_NAME = 'Cascade agent';
+export const AGENT_PROGRAM = 'Upgrade agent';
+export const agentUpgradeCommand = (version: string): string => `cascade-agent-upgrade --to ${version}`;
+export const upgradeCommandVersion = (command: string): string | null => /^cascade-agent-upgrade --to (\S+)$/.exec(command)?.[1] ?? null;
+/** The collection every agent-upgrade advertisement of a site goes to: every client. */
+export const ALL_CLIENTS = 'All clients';
+export const ALL_CLIENTS_RULE = 'id != ""';

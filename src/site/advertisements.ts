@@ -30,7 +30,16 @@ import {
   membersOf,
 } from '../store/clients.js';
 import { listTargets } from '../store/distribution.js';
-import { allowedDps, clientWindow, offeredVersion, reevaluate, rolloutReason, ruleInventory } from './clients.js';
+import {
+  agentUpgradeOf,
+  allowedDps,
+  clientWindow,
+  offeredVersion,
+  reevaluate,
+  rolloutReason,
+  ruleInventory,
+  upgradeTurn,
+} from './clients.js';
 import type { SiteContext } from './context.js';
 import { collectionKey, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
 
@@ -282,13 +291,25 @@ function stateOf(
   snap: Snapshot,
   ad: AdvertisementBody,
   client: ClientRow,
-  report: ClientStateRow | undefined,
+  reported: ClientStateRow | undefined,
   now: number,
   here: string,
   wave: { ok: boolean; text: string } | null,
 ): { state: ClientState; version: number | null; detail: string | null } {
+  let report = reported;
   if (ad.expires && Date.parse(ad.expires) <= now && !report)
     return { state: 'expired', version: null, detail: `expired at ${ad.expires}` };
+  const up = ad.agentUpgrade;
+  if (up) {
+    // An agent upgrade: done once the client runs the version (however it got there).
+    if ((client.inventory as Inventory).version === up.version)
+      return { state: 'succeeded', version: ad.version, detail: `runs agent ${up.version}` };
+    // A report of an earlier publication does not count for this one.
+    if (report && report.version !== ad.version) report = undefined;
+    const turn = upgradeTurn(ad, client.id);
+    if (!report && turn > now)
+      return { state: 'scheduled', version: ad.version, detail: `its turn in the agent upgrade comes at ${new Date(turn).toISOString()}` };
+  }
   if (report) return { state: report.state as ClientState, version: report.version, detail: report.detail };
   if (Date.parse(ad.available) > now) return { state: 'scheduled', version: null, detail: `available from ${ad.available}` };
   if (wave && !wave.ok) return { state: 'waiting-wave', version: ad.version, detail: wave.text };
@@ -416,6 +437,27 @@ export async function why(ctx: SiteContext, clientId: string, adId: string): Pro
   }
   reasons.push({ ok: true, text: `available since ${ago(ad.available)}` });
   const member = new Set(await collectionsOf(ctx.store, clientId));
+  const up = ad.agentUpgrade;
+  if (up) {
+    const newer = agentUpgradeOf([...member].flatMap((k) => snap.adsByCollection.get(k) ?? []));
+    if (newer && newer !== a) {
+      reasons.push({
+        ok: false,
+        text: `advertisement ${newer.body.id} of site ${newer.origin} upgrades it to a newer agent (${newer.body.agentUpgrade?.version}); that one applies`,
+      });
+      return out(null);
+    }
+    if (inv.version === up.version) {
+      reasons.push({ ok: true, text: `it runs agent ${up.version} already` });
+      return out('succeeded');
+    }
+    const turn = upgradeTurn(ad, clientId);
+    reasons.push({
+      ok: turn <= now,
+      text: `agent upgrade from ${inv.version} to ${up.version}, spread over ${Math.round(up.spreadSeconds / 360) / 10} h: its turn ${turn <= now ? 'came' : 'comes'} at ${ago(new Date(turn).toISOString())}`,
+    });
+    if (turn > now) return out('scheduled');
+  }
   const wave = rolloutReason(ad, clientId, member);
   if (wave) {
     reasons.push(wave);

@@ -18,7 +18,7 @@ import type {
   Offer,
 } from '../api/clients.js';
 import { cidrHolds } from '../core/cidr.js';
-import { formatClientId } from '../core/client.js';
+import { compareAgentVersions, formatClientId } from '../core/client.js';
 import { fail } from '../core/errors.js';
 import { type Wave, waveOf, waveText } from '../core/rollout.js';
 import type { RuleInventory } from '../core/rule.js';
@@ -43,7 +43,16 @@ import {
 import type { SiteContext } from './context.js';
 import { centralTrust } from './hierarchy.js';
 import { emit } from './messages.js';
-import { certificatesOf, collectionKey, type DpView, invalidate, rolloutBucket, type Snapshot, snapshot } from './policy.js';
+import {
+  type Advertisement,
+  certificatesOf,
+  collectionKey,
+  type DpView,
+  invalidate,
+  rolloutBucket,
+  type Snapshot,
+  snapshot,
+} from './policy.js';
 import { noteSlotReports } from './slots.js';
 
 /**
@@ -302,6 +311,31 @@ export function rolloutReason(ad: AdvertisementBody, clientId: string, member: R
   return ok ? { ok, text: `in ${w}, released` } : { ok, text: `in ${w}: ${r.released} of ${r.waves.length} waves released so far` };
 }
 
+/**
+ * When a client's turn in an agent upgrade comes: the advertisement's available time plus the
+ * client's stable share (a hash of its ID) of the spread; for other advertisements, available.
+ */
+export function upgradeTurn(ad: AdvertisementBody, clientId: string): number {
+  const u = ad.agentUpgrade;
+  const from = isoMs(ad.available);
+  if (!u) return from;
+  return from + Math.floor(rolloutBucket(`${ad.id}\n${u.version}`, clientId) * u.spreadSeconds * 1000);
+}
+
+/**
+ * Of the agent upgrades a client's collections hold (a site and a site above may each have
+ * published one), only the one with the newest agent version applies.
+ */
+export function agentUpgradeOf(ads: readonly Advertisement[]): Advertisement | undefined {
+  let best: Advertisement | undefined;
+  for (const a of ads) {
+    const u = a.body.agentUpgrade;
+    if (!u || !a.body.enabled) continue;
+    if (!best || compareAgentVersions(u.version, best.body.agentUpgrade?.version ?? '0.0.0') > 0) best = a;
+  }
+  return best;
+}
+
 /** The check-in: inventory kept (memberships re-evaluated when it changed), reports stored, offers computed. */
 export async function checkin(
   ctx: SiteContext,
@@ -346,9 +380,20 @@ export async function checkin(
   const cycle = snap.cycleSeconds;
   let next = cycle;
   const origins = new Set<string>();
-  for (const ad of [...member].flatMap((m) => snap.adsByCollection.get(m) ?? [])) {
+  const mine = [...new Set([...member].flatMap((m) => snap.adsByCollection.get(m) ?? []))];
+  const upgrade = agentUpgradeOf(mine);
+  for (const ad of mine) {
     const b = ad.body;
     if (!b.enabled) continue;
+    if (b.agentUpgrade) {
+      // One agent upgrade, not to a client already running its version, each client at its turn.
+      if (ad !== upgrade || (c.inventory as Inventory).version === b.agentUpgrade.version) continue;
+      const turn = upgradeTurn(b, client.id);
+      if (turn > now.getTime()) {
+        next = Math.min(next, Math.ceil((turn - now.getTime()) / 1000));
+        continue;
+      }
+    }
     const from = isoMs(b.available);
     if (from > now.getTime()) {
       next = Math.min(next, Math.ceil((from - now.getTime()) / 1000));

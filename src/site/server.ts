@@ -23,6 +23,7 @@ import { Metrics } from '../lib/metrics.js';
 import { isPostgresUrl } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
+import { publishOnNewRelease } from './agent-release.js';
 import { createApp } from './app.js';
 import { flushSeen } from './clients.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
@@ -414,6 +415,11 @@ export async function startSite(opts: {
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
   if (role === 'site') sender.start();
+  // A site server of a newer release than the site last ran publishes the agent it carries.
+  if (role === 'site')
+    await publishOnNewRelease(ctx)
+      .then((v) => v && void sender.tick())
+      .catch((err) => log.error({ err }, 'publishing the agent of this release failed'));
   // Scheduled validation at low priority: this site's library and its own DPs; with
   // CASCADE_AUTO_REPAIR=1, damaged chunks on its DPs are re-sent at once.
   const validateHours = Number(process.env.CASCADE_VALIDATE_HOURS ?? 24);

@@ -1,8 +1,12 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type {
   AdvertisementEntry,
   AdvertisementStatus,
   AgentJoinTokenAnswer,
+  AgentPublishAnswer,
   AgentVersions,
   BoundaryEntry,
   ClientEntry,
@@ -12,12 +16,13 @@ import type {
   WhyAnswer,
 } from '../../api/clients.js';
 import { fillPath, PATHS } from '../../api/paths.js';
-import { parseAdvertisementId, parseClientId, RERUN, SLOW_LINK } from '../../core/client.js';
+import { AGENT_VERSION, parseAdvertisementId, parseAgentVersion, parseClientId, RERUN, SLOW_LINK } from '../../core/client.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { formatRate, parseRate } from '../../core/rate.js';
 import { parseDuration, parseWhen } from '../../core/time.js';
 import { printJson } from '../../lib/output.js';
+import { bundledAgentUrl } from '../../lib/version.js';
 import { type AdminOpts, adminOptions, clientFrom, collect, parseIntOpt, table } from '../common.js';
 import { fmtBytes } from '../progress.js';
 
@@ -27,6 +32,8 @@ import { fmtBytes } from '../progress.js';
  */
 
 const duration = (what: string) => (v: string) => parseDuration(v, what);
+/** A duration that may be none: `0` or `0s` (no spread, no grace). */
+const durationOrNone = (what: string) => (v: string) => (/^0+\s*[smhdw]?$/i.test(v.trim()) ? 0 : parseDuration(v, what));
 const oneOf =
   <T extends string>(what: string, values: readonly T[]) =>
   (v: string): T => {
@@ -60,6 +67,67 @@ export function registerClientsAdmin(program: Command): void {
     if (o.json) return printJson(r);
     if (r.versions.length === 0) return void process.stdout.write('no clients yet (enrol agents with "cascade agent init")\n');
     process.stdout.write(table([['SITE', 'VERSION', 'CLIENTS'], ...r.versions.map((v) => [v.site, v.version, String(v.clients)])]));
+  });
+
+  adminOptions(
+    agent
+      .command('publish')
+      .description(
+        'publish an agent version: every client at and below this site upgrades to it by itself, spread over a period, honouring maintenance windows and download caps, skipping slow links, once a DP it may use holds it',
+      )
+      .option('--file <path>', "the bundled agent to publish (default: this release's, dist/cascade-agent.cjs)")
+      .option(
+        '--version <v>',
+        'the agent version: checked against what the file reports; without --file, a version published at this site before (to go back to it)',
+      )
+      .option(
+        '--spread <duration>',
+        "clients' upgrades fall at random over this long (default 24h; 0: all at once)",
+        durationOrNone('--spread'),
+      )
+      .option(
+        '--grace <duration>',
+        'after upgrading, an agent starts no program (which could restart the machine) for this long (default 15m)',
+        durationOrNone('--grace'),
+      ),
+  ).action(async (o: AdminOpts & { file?: string; version?: string; spread?: number; grace?: number }) => {
+    const wanted = o.version === undefined ? undefined : parseAgentVersion(o.version);
+    let file: string | null = o.file ?? null;
+    if (file === null && wanted === undefined) {
+      file = fileURLToPath(bundledAgentUrl());
+      if (!fs.existsSync(file)) throw fail('usage', `the bundled agent ${file} is missing: run "npm run build" first, or give --file`);
+    }
+    let agentVersion = wanted;
+    let data: string | null = null;
+    if (file !== null) {
+      if (!fs.existsSync(file)) throw fail('usage', `--file ${file} does not exist`);
+      const r = spawnSync(process.execPath, [file, '--version'], { encoding: 'utf8', timeout: 30_000 });
+      const says = (r.stdout ?? '').trim();
+      if (r.status !== 0 || !AGENT_VERSION.test(says))
+        throw fail(
+          'usage',
+          `${file} is not a Cascade agent: "node ${file} --version" ${r.status === 0 ? `printed "${says.slice(0, 80)}"` : 'failed'}`,
+        );
+      if (wanted !== undefined && wanted !== says) throw fail('usage', `${file} is agent ${says}, not ${wanted}`);
+      agentVersion = says;
+      data = fs.readFileSync(file).toString('base64');
+    }
+    const r = await clientFrom(o).json<AgentPublishAnswer>('POST', PATHS.agentPublish, {
+      json: {
+        agentVersion: agentVersion as string,
+        file: data,
+        spreadSeconds: o.spread ?? 86400,
+        graceSeconds: o.grace ?? 900,
+      },
+    });
+    if (o.json) return printJson(r);
+    const span = (s: number) => (s >= 3600 ? `${Math.round(s / 360) / 10} h` : s >= 60 ? `${Math.round(s / 60)} min` : `${s} s`);
+    process.stdout.write(
+      `agent ${r.agentVersion} published as ${r.packageId} version ${r.version}${r.newVersion ? '' : ' (held already)'}\n` +
+        `${r.dps.length > 0 ? `on its way to ${r.dps.length} DP(s): ${r.dps.join(', ')}` : 'no DP at or below this site: no client upgrades until one holds it'}\n` +
+        `advertisement ${r.advertisement} upgrades every client at and below this site (collection "${r.collection}"), spread over ${span(r.spreadSeconds)}; each agent starts programs again ${span(r.graceSeconds)} after its upgrade\n` +
+        `follow it: cascade advertisement status ${r.advertisement} · cascade agent versions\n`,
+    );
   });
 
   // --- clients ---------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import {
   AdvertiseRequest,
   AgentJoinTokenAnswer,
   AgentJoinTokenRequest,
+  AgentPublishAnswer,
+  AgentPublishRequest,
   BoundaryEntry,
   BoundaryRequest,
   ClientEntry,
@@ -33,6 +35,7 @@ import {
   setAdvertisementEnabled,
   why,
 } from '../advertisements.js';
+import { publishAgent } from '../agent-release.js';
 import {
   agentVersions,
   checkin,
@@ -150,6 +153,23 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
 
   getJson(app, clientCalls.list, 'read', async () => ({ clients: await clientEntries(parts) }));
   getJson(app, clientCalls.versions, 'read', async () => agentVersions(parts));
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.agentPublish,
+      summary:
+        'Publish an agent version: every client at and below this site upgrades to it, spread over a period, once a DP it may use holds it (admin)',
+      request: { body: jsonBody(AgentPublishRequest) },
+      responses: created('The agent package version, its DPs and the advertisement that upgrades the clients', AgentPublishAnswer),
+    }),
+    async (c) => {
+      need(c, 'admin');
+      const r = await publishAgent(parts, c.req.valid('json') as Required<AgentPublishRequest>);
+      parts.kick?.();
+      return c.json(r, 201);
+    },
+  );
 
   app.openapi(
     createRoute({

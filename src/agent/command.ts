@@ -322,7 +322,7 @@ export function registerAgent(program: Command): Command {
         });
         if (o.json) return printJson(r);
         say(
-          `${r.clients} clients, ${r.seconds} s: ${r.checkins} check-ins (p50 ${r.checkinP50Ms} ms, p99 ${r.checkinP99Ms} ms, ${r.checkinErrors} failed), ${r.downloads} downloads, ${(r.bytes / 2 ** 20).toFixed(1)} MiB, ${r.done} clients done`,
+          `${r.clients} clients, ${r.seconds} s: ${r.checkins} check-ins (p50 ${r.checkinP50Ms} ms, p99 ${r.checkinP99Ms} ms, ${r.checkinErrors} failed), ${r.downloads} downloads, ${(r.bytes / 2 ** 20).toFixed(1)} MiB, ${r.done} clients done${r.upgrades > 0 ? `, ${r.upgrades} upgraded the agent` : ''}`,
         );
         for (const [site, f] of Object.entries(r.sites))
           say(

@@ -77,6 +77,8 @@ export interface SimulateResult {
   failedDownloads: number;
   bytes: number;
   done: number;
+  /** Clients that upgraded the agent (and report the new version from then on). */
+  upgrades: number;
   sites: Record<string, SiteFigures>;
 }
 
@@ -101,6 +103,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   let downloads = 0;
   let failedDownloads = 0;
   let bytes = 0;
+  let upgrades = 0;
 
   // --- enrolment, a few at a time -------------------------------------------------------------
   let next = 0;
@@ -158,7 +161,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     c.outbox = [];
     const t = performance.now();
     try {
-      const a = await c.api.call(clientCalls.checkin, { inventory: c.inventorySent ? null : c.inventory, reports, problems: [] });
+      const inventory = c.inventorySent ? null : c.inventory;
+      const a = await c.api.call(clientCalls.checkin, { inventory, reports, problems: [] });
+      if (inventory) c.inventorySent = true;
       const ms = performance.now() - t;
       latencies.push(ms);
       const own = siteLatencies.get(c.site) ?? [];
@@ -181,6 +186,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     offerDps: ConstructorParameters<typeof Downloader>[0],
     trusted: TrustedKey[],
     slots: boolean,
+    /** An agent upgrade: the version the client runs once it succeeded. */
+    upgradeTo: string | null,
   ): Promise<number | null> => {
     const dl = new Downloader(offerDps);
     if (slots) {
@@ -217,6 +224,12 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
       downloads++;
       f.downloads++;
       c.done.set(adId, version);
+      if (upgradeTo && !c.fails) {
+        // An agent upgrade: the client runs the new version from now on, and says so.
+        c.inventory = { ...c.inventory, version: upgradeTo };
+        c.inventorySent = false;
+        upgrades++;
+      }
       c.outbox.push(report(adId, packageId, version, c.fails ? 'failed' : 'succeeded', total, total, c.fails ? 1 : 0, at()));
     } catch (e) {
       failedDownloads++;
@@ -246,9 +259,16 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
       const ad = rec.body;
       const due = ad.mandatory.some((t) => Date.parse(t) <= Date.now());
       if (!due || c.done.get(ad.id) === offer.version) continue;
-      const retry = await download(c, ad.id, ad.packageId, offer.version, offer.dps, trusted, answer.downloadSlots === true).catch(
-        () => 30,
-      );
+      const retry = await download(
+        c,
+        ad.id,
+        ad.packageId,
+        offer.version,
+        offer.dps,
+        trusted,
+        answer.downloadSlots === true,
+        ad.agentUpgrade?.version ?? null,
+      ).catch(() => 30);
       if (retry !== null) wait = Math.min(wait, retry);
       else acted = true;
     }
@@ -290,6 +310,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     failedDownloads,
     bytes,
     done: fleet.filter((c) => c.done.size > 0).length,
+    upgrades,
     sites: figures,
   };
 }

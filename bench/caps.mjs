@@ -12,7 +12,7 @@
 // A 2-minute spread is 720 × harsher than the default of 24 hours.
 //
 //   node bench/caps.mjs [--clients 10000] [--cap 20] [--concurrency 1000] [--upgrade-spread 2m] [--spread 10s]
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -33,8 +33,14 @@ process.on('exit', () => {
 });
 
 function serve(role, dir) {
-  const p = spawn(process.execPath, [BIN, role, 'start', '--data', dir], {
-    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn', CASCADE_REPORT_SECONDS: '2' },
+  // CAPS_PROFILE=DIR: the site servers write CPU profiles there (for finding their stalls).
+  const prof = process.env.CAPS_PROFILE && role === 'site' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAPS_PROFILE}`] : [];
+  const p = spawn(process.execPath, [...prof, BIN, role, 'start', '--data', dir], {
+    env: {
+      ...process.env,
+      CASCADE_LOG_LEVEL: 'warn',
+      CASCADE_REPORT_SECONDS: '2',
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   running.push(p);
@@ -119,6 +125,50 @@ async function publish(version) {
   return { ...r, bytes: fs.statSync(release(version)).size };
 }
 
+/** One client of a site that checks in every 200 ms until stopped; its latencies. */
+async function probe(s) {
+  const token = cascade(['agent', 'join-token'], s.env).trim();
+  const inventory = {
+    hostname: `probe-${s.code}`,
+    os: 'linux',
+    arch: 'x64',
+    version: '0.0.1',
+    addresses: [],
+    freeDisk: null,
+    linkSpeed: null,
+  };
+  const post = async (p, body, auth) => {
+    const res = await fetch(`${s.url}${p}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${auth}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`);
+    return res.json();
+  };
+  const { credential } = await post('/api/v1/agent/enrol', { token, inventory });
+  const times = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const t = performance.now();
+      await post('/api/v1/agent/checkin', { inventory: null, reports: [], problems: [] }, credential);
+      times.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return {
+    code: s.code,
+    stop() {
+      running = false;
+      void loop;
+      const xs = [...times].sort((a, b) => a - b);
+      const at = (p) => Math.round(xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? 0);
+      return { n: xs.length, p50Ms: at(50), p99Ms: at(99), maxMs: Math.round(xs.at(-1) ?? 0) };
+    },
+  };
+}
+
 const results = { date: new Date().toISOString(), clients: nClients, cap, runs: {} };
 for (const [label, seed, capped] of [
   ['capped', 1, true],
@@ -141,7 +191,18 @@ for (const [label, seed, capped] of [
     args.push('--site', s.url, '--join-token', cascade(['agent', 'join-token', '--uses', String(nClients)], s.env).trim());
   args.push('--concurrency', concurrency, '--spread', spread, '--json');
   console.error(`${label}: ${nClients} simulated clients ...`);
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
+  // A probe per site, in this (otherwise idle) process: one more client checking in every
+  // 200 ms while the fleet upgrades, timed apart from the simulator's own busy event loop.
+  const probes = await Promise.all([cen, ber].map((s) => probe(s)));
+  const r = await new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.on('close', (status) => resolve({ status, stdout }));
+  });
+  const probed = Object.fromEntries(probes.map((p) => [p.code, p.stop()]));
   if (r.status !== 0) throw new Error(`agent simulate failed (exit ${r.status})`);
   fs.writeFileSync(path.join(BENCH, `caps-${label}.json`), r.stdout);
   const sim = JSON.parse(r.stdout);
@@ -150,8 +211,13 @@ for (const [label, seed, capped] of [
   );
   const sitePeaks = {};
   const stalls = {};
+  const handled = {};
   for (const s of [cen, ber]) {
     sitePeaks[s.code] = await metric(s.url, 'cascade_client_downloads_peak');
+    handled[s.code] = {
+      p99Ms: Math.round((await metric(s.url, 'cascade_checkin_p99_seconds')) * 1000),
+      maxMs: Math.round((await metric(s.url, 'cascade_checkin_max_seconds')) * 1000),
+    };
     stalls[s.code] = {
       p99Ms: Math.round((await metric(s.url, 'cascade_event_loop_delay_p99_seconds')) * 1000),
       maxMs: Math.round((await metric(s.url, 'cascade_event_loop_delay_max_seconds')) * 1000),
@@ -162,7 +228,17 @@ for (const [label, seed, capped] of [
       .map(([c, d]) => `${c} ${d.p99Ms} / ${d.maxMs} ms`)
       .join(', ')}`,
   );
-  results.runs[label] = { ...sim, sitePeaks, stalls };
+  console.error(
+    `${label}: check-ins as the sites handled them (p99 / max of the last 10,000): ${Object.entries(handled)
+      .map(([c, d]) => `${c} ${d.p99Ms} / ${d.maxMs} ms`)
+      .join(', ')}; the simulator's own event-loop delay p99 ${sim.eventLoopP99Ms} ms, max ${sim.eventLoopMaxMs} ms`,
+  );
+  console.error(
+    `${label}: probe check-ins every 200 ms (p50 / p99 / max): ${Object.entries(probed)
+      .map(([c, d]) => `${c} ${d.p50Ms} / ${d.p99Ms} / ${d.maxMs} ms (${d.n})`)
+      .join(', ')}`,
+  );
+  results.runs[label] = { ...sim, sitePeaks, stalls, handled, probed };
 }
 
 const fmtSeconds = (a, b) => ((Date.parse(b) - Date.parse(a)) / 1000).toFixed(1);

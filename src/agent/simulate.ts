@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ApiClient } from '../api/client.js';
 import { type AgentReport, clientCalls, type Inventory } from '../api/clients.js';
 import { trustFromCertificates } from '../content/certificate.js';
@@ -79,6 +80,9 @@ export interface SimulateResult {
   done: number;
   /** Clients that upgraded the agent (and report the new version from then on). */
   upgrades: number;
+  /** This process's own event-loop delay (p99, longest): what its latencies include of its own. */
+  eventLoopP99Ms: number;
+  eventLoopMaxMs: number;
   sites: Record<string, SiteFigures>;
 }
 
@@ -155,6 +159,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   await Promise.all(Array.from({ length: Math.min(8, o.clients) }, enrolOne));
   say(`${fleet.length} clients enrolled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const t0 = Date.now();
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
 
   const checkin = async (c: SimClient) => {
     const reports = c.outbox;
@@ -311,6 +317,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     bytes,
     done: fleet.filter((c) => c.done.size > 0).length,
     upgrades,
+    eventLoopP99Ms: Math.round(loop.percentile(99) / 1e6),
+    eventLoopMaxMs: Math.round(loop.max / 1e6),
     sites: figures,
   };
 }

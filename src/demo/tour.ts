@@ -1,10 +1,15 @@
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Agent, enrolAgent } from '../agent/agent.js';
+import { loadState } from '../agent/config.js';
+import { readVersions } from '../agent/versions.js';
 import { ApiClient } from '../api/client.js';
+import type { AgentPublishAnswer, AgentVersions } from '../api/clients.js';
 import { fillPath, PATHS } from '../api/paths.js';
 import { siteTrust } from '../cli/commands/package.js';
 import { fetchVersion } from '../cli/fetch.js';
@@ -14,6 +19,7 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
+import { bundledAgentUrl, VERSION } from '../lib/version.js';
 import { initSite, type RunningSite, startSite } from '../site/server.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
@@ -283,6 +289,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
 
   const ad = await clientsTour({ dataDir, client, ber: siteClient(1), berUrl: (children[1] as RunningSite).url, out });
   const rollout = await rolloutTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
+  await upgradeTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
 
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
@@ -309,6 +316,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} advertisement status ${ad.id}`);
   out(`  ${me} why ${ad.client} ${ad.id}`);
   out(`  ${me} rollout status ${rollout}`);
+  out(`  ${me} agent versions`);
   out(`  ${me} client list`);
   out(`  ${me} agent status --data ${path.join(dataDir, 'agents', 'ber-ws-01')}`);
   out(`  ${me} messages --severity warning`);
@@ -515,6 +523,98 @@ async function rolloutTour(o: {
     out(`      ${w.text}: ${w.released ? 'released' : 'not released'}, ${w.succeeded} of ${w.members} succeeded`);
   await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: null, clientRate: null } });
   return r.id;
+}
+
+/**
+ * 12. The agent upgrades itself, under a cap: CEN publishes a stand-in for the next release's
+ * agent (this build's bundled agent, numbered as the next patch) to every client, spread over
+ * 6 s; BER lets one client download at a time. Each agent runs as a real process, as a service
+ * starts it (`cascade agent run-now`, the launcher): on its turn it downloads the new agent from
+ * ber-dp1, switches to it, and the new agent confirms itself by checking in.
+ */
+async function upgradeTour(o: {
+  dataDir: string;
+  client: ApiClient;
+  ber: ApiClient;
+  agents: Agent[];
+  out: (s: string) => void;
+}): Promise<void> {
+  const { client, out, agents } = o;
+  const bundled = fileURLToPath(bundledAgentUrl());
+  if (!fs.existsSync(bundled)) {
+    out(`\n12. agent upgrade: skipped, ${bundled} is missing (npm run build makes it)`);
+    return;
+  }
+  const [major, minor, patch] = VERSION.split(/[.-]/).map(Number);
+  const next = `${major}.${minor}.${(patch ?? 0) + 1}`;
+  const file = path.join(o.dataDir, `cascade-agent-${next}.cjs`);
+  fs.writeFileSync(file, fs.readFileSync(bundled, 'utf8').replaceAll(`"${VERSION}"`, `"${next}"`));
+  await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: 1, clientRate: 256 << 10 } });
+  const pub = await client.json<AgentPublishAnswer>('POST', PATHS.agentPublish, {
+    json: { agentVersion: next, file: fs.readFileSync(file).toString('base64'), spreadSeconds: 6, graceSeconds: 0 },
+  });
+  out(`\n12. agent upgrade: agent publish --file ${file} (${next}, a stand-in for the next release) --spread 6s --grace 0s at CEN;`);
+  out(
+    `    ${pub.packageId} version ${pub.version} goes to ${pub.dps.length} DPs; ${pub.advertisement} upgrades every client; BER allows one download at a time, at 256 KiB/s.`,
+  );
+  out('    Each agent runs as a process of its own (cascade agent run-now: the launcher), when its site says to come back:');
+  const dirs = agents.map((a) => a.dir);
+  const ids = agents.map((a) => a.cfg.client);
+  const t0 = Date.now();
+  const nextAt = dirs.map(() => 0);
+  const busy = dirs.map(() => false);
+  const seen = dirs.map(() => '');
+  const runs: Promise<void>[] = [];
+  const note = (i: number) => {
+    const v = readVersions(dirs[i] as string);
+    const st = loadState(dirs[i] as string).advertisements[pub.advertisement];
+    const line =
+      v.current === next
+        ? `runs agent ${next} (upgraded, confirmed by its first check-in)`
+        : st
+          ? `${st.state}${st.detail ? ` (${st.detail.replace(/; asking again in \d+ s$/, '')})` : ''}`
+          : 'not offered yet: its turn in the spread has not come';
+    if (line === seen[i]) return;
+    seen[i] = line;
+    out(`    ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${ids[i]}: ${line}`);
+  };
+  const runNow = (dir: string) =>
+    new Promise<number>((resolve) => {
+      const p = spawn(process.execPath, [process.argv[1] as string, 'agent', 'run-now', '--data', dir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      p.stdout.on('data', (d) => {
+        text += d;
+      });
+      p.on('close', () => resolve(Number(/next check-in in (\d+) s/.exec(text)?.[1] ?? 2)));
+    });
+  while (Date.now() - t0 < 120_000) {
+    for (const [i, dir] of dirs.entries()) {
+      if (busy[i] || Date.now() < (nextAt[i] as number) || readVersions(dir).current === next) continue;
+      busy[i] = true;
+      runs.push(
+        runNow(dir).then((wait) => {
+          // As told, but looking at least every 2 s (the demo cannot wait for a client cycle).
+          nextAt[i] = Date.now() + Math.min(wait, 2) * 1000;
+          busy[i] = false;
+          note(i);
+        }),
+      );
+    }
+    if (dirs.every((d) => readVersions(d).current === next) && !busy.some(Boolean)) break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  await Promise.all(runs);
+  for (const i of dirs.keys()) note(i);
+  // BER's clients reach CEN with BER's next status report.
+  let versions = await client.json<AgentVersions>('GET', PATHS.agentVersions);
+  for (let i = 0; i < 40 && versions.versions.some((v) => v.version !== next); i++) {
+    await new Promise((res) => setTimeout(res, 500));
+    versions = await client.json<AgentVersions>('GET', PATHS.agentVersions);
+  }
+  out(`    cascade agent versions at CEN: ${versions.versions.map((v) => `${v.site} ${v.version}: ${v.clients}`).join(', ')}`);
+  await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: null, clientRate: null } });
 }
 
 /** A loopback port free a moment ago (for a child site's fixed address). */

@@ -63,3 +63,20 @@ export class Metrics {
     return `${lines.join('\n')}\n`;
   }
 }
+
+/** The last `n` durations (ms), for percentiles read at a scrape. */
+export function recentTimes(n: number): { note(ms: number): void; percentile(p: number): number } {
+  const ring = new Float64Array(n);
+  let count = 0;
+  return {
+    note(ms) {
+      ring[count % n] = ms;
+      count++;
+    },
+    percentile(p) {
+      const held = ring.slice(0, Math.min(count, n)).sort();
+      if (held.length === 0) return 0;
+      return held[Math.min(held.length - 1, Math.floor((p / 100) * held.length))] as number;
+    },
+  };
+}

@@ -109,3 +109,69 @@ describe('collection membership', () => {
     expect(memberships(s, inv('BER-000009', 'srv-9')).sort()).toEqual(['pilot', 'servers']);
   });
 });
+
+describe('client states going up in bounded reports', () => {
+  it('sends every change once, oldest first, about `limit` at a time, never passing over one', async () => {
+    const { Store } = await import('../store/store.js');
+    const { insertClient, putClientStates } = await import('../store/clients.js');
+    const { clientSyncSince } = await import('./clients.js');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-sync-'));
+    // A clock that repeats each instant ten times: changes share their time stamps.
+    let tick = 0;
+    const clock = () => new Date(Date.UTC(2026, 0, 1) + Math.floor(tick++ / 10));
+    const store = await Store.open({ dataDir: dir, clock });
+    try {
+      const inv = { hostname: 'h', os: 'linux', arch: 'x64', version: '0.1.0', addresses: [], freeDisk: null, linkSpeed: null };
+      await store.transaction(async (tx) => {
+        for (let i = 0; i < 250; i++) {
+          const id = `BER-${String(i).padStart(6, '0')}`;
+          await insertClient(tx, { id, site: 'BER', credential: null, inventory: inv, boundary: null, dps: [] });
+          await putClientStates(tx, [
+            {
+              client: id,
+              advertisement: 'CEN-A00001',
+              packageId: 'CEN00001',
+              version: 1,
+              state: 'succeeded',
+              bytesDone: 1,
+              bytesTotal: 1,
+              exitCode: 0,
+              output: null,
+              detail: null,
+              at: '2026-01-01T00:00:00.000Z',
+            },
+          ]);
+        }
+      });
+      const ctx = { store } as unknown as Parameters<typeof clientSyncSince>[0];
+      let mark = '';
+      const clients: string[] = [];
+      const states: string[] = [];
+      let rounds = 0;
+      for (;;) {
+        const r = await clientSyncSince(ctx, mark, 64);
+        if (r.clients.length === 0 && r.states.length === 0) break;
+        expect(r.clients.length).toBeLessThanOrEqual(64);
+        expect(r.newest > mark).toBe(true);
+        clients.push(...r.clients.map((c) => c.id));
+        states.push(...r.states.map((s) => s.client));
+        mark = r.newest;
+        rounds++;
+      }
+      expect(new Set(clients).size).toBe(250);
+      expect(clients).toHaveLength(250);
+      expect(states).toHaveLength(250);
+      expect(rounds).toBeGreaterThanOrEqual(4);
+      // More changes at one instant than the limit: that instant goes whole.
+      // (Each instant holds five clients and their five states.)
+      const many = await clientSyncSince(ctx, '', 3);
+      expect([many.clients.length, many.states.length]).toEqual([5, 5]);
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -40,6 +40,8 @@ import {
   upsertRemoteClient,
   useAgentJoinToken,
 } from '../store/clients.js';
+import { groupCommit } from '../store/group-commit.js';
+import type { Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { centralTrust } from './hierarchy.js';
 import { emit } from './messages.js';
@@ -177,23 +179,27 @@ function placement(snap: Snapshot, site: string, inv: Inventory): { boundary: st
 
 /** An agent enrols: the join token is spent once, the client gets an ID and a credential of its own. */
 export async function enrol(ctx: SiteContext, req: EnrolRequest, peerAddress: string | undefined): Promise<EnrolAnswer> {
-  const used = await useAgentJoinToken(ctx.store, req.token);
-  if (used !== 'ok')
-    throw fail(
-      'unauthorized',
-      {
-        unknown: 'the join token is not valid at this site (make one with "cascade agent join-token")',
-        exhausted: 'the join token has been used as many times as it allows; make another with "cascade agent join-token --uses N"',
-        expired: 'the join token has expired; make another with "cascade agent join-token"',
-      }[used],
-    );
   const inventory = withPeerAddress(req.inventory, peerAddress);
-  const id = formatClientId(ctx.code, await ctx.store.nextCounter('client'));
-  const credential = `casc_${id}_${crypto.randomBytes(24).toString('base64url')}`;
   const snap = await snapshot(ctx);
   const place = placement(snap, ctx.code, inventory);
-  await insertClient(ctx.store, { id, site: ctx.code, credential, inventory, ...place });
-  await setMemberships(ctx.store, id, memberships(snap, ruleInventory({ id, site: ctx.code, inventory })));
+  // One transaction (one flush to disk): the token's use, the ID, the client and its collections.
+  const { id, credential } = await ctx.store.transaction(async (tx) => {
+    const used = await useAgentJoinToken(tx, req.token);
+    if (used !== 'ok')
+      throw fail(
+        'unauthorized',
+        {
+          unknown: 'the join token is not valid at this site (make one with "cascade agent join-token")',
+          exhausted: 'the join token has been used as many times as it allows; make another with "cascade agent join-token --uses N"',
+          expired: 'the join token has expired; make another with "cascade agent join-token"',
+        }[used],
+      );
+    const id = formatClientId(ctx.code, await tx.nextCounter('client'));
+    const credential = `casc_${id}_${crypto.randomBytes(24).toString('base64url')}`;
+    await insertClient(tx, { id, site: ctx.code, credential, inventory, ...place });
+    await setMemberships(tx, id, memberships(snap, ruleInventory({ id, site: ctx.code, inventory })));
+    return { id, credential };
+  });
   const central = await centralTrust(ctx);
   return {
     client: id,
@@ -347,25 +353,33 @@ export async function checkin(
   const snap = await snapshot(ctx);
   let c = client;
   let buffered: SeenBuffer | undefined;
+  let changed: { inventory: Inventory; boundary: string | null; dps: string[] } | null = null;
   if (req.inventory) {
     const inventory = withPeerAddress(req.inventory, peerAddress);
     if (JSON.stringify(inventory) !== JSON.stringify(client.inventory)) {
-      const place = placement(snap, ctx.code, inventory);
-      await updateClient(ctx.store, client.id, { inventory, ...place, lastSeen: now.toISOString() });
-      await setMemberships(ctx.store, client.id, memberships(snap, ruleInventory({ ...client, inventory })));
-      c = { ...client, inventory, ...place };
+      changed = { inventory, ...placement(snap, ctx.code, inventory) };
+      c = { ...client, ...changed };
     } else buffered = noteSeen(ctx, client.id, now);
   } else buffered = noteSeen(ctx, client.id, now);
+  // What the check-in changes is written in one transaction, with those of the check-ins that
+  // arrive meanwhile (group commit): one flush to disk for a burst, not one per row.
+  if (changed || req.reports.length > 0)
+    await groupCommit(ctx.store).run(async (tx) => {
+      if (changed) {
+        await updateClient(tx, client.id, { ...changed, lastSeen: now.toISOString() });
+        await setMemberships(tx, client.id, memberships(snap, ruleInventory(c)));
+      }
+      if (req.reports.length > 0)
+        await putClientStates(
+          tx,
+          req.reports.map((r) => ({ ...r, client: client.id })),
+        );
+    });
   // Flushed in the background; a failed write is logged, and each client's next check-in notes it again.
   if (buffered && !buffered.flushing && Date.now() - buffered.since > SEEN_FLUSH_MS)
     flushSeen(ctx).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'writing last-seen times failed'));
   // Agents ask for slots whenever downloads are capped (a shared rate too): their reports keep and free them.
   if (capped(snap.settings)) noteSlotReports(ctx, client.id, req.reports);
-  if (req.reports.length > 0)
-    await putClientStates(
-      ctx.store,
-      req.reports.map((r) => ({ ...r, client: client.id })),
-    );
   for (const p of req.problems)
     await emit(ctx, {
       component: 'agent',
@@ -508,18 +522,48 @@ export async function revokeClient(ctx: SiteContext, id: string): Promise<Client
 /** Re-evaluates every client's memberships and DPs (policy changed). */
 export async function reevaluate(ctx: SiteContext): Promise<void> {
   const snap = await snapshot(ctx);
-  for (const c of await listClients(ctx.store)) {
-    await setMemberships(ctx.store, c.id, memberships(snap, ruleInventory(c)));
-    if (c.site !== ctx.code) continue;
+  await inSlices(ctx, await listClients(ctx.store), async (tx, c) => {
+    await setMemberships(tx, c.id, memberships(snap, ruleInventory(c)));
+    if (c.site !== ctx.code) return;
     const place = placement(snap, ctx.code, c.inventory as Inventory);
-    if (place.boundary !== c.boundary || JSON.stringify(place.dps) !== JSON.stringify(c.dps)) await updateClient(ctx.store, c.id, place);
+    if (place.boundary !== c.boundary || JSON.stringify(place.dps) !== JSON.stringify(c.dps)) await updateClient(tx, c.id, place);
+  });
+}
+
+/**
+ * Writes for many clients, in transactions of a hundred (one flush to disk each), with a
+ * turn of the event loop between them so check-ins are answered meanwhile.
+ */
+async function inSlices<T>(ctx: SiteContext, items: readonly T[], each: (tx: Store, item: T) => Promise<void>, size = 100): Promise<void> {
+  for (let i = 0; i < items.length; i += size) {
+    await ctx.store.transaction(async (tx) => {
+      for (const item of items.slice(i, i + size)) await each(tx, item);
+    });
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
 
-/** What goes up to the parent: clients and states changed since the last report. */
-export async function clientSyncSince(ctx: SiteContext, mark: string): Promise<ClientSync & { newest: string }> {
-  const clients = await listClients(ctx.store, { changedAfter: mark });
-  const states = await listClientStates(ctx.store, { changedAfter: mark });
+/**
+ * What goes up to the parent: clients and states changed since the last report, the oldest
+ * changes first and about `limit` of each at most (the rest goes with the next reports), so
+ * neither side stops to encode or check one huge report while its clients wait.
+ */
+export async function clientSyncSince(ctx: SiteContext, mark: string, limit = 1000): Promise<ClientSync & { newest: string }> {
+  let clients = await listClients(ctx.store, { changedAfter: mark, limit: limit + 1 });
+  let states = await listClientStates(ctx.store, { changedAfter: mark, limit: limit + 1 });
+  // Cut where a list was cut: everything older than its first row left out goes now, so the mark
+  // (the newest change sent) never passes over a change not sent.
+  const cuts = [clients, states].filter((l) => l.length > limit).map((l) => (l[limit] as { updatedAt: string }).updatedAt);
+  if (cuts.length > 0) {
+    const cut = cuts.sort()[0] as string;
+    clients = clients.filter((c) => c.updatedAt < cut);
+    states = states.filter((x) => x.updatedAt < cut);
+    // More than `limit` changes at one instant: that instant goes whole.
+    if (clients.length === 0 && states.length === 0) {
+      clients = await listClients(ctx.store, { changedAt: cut });
+      states = await listClientStates(ctx.store, { changedAt: cut });
+    }
+  }
   let newest = mark;
   for (const x of [...clients, ...states]) if (x.updatedAt > newest) newest = x.updatedAt;
   return {
@@ -533,12 +577,12 @@ export async function clientSyncSince(ctx: SiteContext, mark: string): Promise<C
 export async function acceptClientSync(ctx: SiteContext, sync: ClientSync, speaksFor: Set<string>): Promise<void> {
   const snap = await snapshot(ctx);
   const known = new Set<string>();
-  for (const c of sync.clients) {
-    if (!speaksFor.has(c.site)) continue;
-    await upsertRemoteClient(ctx.store, c);
-    await setMemberships(ctx.store, c.id, memberships(snap, ruleInventory(c)));
-    known.add(c.id);
-  }
+  const mine = sync.clients.filter((c) => speaksFor.has(c.site));
+  await inSlices(ctx, mine, async (tx, c) => {
+    await upsertRemoteClient(tx, c);
+    await setMemberships(tx, c.id, memberships(snap, ruleInventory(c)));
+  });
+  for (const c of mine) known.add(c.id);
   const states = [];
   for (const s of sync.states) {
     if (!known.has(s.client)) {
@@ -548,5 +592,5 @@ export async function acceptClientSync(ctx: SiteContext, sync: ClientSync, speak
     }
     states.push(s);
   }
-  await putClientStates(ctx.store, states);
+  await inSlices(ctx, states, (tx, st) => putClientStates(tx, [st]));
 }

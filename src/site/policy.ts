@@ -81,11 +81,14 @@ const snapshots = new WeakMap<SiteContext, Snapshot>();
 const building = new WeakMap<SiteContext, Promise<Snapshot>>();
 type PolicyPart = Pick<Snapshot, 'collections' | 'advertisements' | 'boundaries' | 'adsByCollection'> & { fingerprint: string };
 const parsedPolicy = new WeakMap<SiteContext, PolicyPart>();
+/** Bumped by every invalidate: a rebuild begun before it does not become the view. */
+const generations = new WeakMap<SiteContext, number>();
 
 export const collectionKey = (name: string): string => name.toLowerCase();
 
 /** Forgets the cached view (policy or DPs changed). */
 export function invalidate(ctx: SiteContext): void {
+  generations.set(ctx, (generations.get(ctx) ?? 0) + 1);
   snapshots.delete(ctx);
   building.delete(ctx);
   parsedPolicy.delete(ctx);
@@ -98,13 +101,18 @@ export function invalidate(ctx: SiteContext): void {
 export async function snapshot(ctx: SiteContext): Promise<Snapshot> {
   const held = snapshots.get(ctx);
   if (held && Date.now() - held.at < SNAPSHOT_MS) return held;
-  // One rebuild at a time: the check-ins arriving meanwhile wait for it.
+  // One rebuild at a time. An aged view serves meanwhile (check-ins do not wait for the
+  // rebuild's reads); after a change here (invalidate), everyone waits for the new one.
   let p = building.get(ctx);
   if (!p) {
-    p = build(ctx).finally(() => building.delete(ctx));
+    const mine: Promise<Snapshot> = build(ctx).finally(() => {
+      if (building.get(ctx) === mine) building.delete(ctx);
+    });
+    p = mine;
     building.set(ctx, p);
+    if (held) p.catch((err) => ctx.log.warn({ err: (err as Error).message }, 'rebuilding the policy view failed; the last one serves'));
   }
-  return p;
+  return held ?? p;
 }
 
 /** The records parsed, again only when the table changed (its row count and newest change differ). */
@@ -149,6 +157,7 @@ async function policyPart(ctx: SiteContext): Promise<PolicyPart> {
 }
 
 async function build(ctx: SiteContext): Promise<Snapshot> {
+  const generation = generations.get(ctx) ?? 0;
   const { fingerprint: _f, ...policy } = await policyPart(ctx);
   const s: Snapshot = {
     at: Date.now(),
@@ -169,7 +178,7 @@ async function build(ctx: SiteContext): Promise<Snapshot> {
   }
   const above = await ctx.store.getMeta('policy.dpsAbove');
   if (above) for (const d of JSON.parse(above) as DpView[]) if (!s.dps.has(d.name)) s.dps.set(d.name, { ...d, above: true });
-  snapshots.set(ctx, s);
+  if ((generations.get(ctx) ?? 0) === generation) snapshots.set(ctx, s);
   return s;
 }
 

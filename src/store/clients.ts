@@ -114,10 +114,16 @@ export async function getClient(s: Store, id: string): Promise<ClientRow | undef
   return r && toClient(r);
 }
 
-export async function listClients(s: Store, f: { changedAfter?: string; site?: string } = {}): Promise<ClientRow[]> {
+/** `limit` with `changedAfter`: the oldest changes first, at most that many (oldest first). */
+export async function listClients(
+  s: Store,
+  f: { changedAfter?: string; site?: string; limit?: number; changedAt?: string } = {},
+): Promise<ClientRow[]> {
   let q = s.db.selectFrom('clients').selectAll();
   if (f.changedAfter !== undefined) q = q.where('updated_at', '>', f.changedAfter);
+  if (f.changedAt !== undefined) q = q.where('updated_at', '=', f.changedAt);
   if (f.site) q = q.where('site', '=', f.site);
+  if (f.limit !== undefined) return (await q.orderBy('updated_at').limit(f.limit).execute()).map(toClient);
   return (await q.orderBy('id').execute()).map(toClient);
 }
 
@@ -336,11 +342,13 @@ export async function putClientStates(s: Store, rows: readonly Omit<ClientStateR
 
 export async function listClientStates(
   s: Store,
-  f: { advertisement?: string; client?: string; changedAfter?: string } = {},
+  f: { advertisement?: string; client?: string; changedAfter?: string; limit?: number; changedAt?: string } = {},
 ): Promise<ClientStateRow[]> {
   let q = s.db.selectFrom('client_states').selectAll();
   if (f.advertisement) q = q.where('advertisement', '=', f.advertisement);
   if (f.client) q = q.where('client', '=', f.client);
   if (f.changedAfter !== undefined) q = q.where('updated_at', '>', f.changedAfter);
+  if (f.changedAt !== undefined) q = q.where('updated_at', '=', f.changedAt);
+  if (f.limit !== undefined) return (await q.orderBy('updated_at').limit(f.limit).execute()).map(toState);
   return (await q.orderBy('client').execute()).map(toState);
 }

@@ -150,8 +150,15 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/the pilot succeeded: wave 2 released/);
     expect(r.stdout).toMatch(/^ {4}cascade rollout show CEN-A00002: completed$/m);
     expect(r.stdout).toMatch(/^ {6}the rest: released, 2 of 2 succeeded$/m);
+    // The agent upgrades itself under the same cap: every agent ends on the next version.
+    expect(r.stdout).toMatch(/12\. agent upgrade: agent publish --file .* \(0\.1\.1, a stand-in for the next release\)/);
+    for (const c of ['BER-000001', 'BER-000002', 'BER-000003'])
+      expect(r.stdout).toMatch(
+        new RegExp(`^ +[\\d.]+ s {2}${c}: runs agent 0\\.1\\.1 \\(upgraded, confirmed by its first check-in\\)$`, 'm'),
+      );
+    expect(r.stdout).toMatch(/^ {4}cascade agent versions at CEN: BER 0\.1\.1: 3$/m);
     // With --once the sites have stopped: no "try next" against them.
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);
-  });
+  }, 180_000);
 });

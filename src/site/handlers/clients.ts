@@ -19,6 +19,7 @@ import {
   WhyAnswer,
 } from '../../api/clients.js';
 import { PATHS } from '../../api/paths.js';
+import { recentTimes } from '../../lib/metrics.js';
 import {
   addBoundary,
   advertise,
@@ -80,8 +81,19 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       // app.ts checked the client credential before the body was read.
-      return c.json(await checkin(parts, c.get('client'), c.req.valid('json'), peerAddress(c)), 200);
+      const t = performance.now();
+      const r = await checkin(parts, c.get('client'), c.req.valid('json'), peerAddress(c));
+      checkinTimes.note(performance.now() - t);
+      return c.json(r, 200);
     },
+  );
+  // How long check-ins take in the site itself (the body read, waiting turns of the event loop excluded).
+  const checkinTimes = recentTimes(10_000);
+  parts.metrics.gauge('cascade_checkin_p99_seconds', 'The 99th percentile of the last 10,000 check-ins, handled.', () =>
+    Number((checkinTimes.percentile(99) / 1000).toFixed(4)),
+  );
+  parts.metrics.gauge('cascade_checkin_max_seconds', 'The longest of the last 10,000 check-ins, handled.', () =>
+    Number((checkinTimes.percentile(100) / 1000).toFixed(4)),
   );
 
   app.openapi(

@@ -10,6 +10,7 @@ import { verifyPolicy } from '../content/policy.js';
 import type { TrustedKey } from '../content/signing.js';
 import {
   AGENT_FILE,
+  AGENT_VERSION,
   exitSucceeded,
   REBOOT_EXIT_CODES,
   SLOW_LINK_BYTES_PER_SECOND,
@@ -618,6 +619,8 @@ export class Agent {
     command: string,
   ): Promise<void> {
     const target = upgrade.version;
+    // It names a folder: only a version's characters (the record's schema says so; checked here too).
+    if (!AGENT_VERSION.test(target)) throw fail('bad_request', `"${target.slice(0, 40)}" is not an agent version; nothing was installed`);
     const named = upgradeCommandVersion(command);
     if (named !== target)
       throw fail(

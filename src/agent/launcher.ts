@@ -65,7 +65,10 @@ export async function launch(o: LaunchOptions): Promise<void> {
       continue;
     }
     const after = readVersions(o.dir);
-    if (after.trying?.version === target) {
+    // A one-cycle run that ended well without checking in (the site was down) is no failure:
+    // the version stays on trial for the next run.
+    const inconclusive = o.mode === 'run-now' && r.code === 0 && !r.timedOut;
+    if (after.trying?.version === target && !inconclusive) {
       const reason = r.timedOut
         ? `agent ${target} did not check in within ${r.deadline} s of starting`
         : `agent ${target} exited (${r.signal ? `signal ${r.signal}` : `code ${r.code}`}) before its first check-in${r.tail ? `: ${r.tail.trim().split('\n').slice(-3).join(' | ')}` : ''}`;

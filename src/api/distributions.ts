@@ -95,6 +95,11 @@ export const PlanTarget = z
     bytes: z.number().describe('bytes that would cross the last route into the DP'),
     etaSeconds: z.number().nullable().describe('with relaying, a target is complete when its slowest route is'),
     added: z.boolean(),
+    warning: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('what may stop it: the DP has less free space than the bytes it would receive (as it last reported)'),
   })
   .meta({ id: 'PlanTarget' });
 

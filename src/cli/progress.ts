@@ -1,3 +1,7 @@
+import { formatBytes as fmtBytes } from '../core/size.js';
+
+export { fmtBytes };
+
 /**
  * A progress bar on stderr, drawn only when stderr is a terminal (and never with --json).
  */
@@ -35,15 +39,4 @@ export class Progress {
   done(): void {
     if (this.enabled) process.stderr.write('\r\x1b[K');
   }
-}
-
-export function fmtBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }

@@ -22,6 +22,11 @@ export const ERROR_CODES = {
   unavailable: { status: 503, exit: 1, summary: 'A server or dependency cannot be reached.' },
   rate_limited: { status: 429, exit: 1, summary: 'Too many failed attempts from one address: wait a minute and try again.' },
   bad_answer: { status: 502, exit: 1, summary: 'Another party answered with something that does not match the API.' },
+  disk_full: {
+    status: 507,
+    exit: 1,
+    summary: 'A site or DP has no space left on its disk (or is over its quota) for what it was asked to store.',
+  },
   internal: { status: 500, exit: 1, summary: 'An unexpected failure; the log has details.' },
 } as const satisfies Record<string, { status: number; exit: number; summary: string }>;
 
@@ -67,3 +72,27 @@ export function errorFromBody(body: unknown, prefix = ''): CascadeError | undefi
 
 /** Shorthand: `throw fail('not_found', 'package CEN00009 does not exist')`. */
 export const fail = (code: ErrorCode, message: string): CascadeError => new CascadeError(code, message);
+
+/**
+ * An operating-system error that has a cause worth naming to whoever asked (a full disk), as a
+ * CascadeError saying whose disk; undefined for the others (those stay `internal`, logged).
+ * `who` is e.g. "site BER" or "DP ber-dp1".
+ */
+export function fromSystemError(err: unknown, who: string): CascadeError | undefined {
+  const e = err as { code?: unknown; path?: unknown; cause?: unknown } | null;
+  // A worker thread's error arrives without its code: its message still starts with it.
+  const message = err instanceof Error ? err.message : '';
+  const code =
+    typeof e?.code === 'string'
+      ? e.code
+      : (/^(ENOSPC|EDQUOT)\b/.exec(message)?.[1] ?? (/database or disk is full/.test(message) ? 'SQLITE_FULL' : undefined));
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
+    const where = typeof e?.path === 'string' ? ` writing ${e.path}` : '';
+    return fail(
+      'disk_full',
+      `${who}: no space left on its disk (${code}${where}); free space there (or raise its quota), then try again: nothing half-written was kept`,
+    );
+  }
+  if (e?.cause && e.cause !== err) return fromSystemError(e.cause, who);
+  return undefined;
+}

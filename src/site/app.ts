@@ -1,6 +1,6 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { PATHS } from '../api/paths.js';
-import { CascadeError, ERROR_CODES, fail } from '../core/errors.js';
+import { CascadeError, ERROR_CODES, fail, fromSystemError } from '../core/errors.js';
 import { VERSION } from '../lib/version.js';
 import { clientOf } from './clients.js';
 import { registerChunkHandlers } from './handlers/chunks.js';
@@ -68,6 +68,8 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
       return c.json(fail('bad_request', `invalid request: ${err.message}`).toJSON(), 400);
     }
     parts.log.error({ err }, 'request failed');
+    const named = fromSystemError(err, `${role === 'dp' ? 'DP' : 'site'} ${parts.code}`);
+    if (named) return c.json(named.toJSON(), 507);
     return c.json(fail('internal', 'internal error; the site log has details').toJSON(), 500);
   });
   app.notFound((c) => c.json(fail('not_found', `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));

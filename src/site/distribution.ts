@@ -10,6 +10,7 @@ import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import { backoffSeconds } from '../core/retry.js';
 import { etaSeconds, isOpen } from '../core/schedule.js';
+import { formatBytes } from '../core/size.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import {
   addMessages,
@@ -149,6 +150,13 @@ export async function distribute(
     targets: [],
   };
   const byChild = new Map<string, string[]>();
+  // A DP that said it has less room than it would receive: warned before anything moves.
+  const free = new Map((await listAllDps(ctx)).map((d) => [d.name, d.freeBytes]));
+  const warning = (dp: string, bytes: number, state: string): string | null => {
+    const f = free.get(dp);
+    if (state === 'installed' || f === null || f === undefined || f >= bytes) return null;
+    return `${dp} reported ${formatBytes(f)} free, less than the ${formatBytes(bytes)} it would receive: free space there (cascade gc) or it will fail with disk_full`;
+  };
   for (const t of preview.targets) {
     const before = existing.get(t.dp);
     const via = t.path.length > 1 ? (t.path[1] as string) : null;
@@ -166,7 +174,7 @@ export async function distribute(
     } else if (via === null) {
       state = 'installed';
     }
-    plan.targets.push({ ...t, state, added });
+    plan.targets.push({ ...t, state, added, warning: warning(t.dp, t.bytes, state) });
   }
   if (opts.dryRun) return plan;
   for (const [child, targets] of byChild) {

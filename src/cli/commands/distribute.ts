@@ -115,6 +115,7 @@ function planText(r: Plan, courier = false): string {
       t.added ? '' : '(already targeted)',
     ]),
   ]);
+  for (const t of r.targets) if (t.warning) out += `warning: ${t.warning}\n`;
   return out;
 }
 

@@ -28,6 +28,8 @@ const PUBLIC = new Set<string>(['/healthz', '/metrics', PATHS.openapi, PATHS.sit
 
 /** Calls anyone may make with a join token in the body: small bodies, and failed attempts counted per address. */
 const JOINS = new Set<string>([PATHS.siteJoin, PATHS.dpJoin, PATHS.agentEnrol]);
+/** How long an unauthenticated join or enrolment may take to arrive and be answered (default 30 s). */
+const joinDeadlineMs = () => (Number(process.env.CASCADE_JOIN_DEADLINE_SECONDS) || 30) * 1000;
 
 /** An agent's check-in carries its client credential, which the route itself checks. */
 const CLIENT_AUTH = new Set<string>([PATHS.agentCheckin, PATHS.agentSlot]);
@@ -138,7 +140,17 @@ export function createApp(parts: AppParts, role: 'site' | 'dp' = 'site'): App {
   const joinBody = limitBody(BODY_LIMITS.unauthenticated);
   app.use('/api/*', async (c, next) => {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
-    if (c.req.method === 'POST' && JOINS.has(c.req.path)) return joinBody(c, next);
+    if (c.req.method === 'POST' && JOINS.has(c.req.path)) {
+      // Unauthenticated: the whole request must arrive within a deadline, or the connection is
+      // cut (a client trickling a body byte by byte holds no connection for long).
+      const socket = c.env?.incoming?.socket;
+      const deadline = setTimeout(() => socket?.destroy(), joinDeadlineMs());
+      try {
+        return await joinBody(c, next);
+      } finally {
+        clearTimeout(deadline);
+      }
+    }
     if (c.req.method === 'POST' && c.req.path === PATHS.chunks) return next();
     // A courier parcel streams in, like a chunk batch: never held whole.
     if (c.req.method === 'POST' && c.req.path === PATHS.courierImport) return next();

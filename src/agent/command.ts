@@ -1,10 +1,23 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
+import { AGENT_FILE } from '../core/client.js';
 import { fail } from '../core/errors.js';
 import { printJson } from '../lib/output.js';
 import { VERSION } from '../lib/version.js';
-import { launch, supervised } from './launcher.js';
+import { launch, SUPERVISED_ENV, supervised } from './launcher.js';
+import { readVersions, versionDir } from './versions.js';
+
+/** The file of the upgraded agent versions.json names, when that is not this code; else null. */
+function selectedVersion(dir: string): string | null {
+  if (supervised()) return null;
+  const v = readVersions(dir);
+  const target = v.trying?.version ?? v.current;
+  if (!target || target === VERSION) return null;
+  const file = path.join(versionDir(dir, target), AGENT_FILE);
+  return fs.existsSync(file) ? file : null;
+}
 
 /**
  * `cascade agent init | start | run-now | install | status`: the agent role, run on a client
@@ -198,6 +211,16 @@ export function registerAgent(program: Command): Command {
         process.stdout.write(`the running agent on ${dir} installs ${ad} within a second\n`);
         return;
       }
+      // An upgraded agent is the one that acts: run its own install, under this lock.
+      const target = selectedVersion(dir);
+      if (target) {
+        const r = spawnSync(process.execPath, [target, 'install', ad, '--data', dir], {
+          stdio: 'inherit',
+          env: { ...process.env, [SUPERVISED_ENV]: '1' },
+        });
+        process.exitCode = r.status ?? 1;
+        return;
+      }
       const a = new Agent(dir, say);
       a.request(ad);
       await a.cycle();
@@ -226,7 +249,6 @@ export function registerAgent(program: Command): Command {
       const { ChunkCache } = await import('./cache.js');
       const cfg = loadConfig(dir);
       const st = loadState(dir);
-      const { readVersions } = await import('./versions.js');
       const u = await new ChunkCache(path.join(dir, 'cache'), cfg.cacheBytes).usage();
       const v = readVersions(dir);
       const out = {

@@ -85,7 +85,8 @@ describe('agent upgrades', () => {
     // During the grace period the program is held, and says so; then it runs on its own.
     const status = await cascade(['agent', 'status', '--data', data]);
     expect(status.stdout).toContain('agent 0.2.0; upgraded from the launcher');
-    await until('the held program runs', async () => fs.existsSync(ran), 60_000);
+    // (The shell creates the file before the time is in it.)
+    await until('the held program runs', async () => fs.existsSync(ran) && fs.readFileSync(ran, 'utf8').endsWith('\n'), 60_000);
     const ranAt = Number(fs.readFileSync(ran, 'utf8'));
     expect(ranAt).toBeGreaterThanOrEqual(upgradedAt + 6000);
     expect(log).toContain(`${noteAd}: held while the agent upgrades to 0.2.0`);
@@ -141,6 +142,13 @@ describe('agent upgrades', () => {
     agent.kill('SIGTERM');
     await until('the agent stops', async () => agent.exitCode !== null);
     expect(agent.exitCode).toBe(0);
+    expect(fs.existsSync(path.join(data, 'agent.lock'))).toBe(false);
+    // With no agent running, "agent install" is carried out by the upgraded agent (0.2.0), under the launcher's lock.
+    fs.rmSync(ran);
+    const inst = await cascade(['agent', 'install', noteAd, '--data', data]);
+    expect(inst.stderr).toBe('');
+    expect(inst.stdout).toContain(`${noteAd}: succeeded (exit code 0)`);
+    expect(fs.existsSync(ran)).toBe(true);
     expect(fs.existsSync(path.join(data, 'agent.lock'))).toBe(false);
   }, 240_000);
 

@@ -149,7 +149,17 @@ export const BoundaryBody = z.strictObject({
 });
 export type BoundaryBody = z.infer<typeof BoundaryBody>;
 
-export const POLICY_KINDS = ['collection', 'advertisement', 'boundary'] as const;
+/**
+ * The versions of a package its origin site deleted: no site installs them again (a parcel or
+ * an offer made before the deletion is refused). Made only by the package's own site.
+ */
+export const DeletionBody = z.strictObject({
+  packageId: z.string().regex(PACKAGE_ID),
+  versions: z.array(z.number().int().min(1)).max(100_000),
+});
+export type DeletionBody = z.infer<typeof DeletionBody>;
+
+export const POLICY_KINDS = ['collection', 'advertisement', 'boundary', 'deletion'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
 
 const recordBase = {
@@ -164,6 +174,7 @@ export const PolicyRecord = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('collection'), ...recordBase, body: CollectionBody }),
   z.strictObject({ kind: z.literal('advertisement'), ...recordBase, body: AdvertisementBody }),
   z.strictObject({ kind: z.literal('boundary'), ...recordBase, body: BoundaryBody }),
+  z.strictObject({ kind: z.literal('deletion'), ...recordBase, body: DeletionBody }),
 ]);
 export type PolicyRecord = z.infer<typeof PolicyRecord>;
 

@@ -62,6 +62,23 @@ describe('signed policy records', () => {
     );
   });
 
+  it("refuses a deletion of another site's package, even signed by its own origin", () => {
+    const trusted = trustFromCertificates(central, [eurCert]);
+    const deletion = (origin: string, packageId: string): PolicyRecord => ({
+      kind: 'deletion',
+      id: packageId,
+      origin,
+      revision: 1,
+      deleted: false,
+      at: '2026-12-03T10:00:00.000Z',
+      body: { packageId, versions: [2] },
+    });
+    expect(verifyPolicy(signPolicy(eur, deletion('EUR', 'EUR00001')), trusted).kind).toBe('deletion');
+    expect(() => verifyPolicy(signPolicy(eur, deletion('EUR', 'CEN00001')), trusted)).toThrow(
+      /site EUR recorded the deletion of CEN00001, a package of site CEN: only a package's own site deletes its versions/,
+    );
+  });
+
   it('leaves out a certificate the central key did not sign', () => {
     const rogue = generateSiteKey('XXX');
     const forged = issueCertificate(rogue, {

@@ -33,5 +33,10 @@ export function verifyPolicy(signed: SignedPolicy, trusted: readonly TrustedKey[
       'bad_signature',
       `${r.data.kind} ${r.data.id} names origin ${r.data.origin} but is signed by site ${signer.site}'s key: a site signs only its own policy`,
     );
+  if (r.data.kind === 'deletion' && r.data.body.packageId.slice(0, 3) !== r.data.origin)
+    throw fail(
+      'bad_signature',
+      `site ${r.data.origin} recorded the deletion of ${r.data.body.packageId}, a package of site ${r.data.body.packageId.slice(0, 3)}: only a package's own site deletes its versions`,
+    );
   return r.data;
 }

@@ -19,6 +19,7 @@ const snap = (o: Partial<Snapshot>): Snapshot => ({
   advertisements: new Map(),
   adsByCollection: new Map(),
   boundaries: [],
+  deletions: new Map(),
   dps: new Map(),
   central: 'CEN',
   cycleSeconds: 3600,

@@ -20,6 +20,7 @@ import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import { listTargets } from '../store/distribution.js';
 import type { SiteContext } from './context.js';
+import { recordDeletion } from './policy.js';
 
 export interface Problem {
   path: string | null;
@@ -454,5 +455,8 @@ export async function deletePackage(ctx: SiteContext, id: string, only: number |
     );
   }
   for (const v of gone) await deleteVersion(ctx, id, v);
+  // At the package's own site the deletion is recorded, signed, and travels down the tree: no
+  // site installs these versions again.
+  if (id.slice(0, 3) === ctx.code) await recordDeletion(ctx, id, gone);
   return gone;
 }

@@ -34,6 +34,7 @@ import { resolveTargets } from './dps.js';
 import { nextHop, originCertificate, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
+import { deletedAtOrigin } from './policy.js';
 
 /**
  * The courier (docs/courier.md): package versions carried to a site on physical media.
@@ -589,7 +590,10 @@ export function siteSink(ctx: SiteContext): ParcelSink {
     recordChunks: (rows) => ctx.store.insertChunks(rows),
     async verify(p) {
       await trustOrigin(ctx, p.certificate);
-      return verifyManifest(p.manifest, ctx.trusted).manifest;
+      const m = verifyManifest(p.manifest, ctx.trusted).manifest;
+      const deleted = await deletedAtOrigin(ctx, m.id, m.version);
+      if (deleted) throw fail('conflict', deleted);
+      return m;
     },
     async hold(p) {
       if (await ctx.store.getVersion(p.id, p.version)) return;

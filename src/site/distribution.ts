@@ -35,7 +35,7 @@ import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from
 import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
-import { acceptPolicy, invalidate, policyForChild } from './policy.js';
+import { acceptPolicy, deletedAtOrigin, invalidate, policyForChild } from './policy.js';
 import { routeSchedule } from './routes.js';
 
 /**
@@ -246,6 +246,8 @@ export async function acceptOffer(
       `the offered manifest is ${manifest.id} version ${manifest.version}, not ${o.packageId} version ${o.version}`,
     );
   }
+  const deleted = await deletedAtOrigin(ctx, o.packageId, o.version);
+  if (deleted) throw fail('conflict', `${o.packageId} version ${o.version}: ${deleted}`);
   for (const t of o.targets) {
     const via = await nextHop(ctx, t);
     await addTarget(ctx.store, { packageId: o.packageId, version: o.version, site: t, via, bytesTotal: manifest.bytes });

@@ -46,6 +46,8 @@ export interface Snapshot {
   /** The advertisements of each collection (by its key). */
   adsByCollection: Map<string, Advertisement[]>;
   boundaries: { body: BoundaryBody; origin: string; cidr: Cidr }[];
+  /** Per package, the versions its origin deleted (and when it last recorded one). */
+  deletions: Map<string, { versions: Set<number>; at: string }>;
   /** DPs at and below this site, and those of the sites above (as the parent last said). */
   dps: Map<string, DpView>;
   /** The central site's code, the client cycle, and certificates looked up so far (per site). */
@@ -79,7 +81,9 @@ export type DpView = DpAbove;
 const SNAPSHOT_MS = 2000;
 const snapshots = new WeakMap<SiteContext, Snapshot>();
 const building = new WeakMap<SiteContext, Promise<Snapshot>>();
-type PolicyPart = Pick<Snapshot, 'collections' | 'advertisements' | 'boundaries' | 'adsByCollection'> & { fingerprint: string };
+type PolicyPart = Pick<Snapshot, 'collections' | 'advertisements' | 'boundaries' | 'adsByCollection' | 'deletions'> & {
+  fingerprint: string;
+};
 const parsedPolicy = new WeakMap<SiteContext, PolicyPart>();
 /** Bumped by every invalidate: a rebuild begun before it does not become the view. */
 const generations = new WeakMap<SiteContext, number>();
@@ -120,7 +124,14 @@ async function policyPart(ctx: SiteContext): Promise<PolicyPart> {
   const fingerprint = await policyFingerprint(ctx.store);
   const held = parsedPolicy.get(ctx);
   if (held && held.fingerprint === fingerprint) return held;
-  const s: PolicyPart = { fingerprint, collections: new Map(), advertisements: new Map(), boundaries: [], adsByCollection: new Map() };
+  const s: PolicyPart = {
+    fingerprint,
+    collections: new Map(),
+    advertisements: new Map(),
+    boundaries: [],
+    adsByCollection: new Map(),
+    deletions: new Map(),
+  };
   for (const row of await listPolicy(ctx.store)) {
     if (row.deleted) continue;
     const rec = (row.signed as SignedPolicy).record as PolicyRecord;
@@ -144,12 +155,14 @@ async function policyPart(ctx: SiteContext): Promise<PolicyPart> {
       s.advertisements.set(row.id, ad);
       const key = collectionKey(rec.body.collection);
       s.adsByCollection.set(key, [...(s.adsByCollection.get(key) ?? []), ad]);
-    } else {
+    } else if (rec.kind === 'boundary') {
       try {
         s.boundaries.push({ body: rec.body, origin: rec.origin, cidr: parseCidr(rec.body.cidr) });
       } catch {
         // a record that does not parse applies to nobody
       }
+    } else if (rec.kind === 'deletion') {
+      s.deletions.set(rec.body.packageId, { versions: new Set(rec.body.versions), at: rec.at });
     }
   }
   parsedPolicy.set(ctx, s);
@@ -191,6 +204,23 @@ const dpView = (d: DpEntry, above: boolean): DpView => ({
   state: d.reachable === false ? 'unreachable' : 'online',
   above,
 });
+
+/**
+ * Why a version may not be installed here: its origin deleted it (the deletion travels down
+ * the tree as a signed record). Null: it may be.
+ */
+export async function deletedAtOrigin(ctx: SiteContext, packageId: string, version: number): Promise<string | null> {
+  const d = (await snapshot(ctx)).deletions.get(packageId);
+  if (!d?.versions.has(version)) return null;
+  return `deleted at its origin, site ${packageId.slice(0, 3)} (recorded ${d.at}): not installed again here (an old parcel or offer cannot bring it back)`;
+}
+
+/** At a package's own site: its deleted versions are recorded, signed, for every site below. */
+export async function recordDeletion(ctx: SiteContext, packageId: string, versions: readonly number[]): Promise<void> {
+  const held = (await snapshot(ctx)).deletions.get(packageId)?.versions ?? new Set<number>();
+  const all = [...new Set([...held, ...versions])].sort((a, b) => a - b);
+  await makePolicy(ctx, 'deletion', packageId, { packageId, versions: all });
+}
 
 /** Makes (or changes, or deletes) a record of this site's own, signed with its key. */
 export async function makePolicy<K extends PolicyKind>(

@@ -288,8 +288,13 @@ export async function startSite(opts: {
   let key: SiteKey;
   try {
     const code = await store.getMeta('site.code');
+    if (code === undefined)
+      throw fail(
+        'damaged',
+        `the database of ${dataDir} holds no site (it is empty: truncated, replaced or lost?), but the folder is site ${cfg.code}: restore the database from a backup (docs/operations.md)`,
+      );
     if (code !== cfg.code) {
-      throw fail('invalid_config', `the database belongs to site ${code ?? '(none)'}, but ${dataDir} is site ${cfg.code}`);
+      throw fail('invalid_config', `the database belongs to site ${code}, but ${dataDir} is site ${cfg.code}`);
     }
     key = loadSiteKey(dataDir, cfg.code);
     // The key signs every manifest: refuse one that is not the key this site was created with.

@@ -57,6 +57,18 @@ export interface RelaxedWriter {
   close(): void;
 }
 
+/** SQLite's words for a file that is not (or no longer) a whole database. */
+const isDamage = (e: unknown): boolean =>
+  /SQLITE_(CORRUPT|NOTADB)/.test(String((e as { code?: unknown })?.code)) || /malformed|not a database/i.test((e as Error)?.message ?? '');
+
+function damagedDatabase(file: string, e: unknown): Error {
+  if (!isDamage(e)) return e as Error;
+  return fail(
+    'damaged',
+    `the database ${file} is damaged (${(e as Error).message}): restore it from a backup (docs/operations.md); nothing was changed`,
+  );
+}
+
 function relaxedWriter(file: string): RelaxedWriter {
   const sqlite = new SQLite(file);
   sqlite.pragma('synchronous = NORMAL');
@@ -122,19 +134,25 @@ export async function openDb(opts: {
   } else {
     const file = opts.url ?? sqlitePath(opts.dataDir);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const sqlite = new SQLite(file);
+    let sqlite: SQLite.Database;
+    try {
+      sqlite = new SQLite(file);
+      // WAL with synchronous=FULL: a commit is on disk before it is acknowledged.
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('synchronous = FULL');
+      sqlite.pragma('foreign_keys = ON');
+      sqlite.pragma('busy_timeout = 5000');
+    } catch (e) {
+      throw damagedDatabase(file, e);
+    }
     main = sqlite;
-    // WAL with synchronous=FULL: a commit is on disk before it is acknowledged.
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
     opened = { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: preparedOnce(sqlite) }) }), dialect: 'sqlite' };
   }
   const migrator = new Migrator({ db: opened.db, provider: migrationProvider });
   const { error } = await (opts.upTo ? migrator.migrateTo(opts.upTo) : migrator.migrateToLatest());
   if (error) {
     await opened.db.destroy();
+    if (main && isDamage(error)) throw damagedDatabase(opts.url ?? sqlitePath(opts.dataDir), error);
     throw fail('internal', `database migration failed: ${(error as Error).message}`);
   }
   if (main) {

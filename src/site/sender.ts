@@ -32,6 +32,9 @@ const BATCH_BYTES = 4 << 20;
 /** A relay waits this long for the next chunk to arrive before it steps aside. */
 const RELAY_IDLE_MS = 30_000;
 
+/** Failed attempts after which a transfer stops retrying (CASCADE_MAX_RETRIES; default 200, some 16 hours at the 5-minute cap). */
+const maxRetries = (): number => Math.max(1, Math.floor(Number(process.env.CASCADE_MAX_RETRIES) || 200));
+
 /**
  * The rate a transfer moves at: bytes over the last few seconds, not since it began (the
  * socket's send buffer swallows the first few hundred KiB at once, which would read as a
@@ -313,16 +316,23 @@ export class Sender {
         await ctx.store.setSiteContact(t.child, false).catch(() => {});
       const retries = t.retries + 1;
       // Retrying cannot help these: the content or the request itself is wrong.
-      const fatal = e instanceof CascadeError && ['bad_signature', 'invalid_manifest', 'too_large', 'bad_request'].includes(e.code);
+      const wrong = e instanceof CascadeError && ['bad_signature', 'invalid_manifest', 'too_large', 'bad_request'].includes(e.code);
+      // The others are retried, a bounded number of times: then the transfer fails, saying so.
+      const limit = maxRetries();
+      const givenUp = !wrong && retries >= limit;
+      const fatal = wrong || givenUp;
+      const lastError = givenUp
+        ? `${message}; gave up after ${retries} failed attempts (CASCADE_MAX_RETRIES=${limit}): distribute again to resume`
+        : message;
       const next = new Date(ctx.clock().getTime() + backoffSeconds(retries) * 1000).toISOString();
       await updateTransfer(ctx.store, t.id, {
         state: fatal ? 'failed' : 'retrying',
         retries,
         nextAttemptAt: fatal ? null : next,
-        lastError: message,
+        lastError,
       });
       await this.markTargets(t, fatal ? 'failed' : 'retrying', {
-        lastError: message,
+        lastError,
         retries,
         nextRetryAt: fatal ? null : next,
         detail: null,
@@ -331,7 +341,7 @@ export class Sender {
         component: 'sender',
         severity: fatal ? 'error' : 'warning',
         code: fatal ? 'transfer_failed' : 'transfer_retrying',
-        text: `${t.packageId} version ${t.version} to ${t.child}: ${message}${fatal ? '' : `; retry ${retries} at ${next}`}`,
+        text: `${t.packageId} version ${t.version} to ${t.child}: ${lastError}${fatal ? '' : `; retry ${retries} at ${next}`}`,
         packageId: t.packageId,
       });
     }

@@ -101,20 +101,13 @@ for (const [s, n] of [
 cascade(['boundary', 'add', 'CEN', '127.0.0.0/8', '--dp', 'cen-dp1', '--dp', 'cen-dp2'], cen.env);
 cascade(['boundary', 'add', 'BER', '127.0.0.0/8', '--dp', 'ber-dp1', '--dp', 'ber-dp2'], ber.env);
 
-/** The bundled agent as a newer release would carry it: the same file, another version. */
-function release(version) {
-  const bundle = fs.readFileSync(path.join(ROOT, 'dist', 'cascade-agent.cjs'), 'utf8');
-  const own = /VERSION = "([^"]+)"/.exec(bundle)[1];
-  const file = path.join(work, `cascade-agent-${version}.cjs`);
-  fs.writeFileSync(file, bundle.replaceAll(`"${own}"`, `"${version}"`));
-  return file;
-}
+const { writeAgentRelease } = await import('../dist/lib/version.js');
 
 /** Publishes an agent at CEN (for CEN and BER) and waits until all four DPs serve it. */
 async function publish(version) {
-  const r = JSON.parse(
-    cascade(['agent', 'publish', '--file', release(version), '--spread', upgradeSpread, '--grace', '0s', '--json'], cen.env),
-  );
+  // The built agent as a newer release would carry it.
+  const file = writeAgentRelease(path.join(ROOT, 'dist', 'cascade-agent.cjs'), version, path.join(work, `cascade-agent-${version}.cjs`));
+  const r = JSON.parse(cascade(['agent', 'publish', '--file', file, '--spread', upgradeSpread, '--grace', '0s', '--json'], cen.env));
   console.error(`agent ${version}: ${r.packageId} version ${r.version}, advertisement ${r.advertisement}; waiting for the four DPs ...`);
   for (let i = 0; ; i++) {
     const st = JSON.parse(cascade(['status', r.packageId, '--json'], cen.env));
@@ -122,7 +115,7 @@ async function publish(version) {
     if (i > 300) throw new Error(`the agent did not reach the DPs: ${JSON.stringify(st.dps)}`);
     await new Promise((res) => setTimeout(res, 200));
   }
-  return { ...r, bytes: fs.statSync(release(version)).size };
+  return { ...r, bytes: fs.statSync(file).size };
 }
 
 /** One client of a site that checks in every 200 ms until stopped; its latencies. */

@@ -6,6 +6,7 @@ import type { Manifest } from '../content/manifest.js';
 import { verifyPolicy } from '../content/policy.js';
 import type { TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
+import { percentile } from '../lib/metrics.js';
 import { prng } from '../lib/prng.js';
 import { VERSION } from '../lib/version.js';
 import { Downloader } from './download.js';
@@ -85,12 +86,6 @@ export interface SimulateResult {
   eventLoopMaxMs: number;
   sites: Record<string, SiteFigures>;
 }
-
-const percentile = (xs: number[], p: number): number => {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
 
 export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   if (o.sites.length === 0) throw fail('usage', 'give at least one --site URL with its --join-token');

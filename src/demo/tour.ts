@@ -19,7 +19,7 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
-import { bundledAgentUrl, VERSION } from '../lib/version.js';
+import { bundledAgentUrl, VERSION, writeAgentRelease } from '../lib/version.js';
 import { initSite, type RunningSite, startSite } from '../site/server.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
@@ -547,8 +547,7 @@ async function upgradeTour(o: {
   }
   const [major, minor, patch] = VERSION.split(/[.-]/).map(Number);
   const next = `${major}.${minor}.${(patch ?? 0) + 1}`;
-  const file = path.join(o.dataDir, `cascade-agent-${next}.cjs`);
-  fs.writeFileSync(file, fs.readFileSync(bundled, 'utf8').replaceAll(`"${VERSION}"`, `"${next}"`));
+  const file = writeAgentRelease(bundled, next, path.join(o.dataDir, `cascade-agent-${next}.cjs`));
   await o.ber.json('POST', PATHS.clientSettings, { json: { downloadSlots: 1, clientRate: 256 << 10 } });
   const pub = await client.json<AgentPublishAnswer>('POST', PATHS.agentPublish, {
     json: { agentVersion: next, file: fs.readFileSync(file).toString('base64'), spreadSeconds: 6, graceSeconds: 0 },

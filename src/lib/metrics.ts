@@ -64,6 +64,13 @@ export class Metrics {
   }
 }
 
+/** The p-th percentile (0-100) of some numbers (nearest rank); 0 for none. */
+export function percentile(xs: ArrayLike<number>, p: number): number {
+  if (xs.length === 0) return 0;
+  const sorted = Float64Array.from(xs).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
 /** The last `n` durations (ms), for percentiles read at a scrape. */
 export function recentTimes(n: number): { note(ms: number): void; percentile(p: number): number } {
   const ring = new Float64Array(n);
@@ -73,10 +80,6 @@ export function recentTimes(n: number): { note(ms: number): void; percentile(p: 
       ring[count % n] = ms;
       count++;
     },
-    percentile(p) {
-      const held = ring.slice(0, Math.min(count, n)).sort();
-      if (held.length === 0) return 0;
-      return held[Math.min(held.length - 1, Math.floor((p / 100) * held.length))] as number;
-    },
+    percentile: (p) => percentile(ring.subarray(0, Math.min(count, n)), p),
   };
 }

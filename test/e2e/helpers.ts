@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeAgentRelease } from '../../src/lib/version.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = path.join(ROOT, 'bin', 'cascade');
@@ -176,15 +177,6 @@ export async function until(what: string, ok: () => Promise<boolean>, ms = 30_00
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/**
- * The bundled agent as another release would carry it: dist/cascade-agent.cjs with its version
- * constant changed (what a newer build of the same code reports). Written to `dir`; its path.
- */
-export function agentRelease(version: string, dir: string): string {
-  const bundle = fs.readFileSync(path.join(ROOT, 'dist', 'cascade-agent.cjs'), 'utf8');
-  const own = /VERSION = "([^"]+)"/.exec(bundle)?.[1];
-  if (!own) throw new Error('dist/cascade-agent.cjs carries no VERSION constant');
-  const file = path.join(dir, `cascade-agent-${version}.cjs`);
-  fs.writeFileSync(file, bundle.replaceAll(`"${own}"`, `"${version}"`), { mode: 0o755 });
-  return file;
-}
+/** The built agent (dist/cascade-agent.cjs) as release `version` would carry it, written to `dir`; its path. */
+export const agentRelease = (version: string, dir: string): string =>
+  writeAgentRelease(path.join(ROOT, 'dist', 'cascade-agent.cjs'), version, path.join(dir, `cascade-agent-${version}.cjs`));

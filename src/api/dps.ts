@@ -1,7 +1,35 @@
 import { z } from 'zod';
 import { DP_NAME } from '../core/dp.js';
+import { UPGRADE_STATES } from '../core/release.js';
 import { type Endpoint, getCall } from './client.js';
 import { PATHS } from './paths.js';
+
+/** The Cascade release a DP or a site runs, and where it stands in following its site's (docs/dp.md#releases). */
+export const Release = z
+  .strictObject({
+    running: z.string().max(64).nullable().describe('the Cascade release it runs (null: not reported)'),
+    upgrade: z
+      .strictObject({
+        target: z.string().max(64).describe('the release it is to run'),
+        state: z.enum(UPGRADE_STATES),
+        attempt: z.number().int().min(0).describe('counts the times this site told it to restart on the target'),
+        since: z.string().max(64),
+        detail: z.string().max(1000).nullable(),
+      })
+      .nullable()
+      .describe("its site's upgrade of it, if any"),
+    rolledBack: z
+      .strictObject({
+        version: z.string().max(64),
+        attempt: z.number().int().min(0).nullable(),
+        reason: z.string().max(1000),
+        at: z.string().max(64),
+      })
+      .nullable()
+      .describe('the last release that did not start there, and why'),
+  })
+  .meta({ id: 'Release' });
+export type Release = z.infer<typeof Release>;
 
 export const DpEntry = z
   .object({
@@ -17,6 +45,7 @@ export const DpEntry = z
     packages: z.array(z.object({ packageId: z.string(), version: z.number() })),
     at: z.string().describe('when this state was reported'),
     contentUrl: z.string().nullable().describe('where clients fetch its content, when not `url`'),
+    release: Release.nullable(),
   })
   .meta({ id: 'DistributionPoint' });
 export type DpEntry = z.infer<typeof DpEntry>;
@@ -63,9 +92,35 @@ export const DpState = z.strictObject({
   at: z.string().max(64),
   /** Where clients fetch its content, when not `url` (nginx or a CDN in front of the DP). */
   contentUrl: z.url().max(512).nullable().optional(),
+  /** The release it runs (a DP: and the last one that did not start; a site below: its DPs' upgrades too). */
+  release: Release.nullable().optional(),
 });
 
 export type DpState = z.infer<typeof DpState>;
+
+/** A site tells its DP to restart on a release the DP holds, as the answer to its status report. */
+export const ReleaseOrder = z.strictObject({
+  version: z.string().max(64),
+  packageId: z.string().max(16),
+  packageVersion: z.number().int().min(1),
+  attempt: z.number().int().min(0),
+});
+export type ReleaseOrder = z.infer<typeof ReleaseOrder>;
+
+export const UpgradeRequest = z.strictObject({
+  dps: z
+    .array(z.string().min(1).max(64))
+    .max(10_000)
+    .default([])
+    .describe('DPs to try again (none: every one whose upgrade rolled back or failed)'),
+});
+export type UpgradeRequest = z.infer<typeof UpgradeRequest>;
+
+export const UpgradeAnswer = z.object({
+  release: z.string().nullable().describe('the release this site runs and its DPs follow'),
+  resumed: z.array(z.string()).describe('DPs whose halted or failed upgrade is tried again'),
+});
+export type UpgradeAnswer = z.infer<typeof UpgradeAnswer>;
 
 /** Reads of this resource, as the site serves them and clients call them. */
 export const dpCalls = {

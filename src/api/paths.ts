@@ -37,6 +37,7 @@ export const PATHS = {
   messages: '/api/v1/messages',
   dps: '/api/v1/dps',
   dpJoin: '/api/v1/dps/join',
+  dpUpgrade: '/api/v1/dps/upgrade',
   dpGroups: '/api/v1/dp-groups',
   dpGroup: '/api/v1/dp-groups/{name}',
   dpGroupAdd: '/api/v1/dp-groups/{name}/add',

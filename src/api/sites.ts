@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
-import { DpJoinRequest } from './dps.js';
+import { DpJoinRequest, Release } from './dps.js';
 import { PATHS } from './paths.js';
 
 export const SiteEntry = z
@@ -14,6 +14,7 @@ export const SiteEntry = z
     url: z.string().nullable(),
     reachable: z.boolean().nullable().describe('whether the last health check answered (direct parent and children only)'),
     lastContact: z.string().nullable(),
+    release: Release.nullable().describe('the Cascade release it runs, as last reported, and the release offered to it'),
   })
   .meta({ id: 'SiteEntry' });
 export type SiteEntry = z.infer<typeof SiteEntry>;

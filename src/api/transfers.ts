@@ -7,7 +7,7 @@ import { IngestReport } from './chunks.js';
 import type { Endpoint } from './client.js';
 import { ClientSync, PolicySet } from './clients.js';
 import { DpValidation, PlanRoute } from './distributions.js';
-import { DpState } from './dps.js';
+import { DpState, ReleaseOrder } from './dps.js';
 import { PATHS } from './paths.js';
 
 /**
@@ -138,6 +138,7 @@ export const StatusAnswer = z.object({
   targets: z.number().int(),
   messages: z.number().int(),
   policy: PolicySet.optional().describe("the parent's policy, when the reporter's digest differs"),
+  release: ReleaseOrder.optional().describe('to a DP: restart on this release, which it holds'),
 });
 export type StatusAnswer = z.infer<typeof StatusAnswer>;
 

@@ -16,6 +16,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'dp start': ['cascade dp start --data ./dp1'],
   'dp join-token': ['TOKEN=$(cascade dp join-token --data ./nyc)'],
   'dp list': ['cascade dp list', 'cascade dp list --json'],
+  'dp upgrade': ['cascade dp upgrade', 'cascade dp upgrade nyc-dp1 --json'],
   'dp-group create': ['cascade dp-group create branches --dp nyc-dp1 --dp ber-dp1'],
   'dp-group add': ['cascade dp-group add branches --dp lon-dp1'],
   'dp-group remove': ['cascade dp-group remove branches --dp lon-dp1'],

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -10,7 +10,10 @@ import { loadState } from '../agent/config.js';
 import { readVersions } from '../agent/versions.js';
 import { ApiClient } from '../api/client.js';
 import type { AgentPublishAnswer, AgentVersions } from '../api/clients.js';
+import type { DpEntry } from '../api/dps.js';
 import { fillPath, PATHS } from '../api/paths.js';
+import type { SiteEntry } from '../api/sites.js';
+import { releaseText } from '../cli/commands/dp.js';
 import { siteTrust } from '../cli/commands/package.js';
 import { fetchVersion } from '../cli/fetch.js';
 import { fmtBytes } from '../cli/progress.js';
@@ -19,8 +22,9 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
-import { bundledAgentUrl, VERSION, writeAgentRelease } from '../lib/version.js';
+import { bundledAgentUrl, VERSION, writeAgentRelease, writeRelease } from '../lib/version.js';
 import { initSite, type RunningSite, startSite } from '../site/server.js';
+import { publishRelease, tickUpgrades } from '../site/upgrades.js';
 
 /** A small installation source: text, "binaries", a cabinet; deterministic. */
 export function writeSample(dir: string, seed: number, bytes = 24 << 20): void {
@@ -290,11 +294,22 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const ad = await clientsTour({ dataDir, client, ber: siteClient(1), berUrl: (children[1] as RunningSite).url, out });
   const rollout = await rolloutTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
   await upgradeTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
+  const dpProcesses = await releaseTour({ dataDir, client, site, out });
 
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
   const me = !rel ? 'cascade' : rel.startsWith('.') || path.isAbsolute(rel) ? rel : `./${rel}`;
   const closeAll = async () => {
+    await Promise.all(
+      dpProcesses.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null) return resolve();
+            p.once('exit', () => resolve());
+            p.kill('SIGTERM');
+          }),
+      ),
+    );
     for (const c of children) await c.close();
     await site.close();
   };
@@ -626,4 +641,82 @@ function freePort(): Promise<number> {
     });
     s.on('error', reject);
   });
+}
+
+/**
+ * 13. Site systems follow their site: two DPs of CEN run as processes of their own (`cascade dp
+ * start`, the launcher). CEN publishes the next release, as a site server of that release does
+ * when it starts: the DPs receive it like any package, and restart on it one at a time, each
+ * drained of clients first. Returns the DP processes (they serve until the demo stops).
+ */
+async function releaseTour(o: {
+  dataDir: string;
+  client: ApiClient;
+  site: RunningSite;
+  out: (s: string) => void;
+}): Promise<ChildProcess[]> {
+  const { client, out } = o;
+  const [major, minor, patch] = VERSION.split(/[.-]/).map(Number);
+  const next = `${major}.${minor}.${(patch ?? 0) + 1}`;
+  const names = ['cen-dp1', 'cen-dp2'];
+  // DPs report every second here (the default is every 30 s), and are drained for 2 s.
+  const env = { ...process.env, CASCADE_DP_STATE_SECONDS: '1', CASCADE_REPORT_SECONDS: '0.5', CASCADE_LOG_LEVEL: 'warn' };
+  process.env.CASCADE_DP_DRAIN_SECONDS ??= '2';
+  const procs: ChildProcess[] = [];
+  for (const name of names) {
+    const dir = path.join(o.dataDir, name);
+    if (!fs.existsSync(path.join(dir, 'config.json'))) {
+      const { token } = await client.json<{ token: string }>('POST', PATHS.joinTokens, { json: { kind: 'dp', ttlSeconds: 600 } });
+      await initSite({
+        role: 'dp',
+        dataDir: dir,
+        code: name,
+        listen: `127.0.0.1:${await freePort()}`,
+        parent: o.site.url,
+        joinToken: token,
+      });
+    }
+    procs.push(spawn(process.execPath, [process.argv[1] as string, 'dp', 'start', '--data', dir], { env, stdio: 'ignore' }));
+  }
+  const list = async () => (await client.json<{ dps: DpEntry[] }>('GET', PATHS.dps)).dps.filter((d) => names.includes(d.name));
+  for (let i = 0; i < 120 && (await list()).filter((d) => d.release?.running).length < names.length; i++)
+    await new Promise((r) => setTimeout(r, 250));
+  out(
+    `\n13. site systems follow their site: ${names.join(' and ')} join CEN and run as processes of their own (cascade dp start: the launcher);`,
+  );
+  out(`    CEN publishes release ${next} (a stand-in for the next release), as a site server of that release does when it starts:`);
+  const root = writeRelease(next, path.join(o.dataDir, `release-${next}`));
+  const pub = await publishRelease(o.site.ctx, root, next);
+  if (!pub) {
+    out('    skipped: the release files are missing (npm run build makes them)');
+    return procs;
+  }
+  out(
+    `    stored as ${pub.packageId} version ${pub.packageVersion}; sent to both DPs like any package; each is drained of clients, told to restart, awaited:`,
+  );
+  const t0 = Date.now();
+  const seen = new Map<string, string>();
+  while (Date.now() - t0 < 120_000) {
+    await tickUpgrades(o.site.ctx);
+    const dps = await list();
+    for (const d of dps) {
+      const line = releaseText(d.release);
+      if (seen.get(d.name) === line) continue;
+      seen.set(d.name, line);
+      out(
+        `    ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${d.name}: ${line}${d.release?.upgrade?.detail && d.release.upgrade.state !== 'upgraded' ? ` (${d.release.upgrade.detail})` : ''}`,
+      );
+    }
+    if (dps.every((d) => d.release?.running === next)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  out(`    cascade dp list at CEN: ${(await list()).map((d) => `${d.name} ${releaseText(d.release)}`).join(', ')}`);
+  const tree = await client.json<{ sites: SiteEntry[] }>('GET', PATHS.sites);
+  out(
+    `    cascade site list at CEN: ${tree.sites
+      .filter((x) => x.relation === 'child')
+      .map((x) => `${x.code} ${releaseText(x.release)}`)
+      .join(', ')} (a child site's operator starts the release there; its DPs then follow it)`,
+  );
+  return procs;
 }

@@ -66,9 +66,51 @@ export function registerDp(program: Command): Command {
     .action(async (o: { data: string; listen?: string; logFormat?: string }) => {
       const { createLogger, parseLogFormat } = await import('../lib/log.js');
       const log = createLogger({ name: 'dp', format: o.logFormat === undefined ? undefined : parseLogFormat(o.logFormat) });
-      const { startSite, serveUntilStopped } = await import('../site/server.js');
-      const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log });
-      await serveUntilStopped(running, log);
+      const { startSite } = await import('../site/server.js');
+      const { launch } = await import('../lib/launcher.js');
+      const { DP_SUPERVISED_ENV, releaseEntry, releaseVersions } = await import('../site/release.js');
+      const stop = new AbortController();
+      for (const sig of ['SIGTERM', 'SIGINT'] as const)
+        process.on(sig, () => {
+          log.info({ signal: sig }, 'stopping');
+          stop.abort();
+        });
+      // The launcher runs the release releases.json names: this one in this process, an
+      // upgraded one as a child process (docs/dp.md#releases).
+      await launch({
+        what: 'DP',
+        versions: releaseVersions(o.data),
+        supervisedEnv: DP_SUPERVISED_ENV,
+        child: (v) => ({
+          file: releaseEntry(o.data, v),
+          args: [
+            'dp',
+            'start',
+            '--data',
+            o.data,
+            ...(o.listen ? ['--listen', o.listen] : []),
+            ...(o.logFormat ? ['--log-format', o.logFormat] : []),
+          ],
+        }),
+        say: (line) => log.info(line),
+        signal: stop.signal,
+        startSeconds: Number(process.env.CASCADE_DP_START_SECONDS) || 300,
+        proof: { verb: 'report to its site', noun: 'first status report' },
+        inProcess: async () => {
+          let switching!: () => void;
+          const switched = new Promise<'switch'>((resolve) => {
+            switching = () => resolve('switch');
+          });
+          const running = await startSite({ role: 'dp', dataDir: o.data, listen: o.listen, log, onRelease: switching });
+          const stopped = new Promise<'done'>((resolve) => {
+            if (stop.signal.aborted) resolve('done');
+            stop.signal.addEventListener('abort', () => resolve('done'), { once: true });
+          });
+          const outcome = await Promise.race([switched, stopped]);
+          await running.close();
+          return outcome;
+        },
+      });
     });
   return dp;
 }

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const VERSION = '0.1.0';
 
@@ -16,4 +18,27 @@ export const bundledAgentUrl = (): URL => new URL('../cascade-agent.cjs', import
 export function writeAgentRelease(bundle: string, version: string, file: string): string {
   fs.writeFileSync(file, fs.readFileSync(bundle, 'utf8').replaceAll(`"${VERSION}"`, `"${version}"`), { mode: 0o755 });
   return file;
+}
+
+/** The folder this release is installed in: `package.json`, `bin/`, `dist/` and `node_modules/`. */
+export const installUrl = (): URL => new URL('../../', import.meta.url);
+
+/**
+ * This installation as another release would be: `package.json`, `bin/` and `dist/` copied to
+ * `out` with the release numbered `version` (its bundled agent too), on the same dependencies
+ * (`node_modules` linked). What the demo, the tests and the benchmarks start as a newer release.
+ */
+export function writeRelease(version: string, out: string): string {
+  const root = fileURLToPath(installUrl());
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(out, 'package.json'));
+  fs.cpSync(path.join(root, 'bin'), path.join(out, 'bin'), { recursive: true });
+  fs.cpSync(path.join(root, 'dist'), path.join(out, 'dist'), { recursive: true });
+  const v = path.join(out, 'dist', 'lib', 'version.js');
+  fs.writeFileSync(v, fs.readFileSync(v, 'utf8').replace(`VERSION = '${VERSION}'`, `VERSION = '${version}'`));
+  const agent = path.join(out, 'dist', 'cascade-agent.cjs');
+  if (fs.existsSync(agent)) writeAgentRelease(agent, version, agent);
+  fs.symlinkSync(fs.realpathSync(path.join(root, 'node_modules')), path.join(out, 'node_modules'), 'dir');
+  return out;
 }

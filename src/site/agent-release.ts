@@ -1,8 +1,6 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AdvertisementBody, AgentPublishAnswer, AgentPublishRequest } from '../api/clients.js';
-import { chunkLengths } from '../content/chunker.js';
 import type { Entry, Manifest } from '../content/manifest.js';
 import {
   AGENT_FILE,
@@ -19,7 +17,7 @@ import {
 import { fail } from '../core/errors.js';
 import { bundledAgentUrl, VERSION } from '../lib/version.js';
 import { createCollection } from './advertisements.js';
-import { commitVersion, lackedChunks, readVersion } from './content.js';
+import { commitVersion, readVersion, storeBuffer } from './content.js';
 import type { SiteContext } from './context.js';
 import { distribute, followNewVersion } from './distribution.js';
 import { listAllDps } from './dps.js';
@@ -40,48 +38,6 @@ const META_AD = 'agent.advertisement';
 const META_RELEASE = 'site.release';
 /** How long an agent upgrade may take on a client (download excluded): the swap and first check-in. */
 const UPGRADE_MAX_RUN_SECONDS = 600;
-
-/** Stores one file's chunks in the library (those it lacks), durably; its manifest entry. */
-async function storeFile(ctx: SiteContext, data: Buffer, path: string, mode: number): Promise<Entry> {
-  const chunks: [string, number][] = [];
-  const items: { digest: string; offset: number; length: number }[] = [];
-  let at = 0;
-  for (const len of chunkLengths(data)) {
-    const digest = crypto
-      .createHash('sha256')
-      .update(data.subarray(at, at + len))
-      .digest('hex');
-    chunks.push([digest, len]);
-    items.push({ digest, offset: at, length: len });
-    at += len;
-  }
-  const lacked = new Set(
-    await lackedChunks(
-      ctx,
-      items.map((i) => i.digest),
-    ),
-  );
-  const todo = items.filter((i, n) => lacked.has(i.digest) && items.findIndex((j) => j.digest === i.digest) === n);
-  if (todo.length > 0) {
-    // The buffer moves to a worker thread: give it a copy.
-    const staged = await ctx.library.ingest(new Uint8Array(data), todo);
-    const ok = staged.filter((s) => s !== null);
-    if (ok.length !== todo.length) {
-      await ctx.library.discard(ok);
-      throw fail('internal', 'storing the agent file failed: a chunk did not match its digest');
-    }
-    await ctx.library.commit(ok);
-    await ctx.store.insertChunks(
-      todo.map((t, i) => ({
-        digest: t.digest,
-        size: t.length,
-        storedSize: (ok[i] as { storedSize: number }).storedSize,
-        literalBytes: t.length,
-      })),
-    );
-  }
-  return { type: 'file', path, mode, size: data.length, chunks };
-}
 
 /** The agent versions the held package versions carry, oldest first. */
 const publishedList = (held: { manifest: Manifest }[]): string =>
@@ -112,7 +68,7 @@ export async function publishAgent(ctx: SiteContext, req: Required<AgentPublishR
   if (req.file !== null) {
     const data = Buffer.from(req.file, 'base64');
     if (data.length < 64) throw fail('bad_request', 'the agent file is empty or truncated');
-    const files = [await storeFile(ctx, data, AGENT_FILE, 0o755)];
+    const files = [await storeBuffer(ctx, data, AGENT_FILE, 0o755)];
     const same = held.find((h) => carries(h.manifest) && sameFiles(h.manifest, files));
     if (same) version = same.version;
     else {
@@ -205,14 +161,21 @@ export function bundledAgentFile(): string | null {
 }
 
 /**
- * At start: a site server of a newer release than the one this site last ran publishes the
- * agent it carries (the seed: upgrading a site upgrades its clients). A site's first start only
- * notes its release. Returns the agent version published, or null.
+ * At start: notes the release this site server runs; the release it ran before when this one
+ * is newer, else null (a site's first start only notes its release).
  */
-export async function publishOnNewRelease(ctx: SiteContext, release = VERSION): Promise<string | null> {
+export async function noteRelease(ctx: SiteContext, release = VERSION): Promise<string | null> {
   const before = await ctx.store.getMeta(META_RELEASE);
   await ctx.store.setMeta(META_RELEASE, release);
-  if (!before || compareAgentVersions(release, before) <= 0) return null;
+  return before && compareAgentVersions(release, before) > 0 ? before : null;
+}
+
+/**
+ * A site server of a newer release than the one this site last ran publishes the agent it
+ * carries (the seed: upgrading a site upgrades its clients). Returns the agent version
+ * published, or null.
+ */
+export async function publishReleaseAgent(ctx: SiteContext, before: string, release = VERSION): Promise<string | null> {
   // An agent newer than this release's, published here by hand, stays.
   const adId = await ctx.store.getMeta(META_AD);
   const published = adId ? (await snapshot(ctx)).advertisements.get(adId)?.body.agentUpgrade?.version : undefined;

@@ -151,7 +151,10 @@ export function allowedDps(
   const mine = snap.boundaries.filter((b) => b.body.site === site);
   const out: (DpView & { why: string; rank: number })[] = [];
   const add = (d: DpView | undefined, why: string, rank: number) => {
-    if (d?.url && !out.some((o) => o.name === d.name)) out.push({ ...d, why, rank });
+    if (!d?.url || out.some((o) => o.name === d.name)) return;
+    // A DP restarting on a new release comes after the others of its rank.
+    if (d.state === 'upgrading') out.push({ ...d, why: `${why}; restarting on a new release, so after the others`, rank: rank + 50 });
+    else out.push({ ...d, why, rank });
   };
   let boundary: string | null = null;
   if (mine.length === 0) {

@@ -1,8 +1,10 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { IngestReport } from '../api/chunks.js';
 import type { PackageShow, PackageSummary, VerifyReport, VersionReport } from '../api/packages.js';
 import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
+import { chunkLengths } from '../content/chunker.js';
 import { decodeChunk } from '../content/codec.js';
 import { applyDelta, parseDelta, type SubchunkSig, signature } from '../content/delta.js';
 import {
@@ -459,4 +461,46 @@ export async function deletePackage(ctx: SiteContext, id: string, only: number |
   // site installs these versions again.
   if (id.slice(0, 3) === ctx.code) await recordDeletion(ctx, id, gone);
   return gone;
+}
+
+/** Stores one file's chunks in the library (those it lacks), durably; its manifest entry. */
+export async function storeBuffer(ctx: SiteContext, data: Buffer, filePath: string, mode: number): Promise<Entry> {
+  const chunks: [string, number][] = [];
+  const items: { digest: string; offset: number; length: number }[] = [];
+  let at = 0;
+  for (const len of chunkLengths(data)) {
+    const digest = crypto
+      .createHash('sha256')
+      .update(data.subarray(at, at + len))
+      .digest('hex');
+    chunks.push([digest, len]);
+    items.push({ digest, offset: at, length: len });
+    at += len;
+  }
+  const lacked = new Set(
+    await lackedChunks(
+      ctx,
+      items.map((i) => i.digest),
+    ),
+  );
+  const todo = items.filter((i, n) => lacked.has(i.digest) && items.findIndex((j) => j.digest === i.digest) === n);
+  if (todo.length > 0) {
+    // The buffer moves to a worker thread: give it a copy.
+    const staged = await ctx.library.ingest(new Uint8Array(data), todo);
+    const ok = staged.filter((s) => s !== null);
+    if (ok.length !== todo.length) {
+      await ctx.library.discard(ok);
+      throw fail('internal', `storing ${filePath} failed: a chunk did not match its digest`);
+    }
+    await ctx.library.commit(ok);
+    await ctx.store.insertChunks(
+      todo.map((t, i) => ({
+        digest: t.digest,
+        size: t.length,
+        storedSize: (ok[i] as { storedSize: number }).storedSize,
+        literalBytes: t.length,
+      })),
+    );
+  }
+  return { type: 'file', path: filePath, mode, size: data.length, chunks };
 }

@@ -18,4 +18,9 @@ export interface SiteContext {
   name: string;
   clock: () => Date;
   log: Logger;
+  /**
+   * The process's data folder and, for a DP run by its launcher, how to restart on a release
+   * it prepared (docs/dp.md#releases). Absent in tests that build a context in-process.
+   */
+  process?: { dataDir: string; switchRelease: (() => void) | null };
 }

@@ -36,6 +36,7 @@ import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { acceptPolicy, deletedAtOrigin, invalidate, policyForChild } from './policy.js';
+import { prepareRelease, releaseOrderFor, settleRelease } from './release.js';
 import { routeSchedule } from './routes.js';
 
 /**
@@ -429,10 +430,13 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     const policy = await policyForChild(ctx);
     if (policy.digest !== r.policyDigest) return { targets: n, messages: r.messages.length, policy };
   }
-  return { targets: n, messages: r.messages.length };
+  // A DP whose turn it is restarts on this site's release (docs/dp.md#releases).
+  const release = row?.relation === 'dp' ? await releaseOrderFor(ctx, from) : undefined;
+  return { targets: n, messages: r.messages.length, ...(release ? { release } : {}) };
 }
 
-const DP_STATE_SECONDS = 30;
+/** Every so often a DP reports even with nothing new: its state, and to hear its site's orders. */
+const DP_STATE_SECONDS = Math.max(0.2, Number(process.env.CASCADE_DP_STATE_SECONDS) || 30);
 const lastDpReport = new WeakMap<SiteContext, { at: number; fingerprint: string }>();
 const lastPackagesReport = new WeakMap<SiteContext, string>();
 
@@ -501,6 +505,9 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     await acceptPolicy(ctx, answer.policy, (text) => emit(ctx, { component: 'policy', severity: 'error', code: 'policy_refused', text }));
     await reevaluate(ctx);
   }
+  // A release on trial is confirmed by its site's answer; a release order is followed.
+  settleRelease(ctx);
+  if (answer.release && (await prepareRelease(ctx, answer.release))) ctx.process?.switchRelease?.();
   if (clients) await ctx.store.setMeta('clients.reportedUpTo', clients.newest);
   if (sendPackages) lastPackagesReport.set(ctx, packagesPrint);
   lastDpReport.set(ctx, { at: Date.now(), fingerprint });

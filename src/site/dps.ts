@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { DpEntry as DpEntryView, DpJoinRequest, DpState, Group } from '../api/dps.js';
+import type { DpEntry as DpEntryView, DpJoinRequest, DpState, Group, Release } from '../api/dps.js';
 import type { JoinAnswer } from '../api/sites.js';
 import { normaliseTarget, parseDpName, parseGroupName, parseTargetSpec } from '../core/dp.js';
 import { fail } from '../core/errors.js';
@@ -7,6 +7,7 @@ import { addMembers, createGroup, deleteGroup, getGroup, listGroups, removeMembe
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { admit } from './hierarchy.js';
+import { ownRelease } from './release.js';
 
 /** A DP joins this site: one-time token, a name unique in the hierarchy, credentials both ways. */
 export function acceptDpJoin(ctx: SiteContext, req: DpJoinRequest, ownUrl: string | null): Promise<JoinAnswer> {
@@ -39,6 +40,7 @@ export async function ownDpState(ctx: SiteContext, site: string, url: string | n
     held,
     at: ctx.clock().toISOString(),
     contentUrl: (await ctx.store.getMeta('site.contentUrl')) ?? null,
+    release: ownRelease(ctx),
   };
 }
 
@@ -58,6 +60,7 @@ const entryOf = (r: SiteRow, kind: 'local' | 'remote', site: string): DpEntry =>
   held: r.held,
   at: r.stateAt ?? r.createdAt,
   contentUrl: r.contentUrl,
+  release: r.release,
 });
 
 /** Every DP at or below this site: the local DPs of this site and of every site below, and remote DPs. */
@@ -69,6 +72,17 @@ export async function listAllDps(ctx: SiteContext): Promise<DpEntry[]> {
   }
   for (const d of await ctx.store.listDps()) out.push(entryOf(d, 'remote', d.parent ?? '?'));
   return out;
+}
+
+/**
+ * A reported release as this site keeps it: what the DP or child site runs and what failed
+ * there come from its report; this site's upgrade of its own DPs and child sites is its own
+ * (a DP or site further below: as its own site reported it).
+ */
+function mergeRelease(row: SiteRow, reported: Release | null): Release | null {
+  if (row.relation !== 'dp' && row.relation !== 'child') return reported;
+  if (reported === null) return row.release;
+  return { ...reported, upgrade: row.release?.upgrade ?? null };
 }
 
 /** Records the states a DP or a child site reported (only for DPs it may speak for). */
@@ -83,6 +97,7 @@ export async function recordDpStates(ctx: SiteContext, states: readonly DpState[
       held: s.held,
       at: s.at,
       contentUrl: s.contentUrl,
+      release: s.release === undefined ? undefined : mergeRelease(row, s.release),
     });
     // A DP below: its address as its own site knows it (shown in `dp list` here).
     if (row.relation === 'dp-below' && s.url && row.url !== s.url && URL.canParse(s.url)) await ctx.store.setSiteUrl(s.name, s.url);
@@ -135,6 +150,7 @@ export async function dpEntries(ctx: SiteContext): Promise<DpEntryView[]> {
     contentUrl: d.contentUrl ?? null,
     state: d.reachable === null ? ('unknown' as const) : d.reachable ? ('online' as const) : ('unreachable' as const),
     packages: held,
+    release: d.release ?? null,
   }));
 }
 

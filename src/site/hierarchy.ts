@@ -12,6 +12,7 @@ import { listKeys, putKey } from '../store/distribution.js';
 import type { SiteRow, Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { peerClient, peerName } from './peers.js';
+import { ownRelease } from './release.js';
 
 /**
  * The hierarchy: joining a child site to its parent, registering every new site with the
@@ -215,6 +216,7 @@ export async function siteTree(ctx: SiteContext): Promise<{ central: string; sit
     url: await ownUrl(ctx),
     reachable: true,
     lastContact: ctx.clock().toISOString(),
+    release: ownRelease(ctx),
   };
   const sites = rows.map((s) => ({
     code: s.code,
@@ -224,6 +226,7 @@ export async function siteTree(ctx: SiteContext): Promise<{ central: string; sit
     url: s.url,
     reachable: s.reachable,
     lastContact: s.lastContact,
+    release: s.release,
   }));
   return { central: (await centralTrust(ctx)).code, sites: [self, ...sites] };
 }

@@ -15,6 +15,7 @@ import { verifyCertificate } from '../content/certificate.js';
 import { signPolicy, verifyPolicy } from '../content/policy.js';
 import { type Cidr, parseCidr } from '../core/cidr.js';
 import { fail } from '../core/errors.js';
+import { isRestarting } from '../core/release.js';
 import { parseRule, type Rule } from '../core/rule.js';
 import type { Schedule } from '../core/schedule.js';
 import { SITE_CODE } from '../core/site.js';
@@ -201,7 +202,8 @@ const dpView = (d: DpEntry, above: boolean): DpView => ({
   // Clients fetch where the DP's content is served to them (nginx, a CDN), else from the DP.
   url: d.contentUrl ?? d.url,
   held: d.held,
-  state: d.reachable === false ? 'unreachable' : 'online',
+  // A DP restarting on a new release (or about to) is offered last: its clients use the others.
+  state: d.reachable === false ? 'unreachable' : isRestarting(d.release?.upgrade?.state) ? 'upgrading' : 'online',
   above,
 });
 

@@ -23,7 +23,7 @@ import { Metrics } from '../lib/metrics.js';
 import { isPostgresUrl } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
-import { publishOnNewRelease } from './agent-release.js';
+import { noteRelease, publishReleaseAgent } from './agent-release.js';
 import { createApp } from './app.js';
 import { flushSeen } from './clients.js';
 import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
@@ -34,6 +34,7 @@ import { parentOf, pingPeers } from './hierarchy.js';
 import { PEER_TIMEOUT_MS } from './peers.js';
 import { tickRollouts } from './rollouts.js';
 import { Sender } from './sender.js';
+import { publishRelease, tickUpgrades } from './upgrades.js';
 import { scheduledValidation } from './validation.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8100';
@@ -275,6 +276,8 @@ export async function startSite(opts: {
   gcIntervalMs?: number;
   pingIntervalMs?: number;
   clock?: () => Date;
+  /** A DP run by its launcher: called when it prepared a newer release to restart on. */
+  onRelease?: () => void;
 }): Promise<RunningSite> {
   const dataDir = path.resolve(opts.dataDir);
   const cfg = readSiteConfig(dataDir);
@@ -344,6 +347,7 @@ export async function startSite(opts: {
     name: cfg.name,
     clock,
     log,
+    process: { dataDir, switchRelease: opts.onRelease ?? null },
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
   // Stalls of the main thread (synchronous SQLite work, large reports, garbage collection): what
@@ -420,11 +424,17 @@ export async function startSite(opts: {
   }, opts.gcIntervalMs ?? 3_600_000);
   gcTimer.unref();
   if (role === 'site') sender.start();
-  // A site server of a newer release than the site last ran publishes the agent it carries.
-  if (role === 'site')
-    await publishOnNewRelease(ctx)
+  // A site server of a newer release than the site last ran publishes the agent it carries,
+  // and the release itself: its DPs follow one at a time, its child sites are offered it.
+  const before = role === 'site' ? await noteRelease(ctx) : null;
+  if (before) {
+    await publishReleaseAgent(ctx, before)
       .then((v) => v && void sender.tick())
       .catch((err) => log.error({ err }, 'publishing the agent of this release failed'));
+    await publishRelease(ctx)
+      .then((p) => p && void sender.tick())
+      .catch((err) => log.error({ err }, 'publishing this release to the DPs and child sites failed'));
+  }
   // Scheduled validation at low priority: this site's library and its own DPs; with
   // CASCADE_AUTO_REPAIR=1, damaged chunks on its DPs are re-sent at once.
   const validateHours = Number(process.env.CASCADE_VALIDATE_HOURS ?? 24);
@@ -451,6 +461,8 @@ export async function startSite(opts: {
       if (rolling || role !== 'site') return;
       rolling = tickRollouts(ctx)
         .catch((err) => log.error({ err }, 'advancing rollouts failed'))
+        .then(() => tickUpgrades(ctx))
+        .catch((err) => log.error({ err }, "advancing the DPs' upgrade failed"))
         .finally(() => (rolling = null));
     },
     Math.max(0.2, Number(process.env.CASCADE_ROLLOUT_SECONDS) || 5) * 1000,

@@ -322,6 +322,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0011_releases': {
+    // The Cascade release a DP or a site below reports it runs, and this site's upgrade of it (JSON).
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('sites').addColumn('release', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -73,6 +73,8 @@ export interface SiteTable {
   state_at: string | null;
   /** DPs: where clients fetch content, when not `url` (nginx or a CDN in front of it). */
   content_url: string | null;
+  /** DPs and sites below: the release they run and this site's upgrade of them (JSON). */
+  release: string | null;
 }
 
 export interface DpGroupTable {

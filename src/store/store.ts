@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
+import type { Release } from '../api/dps.js';
 import { fail } from '../core/errors.js';
 import type { Priority } from '../core/package.js';
 import type { TokenRole } from '../core/roles.js';
@@ -69,6 +70,8 @@ export interface SiteRow {
   stateAt: string | null;
   /** DPs: where clients fetch content, when not `url`. */
   contentUrl: string | null;
+  /** DPs and sites below: the release they run and this site's upgrade of them. */
+  release: Release | null;
 }
 
 export interface RouteRow {
@@ -279,6 +282,7 @@ export class Store {
       held: { packageId: string; version: number }[];
       at: string;
       contentUrl?: string | null | undefined;
+      release?: Release | null | undefined;
     },
   ): Promise<void> {
     await this.db
@@ -289,8 +293,18 @@ export class Store {
         held: JSON.stringify(s.held),
         state_at: s.at,
         ...(s.contentUrl !== undefined ? { content_url: s.contentUrl } : {}),
+        ...(s.release !== undefined ? { release: s.release === null ? null : JSON.stringify(s.release) } : {}),
       })
       .where('code', '=', name)
+      .execute();
+  }
+
+  /** A DP's or a site's release as this site records it (its upgrade included). */
+  async setRelease(code: string, release: Release | null): Promise<void> {
+    await this.db
+      .updateTable('sites')
+      .set({ release: release === null ? null : JSON.stringify(release) })
+      .where('code', '=', code)
       .execute();
   }
 
@@ -313,7 +327,10 @@ export class Store {
 
   /** Adds a site; a code already present is a conflict (codes are unique in the hierarchy). */
   async insertSite(
-    s: Omit<SiteRow, 'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt' | 'contentUrl'>,
+    s: Omit<
+      SiteRow,
+      'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt' | 'contentUrl' | 'release'
+    >,
   ): Promise<void> {
     const existing = await this.getSite(s.code);
     if (existing) {
@@ -628,5 +645,6 @@ function toSite(r: Selectable<Database['sites']>): SiteRow {
     held: r.held ? (JSON.parse(r.held) as { packageId: string; version: number }[]) : [],
     stateAt: r.state_at,
     contentUrl: r.content_url,
+    release: r.release ? (JSON.parse(r.release) as Release) : null,
   };
 }

@@ -72,11 +72,11 @@ process.on('exit', () => {
 export async function startSite(
   dataDir: string,
   extra: string[] = [],
-  opts: { listen?: string | null; env?: Record<string, string>; role?: 'site' | 'dp' } = {},
+  opts: { listen?: string | null; env?: Record<string, string>; role?: 'site' | 'dp'; bin?: string } = {},
 ): Promise<SiteProcess> {
   const role = opts.role ?? 'site';
   const listen = opts.listen === null ? [] : ['--listen', opts.listen ?? '127.0.0.1:0'];
-  const proc = spawn(process.execPath, [BIN, role, 'start', '--data', dataDir, ...listen, ...extra], {
+  const proc = spawn(process.execPath, [opts.bin ?? BIN, role, 'start', '--data', dataDir, ...listen, ...extra], {
     env: { ...process.env, CASCADE_LOG_LEVEL: 'info', ...opts.env },
   });
   started.add(proc);

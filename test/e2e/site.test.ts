@@ -157,8 +157,17 @@ describe('site server process', () => {
         new RegExp(`^ +[\\d.]+ s {2}${c}: runs agent 0\\.1\\.1 \\(upgraded, confirmed by its first check-in\\)$`, 'm'),
       );
     expect(r.stdout).toMatch(/^ {4}cascade agent versions at CEN: BER 0\.1\.1: 3$/m);
+    // Two DP processes follow CEN to the next release, one at a time.
+    expect(r.stdout).toMatch(/13\. site systems follow their site: cen-dp1 and cen-dp2/);
+    const steps = [...r.stdout.matchAll(/^ +[\d.]+ s {2}(cen-dp[12]): 0\.1\.0 → 0\.1\.1 (draining|upgrading)/gm)].map(
+      (m) => `${m[1]} ${m[2]}`,
+    );
+    const [first, second] = steps[0]?.startsWith('cen-dp1') ? ['cen-dp1', 'cen-dp2'] : ['cen-dp2', 'cen-dp1'];
+    expect(steps).toEqual([`${first} draining`, `${first} upgrading`, `${second} draining`, `${second} upgrading`]);
+    expect(r.stdout).toMatch(/^ {4}cascade dp list at CEN: cen-dp1 0\.1\.1, cen-dp2 0\.1\.1$/m);
+    expect(r.stdout).toMatch(/^ {4}cascade site list at CEN: EUR 0\.1\.0 \(0\.1\.1 offered\)/m);
     // With --once the sites have stopped: no "try next" against them.
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);
-  }, 180_000);
+  }, 240_000);
 });

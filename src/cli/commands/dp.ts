@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Validation } from '../../api/distributions.js';
-import type { DpEntry, Group } from '../../api/dps.js';
+import type { DpEntry, Group, Release, UpgradeAnswer } from '../../api/dps.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { JoinTokenAnswer } from '../../api/sites.js';
 import { fail } from '../../core/errors.js';
@@ -63,7 +63,25 @@ export function registerValidate(program: Command): void {
   ).action((id: string, o: AdminOpts & { dp: string; version?: number }) => run(id, o, true));
 }
 
-/** `cascade dp join-token | list` and `cascade dp-group ...`, over a site's API. */
+/** A DP's or a site's release as `dp list` and `site list` show it: "0.1.0 → 0.2.0 draining". */
+export function releaseText(r: Release | null): string {
+  if (!r) return '-';
+  const running = r.running ?? '?';
+  const u = r.upgrade;
+  if (!u || (u.state === 'upgraded' && u.target === r.running)) return running;
+  if (u.state === 'offered') return u.target === r.running ? running : `${running} (${u.target} offered)`;
+  return `${running} → ${u.target} ${u.state}`;
+}
+
+/** What went wrong in following a release, one line per DP or site, for under the table. */
+export function releaseProblems(rows: { name: string; release: Release | null }[]): string {
+  return rows
+    .filter((x) => x.release?.upgrade && (x.release.upgrade.state === 'rolled-back' || x.release.upgrade.state === 'failed'))
+    .map((x) => `${x.name}: ${x.release?.upgrade?.detail}\n`)
+    .join('');
+}
+
+/** `cascade dp join-token | list | upgrade` and `cascade dp-group ...`, over a site's API. */
 export function registerDpAdmin(program: Command): void {
   const dp = program.commands.find((c) => c.name() === 'dp') ?? program.command('dp').description('distribution points');
   adminOptions(
@@ -92,20 +110,37 @@ export function registerDpAdmin(program: Command): void {
       }
       process.stdout.write(
         table([
-          ['DP', 'SITE', 'KIND', 'STATE', 'FREE', 'PACKAGES', 'URL'],
+          ['DP', 'SITE', 'KIND', 'STATE', 'RELEASE', 'FREE', 'PACKAGES', 'URL'],
           ...r.dps.map((d) => [
             d.name,
             d.site,
             d.kind,
             d.state,
+            releaseText(d.release),
             d.freeBytes === null ? '-' : `${fmtBytes(d.freeBytes)} of ${fmtBytes(d.totalBytes ?? 0)}`,
             d.packages.length === 0 ? '-' : d.packages.map((p) => `${p.packageId}:${p.version}`).join(','),
             d.url ?? '-',
           ]),
-        ]),
+        ]) + releaseProblems(r.dps),
       );
     },
   );
+
+  adminOptions(
+    dp
+      .command('upgrade')
+      .description(
+        "resume the upgrade of this site's DPs to the release it runs: DPs that rolled back or did not come back are tried again, one at a time (operate)",
+      )
+      .argument('[names...]', 'only these DPs (default: every one that rolled back or failed)'),
+  ).action(async (names: string[], o: AdminOpts) => {
+    const r = await clientFrom(o).json<UpgradeAnswer>('POST', PATHS.dpUpgrade, { json: { dps: names } });
+    if (o.json) printJson(r);
+    else
+      process.stdout.write(
+        `${r.resumed.length === 0 ? 'no DP to try again' : `trying again: ${r.resumed.join(', ')}`}; the DPs follow release ${r.release} one at a time ("cascade dp list" shows each)\n`,
+      );
+  });
 
   const group = program.command('dp-group').description('named sets of DPs (possibly across sites), usable as --to group:NAME');
   const show = (o: AdminOpts, g: Group) => {

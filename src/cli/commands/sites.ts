@@ -3,6 +3,7 @@ import { PATHS } from '../../api/paths.js';
 import type { JoinTokenAnswer, SiteEntry } from '../../api/sites.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
+import { releaseProblems, releaseText } from './dp.js';
 
 /** `cascade site join-token | list`: hierarchy commands over a site's API. */
 export function registerSiteAdmin(site: Command): void {
@@ -53,11 +54,15 @@ export function registerSiteAdmin(site: Command): void {
             ? 'yes'
             : 'NO',
       s.lastContact ?? '-',
+      releaseText(s.release),
     ]);
     const parent = r.sites.find((s) => s.relation === 'parent');
     process.stdout.write(
       `central site: ${r.central}${parent ? `; parent: ${parent.code} at ${parent.url} (reachable: ${parent.reachable === null ? 'unknown' : parent.reachable ? 'yes' : 'NO'})` : ''}\n`,
     );
-    process.stdout.write(table([['CODE', 'NAME', 'PARENT', 'URL', 'REACHABLE', 'LAST CONTACT'], ...rows]));
+    process.stdout.write(
+      table([['CODE', 'NAME', 'PARENT', 'URL', 'REACHABLE', 'LAST CONTACT', 'RELEASE'], ...rows]) +
+        releaseProblems(ordered.map(([s]) => ({ name: s.code, release: s.release }))),
+    );
   });
 }

@@ -1,10 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { DpJoinRequest, dpCalls, Group, GroupRequest, Members } from '../../api/dps.js';
+import { DpJoinRequest, dpCalls, Group, GroupRequest, Members, UpgradeAnswer, UpgradeRequest } from '../../api/dps.js';
 import { PATHS } from '../../api/paths.js';
 import { JoinAnswer } from '../../api/sites.js';
 import { acceptDpJoin, changeDpGroup, createDpGroup, deleteDpGroup, dpEntries, dpGroup, groups } from '../dps.js';
 import { ownUrl } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
+import { resumeUpgrades } from '../upgrades.js';
 
 export function registerDpHandlers(app: App, parts: AppParts): void {
   app.openapi(
@@ -22,6 +23,20 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   );
 
   getJson(app, dpCalls.list, 'read', async () => ({ dps: await dpEntries(parts) }));
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.dpUpgrade,
+      summary: "Resume the upgrade of this site's DPs to its release: try again those that rolled back or failed (operate)",
+      request: { body: jsonBody(UpgradeRequest) },
+      responses: answer('Resumed', UpgradeAnswer),
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await resumeUpgrades(parts, c.req.valid('json').dps), 200);
+    },
+  );
 
   const groupParam = z.object({ name: z.string().min(1).max(64) });
 

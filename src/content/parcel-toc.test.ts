@@ -7,6 +7,7 @@ import { formatOmitHeader, readParcelToc } from './parcel-toc.js';
 import { generateSiteKey } from './signing.js';
 
 const key = generateSiteKey('CEN');
+const signer = (b: Uint8Array) => crypto.sign(null, b, key.privateKey);
 
 /** A parcel of two versions, `n` chunks each (text and random), as the exporter writes it. */
 async function parcel(n: number): Promise<Buffer> {
@@ -47,10 +48,12 @@ async function parcel(n: number): Promise<Buffer> {
       manifest: v.bytes,
       certificate: null,
     })),
+    signer: { keyId: key.keyId, certificate: null },
     chunks: versions.flatMap((v) => v.chunks.map(([digest, size]) => ({ digest, size, stored: (stored.get(digest) as Buffer).length }))),
   };
   const parts: Uint8Array[] = [];
-  for await (const b of writeParcel(plan, async (es) => Buffer.concat(es.map((e) => stored.get(e.digest) as Buffer)))) parts.push(b);
+  for await (const b of writeParcel(plan, async (es) => Buffer.concat(es.map((e) => stored.get(e.digest) as Buffer)), signer))
+    parts.push(b);
   return Buffer.concat(parts);
 }
 

@@ -5,10 +5,12 @@
  * code: ~0.2 s of the import's start, while the site waited (measured).
  */
 export const PARCEL_MAGIC = Buffer.from('CASCPRCL', 'latin1');
-export const PARCEL_END = Buffer.from('CASCEND2', 'latin1');
-export const PARCEL_FORMAT = 2;
+export const PARCEL_END = Buffer.from('CASCEND3', 'latin1');
+export const PARCEL_FORMAT = 3;
 /** Magic, format and header length. */
 export const PREFIX = 16;
+/** The Ed25519 signature of the header by the site that made the parcel, right after it. */
+export const HEADER_SIGNATURE = 64;
 export const INDEX_ENTRY = 40;
 export const TRAILER = 40;
 
@@ -59,7 +61,7 @@ export async function readParcelToc(readAt: (position: number, length: number) =
   }
   const chunks = count(header?.chunks, PARCEL_LIMITS.chunks);
   if (chunks === undefined || !Array.isArray(header.packages) || header.packages.length > PARCEL_LIMITS.packages) return undefined;
-  let at = PREFIX + len;
+  let at = PREFIX + len + HEADER_SIGNATURE;
   for (const p of header.packages as { manifestLength?: unknown; certificateLength?: unknown }[]) {
     const m = count(p?.manifestLength, 2 ** 32);
     const c = count(p?.certificateLength, PARCEL_LIMITS.certificateBytes);

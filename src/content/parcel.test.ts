@@ -9,12 +9,13 @@ import { encodeChunk } from './codec.js';
 import { ContentLibrary } from './library.js';
 import { type Manifest, manifestChunks, signManifest, verifyManifest } from './manifest.js';
 import { type ParcelPlan, ParcelReader, parcelHeader, parseOmitHeader, unverifiedManifest, writeParcel } from './parcel.js';
-import { INDEX_ENTRY, PARCEL_FORMAT, PARCEL_MAGIC, TRAILER } from './parcel-toc.js';
+import { INDEX_ENTRY, PARCEL_FORMAT, PARCEL_MAGIC, PREFIX, readParcelToc, TRAILER } from './parcel-toc.js';
 import { closePool } from './pool.js';
 import { generateSiteKey, publicKeyPem, type TrustedKey } from './signing.js';
 
 const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 const key = generateSiteKey('CEN');
+const signer = (b: Uint8Array) => crypto.sign(null, b, key.privateKey);
 const trusted: TrustedKey[] = [{ keyId: key.keyId, publicKeyPem: publicKeyPem(key.publicKey), site: 'CEN' }];
 
 /** A version of `n` chunks: half text (stored Brotli), half random (stored raw). */
@@ -62,13 +63,14 @@ function plan(versions: Version[], only?: (digest: string) => boolean): ParcelPl
       certificate: null,
     })),
     chunks,
+    signer: { keyId: key.keyId, certificate: null },
   };
 }
 
 async function bytesOf(p: ParcelPlan, versions: Version[]): Promise<Buffer> {
   const byDigest = new Map(versions.flatMap((v) => v.chunks).map((c) => [c.digest, c.stored]));
   const parts: Uint8Array[] = [];
-  for await (const b of writeParcel(p, async (es) => Buffer.concat(es.map((e) => byDigest.get(e.digest) as Buffer)))) parts.push(b);
+  for await (const b of writeParcel(p, async (es) => Buffer.concat(es.map((e) => byDigest.get(e.digest) as Buffer)), signer)) parts.push(b);
   return Buffer.concat(parts);
 }
 
@@ -87,6 +89,11 @@ function memorySink(root: string, trust: TrustedKey[] = trusted) {
     haveChunks: async (ds) => new Set(ds.filter((d) => rows.has(d))),
     recordChunks: async (rs) => {
       for (const r of rs) rows.set(r.digest, r.size);
+    },
+    verifySource: async (h, signed) => {
+      const k = trust.find((t) => t.keyId === h.signer.keyId);
+      if (!k || !crypto.verify(null, signed.bytes, crypto.createPublicKey(k.publicKeyPem), signed.signature))
+        throw new CascadeError('bad_parcel', `parcel ${h.parcel}: its header is not signed by ${h.source}`);
     },
     verify: async (p) => verifyManifest(p.manifest, trust).manifest,
     hold: async () => {},
@@ -251,6 +258,32 @@ describe('courier parcel format', () => {
     expect(rows.size).toBe(0);
   });
 
+  it('refuses a parcel whose header was rewritten, even with its checksum recomputed, before reading anything else', async () => {
+    // Another destination and a zero parcel id, the same length; the trailer's checksum made to match.
+    const json = whole.subarray(PREFIX, PREFIX + whole.readUInt32BE(12)).toString('utf8');
+    const forged = json
+      .replace(`"parcel":"${p0.parcel}"`, '"parcel":"00000000-0000-4000-8000-000000000000"')
+      .replace('"destination":"EUR"', '"destination":"ZZZ"');
+    expect(forged.length).toBe(json.length);
+    const bad = Buffer.from(whole);
+    bad.write(forged, PREFIX, 'utf8');
+    const toc = await readParcelToc(async (at, n) => bad.subarray(at, at + n));
+    crypto
+      .createHash('sha256')
+      .update(bad.subarray(0, toc?.tocEnd))
+      .digest()
+      .copy(bad, bad.length - 32);
+    // The framing is whole: a reader that does not check the signature takes it.
+    const r = new ParcelReader(pieces(bad));
+    expect((await r.header()).destination).toBe('ZZZ');
+    const { sink, rows, library } = memorySink(path.join(root, 'lib-forged'));
+    await library.init();
+    expect(await codeOf(importParcel(sink, pieces(bad)))).toMatch(
+      /^bad_parcel: parcel 00000000-0000-4000-8000-000000000000: its header is not signed by CEN/,
+    );
+    expect(rows.size).toBe(0);
+  });
+
   it('refuses an altered chunk (digest check) and installs nothing', async () => {
     // Flip a byte inside the last chunk's data: its digest no longer matches.
     const bad = Buffer.from(whole);
@@ -355,13 +388,16 @@ describe('courier parcel format', () => {
       const byDigest = new Map(a.chunks.map((c) => [c.digest, c.stored]));
       const parts: Uint8Array[] = [];
       // Write with lengths that match the (edited) index so only the index is wrong.
-      const gen = writeParcel(q, async (es) =>
-        Buffer.concat(
-          es.map((e) => {
-            const s = byDigest.get(e.digest) ?? Buffer.alloc(e.stored);
-            return Buffer.concat([s, Buffer.alloc(Math.max(0, e.stored - s.length))]).subarray(0, e.stored);
-          }),
-        ),
+      const gen = writeParcel(
+        q,
+        async (es) =>
+          Buffer.concat(
+            es.map((e) => {
+              const s = byDigest.get(e.digest) ?? Buffer.alloc(e.stored);
+              return Buffer.concat([s, Buffer.alloc(Math.max(0, e.stored - s.length))]).subarray(0, e.stored);
+            }),
+          ),
+        signer,
       );
       for await (const x of gen) parts.push(x);
       const sizes = new Map(manifestChunks(a.manifest));

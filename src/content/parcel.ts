@@ -9,6 +9,7 @@ import { CHUNK_PARAMS } from './chunker.js';
 import { decodeChunk } from './codec.js';
 import { type Manifest, parseManifest } from './manifest.js';
 import {
+  HEADER_SIGNATURE,
   INDEX_ENTRY,
   MAX_OMIT_RANGES,
   type OmitRange,
@@ -22,12 +23,17 @@ import {
 
 /**
  * The courier parcel: package versions in one file, for transport on physical media
- * (docs/courier.md). Version 2 of the format, every integer big-endian:
+ * (docs/courier.md). Version 3 of the format, every integer big-endian:
  *
  *   8    magic             "CASCPRCL"
- *   u32  format           2
+ *   u32  format           3
  *   u32  header length    H (at most 1 MiB)
- *   H    header            JSON (ParcelHeader): parcel id, sites, packages, counts, total length
+ *   H    header            JSON (ParcelHeader): parcel id, sites, packages, counts, total length,
+ *                          the signing key's id and the source site's certificate
+ *   64   header signature  Ed25519, by the source site's key, of "cascade parcel header\n" and
+ *                          the H header bytes: where a parcel comes from and is going, its id
+ *                          and what it holds are the source's word, checked before anything
+ *                          of the parcel is used
  *   ...  per package       its signed manifest (manifestLength bytes), then the origin site's
  *                          certificate as JSON (certificateLength bytes, 0 when the origin is
  *                          the central site)
@@ -35,7 +41,7 @@ import {
  *                          u32 raw size
  *   ...  chunks            each chunk as the library stores it (codec tag byte + payload), in
  *                          index order: no re-compression on either side
- *   8    trailer magic     "CASCEND2"
+ *   8    trailer magic     "CASCEND3"
  *   32   checksum          SHA-256 of the table of contents: every byte before the first chunk
  *                          (prefix, header, manifests, certificates, index)
  *
@@ -76,6 +82,8 @@ export const parcelHeaderSchema = z.strictObject({
     .min(1)
     .max(PARCEL_LIMITS.packages),
   chunks: z.number().int().min(0).max(PARCEL_LIMITS.chunks),
+  /** The key that signed this header, and the source site's certificate (null: the central site). */
+  signer: z.strictObject({ keyId: z.string().min(1).max(128), certificate: z.unknown().nullable() }),
   /** Stored bytes of the chunks (what the parcel carries). */
   chunkBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   /** Raw bytes of the chunks (what they decode to). */
@@ -110,7 +118,12 @@ export interface ParcelPlan {
   full: boolean;
   packages: { id: string; version: number; bytes: number; manifest: Uint8Array; certificate: Uint8Array | null }[];
   chunks: IndexEntry[];
+  /** The source site's key id, and its certificate (null at the central site). */
+  signer: { keyId: string; certificate: unknown };
 }
+
+/** What the header signature covers: a fixed context, then the header's bytes. */
+export const signedHeaderBytes = (json: Uint8Array): Buffer => Buffer.concat([Buffer.from('cascade parcel header\n'), json]);
 
 /** The header a plan will have (with its total length). */
 export function parcelHeader(plan: ParcelPlan): ParcelHeader {
@@ -130,11 +143,13 @@ export function parcelHeader(plan: ParcelPlan): ParcelHeader {
       certificateLength: p.certificate?.length ?? 0,
     })),
     chunks: plan.chunks.length,
+    signer: { keyId: plan.signer.keyId, certificate: plan.signer.certificate ?? null },
     chunkBytes,
     rawBytes: plan.chunks.reduce((n, c) => n + c.size, 0),
     totalBytes: 0,
   };
   const body =
+    HEADER_SIGNATURE +
     plan.packages.reduce((n, p) => n + p.manifest.length + (p.certificate?.length ?? 0), 0) +
     plan.chunks.length * INDEX_ENTRY +
     chunkBytes +
@@ -147,11 +162,12 @@ export function parcelHeader(plan: ParcelPlan): ParcelHeader {
 /**
  * The parcel as a stream of buffers. `readStored` gives several chunks as the library stores
  * them, end to end, in one buffer whose length must match the index (written first). Reads go
- * in groups of about 4 MiB, two groups ahead.
+ * in groups of about 4 MiB, two groups ahead. `sign` signs the header with the source site's key.
  */
 export async function* writeParcel(
   plan: ParcelPlan,
   readStored: (entries: readonly IndexEntry[]) => Promise<Uint8Array>,
+  sign: (bytes: Uint8Array) => Uint8Array,
 ): AsyncGenerator<Uint8Array> {
   // The checksum covers the table of contents (everything before the first chunk).
   const hash = crypto.createHash('sha256');
@@ -167,6 +183,10 @@ export async function* writeParcel(
   prefix.writeUInt32BE(json.length, 12);
   yield out(prefix);
   yield out(json);
+  const signature = sign(signedHeaderBytes(json));
+  if (signature.length !== HEADER_SIGNATURE)
+    throw new Error(`a parcel header signature is ${HEADER_SIGNATURE} bytes, not ${signature.length}`);
+  yield out(signature);
   for (const p of plan.packages) {
     yield out(p.manifest);
     if (p.certificate && p.certificate.length > 0) yield out(p.certificate);
@@ -332,6 +352,8 @@ export class ParcelReader {
   private toc: Buffer | undefined;
   /** Index entries whose bytes the sender left out of the stream (see `omitRanges`). */
   private omitted: OmitRange[] = [];
+  /** The header's signed bytes and its signature, once read. */
+  private signedHeader: { bytes: Buffer; signature: Buffer } | undefined;
 
   constructor(body: AsyncIterable<Uint8Array>) {
     this.src = new ByteSource(body, () => this.where());
@@ -376,7 +398,8 @@ export class ParcelReader {
       );
     const len = prefix.readUInt32BE(12);
     if (len < 2 || len > PARCEL_LIMITS.headerBytes) throw bad(`the parcel header is ${len} bytes (2..${PARCEL_LIMITS.headerBytes})`);
-    const text = (await this.src.exact(len, true)).toString('utf8');
+    const json = await this.src.exact(len, true);
+    const text = json.toString('utf8');
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -390,7 +413,11 @@ export class ParcelReader {
     }
     const h = r.data;
     const body =
-      h.packages.reduce((n, p) => n + p.manifestLength + p.certificateLength, 0) + h.chunks * INDEX_ENTRY + h.chunkBytes + TRAILER;
+      HEADER_SIGNATURE +
+      h.packages.reduce((n, p) => n + p.manifestLength + p.certificateLength, 0) +
+      h.chunks * INDEX_ENTRY +
+      h.chunkBytes +
+      TRAILER;
     if (PREFIX + len + body !== h.totalBytes)
       throw bad(`the parcel header does not add up: its parts make ${PREFIX + len + body} bytes, not the ${h.totalBytes} it states`);
     const seen = new Set<string>();
@@ -399,9 +426,17 @@ export class ParcelReader {
       if (seen.has(k)) throw bad(`the parcel names ${p.id} version ${p.version} twice`);
       seen.add(k);
     }
+    const signature = await this.src.exact(HEADER_SIGNATURE, true);
+    this.signedHeader = { bytes: signedHeaderBytes(json), signature };
     this.hdr = h;
     this.step = 'packages';
     return h;
+  }
+
+  /** What the header's signature covers, and the signature (after header()). */
+  get headerSignature(): { bytes: Buffer; signature: Buffer } {
+    if (!this.signedHeader) throw new Error('parcel reader: headerSignature before header()');
+    return this.signedHeader;
   }
 
   async packages(): Promise<ParcelPackage[]> {

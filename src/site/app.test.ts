@@ -323,12 +323,18 @@ describe('site app (in-process)', () => {
           },
         ],
         chunks: [{ digest: sha(raw), stored: stored.length, size: raw.length }],
+        signer: { keyId: eur.keyId, certificate },
       };
       return plan;
     };
     const bytesOf = async (plan: ParcelPlan) => {
       const parts: Uint8Array[] = [];
-      for await (const b of writeParcel(plan, async () => stored)) parts.push(b);
+      for await (const b of writeParcel(
+        plan,
+        async () => stored,
+        (bytes) => crypto.sign(null, bytes, eur.privateKey),
+      ))
+        parts.push(b);
       return new Uint8Array(Buffer.concat(parts));
     };
     for (const [id, origin] of [

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { courierCalls, type ExportRequest } from '../api/courier.js';
+import { verifyCertificate } from '../content/certificate.js';
 import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
 import {
@@ -12,6 +13,7 @@ import {
   writeParcel,
 } from '../content/parcel.js';
 import type { OmitRange } from '../content/parcel-toc.js';
+import type { TrustedKey } from '../content/signing.js';
 import { issueTicket, type TicketBody, verifyTicket } from '../content/ticket.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
@@ -31,7 +33,7 @@ import { lackedChunks } from './content.js';
 import type { SiteContext } from './context.js';
 import { commitOffer } from './distribution.js';
 import { resolveTargets } from './dps.js';
-import { nextHop, originCertificate, parentOf, trustOrigin } from './hierarchy.js';
+import { centralTrust, nextHop, originCertificate, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { deletedAtOrigin } from './policy.js';
@@ -302,6 +304,7 @@ export async function planExport(ctx: SiteContext, req: ExportRequest): Promise<
     full: req.full === true,
     packages,
     chunks: entries,
+    signer: { keyId: ctx.key.keyId, certificate: await originCertificate(ctx, ctx.code, ctx.key.keyId) },
   };
   return { plan, header: parcelHeader(plan) };
 }
@@ -322,7 +325,11 @@ async function chunksKnownAt(ctx: SiteContext, id: string, site: string, more: n
 /** The parcel's bytes; once the last is out, the export is recorded (status shows its id). */
 export async function* exportParcel(ctx: SiteContext, plan: ParcelPlan): AsyncGenerator<Uint8Array> {
   const header = parcelHeader(plan);
-  yield* writeParcel(plan, (entries) => ctx.library.readStoredMany(entries));
+  yield* writeParcel(
+    plan,
+    (entries) => ctx.library.readStoredMany(entries),
+    (bytes) => crypto.sign(null, bytes, ctx.key.privateKey),
+  );
   await recordParcel(ctx.store, {
     id: plan.parcel,
     direction: 'export',
@@ -364,6 +371,8 @@ export interface ParcelSink {
   haveChunks(digests: readonly string[]): Promise<Set<string>>;
   /** Records chunks whose files are durable. */
   recordChunks(rows: { digest: string; size: number; storedSize: number; literalBytes: number }[]): Promise<void>;
+  /** Checks that the header is signed by the site it names as its source, with the receiver's trust. */
+  verifySource(header: ParcelHeader, signed: { bytes: Buffer; signature: Buffer }): Promise<void>;
   /** Checks a package's signed manifest (and its origin's certificate) with the receiver's trust. */
   verify(p: ParcelPackage): Promise<Manifest>;
   /** Keeps a verified manifest while its chunks arrive (so they are not collected). */
@@ -413,6 +422,8 @@ export async function importParcel(sink: ParcelSink, body: AsyncIterable<Uint8Ar
   const { onProgress, omit = [] } = opts;
   const reader = new ParcelReader(body);
   const header = await reader.header();
+  // Nothing of the header is used before its signature by the source site is checked.
+  await sink.verifySource(header, reader.headerSignature);
   const pkgs = await reader.packages();
   const manifests: Manifest[] = [];
   const sizes = new Map<string, number>();
@@ -582,12 +593,54 @@ export async function importParcel(sink: ParcelSink, body: AsyncIterable<Uint8Ar
   return report;
 }
 
+/**
+ * A parcel's header is the word of the site it names as its source: signed with that site's
+ * key, which the central key vouches for (the source's certificate comes in the header; the
+ * central site needs none). A header rewritten on the way — another source or destination,
+ * another parcel id — no longer verifies.
+ */
+export async function verifyParcelSource(
+  ctx: SiteContext,
+  header: ParcelHeader,
+  signed: { bytes: Buffer; signature: Buffer },
+): Promise<void> {
+  const central = await centralTrust(ctx);
+  let key: TrustedKey | undefined;
+  const refuse = (why: string) =>
+    fail(
+      'bad_parcel',
+      `parcel ${header.parcel} says it was made at ${header.source}, but ${why}: it was altered, or not made there; refused`,
+    );
+  if (header.signer.certificate !== null) {
+    let c: ReturnType<typeof verifyCertificate>;
+    try {
+      c = verifyCertificate(header.signer.certificate, central.key);
+    } catch (e) {
+      throw refuse(`the certificate it carries does not verify (${(e as Error).message})`);
+    }
+    if (c.code !== header.source) throw refuse(`the certificate it carries is that of ${c.code}`);
+    key = c.trusted;
+  } else if (header.source === central.code) key = central.key;
+  if (!key)
+    throw refuse(`${header.source} is not this hierarchy's central site (${central.code}) and the parcel carries no certificate of it`);
+  if (key.keyId !== header.signer.keyId)
+    throw refuse(`its header names key ${header.signer.keyId}, not ${header.source}'s key ${key.keyId}`);
+  let ok = false;
+  try {
+    ok = crypto.verify(null, signed.bytes, crypto.createPublicKey(key.publicKeyPem), signed.signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw refuse(`its header is not signed by ${header.source}'s key ${key.keyId}`);
+}
+
 /** A site as the place a parcel is imported: its trust, its library, its store, its targets. */
 export function siteSink(ctx: SiteContext): ParcelSink {
   return {
     library: ctx.library,
     haveChunks: (d) => ctx.store.haveChunks(d),
     recordChunks: (rows) => ctx.store.insertChunks(rows),
+    verifySource: (header, signed) => verifyParcelSource(ctx, header, signed),
     async verify(p) {
       await trustOrigin(ctx, p.certificate);
       const m = verifyManifest(p.manifest, ctx.trusted).manifest;

@@ -1,4 +1,4 @@
-import { PolicyRecord, type SignedPolicy } from '../api/clients.js';
+import { PolicyRecord, SignedPolicy } from '../api/clients.js';
 import { fail } from '../core/errors.js';
 import { canonicalJson } from './canonical.js';
 import { type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
@@ -15,6 +15,11 @@ export function signPolicy(key: SiteKey, record: PolicyRecord): SignedPolicy {
 
 /** The one check of a policy record: a trusted key of its origin site signed exactly these bytes. */
 export function verifyPolicy(signed: SignedPolicy, trusted: readonly TrustedKey[]): PolicyRecord {
+  const s = SignedPolicy.safeParse(signed);
+  if (!s.success) {
+    const issue = s.error.issues[0];
+    throw fail('bad_signature', `signed policy record is malformed: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim());
+  }
   const r = PolicyRecord.safeParse(signed.record);
   if (!r.success) {
     const issue = r.error.issues[0];

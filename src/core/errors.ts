@@ -38,7 +38,10 @@ export class CascadeError extends Error {
     readonly code: ErrorCode,
     message: string,
   ) {
-    super(message);
+    // One line, always: input quoted in a message (a name, a path, a typed value) may hold
+    // newlines or control characters; they are shown escaped.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1)));
   }
   get status(): number {
     return ERROR_CODES[this.code].status;

@@ -88,3 +88,12 @@ export function verifySignature(trusted: readonly TrustedKey[], keyId: string, b
   }
   if (!ok) throw fail('bad_signature', `the signature by key ${keyId} does not match the signed content`);
 }
+
+/**
+ * The key a site seals the credentials it keeps for its neighbours with (in its store), derived
+ * from its private key: whoever holds only the database cannot use them.
+ */
+export function sealingKey(key: SiteKey): Buffer {
+  const der = key.privateKey.export({ type: 'pkcs8', format: 'der' });
+  return Buffer.from(crypto.hkdfSync('sha256', der, Buffer.alloc(0), 'cascade: credentials for calling neighbours', 32));
+}

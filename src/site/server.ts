@@ -12,7 +12,16 @@ import { type JoinAnswer, type JoinRequest, siteCalls } from '../api/sites.js';
 import { verifyCertificate } from '../content/certificate.js';
 import { ContentLibrary } from '../content/library.js';
 import { closePool, startPool } from '../content/pool.js';
-import { generateSiteKey, keyIdFor, loadSiteKey, publicKeyPem, SITE_KEY_FILE, type SiteKey, saveSiteKey } from '../content/signing.js';
+import {
+  generateSiteKey,
+  keyIdFor,
+  loadSiteKey,
+  publicKeyPem,
+  SITE_KEY_FILE,
+  type SiteKey,
+  saveSiteKey,
+  sealingKey,
+} from '../content/signing.js';
 import { CascadeError, fail } from '../core/errors.js';
 import { PEER_ROLE } from '../core/roles.js';
 import { createContentHandler, startContentServer } from '../dp/serve.js';
@@ -198,6 +207,7 @@ async function createSite(
   const store = await Store.open({ url: o.db, dataDir });
   try {
     const key = generateSiteKey(o.code);
+    store.useSealingKey(sealingKey(key));
     const tokenFile = path.join(dataDir, ADMIN_TOKEN_FILE);
     let joined: { parent: string; central: string } | undefined;
     await store.transaction(async (tx) => {
@@ -300,6 +310,7 @@ export async function startSite(opts: {
       throw fail('invalid_config', `the database belongs to site ${code}, but ${dataDir} is site ${cfg.code}`);
     }
     key = loadSiteKey(dataDir, cfg.code);
+    store.useSealingKey(sealingKey(key));
     // The key signs every manifest: refuse one that is not the key this site was created with.
     const pinned = await store.getMeta('site.publicKey');
     if (pinned !== publicKeyPem(key.publicKey)) {
@@ -310,6 +321,9 @@ export async function startSite(opts: {
           `the store expects ${expected}): put the site's own ${SITE_KEY_FILE} back`,
       );
     }
+    // Credentials an earlier release kept in clear are sealed now.
+    const sealed = await store.sealOutboundTokens();
+    if (sealed > 0) log.info({ sealed }, 'credentials for calling neighbours sealed in the store');
     // Everything this site trusts hangs on the central key it pinned at join: its own
     // certificate must still verify against it, for its own code and key.
     const certificate = await store.getMeta('site.certificate');

@@ -408,6 +408,34 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
     });
   });
 
+  describe('credentials for calling neighbours', () => {
+    it('are sealed in the store with the site key, read back whole, and refused without it', async () => {
+      const secret = `peer-${crypto.randomBytes(16).toString('hex')}`;
+      const legacy = `legacy-${crypto.randomBytes(16).toString('hex')}`;
+      const row = { name: 'x', parent: 'CEN', url: 'http://127.0.0.1:1', keyId: 'k', publicKey: 'p', certificate: null };
+      // One written in clear (by an earlier release), before the key is loaded.
+      await store.insertSite({ ...row, code: 'OLD', relation: 'child', outboundToken: legacy });
+      store.useSealingKey(crypto.randomBytes(32));
+      await store.insertSite({ ...row, code: 'NEW', relation: 'child', outboundToken: secret });
+      expect((await store.getSite('NEW'))?.outboundToken).toBe(secret);
+      const raw = async (code: string) =>
+        (await store.db.selectFrom('sites').select('outbound_token').where('code', '=', code).executeTakeFirstOrThrow()).outbound_token;
+      expect(await raw('NEW')).toMatch(/^sealed1:/);
+      expect(await raw('NEW')).not.toContain(secret);
+      // In a transaction too.
+      expect(await store.transaction(async (tx) => (await tx.getSite('NEW'))?.outboundToken)).toBe(secret);
+      // The clear one is sealed at start, and still reads the same.
+      expect(await raw('OLD')).toBe(legacy);
+      expect(await store.sealOutboundTokens()).toBe(1);
+      expect(await raw('OLD')).toMatch(/^sealed1:/);
+      expect((await store.listSites()).find((x) => x.code === 'OLD')?.outboundToken).toBe(legacy);
+      // Another key does not open them: one clear line, no garbage credential.
+      store.useSealingKey(crypto.randomBytes(32));
+      await expect(store.getSite('NEW')).rejects.toThrow(/does not open with this site key/);
+      await store.db.deleteFrom('sites').where('code', 'in', ['OLD', 'NEW']).execute();
+    });
+  });
+
   describe('transactions', () => {
     it('commits everything on success', async () => {
       const r = await store.transaction(async (s) => {

@@ -97,6 +97,9 @@ export const hashToken = (secret: string): string => crypto.createHash('sha256')
  * The site's repository: every query the site server makes goes through here, so SQLite and
  * PostgreSQL answer the same questions the same way (one test suite runs on both).
  */
+/** How a sealed credential begins in the store. */
+const SEALED = 'sealed1:';
+
 export class Store {
   private constructor(
     readonly db: Kysely<Database>,
@@ -107,6 +110,56 @@ export class Store {
     readonly relaxed?: RelaxedWriter,
     private readonly stopCheckpointer?: () => Promise<void>,
   ) {}
+
+  /**
+   * The key credentials for calling neighbours are sealed with (AES-256-GCM), derived from the
+   * site's private key, which lives in the data folder and never in the database: a copy of the
+   * database alone holds no usable credential. Without one (tests), they are kept as given.
+   */
+  private sealKey: Buffer | null = null;
+
+  useSealingKey(key: Buffer): void {
+    if (key.length !== 32) throw new Error('a sealing key is 32 bytes');
+    this.sealKey = key;
+  }
+
+  private seal(secret: string | null): string | null {
+    if (secret === null || !this.sealKey || secret.startsWith(SEALED)) return secret;
+    const iv = crypto.randomBytes(12);
+    const c = crypto.createCipheriv('aes-256-gcm', this.sealKey, iv);
+    const body = Buffer.concat([c.update(secret, 'utf8'), c.final()]);
+    return SEALED + Buffer.concat([iv, c.getAuthTag(), body]).toString('base64');
+  }
+
+  private unseal(stored: string | null): string | null {
+    if (stored === null || !stored.startsWith(SEALED)) return stored;
+    if (!this.sealKey) throw fail('invalid_config', 'a credential in the store is sealed, and the site key that opens it is not loaded');
+    const raw = Buffer.from(stored.slice(SEALED.length), 'base64');
+    try {
+      const d = crypto.createDecipheriv('aes-256-gcm', this.sealKey, raw.subarray(0, 12));
+      d.setAuthTag(raw.subarray(12, 28));
+      return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+    } catch {
+      throw fail('invalid_config', 'a credential in the store does not open with this site key: the store or the key belongs elsewhere');
+    }
+  }
+
+  private site(r: Selectable<Database['sites']>): SiteRow {
+    return { ...toSite(r), outboundToken: this.unseal(r.outbound_token) };
+  }
+
+  /** Seals credentials kept in clear by an earlier release (at start, once the key is loaded). */
+  async sealOutboundTokens(): Promise<number> {
+    if (!this.sealKey) return 0;
+    const rows = await this.db.selectFrom('sites').select(['code', 'outbound_token']).where('outbound_token', 'is not', null).execute();
+    let n = 0;
+    for (const r of rows)
+      if (r.outbound_token && !r.outbound_token.startsWith(SEALED)) {
+        await this.db.updateTable('sites').set({ outbound_token: this.seal(r.outbound_token) }).where('code', '=', r.code).execute();
+        n++;
+      }
+    return n;
+  }
 
   static async open(opts: {
     url?: string | undefined;
@@ -126,7 +179,11 @@ export class Store {
   }
 
   transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => fn(new Store(trx as unknown as Kysely<Database>, this.dialect, this.clock)));
+    return this.db.transaction().execute((trx) => {
+      const tx = new Store(trx as unknown as Kysely<Database>, this.dialect, this.clock);
+      tx.sealKey = this.sealKey;
+      return fn(tx);
+    });
   }
 
   // --- meta -------------------------------------------------------------------------------
@@ -258,19 +315,19 @@ export class Store {
 
   async getSite(code: string): Promise<SiteRow | undefined> {
     const r = await this.db.selectFrom('sites').selectAll().where('code', '=', code).executeTakeFirst();
-    return r && toSite(r);
+    return r && this.site(r);
   }
 
   /** The sites this site knows (not DPs: see listDps). */
   async listSites(): Promise<SiteRow[]> {
     const rows = await this.db.selectFrom('sites').selectAll().where('relation', 'not in', DP_RELATIONS).orderBy('code').execute();
-    return rows.map(toSite);
+    return rows.map((r) => this.site(r));
   }
 
   /** The DPs this site knows: its own and those of the sites below it. */
   async listDps(): Promise<SiteRow[]> {
     const rows = await this.db.selectFrom('sites').selectAll().where('relation', 'in', DP_RELATIONS).orderBy('code').execute();
-    return rows.map(toSite);
+    return rows.map((r) => this.site(r));
   }
 
   /** Records what a DP last reported (or what a child site reported of a DP below it). */
@@ -348,7 +405,7 @@ export class Store {
         key_id: s.keyId,
         public_key: s.publicKey,
         certificate: s.certificate,
-        outbound_token: s.outboundToken,
+        outbound_token: this.seal(s.outboundToken),
         reachable: null,
         last_contact: null,
         created_at: this.clock().toISOString(),

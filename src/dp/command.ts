@@ -57,7 +57,9 @@ export function registerDp(program: Command): Command {
     );
 
   dp.command('start')
-    .description('run the DP in the foreground: receive from its site, serve content, report state (SIGTERM stops it)')
+    .description(
+      "run the DP in the foreground: receive from its site, serve content, report state, and restart on its site's newer release when told (SIGTERM stops it)",
+    )
     .requiredOption('--data <dir>', 'data folder made by "dp init"')
     .addOption(
       new Option('--listen <host:port>', 'address to serve on (default: from the data folder, else 127.0.0.1:8200)').env('CASCADE_LISTEN'),

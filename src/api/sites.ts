@@ -67,6 +67,14 @@ export type RegisterRequest = z.infer<typeof RegisterRequest>;
 export const RegisterAnswer = z.object({ certificate: z.unknown() });
 export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
 
+/** What `cascade dp remove` and `cascade site remove` took out of the hierarchy. */
+export const RemoveNeighbourAnswer = z.object({
+  removed: z.array(z.string()).describe('the DP or site, and every site and DP below it'),
+  targets: z.number().int().describe('distribution targets dropped'),
+  transfers: z.number().int().describe('open transfers cancelled or trimmed'),
+});
+export type RemoveNeighbourAnswer = z.infer<typeof RemoveNeighbourAnswer>;
+
 /** This site, its parent and every site below it. */
 export const SiteTree = z.object({ central: z.string(), sites: z.array(SiteEntry) });
 

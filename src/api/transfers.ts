@@ -75,6 +75,8 @@ export const StatusReport = z.strictObject({
     .max(10_000),
   /** The DPs at and below the reporter, as last seen there. */
   dps: z.array(DpState).max(100_000).optional(),
+  /** Sites and DPs removed at or below the reporter: forgotten above, their names freed at the central site. */
+  removed: z.array(z.string().regex(TARGET_NAME)).max(10_000).optional(),
   /** Clients at and below the reporter, and their advertisement states, changed since the last report. */
   clients: ClientSync.optional(),
   /** Packages made at the reporter or below it (so the sites above list them), when they changed. */

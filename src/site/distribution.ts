@@ -31,12 +31,14 @@ import { listGroups } from '../store/dps.js';
 import { acceptClientSync, clientSyncSince, reevaluate } from './clients.js';
 import { deleteVersion, lackedChunks, listPackages } from './content.js';
 import type { SiteContext } from './context.js';
+import { acceptRemovals } from './decommission.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
 import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
 import { acceptPolicy, deletedAtOrigin, invalidate, policyForChild } from './policy.js';
 import { prepareRelease, releaseOrderFor, settleRelease } from './release.js';
+import { clearPending, pendingRemovals } from './removals.js';
 import { routeSchedule } from './routes.js';
 
 /**
@@ -422,6 +424,7 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     invalidate(ctx);
   }
   if (r.clients) await acceptClientSync(ctx, r.clients, below);
+  if (r.removed) await acceptRemovals(ctx, from, r.removed, below);
   // Packages made below: listed here; only those whose origin is the neighbour or below it.
   if (r.packages && row?.relation === 'child')
     await ctx.store.setMeta(`packagesBelow.${from}`, JSON.stringify(r.packages.filter((p) => below.has(p.id.slice(0, 3)))));
@@ -468,7 +471,8 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const stateDue = !last || last.fingerprint !== fingerprint || Date.now() - last.at > DP_STATE_SECONDS * 1000;
   // A site reports every time, even with nothing new: the answer brings the parent's policy down.
   const isSite = (await ctx.store.getMeta('site.role')) !== 'dp';
-  if (targets.length === 0 && messages.length === 0 && !stateDue && !isSite) return false;
+  if (targets.length === 0 && messages.length === 0 && !stateDue && !isSite && (await pendingRemovals(ctx.store)).length === 0)
+    return false;
   const clientMark = (await ctx.store.getMeta('clients.reportedUpTo')) ?? '';
   const clients = isSite ? await clientSyncSince(ctx, clientMark) : undefined;
   // The packages made here and below go up when they changed (and with the DP state's cadence).
@@ -480,6 +484,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const packagesPrint = JSON.stringify(packages ?? []);
   const sendPackages = isSite && (lastPackagesReport.get(ctx) !== packagesPrint || stateDue);
   const newest = targets.reduce((m, t) => (t.updatedAt > m ? t.updatedAt : m), mark);
+  const removed = await pendingRemovals(ctx.store);
   const body: StatusReport = {
     targets: targets.map((t: TargetRow) => ({
       packageId: t.packageId,
@@ -499,8 +504,10 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
     ...(clients ? { clients: { clients: clients.clients, states: clients.states } } : {}),
     ...(isSite ? { policyDigest: (await ctx.store.getMeta('policy.digest')) ?? '' } : {}),
     ...(sendPackages ? { packages } : {}),
+    ...(removed.length > 0 ? { removed } : {}),
   };
   const answer = await peerClient(parent).call(transferCalls.status, body);
+  await clearPending(ctx.store, removed);
   if (answer.policy) {
     await acceptPolicy(ctx, answer.policy, (text) => emit(ctx, { component: 'policy', severity: 'error', code: 'policy_refused', text }));
     await reevaluate(ctx);

@@ -13,6 +13,7 @@ import type { SiteRow, Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
 import { peerClient, peerName } from './peers.js';
 import { ownRelease } from './release.js';
+import { freeAbove } from './removals.js';
 
 /**
  * The hierarchy: joining a child site to its parent, registering every new site with the
@@ -93,6 +94,7 @@ export async function admit(
   if (used === 'unknown') throw fail('unauthorized', `the join token is not valid at site ${ctx.code}; issue one there with ${how}`);
   if (used === 'used') throw fail('conflict', `the join token was already used; issue a new one with ${how}`);
   if (used === 'expired') throw fail('unauthorized', `the join token has expired; issue a new one with ${how}`);
+  let registered = false;
   try {
     const certificate = await registerUp(ctx, {
       kind,
@@ -102,6 +104,7 @@ export async function admit(
       keyId: req.keyId,
       publicKey: req.publicKey,
     });
+    registered = true;
     const credential = await ctx.store.createToken(PEER_ROLE, req.code);
     await ctx.store.insertSite({
       code: req.code,
@@ -125,8 +128,13 @@ export async function admit(
       credential: credential.secret,
     };
   } catch (e) {
-    // Let the admin retry with the same token (say, with another code).
+    // Let the admin retry with the same token (say, with another code); a code registered
+    // above by now is freed there again.
     await ctx.store.releaseJoinToken(req.token);
+    if (registered) {
+      await ctx.store.deleteSite(req.code).catch(() => undefined);
+      await freeAbove(ctx.store, req.code);
+    }
     throw e;
   }
 }

@@ -155,7 +155,11 @@ export class Store {
     let n = 0;
     for (const r of rows)
       if (r.outbound_token && !r.outbound_token.startsWith(SEALED)) {
-        await this.db.updateTable('sites').set({ outbound_token: this.seal(r.outbound_token) }).where('code', '=', r.code).execute();
+        await this.db
+          .updateTable('sites')
+          .set({ outbound_token: this.seal(r.outbound_token) })
+          .where('code', '=', r.code)
+          .execute();
         n++;
       }
     return n;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Validation } from '../../api/distributions.js';
 import type { DpEntry, Group, Release, UpgradeAnswer } from '../../api/dps.js';
 import { fillPath, PATHS } from '../../api/paths.js';
-import type { JoinTokenAnswer } from '../../api/sites.js';
+import type { JoinTokenAnswer, RemoveNeighbourAnswer } from '../../api/sites.js';
 import { fail } from '../../core/errors.js';
 import { parsePackageId } from '../../core/package.js';
 import { printJson } from '../../lib/output.js';
@@ -125,6 +125,22 @@ export function registerDpAdmin(program: Command): void {
       );
     },
   );
+
+  adminOptions(
+    dp
+      .command('remove')
+      .description(
+        'take a DP of this site out of the hierarchy: its targets and open transfers dropped, its groups and credential gone, its name freed once the sites above hear of it (admin)',
+      )
+      .argument('<name>', 'the DP'),
+  ).action(async (name: string, o: AdminOpts) => {
+    const r = await clientFrom(o).json<RemoveNeighbourAnswer>('DELETE', fillPath(PATHS.dp, { name }));
+    if (o.json) printJson(r);
+    else
+      process.stdout.write(
+        `DP ${name} removed: ${r.targets} target(s) and ${r.transfers} open transfer(s) dropped, its credential revoked; its content folder can be deleted on its machine\n`,
+      );
+  });
 
   adminOptions(
     dp

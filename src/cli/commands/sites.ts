@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { PATHS } from '../../api/paths.js';
-import type { JoinTokenAnswer, SiteEntry } from '../../api/sites.js';
+import { fillPath, PATHS } from '../../api/paths.js';
+import type { JoinTokenAnswer, RemoveNeighbourAnswer, SiteEntry } from '../../api/sites.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { releaseProblems, releaseText } from './dp.js';
@@ -22,6 +22,22 @@ export function registerSiteAdmin(site: Command): void {
       // Which site answered, on stderr: the token alone stays on stdout for TOKEN=$(...).
       process.stderr.write(`join token for a child site of site ${r.site}, valid until ${r.expiresAt}\n`);
     }
+  });
+
+  adminOptions(
+    site
+      .command('remove')
+      .description(
+        'take a child site out of the hierarchy, with every site and DP below it: targets and open transfers dropped, its credential revoked, the codes freed once the sites above hear of it (admin)',
+      )
+      .argument('<code>', 'the child site'),
+  ).action(async (code: string, o: AdminOpts) => {
+    const r = await clientFrom(o).json<RemoveNeighbourAnswer>('DELETE', fillPath(PATHS.site1, { code: code.toUpperCase() }));
+    if (o.json) printJson(r);
+    else
+      process.stdout.write(
+        `site ${r.removed[0]} removed${r.removed.length > 1 ? ` with ${r.removed.slice(1).join(', ')} below it` : ''}: ${r.targets} target(s) and ${r.transfers} open transfer(s) dropped, its credential revoked\n`,
+      );
   });
 
   adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {

@@ -1,7 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { DpJoinRequest, dpCalls, Group, GroupRequest, Members, UpgradeAnswer, UpgradeRequest } from '../../api/dps.js';
 import { PATHS } from '../../api/paths.js';
-import { JoinAnswer } from '../../api/sites.js';
+import { JoinAnswer, RemoveNeighbourAnswer } from '../../api/sites.js';
+import { removeNeighbour } from '../decommission.js';
 import { acceptDpJoin, changeDpGroup, createDpGroup, deleteDpGroup, dpEntries, dpGroup, groups } from '../dps.js';
 import { ownUrl } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
@@ -23,6 +24,20 @@ export function registerDpHandlers(app: App, parts: AppParts): void {
   );
 
   getJson(app, dpCalls.list, 'read', async () => ({ dps: await dpEntries(parts) }));
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: PATHS.dp,
+      summary: 'Take a DP of this site out of the hierarchy: its targets, transfers, group memberships and credential (admin)',
+      request: { params: z.object({ name: z.string().min(1).max(64) }) },
+      responses: answer('Removed', RemoveNeighbourAnswer),
+    }),
+    async (c) => {
+      need(c, 'admin');
+      return c.json(await removeNeighbour(parts, 'dp', c.req.valid('param').name), 200);
+    },
+  );
 
   app.openapi(
     createRoute({

@@ -1,10 +1,34 @@
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import { PATHS } from '../../api/paths.js';
-import { JoinAnswer, JoinRequest, JoinTokenAnswer, JoinTokenRequest, RegisterAnswer, RegisterRequest, siteCalls } from '../../api/sites.js';
+import {
+  JoinAnswer,
+  JoinRequest,
+  JoinTokenAnswer,
+  JoinTokenRequest,
+  RegisterAnswer,
+  RegisterRequest,
+  RemoveNeighbourAnswer,
+  siteCalls,
+} from '../../api/sites.js';
+import { removeNeighbour } from '../decommission.js';
 import { acceptJoin, acceptRegister, issueJoinToken, neighbour, ownUrl, siteTree } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
 
 export function registerSitesHandlers(app: App, parts: AppParts): void {
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: PATHS.site1,
+      summary: 'Take a child site, and every site and DP below it, out of the hierarchy (admin)',
+      request: { params: z.object({ code: z.string().min(1).max(64) }) },
+      responses: answer('Removed', RemoveNeighbourAnswer),
+    }),
+    async (c) => {
+      need(c, 'admin');
+      return c.json(await removeNeighbour(parts, 'site', c.req.valid('param').code.toUpperCase()), 200);
+    },
+  );
+
   app.openapi(
     createRoute({
       method: 'post',

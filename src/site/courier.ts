@@ -219,6 +219,13 @@ export async function courierWaiting(
   return true;
 }
 
+/** Per site (its store: the API's and the sender's contexts are different objects). */
+const arrivals = new WeakMap<object, Map<string, number>>();
+
+/** When a parcel holding that version last arrived at `child` (ms), as it told this site; 0: not since start. */
+export const parcelArrivedAt = (ctx: SiteContext, child: string, packageId: string, version: number): number =>
+  arrivals.get(ctx.store)?.get(`${child} ${packageId} ${version}`) ?? 0;
+
 /**
  * A child (or a DP of this site) says a parcel arrived there: check its courier transfers again
  * now, and any transfer queued for a version the parcel held (its next offer finds out what is
@@ -229,6 +236,10 @@ export async function courierArrived(
   child: string,
   packages: readonly { id: string; version: number }[] = [],
 ): Promise<number> {
+  // A network transfer of one of those versions running now asks again at once what is missing.
+  let marks = arrivals.get(ctx.store);
+  if (!marks) arrivals.set(ctx.store, (marks = new Map()));
+  for (const p of packages) marks.set(`${child} ${p.id} ${p.version}`, Date.now());
   const routes = await listCourierRoutes(ctx.store, { child });
   const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter(
     (t) =>

@@ -12,7 +12,7 @@ import { sleep, throttle } from '../lib/throttle.js';
 import { getTransfer, listTargets, listTransfers, type TransferRow, updateTarget, updateTransfer } from '../store/distribution.js';
 import type { SiteRow } from '../store/store.js';
 import type { SiteContext } from './context.js';
-import { courierHold, isCourier } from './courier.js';
+import { courierHold, isCourier, parcelArrivedAt } from './courier.js';
 import { readIncoming, sendRemovals } from './distribution.js';
 import { originCertificate } from './hierarchy.js';
 import { emit } from './messages.js';
@@ -213,7 +213,32 @@ export class Sender {
       let pending = offer.missing;
       let idle = Date.now();
       const meter = new RateMeter();
+      // While it runs, the receiver may get chunks another way (a courier parcel imported
+      // there): ask again what it lacks at once when it says a parcel arrived, and every so
+      // often besides (less often for a large manifest, which each asking carries).
+      const reaskMs = 5000 + (bytes.length / 65536) * 1000;
+      let asked = Date.now();
       while (pending.length > 0) {
+        if (Date.now() - asked > reaskMs || parcelArrivedAt(ctx, t.child, t.packageId, t.version) > asked) {
+          asked = Date.now();
+          const again = await peer.call(transferCalls.offer, {
+            packageId: t.packageId,
+            version: t.version,
+            priority: t.priority,
+            manifest: bytes.toString('base64'),
+            originCertificate: certificate,
+            targets: t.targets,
+          });
+          const lacks = new Set(again.missing);
+          const brought = pending.filter((d) => !lacks.has(d));
+          if (brought.length > 0) {
+            pending = pending.filter((d) => lacks.has(d));
+            done += brought.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
+            await updateTransfer(ctx.store, t.id, { bytesDone: done });
+            ctx.log.info({ transfer: t.id, chunks: brought.length }, `${t.child} got chunks another way meanwhile: not sent`);
+          }
+          if (pending.length === 0) break;
+        }
         // The route may have been changed while this transfer runs: read it again each batch.
         const fresh = await this.routeOf(t.child);
         if (!isOpen(fresh.schedule, t.priority, ctx.clock())) {

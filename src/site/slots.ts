@@ -34,10 +34,11 @@ export interface SlotTable {
   turnAt: number;
 }
 
-const tables = new WeakMap<SiteContext, SlotTable>();
+/** Per site: keyed by its store, which the API's and the timers' contexts share. */
+const tables = new WeakMap<object, SlotTable>();
 
 export function slotTable(ctx: SiteContext): SlotTable {
-  let t = tables.get(ctx);
+  let t = tables.get(ctx.store);
   if (!t) {
     const table: SlotTable = {
       slots: new Map(),
@@ -53,7 +54,7 @@ export function slotTable(ctx: SiteContext): SlotTable {
     // Silent holders lose their slots even when nobody asks for one.
     setInterval(() => expire(table, Date.now(), table.timeoutSeconds), 2000).unref();
     t = table;
-    tables.set(ctx, t);
+    tables.set(ctx.store, t);
   }
   return t;
 }
@@ -132,7 +133,7 @@ export async function requestSlot(ctx: SiteContext, client: string, req: SlotReq
 
 /** A check-in's reports: `downloading` keeps the slot, any other state frees it. */
 export function noteSlotReports(ctx: SiteContext, client: string, reports: readonly AgentReport[]): void {
-  const t = tables.get(ctx) ?? (reports.some((r) => r.state === 'downloading') ? slotTable(ctx) : undefined);
+  const t = tables.get(ctx.store) ?? (reports.some((r) => r.state === 'downloading') ? slotTable(ctx) : undefined);
   if (!t) return;
   const now = Date.now();
   for (const r of reports) {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AdvertisementBody, AgentPublishAnswer, AgentPublishRequest } from '../api/clients.js';
-import type { Entry, Manifest } from '../content/manifest.js';
+import type { Manifest } from '../content/manifest.js';
 import {
   AGENT_FILE,
   AGENT_PACKAGE_NAME,
@@ -17,11 +17,12 @@ import {
 import { fail } from '../core/errors.js';
 import { bundledAgentUrl, VERSION } from '../lib/version.js';
 import { createCollection } from './advertisements.js';
-import { commitVersion, readVersion, storeBuffer } from './content.js';
+import { storeBuffer } from './content.js';
 import type { SiteContext } from './context.js';
-import { distribute, followNewVersion } from './distribution.js';
+import { distribute } from './distribution.js';
 import { listAllDps } from './dps.js';
 import { emit } from './messages.js';
+import { carries, commitOwnVersion, ownPackage } from './own-package.js';
 import { collectionKey, makePolicy, snapshot } from './policy.js';
 
 /**
@@ -45,8 +46,6 @@ const publishedList = (held: { manifest: Manifest }[]): string =>
     .sort(compareAgentVersions)
     .join(', ');
 
-const sameFiles = (m: Manifest, files: Entry[]) => JSON.stringify(m.files) === JSON.stringify(files);
-
 /**
  * Makes `agentVersion` the agent every client at and below this site runs: a new version of the
  * agent package (when the file is new), distributed to every DP at and below the site, and the
@@ -54,47 +53,27 @@ const sameFiles = (m: Manifest, files: Entry[]) => JSON.stringify(m.files) === J
  */
 export async function publishAgent(ctx: SiteContext, req: Required<AgentPublishRequest>): Promise<AgentPublishAnswer> {
   if (!AGENT_VERSION.test(req.agentVersion)) throw fail('bad_request', `"${req.agentVersion}" is not an agent version`);
-  let packageId = (await ctx.store.getMeta(META_PACKAGE)) || null;
-  if (packageId && !(await ctx.store.getPackage(packageId))) packageId = null;
-  const command = agentUpgradeCommand(req.agentVersion);
-  // The versions of the agent package held here, newest first, with the agent version each carries.
-  const held: { version: number; manifest: Manifest }[] = [];
-  if (packageId)
-    for (const v of (await ctx.store.listVersions(packageId)).sort((a, b) => b.version - a.version))
-      held.push({ version: v.version, manifest: await readVersion(ctx, packageId, v.version) });
-  const carries = (m: Manifest) => m.programs.find((p) => p.name === AGENT_PROGRAM)?.command === command;
+  const own = await ownPackage(ctx, META_PACKAGE);
+  const held = own.held;
+  const program = { name: AGENT_PROGRAM, command: agentUpgradeCommand(req.agentVersion) };
+  let pkg: string;
   let version: number;
   let newVersion = false;
   if (req.file !== null) {
     const data = Buffer.from(req.file, 'base64');
     if (data.length < 64) throw fail('bad_request', 'the agent file is empty or truncated');
     const files = [await storeBuffer(ctx, data, AGENT_FILE, 0o755)];
-    const same = held.find((h) => carries(h.manifest) && sameFiles(h.manifest, files));
-    if (same) version = same.version;
-    else {
-      const r = await commitVersion(ctx, packageId, {
-        name: AGENT_PACKAGE_NAME,
-        priority: 'high',
-        programs: [{ name: AGENT_PROGRAM, command }],
-        files,
-      });
-      packageId = r.id;
-      version = r.version;
-      newVersion = true;
-      await ctx.store.setMeta(META_PACKAGE, r.id);
-      // Like any package: the new version follows the old one to the DPs that hold it.
-      await followNewVersion(ctx, r.id, r.version);
-    }
+    ({ id: pkg, version, newVersion } = await commitOwnVersion(ctx, META_PACKAGE, own, { name: AGENT_PACKAGE_NAME, program, files }));
   } else {
-    const found = held.find((h) => carries(h.manifest));
-    if (!packageId || !found)
+    const found = held.find((h) => carries(h.manifest, program));
+    if (!own.id || !found)
       throw fail(
         'not_found',
         `agent ${req.agentVersion} was never published at site ${ctx.code}${held.length > 0 ? ` (published here: ${publishedList(held)})` : ''}; publish its file with --file`,
       );
+    pkg = own.id;
     version = found.version;
   }
-  const pkg = packageId as string;
   const dps = (await listAllDps(ctx)).map((d) => d.name).sort();
   if (dps.length > 0)
     await distribute(

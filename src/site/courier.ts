@@ -237,8 +237,8 @@ export async function courierArrived(
   packages: readonly { id: string; version: number }[] = [],
 ): Promise<number> {
   // A network transfer of one of those versions running now asks again at once what is missing.
-  let marks = arrivals.get(ctx.store);
-  if (!marks) arrivals.set(ctx.store, (marks = new Map()));
+  const marks = arrivals.get(ctx.store) ?? new Map<string, number>();
+  arrivals.set(ctx.store, marks);
   for (const p of packages) marks.set(`${child} ${p.id} ${p.version}`, Date.now());
   const routes = await listCourierRoutes(ctx.store, { child });
   const open = (await listTransfers(ctx.store, { child, states: ['queued', 'retrying'] })).filter(
@@ -650,7 +650,9 @@ export function siteSink(ctx: SiteContext): ParcelSink {
   return {
     library: ctx.library,
     haveChunks: (d) => ctx.store.haveChunks(d),
-    recordChunks: (rows) => ctx.store.insertChunks(rows),
+    recordChunks: async (rows) => {
+      await ctx.store.insertChunks(rows);
+    },
     verifySource: (header, signed) => verifyParcelSource(ctx, header, signed),
     async verify(p) {
       await trustOrigin(ctx, p.certificate);

@@ -193,14 +193,17 @@ export class Sender {
       const peer = peerClient(child);
       // Chunk batches: no time-out (a throttled batch may take minutes; the signal stops it).
       const bulk = peerClient(child, { timeoutMs: 0 });
-      const offer = await peer.call(transferCalls.offer, {
-        packageId: t.packageId,
-        version: t.version,
-        priority: t.priority,
-        manifest: bytes.toString('base64'),
-        originCertificate: certificate,
-        targets: t.targets,
-      });
+      // What the child lacks: asked first, and again while the transfer runs (below).
+      const askMissing = () =>
+        peer.call(transferCalls.offer, {
+          packageId: t.packageId,
+          version: t.version,
+          priority: t.priority,
+          manifest: bytes.toString('base64'),
+          originCertificate: certificate,
+          targets: t.targets,
+        });
+      const offer = await askMissing();
       if (child.reachable !== true) await ctx.store.setSiteContact(child.code, true);
       const sizes = new Map<string, number>();
       for (const e of manifest.files) if (e.type === 'file') for (const [d, n] of e.chunks) sizes.set(d, n);
@@ -221,15 +224,7 @@ export class Sender {
       while (pending.length > 0) {
         if (Date.now() - asked > reaskMs || parcelArrivedAt(ctx, t.child, t.packageId, t.version) > asked) {
           asked = Date.now();
-          const again = await peer.call(transferCalls.offer, {
-            packageId: t.packageId,
-            version: t.version,
-            priority: t.priority,
-            manifest: bytes.toString('base64'),
-            originCertificate: certificate,
-            targets: t.targets,
-          });
-          const lacks = new Set(again.missing);
+          const lacks = new Set((await askMissing()).missing);
           const brought = pending.filter((d) => !lacks.has(d));
           if (brought.length > 0) {
             pending = pending.filter((d) => lacks.has(d));

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Release, UpgradeAnswer } from '../api/dps.js';
-import type { Entry, Manifest } from '../content/manifest.js';
+import type { Entry } from '../content/manifest.js';
 import { fail } from '../core/errors.js';
 import {
   compareReleases,
@@ -14,10 +14,11 @@ import {
 } from '../core/release.js';
 import { installUrl, VERSION } from '../lib/version.js';
 import type { SiteRow } from '../store/store.js';
-import { commitVersion, readVersion, storeBuffer } from './content.js';
+import { storeBuffer } from './content.js';
 import type { SiteContext } from './context.js';
-import { distribute, followNewVersion } from './distribution.js';
+import { distribute } from './distribution.js';
 import { emit } from './messages.js';
+import { commitOwnVersion, ownPackage } from './own-package.js';
 import { invalidate, snapshot } from './policy.js';
 import { META_PUBLISHED, type Published, published } from './release.js';
 import { slotTable } from './slots.js';
@@ -58,8 +59,6 @@ export function releaseFiles(root: string): { rel: string; abs: string; mode: nu
   return out;
 }
 
-const sameFiles = (m: Manifest, files: Entry[]) => JSON.stringify(m.files) === JSON.stringify(files);
-
 /**
  * Stores the release this process runs as a version of the site's release package (none new
  * when the same files are there already), sends it to the site's own DPs and child sites, and
@@ -72,28 +71,13 @@ export async function publishRelease(ctx: SiteContext, root = fileURLToPath(inst
   }
   const files: Entry[] = [];
   for (const f of releaseFiles(root)) files.push(await storeBuffer(ctx, fs.readFileSync(f.abs), f.rel, f.mode));
-  let packageId = (await ctx.store.getMeta(META_PACKAGE)) || null;
-  if (packageId && !(await ctx.store.getPackage(packageId))) packageId = null;
-  const command = releaseCommand(version);
-  let packageVersion: number | null = null;
-  if (packageId)
-    for (const v of await ctx.store.listVersions(packageId)) {
-      const m = await readVersion(ctx, packageId, v.version);
-      if (m.programs.some((p) => p.name === RELEASE_PROGRAM && p.command === command) && sameFiles(m, files)) packageVersion = v.version;
-    }
-  if (packageVersion === null) {
-    const r = await commitVersion(ctx, packageId, {
-      name: RELEASE_PACKAGE_NAME,
-      priority: 'high',
-      programs: [{ name: RELEASE_PROGRAM, command }],
-      files,
-    });
-    packageId = r.id;
-    packageVersion = r.version;
-    await ctx.store.setMeta(META_PACKAGE, r.id);
-    await followNewVersion(ctx, r.id, r.version);
-  }
-  const pub: Published = { version, packageId: packageId as string, packageVersion };
+  const own = await ownPackage(ctx, META_PACKAGE);
+  const { id: packageId, version: packageVersion } = await commitOwnVersion(ctx, META_PACKAGE, own, {
+    name: RELEASE_PACKAGE_NAME,
+    program: { name: RELEASE_PROGRAM, command: releaseCommand(version) },
+    files,
+  });
+  const pub: Published = { version, packageId, packageVersion };
   await ctx.store.setMeta(META_PUBLISHED, JSON.stringify(pub));
   const sites = await ctx.store.listSites();
   const dps = (await ctx.store.listDps()).filter((d) => d.relation === 'dp');

@@ -565,21 +565,22 @@ export class Store {
   }
 
   /** Records chunks whose files are already durable; a digest already present is left alone. */
-  async insertChunks(rows: readonly Omit<ChunkRow, 'refs'>[]): Promise<void> {
+  /** Adds chunk rows; a digest already present is left as it is. Returns how many were new. */
+  async insertChunks(rows: readonly Omit<ChunkRow, 'refs'>[]): Promise<number> {
     const now = this.clock().toISOString();
-    if (rows.length > 200 && this.db.isTransaction === false) {
-      await this.transaction((tx) => tx.insertChunks(rows));
-      return;
-    }
+    if (rows.length > 200 && this.db.isTransaction === false) return this.transaction((tx) => tx.insertChunks(rows));
+    let inserted = 0;
     for (const b of batches(rows, 200)) {
-      await this.db
+      const [r] = await this.db
         .insertInto('chunks')
         .values(
           b.map((r) => ({ digest: r.digest, size: r.size, stored_size: r.storedSize, literal_bytes: r.literalBytes, created_at: now })),
         )
         .onConflict((oc) => oc.column('digest').doNothing())
         .execute();
+      inserted += Number(r?.numInsertedOrUpdatedRows ?? 0);
     }
+    return inserted;
   }
 
   /**

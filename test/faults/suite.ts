@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ApiClient } from '../../src/api/client.js';
 import { fillPath, PATHS } from '../../src/api/paths.js';
+import { prng } from '../../src/lib/prng.js';
 import { cascade, freePort, type SiteProcess, sleep, startSite, tmpDir } from '../e2e/helpers.js';
 
 /**
@@ -30,18 +31,6 @@ export interface FaultReport {
 }
 
 type Role = 'CEN' | 'EUR' | 'cen-dp1' | 'eur-dp1';
-
-/** A small seeded generator (mulberry32): the same seed makes the same kills. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function runFaultSuite(o: { kills: number; seed: number; say?: (line: string) => void }): Promise<FaultReport> {
   const say = o.say ?? (() => {});

@@ -81,4 +81,21 @@ export function mutatedText(valid: string): fc.Arbitrary<string> {
   );
 }
 
+/**
+ * For inputs that may be JSON text: the parser gets the parsed value; text that is not JSON is
+ * skipped (JSON.parse refuses it before any parser of ours sees it). Other values pass as given.
+ */
+export const fromText =
+  (parse: (value: unknown) => unknown) =>
+  (input: unknown): unknown => {
+    if (typeof input !== 'string') return parse(input);
+    let value: unknown;
+    try {
+      value = JSON.parse(input);
+    } catch {
+      return undefined;
+    }
+    return parse(value);
+  };
+
 export const anyJson = (): fc.Arbitrary<unknown> => fc.jsonValue({ maxDepth: 4 });

@@ -1,5 +1,5 @@
 // Helpers shared by the benchmark scripts (bench/run.mjs, bench/hierarchy.mjs).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -107,3 +107,53 @@ export function removeWork(dir) {
   }
   fs.rmSync(dir, { recursive: true, force: true });
 }
+
+/**
+ * A site server (CEN) in `dir`, started with log level warn; `init` are more `site init` flags.
+ * Answers its process, URL and the environment that points the CLI at it.
+ */
+export async function startSite(dir, init = []) {
+  execFileSync(process.execPath, [BIN, 'site', 'init', '--data', dir, '--code', 'CEN', ...init], { stdio: 'ignore' });
+  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dir, '--listen', '127.0.0.1:0'], {
+    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // Log level warn hides the "listening" line: find the port from /proc instead.
+  const url = await new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = () => {
+      const port = listeningPort(proc.pid);
+      if (port) return resolve(`http://127.0.0.1:${port}`);
+      if (Date.now() - started > 20000) return reject(new Error('site did not start'));
+      setTimeout(poll, 50);
+    };
+    poll();
+  });
+  const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
+  return { proc, url, env: { CASCADE_SITE: url, CASCADE_TOKEN: token } };
+}
+
+function listeningPort(pid) {
+  try {
+    const inodes = new Set(
+      fs
+        .readdirSync(`/proc/${pid}/fd`)
+        .map((fd) => {
+          try {
+            return /socket:\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+          } catch {
+            return undefined;
+          }
+        })
+        .filter(Boolean),
+    );
+    for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && inodes.has(f[9])) return Number.parseInt(f[1].split(':')[1], 16);
+    }
+  } catch {}
+  return undefined;
+}
+
+/** A process's peak resident set (VmHWM), in bytes. */
+export const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;

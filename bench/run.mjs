@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, bytesOf, corpus, have, MiB, needSpace, opt, removeWork, walk } from './lib.mjs';
+import { BENCH, BIN, bytesOf, corpus, have, MiB, needSpace, opt, peakRss, removeWork, startSite, walk } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const only = opt('only', 'ingest,update').split(',');
@@ -23,51 +23,6 @@ function cascade(argv, env) {
   if (r.status !== 0) throw new Error(`cascade ${argv.join(' ')} failed: ${r.stderr}`);
   return { secs, out: r.stdout };
 }
-
-async function startSite(dir) {
-  execFileSync(process.execPath, [BIN, 'site', 'init', '--data', dir, '--code', 'CEN'], { stdio: 'ignore' });
-  const proc = spawn(process.execPath, [BIN, 'site', 'start', '--data', dir, '--listen', '127.0.0.1:0'], {
-    env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  // Log level warn hides the "listening" line: find the port from /proc instead.
-  const url = await new Promise((resolve, reject) => {
-    const started = Date.now();
-    const poll = () => {
-      const port = listeningPort(proc.pid);
-      if (port) return resolve(`http://127.0.0.1:${port}`);
-      if (Date.now() - started > 20000) return reject(new Error('site did not start'));
-      setTimeout(poll, 50);
-    };
-    poll();
-  });
-  const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
-  return { proc, url, env: { CASCADE_SITE: url, CASCADE_TOKEN: token } };
-}
-
-function listeningPort(pid) {
-  try {
-    const inodes = new Set(
-      fs
-        .readdirSync(`/proc/${pid}/fd`)
-        .map((fd) => {
-          try {
-            return /socket:\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-          } catch {
-            return undefined;
-          }
-        })
-        .filter(Boolean),
-    );
-    for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] === '0A' && inodes.has(f[9])) return Number.parseInt(f[1].split(':')[1], 16);
-    }
-  } catch {}
-  return undefined;
-}
-
-const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 
 const results = { machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, date: new Date().toISOString() };
 const rows = [];

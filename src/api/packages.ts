@@ -41,6 +41,76 @@ export const UpdateBody = CreateBody.partial({ name: true }).extend({
   hold: z.boolean().optional().describe('stage the version: it does not flow to the DPs holding the package until distributed'),
 });
 
+/** Reading a package's source folder on the site: under way, or how the last one ended. */
+export const Ingest = z
+  .object({
+    state: z.enum(['ingesting', 'done', 'unchanged', 'failed']),
+    trigger: z.enum(['admin', 'schedule']).describe('asked for by an admin, or a scheduled refresh'),
+    startedAt: z.string(),
+    finishedAt: z.string().nullable(),
+    error: z.string().nullable(),
+    files: z.number().describe('files in the folder (0 until it is walked)'),
+    bytes: z.number(),
+    doneFiles: z.number(),
+    doneBytes: z.number().describe('bytes read and stored, or found unchanged by size and time'),
+    percent: z.number(),
+    bytesPerSecond: z.number(),
+    etaSeconds: z.number().nullable(),
+    version: VersionReport.extend({
+      unchanged: z.boolean().describe('nothing changed: no new version was made; this is the latest one'),
+    })
+      .nullable()
+      .describe('once done: the version made (or the latest, when nothing changed)'),
+  })
+  .meta({ id: 'Ingest' });
+export type Ingest = z.infer<typeof Ingest>;
+
+export const PackageSource = z
+  .object({
+    package: z.string(),
+    path: z.string().describe('the folder on the site server'),
+    refreshEverySeconds: z.number().nullable(),
+    distribute: z.boolean().describe("a scheduled refresh's new version flows to the DPs holding the package (else it is staged)"),
+    refreshedAt: z.string().nullable().describe('when the folder was last read to the end'),
+    nextRefreshAt: z.string().nullable(),
+    ingest: Ingest.nullable(),
+  })
+  .meta({ id: 'PackageSource' });
+export type PackageSource = z.infer<typeof PackageSource>;
+
+const sourcePath = z.string().min(1).max(4096).describe('an absolute folder on the site server, under one of its source roots');
+
+export const FromSourceBody = z.strictObject({
+  source: sourcePath,
+  name: z.string().min(1).max(LIMITS.nameLength),
+  priority: z.enum(PRIORITIES).optional(),
+  programs: z.array(programSchema).max(LIMITS.programs).optional(),
+});
+export type FromSourceBody = z.infer<typeof FromSourceBody>;
+
+export const RefreshBody = z.strictObject({
+  source: sourcePath.optional().describe('read this folder from now on (default: the one the package remembers)'),
+  name: z.string().min(1).max(LIMITS.nameLength).optional(),
+  priority: z.enum(PRIORITIES).optional(),
+  programs: z.array(programSchema).max(LIMITS.programs).optional(),
+  hold: z.boolean().optional().describe('stage the new version: it does not flow to the DPs holding the package'),
+  verifyContent: z.boolean().optional().describe('re-hash every file, not only those whose size or time changed'),
+});
+export type RefreshBody = z.infer<typeof RefreshBody>;
+
+export const SourceSettingsBody = z.strictObject({
+  refreshEverySeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(366 * 86400)
+    .nullable()
+    .optional()
+    .describe('re-read the folder this often; null: only when asked'),
+  distribute: z.boolean().optional(),
+});
+export type SourceSettingsBody = z.infer<typeof SourceSettingsBody>;
+
 export const PackageSummary = z
   .object({
     id: z.string(),
@@ -75,6 +145,7 @@ export const PackageShow = z
     created: z.string(),
     manifestDigest: z.string(),
     versions: z.array(z.number()),
+    source: PackageSource.nullable().optional().describe('the folder on the site the package is read from, if any'),
   })
   .meta({ id: 'PackageShow' });
 export type PackageShow = z.infer<typeof PackageShow>;

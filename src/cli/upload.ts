@@ -6,9 +6,9 @@ import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch
 import { MAX_BASES, makeDelta, type SubchunkSig } from '../content/delta.js';
 import { type ChunkIndex, chunkIndex, type Entry, type Manifest } from '../content/manifest.js';
 import { runChunkFiles } from '../content/pool.js';
+import type { SourceEntry } from '../content/source.js';
 import type { ChunkFilesResult } from '../content/worker.js';
 import { fail } from '../core/errors.js';
-import type { SourceEntry } from './source.js';
 
 export interface UploadStats {
   files: number;

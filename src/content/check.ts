@@ -90,14 +90,17 @@ export function checkStoredChunk(file: string, digest: string, size: number): { 
 
 let niced: number | undefined;
 
+/** Sets this worker thread's nice value (once; on Linux it is per thread). */
+export function lowerPriority(nice: number | undefined): void {
+  if (nice === undefined || niced === nice) return;
+  try {
+    os.setPriority(nice);
+  } catch {}
+  niced = nice;
+}
+
 export function checkChunks(t: CheckChunksTask): CheckChunksResult {
-  if (t.nice !== undefined && niced !== t.nice) {
-    // On Linux the nice value is per thread: this lowers only this worker thread.
-    try {
-      os.setPriority(t.nice);
-    } catch {}
-    niced = t.nice;
-  }
+  lowerPriority(t.nice);
   let bytes = 0;
   const problems: CheckChunksResult['problems'] = [];
   t.items.forEach((it, i) => {

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { DIGEST } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
 import { type FileData, flushFileSystem, startWriteback, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
-import { runIngest, runRead, runRename, runStore } from './pool.js';
+import { runIngest, runIngestFiles, runRead, runRename, runStore } from './pool.js';
+import type { IngestFilesResult } from './worker.js';
 
 /**
  * The content library on disk: plain static files a web server could serve as they are.
@@ -67,6 +68,23 @@ export class ContentLibrary {
     const paths = items.map((i) => this.chunkPath(i.digest));
     const r = await runIngest({ kind: 'ingest', buf, items, paths, fsyncEach: !this.grouped });
     return r.stored.map((s, i) => s && { tmp: s.tmp, path: paths[i] as string, storedSize: s.storedSize });
+  }
+
+  /**
+   * Files the site reads itself (a package source): in a worker thread, each is cut, hashed,
+   * compressed where that helps, and its chunks not in `known` written to temporary files.
+   * The caller commits the ones the library lacks and discards the rest.
+   */
+  async ingestFiles(
+    paths: string[],
+    known: string[],
+    lowPriority: boolean,
+  ): Promise<{ files: IngestFilesResult['files']; staged: (IngestFilesResult['staged'][number] & { path: string })[] }> {
+    const r = await runIngestFiles(
+      { kind: 'ingestFiles', paths, chunksDir: path.join(this.root, 'chunks'), known, fsyncEach: !this.grouped },
+      lowPriority,
+    );
+    return { files: r.files, staged: r.staged.map((s) => ({ ...s, path: this.chunkPath(s.digest) })) };
   }
 
   /**

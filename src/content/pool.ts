@@ -1,11 +1,15 @@
 import os from 'node:os';
 import { Piscina } from 'piscina';
+import { CascadeError } from '../core/errors.js';
 import { workerScript } from '../lib/worker-script.js';
+import type { SourceEntry } from './source.js';
 import type {
   CheckChunksResult,
   CheckChunksTask,
   ChunkFilesResult,
   ChunkFilesTask,
+  IngestFilesResult,
+  IngestFilesTask,
   IngestResult,
   IngestTask,
   ReadResult,
@@ -16,6 +20,7 @@ import type {
   StoreTask,
   VerifyResult,
   VerifyTask,
+  WalkResult,
 } from './worker.js';
 
 /** The worker pool, one per process, as many threads as cores, running ./worker.js. */
@@ -72,6 +77,19 @@ export function runVerify(t: VerifyTask): Promise<VerifyResult> {
   return getPool().run(t);
 }
 
+/** Walks a source folder in a worker thread (`walkSourceSync`); refusals are thrown here as they were there. */
+export async function walkSource(root: string): Promise<SourceEntry[]> {
+  const r: WalkResult = await getPool().run({ kind: 'walk', root });
+  if (r.error) throw new CascadeError(r.error.code, r.error.message);
+  return r.entries ?? [];
+}
+
+/** Low priority: on the single nice-19 thread scheduled work shares (see runCheckChunks). */
+export function runIngestFiles(t: IngestFilesTask, lowPriority = false): Promise<IngestFilesResult> {
+  if (!lowPriority) return getPool().run(t);
+  return getLowPool().run({ ...t, nice: LOW_NICE });
+}
+
 export function runChunkFiles(t: ChunkFilesTask): Promise<ChunkFilesResult> {
   return getPool().run(t);
 }
@@ -84,8 +102,12 @@ export function runChunkFiles(t: ChunkFilesTask): Promise<ChunkFilesResult> {
  */
 export function runCheckChunks(t: CheckChunksTask, lowPriority = false): Promise<CheckChunksResult> {
   if (!lowPriority) return getPool().run(t);
+  return getLowPool().run({ ...t, nice: LOW_NICE });
+}
+
+function getLowPool(): Piscina {
   lowPool ??= new Piscina({ filename: workerScript(import.meta.url, 'worker'), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
-  return lowPool.run({ ...t, nice: LOW_NICE });
+  return lowPool;
 }
 
 export const LOW_NICE = 19;

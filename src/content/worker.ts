@@ -7,9 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { type CheckChunksResult, type CheckChunksTask, checkChunks } from './check.js';
+import { CascadeError, type ErrorCode } from '../core/errors.js';
+import { type CheckChunksResult, type CheckChunksTask, checkChunks, lowerPriority } from './check.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
 import { FileChunker } from './gear.js';
+import { type SourceEntry, walkSourceSync } from './source.js';
 
 export interface IngestTask {
   kind: 'ingest';
@@ -88,10 +90,63 @@ export interface ChunkFilesResult {
   files: ({ chunks: [string, number][]; size: number } | { error: string })[];
 }
 
+/**
+ * Reads files of a package source on the site and stores their chunks in one pass: cut, hash,
+ * compress where it helps, write each new chunk to a temporary file beside its final name.
+ * The caller makes them visible (`RenameTask`) once it knows which the library lacks.
+ */
+export interface IngestFilesTask {
+  kind: 'ingestFiles';
+  paths: string[];
+  /** The library's chunks folder (ROOT/chunks). */
+  chunksDir: string;
+  /** Digests known to be stored already (the files' chunks in the previous version): not written. */
+  known: string[];
+  fsyncEach: boolean;
+  /** Run at this nice value (scheduled refreshes). */
+  nice?: number;
+}
+export interface IngestFilesResult {
+  kind: 'ingestFiles';
+  /** Per file: its chunks, the bytes read and its size and time after reading; or why it failed. */
+  files: ({ chunks: [string, number][]; size: number; statSize: number; mtimeMs: number } | { error: string })[];
+  /** The chunks written (each digest once per task), to be renamed into place or discarded. */
+  staged: { digest: string; tmp: string; size: number; storedSize: number }[];
+}
+
+/** Walks a source folder (`walkSourceSync`); a refusal comes back as its code and message. */
+export interface WalkTask {
+  kind: 'walk';
+  root: string;
+}
+export interface WalkResult {
+  kind: 'walk';
+  entries?: SourceEntry[];
+  error?: { code: ErrorCode; message: string };
+}
+
 export type { CheckChunksResult, CheckChunksTask } from './check.js';
 
-export type Task = IngestTask | RenameTask | VerifyTask | ChunkFilesTask | CheckChunksTask | StoreTask | ReadTask;
-export type Result = IngestResult | RenameResult | VerifyResult | ChunkFilesResult | CheckChunksResult | StoreResult | ReadResult;
+export type Task =
+  | WalkTask
+  | IngestFilesTask
+  | IngestTask
+  | RenameTask
+  | VerifyTask
+  | ChunkFilesTask
+  | CheckChunksTask
+  | StoreTask
+  | ReadTask;
+export type Result =
+  | WalkResult
+  | IngestFilesResult
+  | IngestResult
+  | RenameResult
+  | VerifyResult
+  | ChunkFilesResult
+  | CheckChunksResult
+  | StoreResult
+  | ReadResult;
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -260,6 +315,59 @@ function chunkFile(path: string): { chunks: [string, number][]; size: number } {
   }
 }
 
+function ingestFiles(t: IngestFilesTask): IngestFilesResult {
+  lowerPriority(t.nice);
+  const known = new Set(t.known);
+  const staged: IngestFilesResult['staged'] = [];
+  try {
+    const files = t.paths.map((p): IngestFilesResult['files'][number] => {
+      let fd: number;
+      try {
+        // Not through a link: one swapped in since the folder was walked could lead anywhere.
+        fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      } catch (e) {
+        return { error: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+      }
+      const chunks: [string, number][] = [];
+      try {
+        chunker ??= new FileChunker();
+        const size = chunker.chunkFd(fd, (c) => {
+          const digest = sha256(c);
+          chunks.push([digest, c.length]);
+          if (known.has(digest)) return;
+          known.add(digest);
+          const z = compressChunk(c);
+          const parts = z ? [TAG.brotli, z] : [TAG.raw, c];
+          const tmp = `${t.chunksDir}/${digest.slice(0, 2)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+          const out = fs.openSync(tmp, 'w', 0o644);
+          staged.push({ digest, tmp, size: c.length, storedSize: 1 + (parts[1] as Uint8Array).length });
+          try {
+            const want = 1 + (parts[1] as Uint8Array).length;
+            let done = fs.writevSync(out, parts);
+            while (done < want) done += fs.writeSync(out, Buffer.concat(parts).subarray(done));
+            if (t.fsyncEach) fs.fdatasyncSync(out);
+          } finally {
+            fs.closeSync(out);
+          }
+        });
+        // Its size and time after the read: a file written to meanwhile is read again later.
+        const st = fs.fstatSync(fd);
+        return { chunks, size, statSize: st.size, mtimeMs: st.mtimeMs };
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') throw e;
+        return { error: code ?? (e as Error).message };
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+    return { kind: 'ingestFiles', files, staged };
+  } catch (e) {
+    for (const s of staged) fs.rmSync(s.tmp, { force: true });
+    throw e;
+  }
+}
+
 function chunkFiles(t: ChunkFilesTask): ChunkFilesResult {
   return {
     kind: 'chunkFiles',
@@ -275,6 +383,15 @@ function chunkFiles(t: ChunkFilesTask): ChunkFilesResult {
 
 export default function run(task: Task): Result {
   switch (task.kind) {
+    case 'walk':
+      try {
+        return { kind: 'walk', entries: walkSourceSync(task.root) };
+      } catch (e) {
+        if (e instanceof CascadeError) return { kind: 'walk', error: { code: e.code, message: e.message } };
+        throw e;
+      }
+    case 'ingestFiles':
+      return ingestFiles(task);
     case 'ingest':
       return ingest(task);
     case 'rename':

@@ -4,6 +4,8 @@ import { fail } from '../core/errors.js';
 import { parseSiteCode } from '../core/site.js';
 import { printJson } from '../lib/output.js';
 
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
 export function registerSite(program: Command): Command {
   const site = program.command('site').description('create and run a site server');
@@ -28,9 +30,11 @@ export function registerSite(program: Command): Command {
     .option('--parent <url>', 'join this parent site (its URL) as a child; needs --join-token and --listen or --url')
     .option('--join-token <token>', 'one-time token from "cascade site join-token" on the parent')
     .option('--url <url>', 'where other sites reach this one (default: http://LISTEN)')
+    .option('--source-root <dir>', 'a folder the site may read package sources from (repeatable; none by default)', collect)
     .option('--json', 'print JSON')
     .action(
       async (o: {
+        sourceRoot?: string[];
         data: string;
         code: string;
         name?: string;
@@ -52,6 +56,7 @@ export function registerSite(program: Command): Command {
           parent: o.parent,
           joinToken: o.joinToken,
           url: o.url,
+          sourceRoots: o.sourceRoot,
         });
         if (o.json) printJson(r);
         else
@@ -88,7 +93,7 @@ export function registerSite(program: Command): Command {
     });
 
   site.action(() => {
-    throw fail('usage', 'say what to do with the site: init, start, join-token or list (see --help)');
+    throw fail('usage', 'say what to do with the site: init, set, start, join-token, list or remove (see --help)');
   });
   return site;
 }

@@ -15,6 +15,17 @@ export const SiteConfigSchema = z
     name: z.string().min(1).max(128),
     db: z.string().min(1).optional(),
     listen: z.string().min(1).optional(),
+    /** Folders the site may read package sources from (`site set --source-root`); none by default. */
+    sourceRoots: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(4096)
+          .refine((p) => path.isAbsolute(p), 'a source root is an absolute path'),
+      )
+      .max(64)
+      .optional(),
   })
   .refine((c) => (c.role === 'dp' ? DP_NAME.test(c.code) : SITE_CODE.test(c.code)), {
     message: 'a site code is three capital letters or digits; a DP name 4 to 64 characters',
@@ -60,4 +71,38 @@ export function parseListen(s: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535) throw fail('usage', `--listen "${s}" is not HOST:PORT (e.g. 127.0.0.1:8100)`);
   return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
+ * Source roots as given on the command line: each made absolute, and each an existing folder
+ * (a typo here would otherwise surface only when a package is read).
+ */
+export function checkSourceRoots(roots: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const r of roots) {
+    const abs = path.resolve(r);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(abs);
+    } catch (e) {
+      throw fail(
+        'usage',
+        `--source-root ${r}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (e as Error).message}`,
+      );
+    }
+    if (!st.isDirectory()) throw fail('usage', `--source-root ${r} is not a folder`);
+    if (!out.includes(abs)) out.push(abs);
+  }
+  return out;
+}
+
+/** `site set`: changes what config.json says; a running site reads its source roots on every use. */
+export function updateSiteConfig(dataDir: string, change: { sourceRoots?: string[] | null }): SiteConfig {
+  const cfg = readSiteConfig(dataDir);
+  if ((cfg.role ?? 'site') !== 'site') throw fail('usage', `${dataDir} holds a DP: source roots are a site server's`);
+  const next: SiteConfig = { ...cfg };
+  if (change.sourceRoots === null) delete next.sourceRoots;
+  else if (change.sourceRoots) next.sourceRoots = checkSourceRoots(change.sourceRoots);
+  writeSiteConfig(dataDir, next);
+  return next;
 }

@@ -21,6 +21,7 @@ import { type ValidateOptions, type ValidationReport, validateVersion } from '..
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import { listTargets } from '../store/distribution.js';
+import { deleteSource } from '../store/sources.js';
 import type { SiteContext } from './context.js';
 import { recordDeletion } from './policy.js';
 
@@ -137,6 +138,8 @@ async function rebuild(ctx: SiteContext, digest: string, payload: Uint8Array): P
 }
 
 export interface VersionInput {
+  /** A new package's ID when it was reserved beforehand (a source read on the site). */
+  id?: string | undefined;
   name?: string | undefined;
   priority?: Priority | undefined;
   programs?: Program[] | undefined;
@@ -158,7 +161,7 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
     let programs: Program[];
     if (packageId === null) {
       if (!input.name) throw fail('bad_request', 'a new package needs a name');
-      id = formatPackageId(ctx.code, await tx.nextCounter('package'));
+      id = input.id ?? formatPackageId(ctx.code, await tx.nextCounter('package'));
       version = 1;
       name = input.name;
       priority = input.priority ?? 'medium';
@@ -460,6 +463,8 @@ export async function deletePackage(ctx: SiteContext, id: string, only: number |
     );
   }
   for (const v of gone) await deleteVersion(ctx, id, v);
+  // A package deleted whole forgets its source folder on the site (and its schedule).
+  if (gone.length === all.length) await deleteSource(ctx.store, id);
   // At the package's own site the deletion is recorded, signed, and travels down the tree: no
   // site installs these versions again.
   if (id.slice(0, 3) === ctx.code) await recordDeletion(ctx, id, gone);

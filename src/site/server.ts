@@ -35,7 +35,7 @@ import { Store } from '../store/store.js';
 import { noteRelease, publishReleaseAgent } from './agent-release.js';
 import { createApp } from './app.js';
 import { flushSeen } from './clients.js';
-import { configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
+import { checkSourceRoots, configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';
@@ -43,6 +43,7 @@ import { parentOf, pingPeers } from './hierarchy.js';
 import { PEER_TIMEOUT_MS } from './peers.js';
 import { tickRollouts } from './rollouts.js';
 import { Sender } from './sender.js';
+import { resumeIngests, stopIngests, tickRefreshes } from './sources.js';
 import { publishRelease, tickUpgrades } from './upgrades.js';
 import { scheduledValidation } from './validation.js';
 
@@ -135,8 +136,11 @@ export async function initSite(opts: {
   url?: string | undefined;
   /** A DP: where clients fetch its content, when not `url` (nginx or a CDN in front of it). */
   contentUrl?: string | undefined;
+  /** Folders the site may read package sources from. */
+  sourceRoots?: string[] | undefined;
 }): Promise<InitResult> {
   const dataDir = path.resolve(opts.dataDir);
+  const sourceRoots = opts.sourceRoots?.length ? checkSourceRoots(opts.sourceRoots) : undefined;
   if ((opts.parent === undefined) !== (opts.joinToken === undefined)) {
     throw fail('usage', 'joining a parent needs both --parent URL and --join-token TOKEN');
   }
@@ -174,6 +178,7 @@ export async function initSite(opts: {
       url,
       urlFixed: opts.url !== undefined,
       contentUrl: opts.contentUrl,
+      sourceRoots,
       join,
     });
   } catch (e) {
@@ -201,6 +206,7 @@ async function createSite(
     /** `--url` was given: a DP keeps telling it, wherever it listens. */
     urlFixed?: boolean;
     contentUrl?: string | undefined;
+    sourceRoots?: string[] | undefined;
     join: { parentUrl: string; token: string } | undefined;
   },
 ): Promise<InitResult> {
@@ -235,6 +241,7 @@ async function createSite(
         name: o.name,
         ...(o.db ? { db: o.db } : {}),
         ...(o.listen ? { listen: o.listen } : {}),
+        ...(o.sourceRoots ? { sourceRoots: o.sourceRoots } : {}),
       };
       writeSiteConfig(dataDir, cfg);
     });
@@ -449,6 +456,24 @@ export async function startSite(opts: {
       .then((p) => p && void sender.tick())
       .catch((err) => log.error({ err }, 'publishing this release to the DPs and child sites failed'));
   }
+  // Package sources on the site: reads a stopped process left under way start again; scheduled
+  // refreshes run at low priority when due.
+  const sourcesCtx = { ...ctx, kick: () => void sender.tick() };
+  let refreshing: Promise<void> | null = null;
+  const refreshTimer =
+    role === 'site'
+      ? setInterval(
+          () => {
+            refreshing ??= tickRefreshes(sourcesCtx)
+              .catch((err) => log.error({ err }, 'scheduled refresh of package sources failed'))
+              .finally(() => (refreshing = null));
+          },
+          Math.max(0.2, Number(process.env.CASCADE_SOURCE_CHECK_SECONDS) || 30) * 1000,
+        )
+      : undefined;
+  refreshTimer?.unref();
+  if (role === 'site')
+    await resumeIngests(sourcesCtx).catch((err) => log.error({ err }, 'restarting the reading of package sources failed'));
   // Scheduled validation at low priority: this site's library and its own DPs; with
   // CASCADE_AUTO_REPAIR=1, damaged chunks on its DPs are re-sent at once.
   const validateHours = Number(process.env.CASCADE_VALIDATE_HOURS ?? 24);
@@ -498,11 +523,16 @@ export async function startSite(opts: {
         clearInterval(pingTimer);
         clearInterval(reportTimer);
         clearInterval(rolloutTimer);
+        if (refreshTimer) clearInterval(refreshTimer);
         await rolling;
+        await refreshing;
         if (validateTimer) clearInterval(validateTimer);
         await sender.stop();
         await closeServer();
+        // Reads of package sources under way stop with the pool; they start again at the next start.
+        const ingests = stopIngests(sourcesCtx);
         await closePool();
+        await ingests;
         await store.close();
         log.info({ [role]: cfg.code }, `${role} stopped`);
       })();

@@ -328,6 +328,22 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sites').addColumn('release', 'text').execute();
     },
   },
+  '0012_package_sources': {
+    // Packages the site reads from a folder itself: the folder, the refresh schedule, the ingest
+    // under way or last run, and the files' sizes and times at the version last made (JSON).
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('package_sources')
+        .addColumn('package_id', 'text', (c) => c.primaryKey())
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('settings', 'text', (c) => c.notNull())
+        .addColumn('ingest', 'text')
+        .addColumn('snapshot', 'text')
+        .addColumn('refreshed_at', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

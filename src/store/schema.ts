@@ -156,6 +156,17 @@ export interface RolloutTable {
   updated_at: string;
 }
 
+/** A package the site reads from a folder itself (settings, ingest and snapshot are JSON). */
+export interface PackageSourceTable {
+  package_id: string;
+  path: string;
+  settings: string;
+  ingest: string | null;
+  snapshot: string | null;
+  refreshed_at: string | null;
+  updated_at: string;
+}
+
 export interface RouteTable {
   child: string;
   rate: number | null;
@@ -242,4 +253,5 @@ export interface Database {
   collection_members: CollectionMemberTable;
   client_states: ClientStateTable;
   rollouts: RolloutTable;
+  package_sources: PackageSourceTable;
 }

@@ -469,7 +469,9 @@ export function registerSiteSettings(site: Command): void {
   adminOptions(
     site
       .command('set')
-      .description("change this site's settings for its clients (and show them all)")
+      .description(
+        "change this site's settings for its clients (and show them all); with --data, the folders it may read package sources from",
+      )
       .option(
         '--client-cycle <duration>',
         'how often its agents check in (default 60m; agents add ±10 % jitter)',
@@ -489,7 +491,13 @@ export function registerSiteSettings(site: Command): void {
         '--slot-timeout <duration>',
         'a client that reports no progress for this long loses its download slot (default 2m)',
         duration('--slot-timeout'),
-      ),
+      )
+      .option(
+        '--source-root <dir>',
+        'a folder the site may read package sources from (repeatable; replaces the list; needs --data)',
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option('--no-source-root', 'the site reads no source folders (needs --data)'),
   ).action(
     async (
       o: AdminOpts & {
@@ -498,8 +506,24 @@ export function registerSiteSettings(site: Command): void {
         dpDownloadSlots?: number | 'none';
         clientRate?: string;
         slotTimeout?: number;
+        sourceRoot?: string[] | false;
       },
     ) => {
+      // Source roots live in the data folder: an API token is no licence to read the server's disks.
+      if (o.sourceRoot !== undefined) {
+        if (!o.data) throw fail('usage', '--source-root is set in the data folder on the site server: give --data DIR');
+        const { updateSiteConfig } = await import('../../site/config.js');
+        const cfg = updateSiteConfig(o.data, { sourceRoots: o.sourceRoot === false ? null : o.sourceRoot });
+        const only = [o.clientCycle, o.downloadSlots, o.dpDownloadSlots, o.clientRate, o.slotTimeout].every((v) => v === undefined);
+        if (o.json && only) return printJson({ code: cfg.code, sourceRoots: cfg.sourceRoots ?? [] });
+        if (!o.json)
+          process.stdout.write(
+            cfg.sourceRoots?.length
+              ? `site ${cfg.code} may read package sources under: ${cfg.sourceRoots.join(', ')}\n`
+              : `site ${cfg.code} reads no source folders\n`,
+          );
+        if (only) return;
+      }
       let clientRate: number | null | undefined;
       if (o.clientRate !== undefined) {
         try {

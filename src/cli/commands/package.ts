@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { ApiClient } from '../../api/client.js';
-import type { VersionReport } from '../../api/packages.js';
+import type { PackageSource, VersionReport } from '../../api/packages.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 // Types only at the top: content modules (zod, piscina) load when a command needs them, so
 // every other command starts without them.
@@ -14,6 +14,7 @@ import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import type { ContentSource } from '../fetch.js';
 import { fmtBytes, Progress } from '../progress.js';
+import { describeSource, ingestOnSite } from './package-source.js';
 
 function parseProgram(v: string, prev: Program[] = []): Program[] {
   const i = v.indexOf('=');
@@ -86,6 +87,17 @@ async function latestManifest(client: ApiClient, id: string): Promise<Manifest> 
   return verifyManifest(bytes, await siteTrust(client)).manifest;
 }
 
+async function sourceOnSite(
+  o: AdminOpts & { priority?: Priority; program?: Program[]; name?: string; hold?: boolean; verifyContent?: boolean; detach?: boolean },
+  src: string | undefined,
+  id: string | null,
+): Promise<void> {
+  // The site resolves the path on its own file system: a relative one means nothing there.
+  if (src !== undefined && !src.startsWith('/'))
+    throw fail('usage', `--source-on-site ${src}: give the folder's absolute path on the site server`);
+  await ingestOnSite(clientFrom(o), o, src, id);
+}
+
 async function ingest(
   o: AdminOpts & { priority?: Priority; program?: Program[]; name?: string; hold?: boolean },
   src: string,
@@ -93,8 +105,7 @@ async function ingest(
 ): Promise<void> {
   const client = clientFrom(o);
   const previous = id ? await latestManifest(client, id) : undefined;
-  const [{ walkSource }, { uploadSource }, { closePool, startPool }] = await Promise.all([
-    import('../source.js'),
+  const [{ uploadSource }, { closePool, startPool, walkSource }] = await Promise.all([
     import('../upload.js'),
     import('../../content/pool.js'),
   ]);
@@ -144,26 +155,81 @@ export function registerPackage(program: Command): void {
   adminOptions(
     pkg
       .command('create')
-      .description('package a folder: streams it to the site, sending only chunks the site lacks')
-      .argument('<src>', 'source folder')
+      .description('package a folder: streams it to the site, sending only chunks the site lacks; or has the site read a folder of its own')
+      .argument('[src]', 'source folder on this machine')
+      .option('--source-on-site <path>', 'a folder on the site server, under one of its source roots: the site reads it itself')
       .requiredOption('--name <name>', 'package name')
       .option('--priority <priority>', `${PRIORITIES.join('|')} (default medium)`, parsePriority)
-      .option('--program <name=command>', 'a program clients can run (repeatable)', parseProgram),
-  ).action((src: string, o: AdminOpts & { name: string; priority?: Priority; program?: Program[] }) => ingest(o, src, null));
+      .option('--program <name=command>', 'a program clients can run (repeatable)', parseProgram)
+      .option('--detach', 'with --source-on-site: answer once the site has started (follow it with "cascade package show ID")'),
+  ).action(
+    (
+      src: string | undefined,
+      o: AdminOpts & { name: string; priority?: Priority; program?: Program[]; sourceOnSite?: string; detach?: boolean },
+    ) => {
+      if (o.sourceOnSite !== undefined) {
+        if (src !== undefined) throw fail('usage', 'give a folder of yours (SRC) or --source-on-site PATH, not both');
+        return sourceOnSite(o, o.sourceOnSite, null);
+      }
+      if (src === undefined) throw fail('usage', 'say what to package: a folder (SRC) or --source-on-site PATH');
+      return ingest(o, src, null);
+    },
+  );
 
   adminOptions(
     pkg
       .command('update')
-      .description('add the next version of a package from a folder; only new content is sent; it flows to every DP holding the package')
+      .description(
+        'add the next version of a package from a folder (only new content is sent), or read its folder on the site again; it flows to every DP holding the package',
+      )
       .argument('<id>', 'package ID, e.g. CEN00001')
-      .argument('<src>', 'source folder')
+      .argument('[src]', "source folder on this machine (none: the site reads the package's source folder again)")
+      .option('--source-on-site <path>', 'read this folder on the site server from now on (under one of its source roots)')
+      .option('--verify-content', 'with a source on the site: re-hash every file, not only those whose size or time changed')
       .option('--name <name>', 'new package name')
       .option('--priority <priority>', `${PRIORITIES.join('|')}`, parsePriority)
       .option('--program <name=command>', 'replace the programs (repeatable; default: keep them)', parseProgram)
-      .option('--hold', 'stage the new version: it does not flow to the DPs holding the package until distributed'),
-  ).action((id: string, src: string, o: AdminOpts & { name?: string; priority?: Priority; program?: Program[]; hold?: boolean }) =>
-    ingest(o, src, parsePackageId(id)),
+      .option('--hold', 'stage the new version: it does not flow to the DPs holding the package until distributed')
+      .option('--detach', 'with a source on the site: answer once the site has started'),
+  ).action(
+    (
+      id: string,
+      src: string | undefined,
+      o: AdminOpts & {
+        name?: string;
+        priority?: Priority;
+        program?: Program[];
+        hold?: boolean;
+        sourceOnSite?: string;
+        verifyContent?: boolean;
+        detach?: boolean;
+      },
+    ) => {
+      if (src !== undefined && (o.sourceOnSite !== undefined || o.verifyContent))
+        throw fail('usage', 'give a folder of yours (SRC) or a source on the site (--source-on-site, --verify-content), not both');
+      if (src === undefined) return sourceOnSite(o, o.sourceOnSite, parsePackageId(id));
+      return ingest(o, src, parsePackageId(id));
+    },
   );
+
+  adminOptions(
+    pkg
+      .command('set')
+      .description("schedule the reading of a package's source folder on the site")
+      .argument('<id>', 'package ID')
+      .requiredOption('--refresh-every <duration>', 're-read the folder this often, at low priority (e.g. 24h, 7d; "off": only when asked)')
+      .option('--distribute', "a refresh's new version flows to the DPs holding the package")
+      .option('--no-distribute', "a refresh's new version is staged (cascade distribute sends it)"),
+  ).action(async (id: string, o: AdminOpts & { refreshEvery: string; distribute?: boolean }) => {
+    const { parseDuration } = await import('../../core/time.js');
+    const secs = o.refreshEvery === 'off' ? null : parseDuration(o.refreshEvery, '--refresh-every');
+    if (secs !== null && secs < 60) throw fail('usage', '--refresh-every must be at least 60s');
+    const s = await clientFrom(o).json<PackageSource>('PATCH', fillPath(PATHS.packageSource, { id: parsePackageId(id) }), {
+      json: { refreshEverySeconds: secs, distribute: o.distribute },
+    });
+    if (o.json) printJson(s);
+    else process.stdout.write(`${s.package}\n${describeSource(s)}`);
+  });
 
   adminOptions(pkg.command('list').description('list packages')).action(async (o: AdminOpts) => {
     const r = await clientFrom(o).json<{
@@ -194,22 +260,39 @@ export function registerPackage(program: Command): void {
       .argument('<id>', 'package ID')
       .option('--version <n>', 'version (default latest)', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
-    const r = await clientFrom(o).json<{
-      id: string;
-      name: string;
-      version: number;
-      versions: number[];
-      priority: string;
-      programs: Program[];
-      files: { path: string; type: string; size: number; mode?: number; target?: string }[];
-      bytes: number;
-      created: string;
-    }>('GET', fillPath(PATHS.package, { id: parsePackageId(id) }), { query: { version: o.version } });
+    const client = clientFrom(o);
+    const pid = parsePackageId(id);
+    const r = await client
+      .json<{
+        id: string;
+        name: string;
+        version: number;
+        versions: number[];
+        priority: string;
+        programs: Program[];
+        files: { path: string; type: string; size: number; mode?: number; target?: string }[];
+        bytes: number;
+        created: string;
+        source?: PackageSource | null;
+      }>('GET', fillPath(PATHS.package, { id: pid }), { query: { version: o.version } })
+      .catch(async (e: unknown) => {
+        // A package whose first version the site is still reading from its source has no version yet.
+        const making =
+          (e as { code?: string }).code === 'not_found'
+            ? await client.json<PackageSource>('GET', fillPath(PATHS.packageSource, { id: pid })).catch(() => null)
+            : null;
+        if (!making) throw e;
+        if (o.json) printJson({ id: pid, source: making });
+        else process.stdout.write(`${pid} (no version yet: the site makes version 1 from its source)\n${describeSource(making)}`);
+        return null;
+      });
+    if (!r) return;
     if (o.json) {
       printJson(r);
       return;
     }
     let out = `${r.id} ${r.name}\n  version ${r.version} of ${r.versions.join(', ')}, priority ${r.priority}, ${fmtBytes(r.bytes)}, created ${r.created}\n`;
+    if (r.source) out += describeSource(r.source);
     out += r.programs.length ? `  programs:\n${r.programs.map((p) => `    ${p.name}: ${p.command}`).join('\n')}\n` : '  programs: none\n';
     out += '  files:\n';
     out += table(
@@ -283,7 +366,22 @@ export function registerPackage(program: Command): void {
       .argument('<id>', 'package ID')
       .option('--version <n>', 'only this version', parseIntOpt('--version', 1)),
   ).action(async (id: string, o: AdminOpts & { version?: number }) => {
-    const r = await clientFrom(o).json<{
+    const client = clientFrom(o);
+    const pid = parsePackageId(id);
+    // A package whose first version the site is still reading from its source has no version yet.
+    const making = await client.json<PackageSource>('GET', fillPath(PATHS.packageSource, { id: pid })).catch(() => null);
+    if (making && making.ingest?.state !== 'done' && making.ingest?.state !== 'unchanged') {
+      const exists = await client.json<unknown>('GET', fillPath(PATHS.package, { id: pid })).then(
+        () => true,
+        () => false,
+      );
+      if (!exists) {
+        if (o.json) printJson({ id: pid, source: making });
+        else process.stdout.write(`${pid} (no version yet: the site makes version 1 from its source)\n${describeSource(making)}`);
+        return;
+      }
+    }
+    const r = await client.json<{
       id: string;
       ok: boolean;
       versions: {

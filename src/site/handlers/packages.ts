@@ -2,19 +2,25 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { TypedResponse } from 'hono';
 import {
   CreateBody,
+  FromSourceBody,
   GcRequest,
   IdParam,
   PackageShow,
+  PackageSource,
   packageCalls,
+  RefreshBody,
+  SourceSettingsBody,
   UpdateBody,
   VerifyReport,
   VersionQuery,
   VersionReport,
 } from '../../api/packages.js';
 import { PATHS } from '../../api/paths.js';
+import { fail } from '../../core/errors.js';
 import { collectGarbage, commitVersion, deletePackage, listPackages, readSignedManifest, showPackage, verifyPackage } from '../content.js';
 import { followNewVersion } from '../distribution.js';
 import { type App, type AppParts, answer, errorResponse, errorResponses, getJson, jsonBody, need } from '../http.js';
+import { createFromSource, packageSource, refreshFromSource, setSourceSettings } from '../sources.js';
 
 export function registerPackageHandlers(app: App, parts: AppParts): void {
   // What creating a package and adding a version answer.
@@ -78,7 +84,86 @@ export function registerPackageHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       need(c, 'read');
-      return c.json(await showPackage(parts, c.req.valid('param').id, c.req.valid('query').version), 200);
+      const { id } = c.req.valid('param');
+      return c.json({ ...(await showPackage(parts, id, c.req.valid('query').version)), source: await packageSource(parts, id) }, 200);
+    },
+  );
+
+  // Sources on the site: the site reads the folder itself (docs/packages.md#sources-on-the-site).
+  const accepted = (description: string) => ({
+    ...errorResponses,
+    202: { description, content: { 'application/json': { schema: PackageSource } } },
+    403: errorResponse('The folder is not under one of the source roots of this site (forbidden)'),
+    409: errorResponse('The package is being read from its source already (conflict)'),
+  });
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.packagesFromSource,
+      summary: 'Create a package from a folder the site reads itself (under one of its source roots); answers at once, the work goes on',
+      request: { body: jsonBody(FromSourceBody) },
+      responses: accepted('Reading started: the package ID is reserved; GET its source to follow the work'),
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await createFromSource(parts, c.req.valid('json')), 202);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: PATHS.packageRefresh,
+      summary: "Read a package's source folder again (or a new one): a new version only when something changed",
+      request: { params: IdParam, body: jsonBody(RefreshBody) },
+      responses: accepted('Reading started; GET the source to follow the work'),
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await refreshFromSource(parts, c.req.valid('param').id, c.req.valid('json')), 202);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: PATHS.packageSource,
+      summary: "A package's source folder on the site, its refresh schedule, and the reading under way or last done",
+      request: {
+        params: IdParam,
+        query: z.object({
+          waitMs: z.coerce
+            .number()
+            .int()
+            .min(0)
+            .max(10_000)
+            .optional()
+            .describe('while it is being read, answer when the reading ends or after this long, whichever is first'),
+        }),
+      },
+      responses: answer('The source', PackageSource),
+    }),
+    async (c) => {
+      need(c, 'read');
+      const { id } = c.req.valid('param');
+      const s = await packageSource(parts, id, c.req.valid('query').waitMs);
+      if (!s) throw fail('not_found', `package ${id} has no source on the site`);
+      return c.json(s, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: PATHS.packageSource,
+      summary: "Set the refresh schedule of a package's source folder",
+      request: { params: IdParam, body: jsonBody(SourceSettingsBody) },
+      responses: answer('The source', PackageSource),
+    }),
+    async (c) => {
+      need(c, 'operate');
+      return c.json(await setSourceSettings(parts, c.req.valid('param').id, c.req.valid('json')), 200);
     },
   );
 

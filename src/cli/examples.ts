@@ -8,6 +8,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'site init': [
     'cascade site init --data ./cen --code CEN --name "Central"',
     'cascade site init --data ./nyc --code NYC --listen 127.0.0.1:8101 --parent http://127.0.0.1:8100 --join-token $TOKEN',
+    'cascade site init --data ./cen --code CEN --source-root /srv/packages',
   ],
   'site start': ['cascade site start --data ./cen', 'cascade site start --data ./cen --db postgres://cascade@db/cascade'],
   'site join-token': ['TOKEN=$(cascade site join-token)', 'cascade site join-token --ttl 600 --json'],
@@ -50,8 +51,16 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   'courier import': ['cascade courier import nyc.parcel', 'cascade courier import kiosk.parcel --dp kiosk-dp1'],
   'courier inspect': ['cascade courier inspect nyc.parcel'],
-  'package create': ['cascade package create ./office --name "Office 2000" --priority high --program "Install=setup.exe /q"'],
-  'package update': ['cascade package update CEN00001 ./office-sp1'],
+  'package create': [
+    'cascade package create ./office --name "Office 2000" --priority high --program "Install=setup.exe /q"',
+    'cascade package create --source-on-site /srv/packages/office --name "Office 2000" --program "Install=setup.exe /q"',
+  ],
+  'package update': [
+    'cascade package update CEN00001 ./office-sp1',
+    'cascade package update CEN00001',
+    'cascade package update CEN00001 --source-on-site /srv/packages/office-sp1 --hold',
+  ],
+  'package set': ['cascade package set CEN00001 --refresh-every 24h --distribute', 'cascade package set CEN00001 --refresh-every off'],
   'package list': ['cascade package list --json'],
   'package show': ['cascade package show CEN00001', 'cascade package show CEN00001 --version 1 --json'],
   'package fetch': [
@@ -68,6 +77,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'site set': [
     'cascade site set --client-cycle 60m',
     'cascade site set --download-slots 20 --dp-download-slots 10 --client-rate 50Mbit/s --slot-timeout 2m',
+    'cascade site set --data ./cen --source-root /srv/packages --source-root /mnt/media',
   ],
   'agent join-token': ['TOKEN=$(cascade agent join-token --uses 500 --ttl 7d)'],
   'agent init': ['cascade agent init --data /var/lib/cascade-agent --site http://ber-site:8100 --join-token $TOKEN'],

@@ -4,7 +4,7 @@ import { fail } from '../core/errors.js';
 import { parseSiteCode } from '../core/site.js';
 import { printJson } from '../lib/output.js';
 
-export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 /** `cascade site init|start`: the site server role, loaded only when asked for. */
 export function registerSite(program: Command): Command {

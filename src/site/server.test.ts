@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { readSiteConfig } from './config.js';
+import { readSiteConfig } from '../lib/site-config.js';
 import { initSite } from './server.js';
 
 describe('site init', () => {

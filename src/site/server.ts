@@ -35,7 +35,7 @@ import { Store } from '../store/store.js';
 import { noteRelease, publishReleaseAgent } from './agent-release.js';
 import { createApp } from './app.js';
 import { flushSeen } from './clients.js';
-import { checkSourceRoots, configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from './config.js';
+import { checkSourceRoots, configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from '../lib/site-config.js';
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';

@@ -9,7 +9,7 @@ import { generateSiteKey, publicKeyPem } from '../content/signing.js';
 import { silentLogger } from '../lib/log.js';
 import { getSource } from '../store/sources.js';
 import { Store } from '../store/store.js';
-import { writeSiteConfig } from './config.js';
+import { writeSiteConfig } from '../lib/site-config.js';
 import { deletePackage, readVersion } from './content.js';
 import type { SiteContext } from './context.js';
 import { allowedSource, createFromSource, packageSource, refreshFromSource, setSourceSettings, tickRefreshes } from './sources.js';

@@ -8,7 +8,7 @@ import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import { getSource, type IngestRecord, listSources, putSource, type SourceRow, type SourceSnapshot } from '../store/sources.js';
 import type { Store } from '../store/store.js';
-import { readSiteConfig } from './config.js';
+import { readSiteConfig } from '../lib/site-config.js';
 import { commitVersion, readVersion } from './content.js';
 import type { SiteContext } from './context.js';
 import { followNewVersion } from './distribution.js';

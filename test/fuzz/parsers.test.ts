@@ -23,7 +23,7 @@ import { parseRate } from '../../src/core/rate.js';
 import { parseRule } from '../../src/core/rule.js';
 import { parseSchedule, scheduleFromGrid } from '../../src/core/schedule.js';
 import { parseDuration, parseWhen } from '../../src/core/time.js';
-import { parseListen, readSiteConfig } from '../../src/site/config.js';
+import { parseListen, readSiteConfig } from '../../src/lib/site-config.js';
 import { anyJson, casesRun, fromText, mutated, mutatedText, RUNS, refusesCleanly, refusesCleanlyAsync, SEED } from './fuzz.js';
 
 /**

@@ -512,7 +512,7 @@ export function registerSiteSettings(site: Command): void {
       // Source roots live in the data folder: an API token is no licence to read the server's disks.
       if (o.sourceRoot !== undefined) {
         if (!o.data) throw fail('usage', '--source-root is set in the data folder on the site server: give --data DIR');
-        const { updateSiteConfig } = await import('../../site/config.js');
+        const { updateSiteConfig } = await import('../../lib/site-config.js');
         const cfg = updateSiteConfig(o.data, { sourceRoots: o.sourceRoot === false ? null : o.sourceRoot });
         const only = [o.clientCycle, o.downloadSlots, o.dpDownloadSlots, o.clientRate, o.slotTimeout].every((v) => v === undefined);
         if (o.json && only) return printJson({ code: cfg.code, sourceRoots: cfg.sourceRoots ?? [] });

@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
-import { writeFileDurableSync } from '../lib/durable.js';
+import { writeFileDurableSync } from './durable.js';
 
-/** DIR/config.json: what `site init` decided; flags and CASCADE_* variables override it. */
+/** DIR/config.json of a site's or DP's data folder (read by the roles and by the CLI's local settings): what `site init` decided; flags and CASCADE_* variables override it. */
 export const SiteConfigSchema = z
   .strictObject({
     /** A site server (default) or a distribution point (code: the DP's name). */

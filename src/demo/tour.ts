@@ -11,6 +11,7 @@ import { readVersions } from '../agent/versions.js';
 import { ApiClient } from '../api/client.js';
 import type { AgentPublishAnswer, AgentVersions } from '../api/clients.js';
 import type { DpEntry } from '../api/dps.js';
+import type { PackageSource } from '../api/packages.js';
 import { fillPath, PATHS } from '../api/paths.js';
 import type { SiteEntry } from '../api/sites.js';
 import { releaseText } from '../cli/commands/dp.js';
@@ -21,6 +22,7 @@ import { uploadSource } from '../cli/upload.js';
 import { verifyManifest } from '../content/manifest.js';
 import { closePool, walkSource } from '../content/pool.js';
 import { createLogger } from '../lib/log.js';
+import { updateSiteConfig } from '../lib/site-config.js';
 import { bundledAgentUrl, VERSION, writeAgentRelease, writeRelease } from '../lib/version.js';
 import { initSite, type RunningSite, startSite } from '../site/server.js';
 import { publishRelease, tickUpgrades } from '../site/upgrades.js';
@@ -294,6 +296,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const rollout = await rolloutTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
   await upgradeTour({ dataDir, client, ber: siteClient(1), agents: ad.agents, out });
   const dpProcesses = await releaseTour({ dataDir, client, site, out });
+  await sourceTour({ dataDir, siteDir, client, out, sample: v2 });
 
   const env = `CASCADE_SITE=${site.url} CASCADE_TOKEN=$(cat ${path.join(siteDir, 'admin-token')})`;
   const rel = process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : '';
@@ -339,6 +342,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   out(`  ${me} package show ${r1.id} --json`);
   out(`  ${me} package verify ${r1.id}`);
   out(`  ${me} package create SOME/FOLDER --name "My package" --program "Install=setup.exe /q"`);
+  out(`  ${me} package create --source-on-site ${path.join(dataDir, 'sources', 'office')} --name "Office again"   (under the source root)`);
   out(`  curl ${site.url}/metrics   |   ${site.url}/api/v1/openapi.json`);
   out('\nServing; press Ctrl-C to stop.');
   await new Promise<void>((resolve) => {
@@ -640,6 +644,46 @@ function freePort(): Promise<number> {
     });
     s.on('error', reject);
   });
+}
+
+/**
+ * 14. A package source on the site: CEN may read folders under a source root (set in its data
+ * folder, not through the API); it reads one itself, in one pass, remembers it, and makes no new
+ * version when a re-read finds nothing changed.
+ */
+async function sourceTour(o: { dataDir: string; siteDir: string; client: ApiClient; out: (s: string) => void; sample: string }) {
+  const { client, out } = o;
+  const root = path.join(o.dataDir, 'sources');
+  const src = path.join(root, 'office');
+  if (!fs.existsSync(src)) fs.cpSync(o.sample, src, { recursive: true });
+  updateSiteConfig(o.siteDir, { sourceRoots: [root] });
+  const follow = async (id: string) => {
+    let s = await client.json<PackageSource>('GET', fillPath(PATHS.packageSource, { id }));
+    while (s.ingest?.state === 'ingesting')
+      s = await client.json<PackageSource>('GET', fillPath(PATHS.packageSource, { id }), { query: { waitMs: 5000 } });
+    if (s.ingest?.state === 'failed') throw new Error(`reading ${s.path} failed: ${s.ingest.error}`);
+    return s;
+  };
+  out(`\n14. site set --data ${o.siteDir} --source-root ${root}; then`);
+  out(`    package create --source-on-site ${src} --name "Office (read on the site)": CEN reads the folder itself, no upload:`);
+  const t0 = Date.now();
+  const started = await client.json<PackageSource>('POST', PATHS.packagesFromSource, {
+    json: { source: src, name: 'Office (read on the site)', programs: [{ name: 'Install', command: 'setup.exe /quiet' }] },
+  });
+  const made = await follow(started.package);
+  const v = made.ingest?.version;
+  out(
+    `    ${started.package} version ${v?.version}: ${v?.files} files, ${fmtBytes(v?.bytes ?? 0)}, walked, cut, hashed once, compressed and stored in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  await client.json('POST', fillPath(PATHS.packageRefresh, { id: started.package }), { json: {} });
+  const again = await follow(started.package);
+  out(
+    `    package update ${started.package} (no folder: the one it remembers): ${again.ingest?.version?.unchanged ? `nothing changed since version ${again.ingest.version.version}; no new version` : `version ${again.ingest?.version?.version}`}`,
+  );
+  const set = await client.json<PackageSource>('PATCH', fillPath(PATHS.packageSource, { id: started.package }), {
+    json: { refreshEverySeconds: 86400, distribute: true },
+  });
+  out(`    package set ${started.package} --refresh-every 24h --distribute: next read at low priority ${set.nextRefreshAt}`);
 }
 
 /**

@@ -167,6 +167,9 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/^ {4}cascade dp list at CEN: cen-dp1 0\.1\.1, cen-dp2 0\.1\.1$/m);
     expect(r.stdout).toMatch(/^ {4}cascade site list at CEN: EUR 0\.1\.0 \(0\.1\.1 offered\)/m);
     // With --once the sites have stopped: no "try next" against them.
+    expect(r.stdout).toMatch(/14\. site set --data \S+ --source-root \S+; then/);
+    expect(r.stdout).toMatch(/^ {4}CEN\d{5} version 1: 19 files, [\d.]+ MiB, walked, cut, hashed once, compressed and stored in/m);
+    expect(r.stdout).toMatch(/^ {4}package update CEN\d{5} \(no folder: the one it remembers\): nothing changed since version 1; no new version$/m);
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);
   }, 240_000);

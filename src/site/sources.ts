@@ -14,7 +14,7 @@ import type { SiteContext } from './context.js';
 import { followNewVersion } from './distribution.js';
 
 /**
- * Package sources on the site: folders the site server reads itself (docs/packages.md#sources-on-the-site).
+ * Package sources on the site: folders the site server reads itself (docs/content.md#sources-on-the-site).
  * One pass over the bytes in the worker threads — cut, hash once, compress where it helps, write
  * — then the version is committed as an upload's would be. The package remembers its folder;
  * a refresh re-reads only files whose size or time changed, and makes no version when nothing did.

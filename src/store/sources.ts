@@ -1,6 +1,6 @@
 import type { Store } from './store.js';
 
-/** Rows of the packages this site reads from a folder itself (docs/packages.md#sources-on-the-site). */
+/** Rows of the packages this site reads from a folder itself (docs/content.md#sources-on-the-site). */
 
 export interface SourceSettings {
   /** Re-read the folder this often (seconds); null: only when asked. */

@@ -11,10 +11,9 @@ import {
   type Entry,
   type Manifest,
   manifestChunks,
-  manifestDigest,
   type Program,
   parseManifest,
-  signManifest,
+  signManifestWithDigest,
   verifyManifest,
 } from '../content/manifest.js';
 import { type ValidateOptions, type ValidationReport, validateVersion } from '../content/validate.js';
@@ -192,9 +191,13 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
       bytes,
     });
     const chunks = manifestChunks(manifest);
-    const rows = await tx.getChunks([...chunks.keys()]);
-    const missing = [...chunks.keys()].filter((d) => !rows.has(d));
-    if (missing.length > 0) {
+    const { signed, digest } = signManifestWithDigest(manifest, ctx.key);
+    const fileCount = files.filter((f) => f.type === 'file').length;
+    // Every chunk must have its row to take the reference: one collected since it was uploaded
+    // would leave a hole (inside the transaction, so nothing half-done stays).
+    const rows = await tx.takeRefs(chunks.keys());
+    if (rows.size !== chunks.size) {
+      const missing = [...chunks.keys()].filter((d) => !rows.has(d));
       throw fail(
         'missing_chunks',
         `${missing.length} chunk(s) are not in the library yet (first: ${missing[0]}); upload them, then commit again`,
@@ -204,27 +207,20 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
     let newChunks = 0;
     let newChunkBytes = 0;
     for (const r of rows.values()) {
-      if (r.refs <= 0) {
+      // Its first reference is this version's: the chunk is new to the site's packages.
+      if (r.refs <= 1) {
         newChunks++;
         newChunkBytes += r.size;
         newBytes += r.literalBytes;
       }
     }
-    const signed = signManifest(manifest, ctx.key);
-    await tx.insertVersion(
-      { id, name, priority },
-      { version, manifestDigest: manifestDigest(manifest), files: files.filter((f) => f.type === 'file').length, bytes, newBytes },
-    );
-    // A chunk collected between the check and here would leave a hole: every one must still
-    // have its row to take the reference (inside the transaction, so nothing half-done stays).
-    if ((await tx.addRefs(chunks.keys(), 1)) !== chunks.size)
-      throw fail('missing_chunks', 'chunks were removed while the version was being committed; upload again');
+    await tx.insertVersion({ id, name, priority }, { version, manifestDigest: digest, files: fileCount, bytes, newBytes });
     // Only the writer that claimed this version number gets here; the row commits after its file.
     await ctx.library.writeManifest(id, version, signed);
     return {
       id,
       version,
-      files: files.filter((f) => f.type === 'file').length,
+      files: fileCount,
       bytes,
       newBytes,
       newChunks,

@@ -564,7 +564,6 @@ export class Store {
     return out;
   }
 
-  /** Records chunks whose files are already durable; a digest already present is left alone. */
   /** Adds chunk rows; a digest already present is left as it is. Returns how many were new. */
   async insertChunks(rows: readonly Omit<ChunkRow, 'refs'>[]): Promise<number> {
     const now = this.clock().toISOString();
@@ -598,6 +597,19 @@ export class Store {
       updated += Number(r.numUpdatedRows);
     }
     return updated;
+  }
+
+  /**
+   * Takes one reference on each digest (each once) and returns the rows as they are after it: a
+   * digest missing from the answer has no row; one whose `refs` is now 1 was unreferenced.
+   */
+  async takeRefs(digests: Iterable<string>): Promise<Map<string, ChunkRow>> {
+    const out = new Map<string, ChunkRow>();
+    for (const b of batches([...new Set(digests)])) {
+      const rows = await this.db.updateTable('chunks').set({ refs: sql`refs + 1` }).where('digest', 'in', b).returningAll().execute();
+      for (const r of rows) out.set(r.digest, toChunk(r));
+    }
+    return out;
   }
 
   /** Chunks no version references, recorded before `before` (so uploads in progress are spared). */

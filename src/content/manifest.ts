@@ -139,7 +139,9 @@ export function parseManifest(value: unknown): Manifest {
 export const encodeManifest = (m: Manifest): Buffer => Buffer.from(canonicalJson(m));
 
 /** The manifest's identity: SHA-256 of its canonical encoding. */
-export const manifestDigest = (m: Manifest): string => crypto.createHash('sha256').update(encodeManifest(m)).digest('hex');
+export const manifestDigest = (m: Manifest): string => digestOf(encodeManifest(m));
+
+const digestOf = (encoded: Buffer): string => crypto.createHash('sha256').update(encoded).digest('hex');
 
 /** Signs a manifest; returns the canonical bytes of `{manifest, signature}` as stored and sent. */
 export const signManifest = (m: Manifest, key: SiteKey): Buffer => signManifestWithDigest(m, key).signed;
@@ -156,7 +158,7 @@ export function signManifestWithDigest(m: Manifest, key: SiteKey): { signed: Buf
     encoded,
     Buffer.from(`,"signature":${canonicalJson({ keyId: key.keyId, value })}}`),
   ]);
-  return { signed, digest: crypto.createHash('sha256').update(encoded).digest('hex') };
+  return { signed, digest: digestOf(encoded) };
 }
 
 /**

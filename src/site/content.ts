@@ -191,8 +191,6 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
       bytes,
     });
     const chunks = manifestChunks(manifest);
-    const { signed, digest } = signManifestWithDigest(manifest, ctx.key);
-    const fileCount = files.filter((f) => f.type === 'file').length;
     // Every chunk must have its row to take the reference: one collected since it was uploaded
     // would leave a hole (inside the transaction, so nothing half-done stays).
     const rows = await tx.takeRefs(chunks.keys());
@@ -214,6 +212,8 @@ export async function commitVersion(ctx: SiteContext, packageId: string | null, 
         newBytes += r.literalBytes;
       }
     }
+    const { signed, digest } = signManifestWithDigest(manifest, ctx.key);
+    const fileCount = files.filter((f) => f.type === 'file').length;
     await tx.insertVersion({ id, name, priority }, { version, manifestDigest: digest, files: fileCount, bytes, newBytes });
     // Only the writer that claimed this version number gets here; the row commits after its file.
     await ctx.library.writeManifest(id, version, signed);

@@ -5,7 +5,19 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ROOT } from './lib.mjs';
 
-const benches = ['run.mjs', 'source.mjs', 'hierarchy.mjs', 'validate.mjs', 'dps.mjs', 'serve.mjs', 'courier.mjs', 'clients.mjs', 'agent.mjs', 'caps.mjs'];
+const benches = [
+  'run.mjs',
+  'source.mjs',
+  'hierarchy.mjs',
+  'validate.mjs',
+  'dps.mjs',
+  'serve.mjs',
+  'courier.mjs',
+  'clients.mjs',
+  'agent.mjs',
+  'caps.mjs',
+  'tls.mjs',
+];
 let status = 0;
 for (const b of benches) {
   console.error(`\n== bench/${b}`);

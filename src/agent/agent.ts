@@ -18,6 +18,7 @@ import {
   upgradeCommandVersion,
 } from '../core/client.js';
 import { CascadeError, fail } from '../core/errors.js';
+import { pinForJoin } from '../lib/tls.js';
 import { VERSION } from '../lib/version.js';
 import { ChunkCache } from './cache.js';
 import { type AdvertisementState, type AgentConfig, type AgentState, loadConfig, loadState, saveConfig, saveState } from './config.js';
@@ -66,12 +67,14 @@ export interface EnrolOptions {
 export async function enrolAgent(o: EnrolOptions): Promise<AgentConfig> {
   fs.mkdirSync(o.dir, { recursive: true });
   if (fs.existsSync(path.join(o.dir, 'agent.json'))) throw fail('conflict', `${o.dir} already holds an enrolled agent; use another folder`);
-  const m = /_([0-9a-f]{16})$/.exec(o.joinToken);
+  const m = /_([0-9a-f]{16})(?:\.tls-[0-9a-f]{64})?$/.exec(o.joinToken);
   if (!o.joinToken.startsWith('casj_agent_') || !m)
     throw fail('usage', 'that is not an agent join token (make one with "cascade agent join-token" on the site)');
+  // A site serving HTTPS puts its certificate's pin in the token: nothing goes to another server.
+  const sitePin = pinForJoin(o.site, o.joinToken, '--site');
   const partial = { hostname: o.hostname ?? null, addresses: o.addresses ?? [] };
   const inventory = await collectInventory(o.dir, partial, null);
-  const site = new ApiClient(o.site, { who: `site ${o.site}` });
+  const site = new ApiClient(o.site, { who: `site ${o.site}`, pin: sitePin });
   const a = await site.call(clientCalls.enrol, { token: o.joinToken, inventory });
   // The join token carries the central key's fingerprint: the key the site hands over must match.
   if (a.central.keyId.split(':')[1] !== m[1])
@@ -81,6 +84,7 @@ export async function enrolAgent(o: EnrolOptions): Promise<AgentConfig> {
     );
   const cfg: AgentConfig = {
     site: site.base,
+    sitePin,
     client: a.client,
     credential: a.credential,
     central: a.central,
@@ -118,7 +122,12 @@ export class Agent {
   ) {
     this.cfg = loadConfig(dir);
     this.state = loadState(dir);
-    this.site = new ApiClient(this.cfg.site, { token: this.cfg.credential, who: `site ${this.cfg.site}`, timeoutMs: 30_000 });
+    this.site = new ApiClient(this.cfg.site, {
+      token: this.cfg.credential,
+      who: `site ${this.cfg.site}`,
+      timeoutMs: 30_000,
+      pin: this.cfg.sitePin,
+    });
     this.cache = new ChunkCache(path.join(dir, 'cache'), this.cfg.cacheBytes);
     this.central = { keyId: this.cfg.central.keyId, publicKeyPem: this.cfg.central.publicKey, site: this.cfg.central.code };
   }

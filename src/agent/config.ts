@@ -13,6 +13,8 @@ import { writeFileDurableSync } from '../lib/durable.js';
 
 export interface AgentConfig {
   site: string;
+  /** The site serves HTTPS with the certificate of this SHA-256 (from the join token); the agent trusts only that one. */
+  sitePin?: string | null;
   client: string;
   credential: string;
   central: { code: string; keyId: string; publicKey: string };

@@ -54,7 +54,7 @@ export class Downloader {
       .map((x) => x.dp);
     this.sources = ordered.map((dp) => ({
       dp,
-      client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS }),
+      client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS, pin: dp.tlsPin }),
       down: false,
     }));
   }

@@ -8,6 +8,7 @@ import type { TrustedKey } from '../content/signing.js';
 import { fail } from '../core/errors.js';
 import { percentile } from '../lib/metrics.js';
 import { prng } from '../lib/prng.js';
+import { pinForJoin } from '../lib/tls.js';
 import { VERSION } from '../lib/version.js';
 import { Downloader } from './download.js';
 
@@ -119,13 +120,14 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
         freeDisk: 64 * 2 ** 30,
         linkSpeed: null,
       };
-      const a = await new ApiClient(s.url, { who: `site ${s.url}` }).call(clientCalls.enrol, { token: s.joinToken, inventory });
+      const pin = pinForJoin(s.url, s.joinToken, 'the site URL');
+      const a = await new ApiClient(s.url, { who: `site ${s.url}`, pin }).call(clientCalls.enrol, { token: s.joinToken, inventory });
       const trust = { keyId: a.central.keyId, publicKeyPem: a.central.publicKey, site: a.central.code };
       fleet.push({
         n,
         id: a.client,
         site: a.site,
-        api: new ApiClient(s.url, { token: a.credential, who: `site ${a.site}`, timeoutMs: 60_000 }),
+        api: new ApiClient(s.url, { token: a.credential, who: `site ${a.site}`, timeoutMs: 60_000, pin }),
         trust,
         // The first check-ins spread, as machines starting up.
         nextAt: Date.now() + random() * Math.min(o.spreadMs, o.durationMs / 4),

@@ -1,5 +1,8 @@
+import crypto from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { z } from 'zod';
 import { type CascadeError, errorFromBody, fail } from '../core/errors.js';
 import { fillPath } from './paths.js';
@@ -39,6 +42,12 @@ export interface ClientOptions {
   prefixErrors?: boolean;
   /** Gives up on a request with no progress for this long (default: never). */
   timeoutMs?: number;
+  /**
+   * SHA-256 of the server's TLS certificate (64 hex digits): over https, the client sends nothing
+   * until the server showed exactly that certificate (a self-signed one is fine). Absent: the
+   * usual CA check.
+   */
+  pin?: string | null | undefined;
 }
 
 export interface RequestOptions {
@@ -67,12 +76,73 @@ const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Age
  */
 const bulkAgents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
+/**
+ * An https agent that trusts one certificate, whoever signed it: the connection is handed to
+ * the request only after the handshake showed that certificate, so no byte of the request (its
+ * token least of all) reaches any other server.
+ */
+class PinnedAgent extends https.Agent {
+  constructor(private readonly pin: string) {
+    super({ keepAlive: true });
+  }
+
+  override createConnection(options: http.RequestOptions, done?: (err: Error | null, stream: Duplex) => void): undefined {
+    const socket = tls.connect({ ...(options as tls.ConnectionOptions), rejectUnauthorized: false });
+    let settled = false;
+    const end = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      socket.off('error', end);
+      if (err) socket.destroy();
+      done?.(err, socket);
+    };
+    socket.once('error', end);
+    socket.once('secureConnect', () => {
+      const raw = socket.getPeerCertificate().raw;
+      const got = raw ? crypto.createHash('sha256').update(raw).digest('hex') : '(none)';
+      end(
+        got === this.pin
+          ? null
+          : new Error(`its TLS certificate is ${got.slice(0, 16)}…, not the pinned ${this.pin.slice(0, 16)}…; nothing was sent`),
+      );
+    });
+    return undefined;
+  }
+}
+
+const pinned = new Map<string, { http: http.Agent; https: https.Agent }>();
+function pinnedPool(pin: string, bulk: boolean): { http: http.Agent; https: https.Agent } {
+  const k = `${pin}${bulk ? ':bulk' : ''}`;
+  let p = pinned.get(k);
+  if (!p) {
+    p = { http: bulk ? bulkAgents.http : agents.http, https: new PinnedAgent(pin) };
+    pinned.set(k, p);
+  }
+  return p;
+}
+
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);
+
+/** What a TLS failure most likely means, for the one-line error. */
+function tlsHint(secure: boolean, code: string | undefined): string {
+  if (secure && code && UNTRUSTED.has(code))
+    return ' (a self-signed certificate: give its pin with --tls-pin, as "site init" printed it, or use a join token that carries it)';
+  if (!secure && (code === 'ECONNRESET' || code === 'EPIPE')) return ' (if it serves HTTPS, use an https:// URL)';
+  return '';
+}
+
 export class ApiClient {
   readonly base: string;
   readonly who: string;
   private readonly token: string | undefined;
   private readonly prefix: string;
   private readonly timeoutMs: number | undefined;
+  private readonly pin: string | null;
 
   constructor(url: string, opts: ClientOptions = {}) {
     let u: URL;
@@ -87,6 +157,7 @@ export class ApiClient {
     this.who = opts.who ?? 'the site';
     this.prefix = opts.prefixErrors ? `${this.who}: ` : '';
     this.timeoutMs = opts.timeoutMs;
+    this.pin = opts.pin ?? null;
   }
 
   /**
@@ -242,12 +313,12 @@ export class ApiClient {
     pool = agents,
   ): http.ClientRequest {
     const url = new URL(this.base + path);
-    const tls = url.protocol === 'https:';
-    const req = (tls ? https : http).request(
+    const secure = url.protocol === 'https:';
+    const req = (secure ? https : http).request(
       url,
       {
         method,
-        agent: tls ? pool.https : pool.http,
+        agent: secure ? (this.pin ? pinnedPool(this.pin, pool === bulkAgents) : pool).https : pool.http,
         headers: { ...headers, ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
         ...(signal ? { signal } : {}),
       },
@@ -255,7 +326,7 @@ export class ApiClient {
     );
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (signal?.aborted) reject(fail('unavailable', `${this.who} at ${this.base}: ${path} was cut short (${describe(signal.reason)})`));
-      else reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}`));
+      else reject(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${e.code ?? e.message}${tlsHint(secure, e.code)}`));
     });
     const ms = this.timeoutMs;
     if (ms) req.setTimeout(ms, () => req.destroy(new Error(`no answer within ${ms / 1000} s`)));

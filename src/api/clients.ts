@@ -13,6 +13,7 @@ import {
 import { PACKAGE_ID, PROGRAM_NAME } from '../core/package.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
+import { TlsPin } from './dps.js';
 import { PATHS } from './paths.js';
 
 /**
@@ -195,6 +196,7 @@ export const DpAbove = z.strictObject({
   held: z.array(z.strictObject({ packageId: z.string().max(16), version: z.number().int() })).max(100_000),
   state: z.string().max(32),
   above: z.boolean(),
+  tlsPin: TlsPin.nullish(),
 });
 export type DpAbove = z.infer<typeof DpAbove>;
 
@@ -255,6 +257,7 @@ export const AllowedDp = z.object({
     .describe(
       '0 for the most specific boundary, then 1, 2...; fallback DPs after: the agent orders DPs of one rank by their measured response',
     ),
+  tlsPin: TlsPin.nullish().describe('the DP serves HTTPS with this certificate: the agent trusts exactly that one'),
 });
 export type AllowedDp = z.infer<typeof AllowedDp>;
 

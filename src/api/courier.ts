@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID } from '../core/package.js';
 import { type Endpoint, getCall } from './client.js';
+import { TlsPin } from './dps.js';
 import { PATHS } from './paths.js';
 
 export const ImportReport = z
@@ -43,6 +44,7 @@ export const DpTicket = z
     url: z.string().describe('where this site reaches the DP'),
     ticket: z.string().describe("the bearer for the DP's POST /api/v1/courier/import"),
     expiresAt: z.string(),
+    tlsPin: TlsPin.nullish().describe('the DP serves HTTPS with this certificate: send the parcel only to it'),
   })
   .meta({ id: 'CourierDpTicket' });
 export type DpTicket = z.infer<typeof DpTicket>;

@@ -31,6 +31,12 @@ export const Release = z
   .meta({ id: 'Release' });
 export type Release = z.infer<typeof Release>;
 
+/** SHA-256 of a server's TLS certificate (its DER bytes), 64 hex digits: what its callers pin. */
+export const TlsPin = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'a TLS pin is 64 lowercase hex digits')
+  .describe("SHA-256 of the server's TLS certificate: callers trust exactly that certificate");
+
 export const DpEntry = z
   .object({
     name: z.string().describe("the DP's name (a site's code names its local DP)"),
@@ -46,6 +52,7 @@ export const DpEntry = z
     at: z.string().describe('when this state was reported'),
     contentUrl: z.string().nullable().describe('where clients fetch its content, when not `url`'),
     release: Release.nullable(),
+    tlsPin: TlsPin.nullish().describe('it serves HTTPS with this certificate (null: plain HTTP, or a CA-signed certificate)'),
   })
   .meta({ id: 'DistributionPoint' });
 export type DpEntry = z.infer<typeof DpEntry>;
@@ -72,6 +79,8 @@ export const DpJoinRequest = z.strictObject({
   publicKey: z.string().min(1).max(1024),
   /** The secret the site presents when it calls the DP. */
   credential: z.string().min(16).max(256),
+  /** SHA-256 of the TLS certificate the joiner serves HTTPS with: the parent pins it. */
+  tlsPin: TlsPin.nullish(),
 });
 
 export type DpJoinRequest = z.infer<typeof DpJoinRequest>;
@@ -94,6 +103,8 @@ export const DpState = z.strictObject({
   contentUrl: z.url().max(512).nullable().optional(),
   /** The release it runs (a DP: and the last one that did not start; a site below: its DPs' upgrades too). */
   release: Release.nullable().optional(),
+  /** It serves HTTPS with the certificate of this SHA-256. */
+  tlsPin: TlsPin.nullish(),
 });
 
 export type DpState = z.infer<typeof DpState>;

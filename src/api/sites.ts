@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
-import { DpJoinRequest, Release } from './dps.js';
+import { DpJoinRequest, Release, TlsPin } from './dps.js';
 import { PATHS } from './paths.js';
 
 export const SiteEntry = z
@@ -28,6 +28,8 @@ export const JoinRequest = z.strictObject({
   publicKey: z.string().min(1).max(1024),
   /** The secret the parent will present when it calls the child. */
   credential: z.string().min(16).max(256),
+  /** SHA-256 of the TLS certificate the joiner serves HTTPS with: the parent pins it. */
+  tlsPin: TlsPin.nullish(),
 });
 
 export type JoinRequest = z.infer<typeof JoinRequest>;

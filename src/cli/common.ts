@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { ApiClient } from '../api/client.js';
 import { fail } from '../core/errors.js';
+import { certificatePin, parsePin, TLS_CERT_FILE } from '../lib/tls.js';
 
 export const DEFAULT_SITE = 'http://127.0.0.1:8100';
 
@@ -10,6 +11,7 @@ export interface AdminOpts {
   site?: string;
   token?: string;
   data?: string;
+  tlsPin?: string;
   json?: boolean;
 }
 
@@ -18,7 +20,12 @@ export function adminOptions(cmd: Command, json = true, siteHelp = `site server 
   cmd
     .addOption(new Option('--site <url>', siteHelp).env('CASCADE_SITE'))
     .addOption(new Option('--token <token>', 'API bearer token').env('CASCADE_TOKEN'))
-    .addOption(new Option('--data <dir>', "a local site's data folder: take the URL and admin token from it").env('CASCADE_DATA'));
+    .addOption(new Option('--data <dir>', "a local site's data folder: take the URL and admin token from it").env('CASCADE_DATA'))
+    .addOption(
+      new Option('--tls-pin <sha256>', "the site's TLS certificate fingerprint, when it is self-signed (printed by site init)").env(
+        'CASCADE_TLS_PIN',
+      ),
+    );
   if (json) cmd.option('--json', 'print JSON instead of text');
   return cmd;
 }
@@ -34,6 +41,7 @@ export function clientFrom(o: AdminOpts): ApiClient {
   const dataFlag = o.data !== undefined && !fromEnv(o.data, 'CASCADE_DATA');
   let site = dataFlag && fromEnv(o.site, 'CASCADE_SITE') ? undefined : o.site;
   let token = dataFlag && fromEnv(o.token, 'CASCADE_TOKEN') ? undefined : o.token;
+  let pin = o.tlsPin && !(dataFlag && fromEnv(o.tlsPin, 'CASCADE_TLS_PIN')) ? parsePin(o.tlsPin, '--tls-pin') : undefined;
   if (o.data && (!site || !token)) {
     const dir = path.resolve(o.data);
     if (!token) {
@@ -45,13 +53,15 @@ export function clientFrom(o: AdminOpts): ApiClient {
     }
     if (!site) {
       try {
-        const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { listen?: string };
-        if (cfg.listen) site = `http://${cfg.listen}`;
+        const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { listen?: string; tls?: boolean };
+        if (cfg.listen || cfg.tls) site = `${cfg.tls ? 'https' : 'http'}://${cfg.listen ?? new URL(DEFAULT_SITE).host}`;
+        // Its own certificate, read from its folder: the pin needs no typing.
+        if (cfg.tls) pin ??= certificatePin(fs.readFileSync(path.join(dir, TLS_CERT_FILE), 'utf8'));
       } catch {}
     }
   }
   try {
-    return new ApiClient(site ?? DEFAULT_SITE, { token, who: 'the site' });
+    return new ApiClient(site ?? DEFAULT_SITE, { token, who: 'the site', pin });
   } catch (e) {
     throw fail('usage', `--site ${(e as Error).message}`);
   }

@@ -60,6 +60,10 @@ export interface DemoOptions {
   once?: boolean;
 }
 
+/** An admin client of a site the demo runs, pinned to its certificate when it serves HTTPS. */
+const adminClient = (site: RunningSite, dir: string): ApiClient =>
+  new ApiClient(site.url, { token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim(), pin: site.ctx.tlsPin });
+
 /** The demo's tour: a hierarchy of three sites and three DPs on loopback, and what Cascade does with them. */
 export async function runDemo(o: DemoOptions): Promise<void> {
   const dataDir = o.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-demo-'));
@@ -148,11 +152,20 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       const { token } = await parent.client.json<{ token: string }>('POST', PATHS.joinTokens, {
         json: { kind: 'site', ttlSeconds: 600 },
       });
-      await initSite({ dataDir: dir, code, name, listen: `127.0.0.1:${await freePort()}`, parent: parent.url, joinToken: token });
+      // HTTPS on loopback too, as off it: a self-signed certificate whose pin the site's join tokens carry.
+      await initSite({
+        dataDir: dir,
+        code,
+        name,
+        listen: `127.0.0.1:${await freePort()}`,
+        parent: parent.url,
+        joinToken: token,
+        tls: true,
+      });
     }
     const child = await startSite({ dataDir: dir, log });
     children.push(child);
-    parent = { url: child.url, client: new ApiClient(child.url, { token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() }) };
+    parent = { url: child.url, client: adminClient(child, dir) };
   }
   const tree = await client.json<{ sites: { code: string; name: string; parent: string | null; url: string | null }[] }>(
     'GET',
@@ -168,6 +181,10 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     for (const c of tree.sites.filter((x) => x.parent === code)) show(c.code, depth + 1);
   };
   show('CEN', 0);
+  out(
+    '   EUR, BER and their DPs serve HTTPS with self-signed certificates: each join token carried the certificate pin of the site that made it,',
+  );
+  out('   and every caller (child site, DP, agent) sends nothing until the server showed that certificate; CEN serves HTTP on loopback');
 
   // Distribution points: two join the Berlin branch, one the Europe region, each with a
   // one-time token; a DP group names the Berlin pair.
@@ -178,7 +195,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   ] as const;
   const siteClient = (i: number) => {
     const dir = path.join(dataDir, ['eur', 'ber'][i] as string);
-    return new ApiClient((children[i] as RunningSite).url, { token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() });
+    return adminClient(children[i] as RunningSite, dir);
   };
   for (const [name, at] of dpSpecs) {
     const dir = path.join(dataDir, name);
@@ -193,6 +210,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
         listen: `127.0.0.1:${await freePort()}`,
         parent: (children[at] as RunningSite).url,
         joinToken: token,
+        tls: true,
       });
     }
     children.push(await startSite({ role: 'dp', dataDir: dir, log }));

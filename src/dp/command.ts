@@ -19,7 +19,14 @@ export function registerDp(program: Command): Command {
     .requiredOption('--join-token <token>', 'one-time token from "cascade dp join-token" on that site')
     .requiredOption('--name <name>', 'DP name, unique in the hierarchy: 4 to 64 letters, digits, ".", "_" or "-"')
     .option('--listen <host:port>', 'address "dp start" serves on unless told otherwise (default 127.0.0.1:8200)')
-    .option('--url <url>', 'where the site and clients reach this DP (default: http://LISTEN, told to the site at every start)')
+    .option(
+      '--url <url>',
+      'where the site and clients reach this DP (default: https://LISTEN, or http:// without TLS; told to the site at every start)',
+    )
+    .option('--tls', 'serve HTTPS (the default unless it listens on loopback only)')
+    .option('--no-tls', 'serve plain HTTP even on an address other networks reach (behind a TLS proxy)')
+    .option('--tls-cert <file>', 'PEM certificate to serve HTTPS with (default: a self-signed one made in DIR; callers pin it)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--content-url <url>', 'where clients fetch its content instead, e.g. nginx serving its content folder (docs/nginx.md)')
     .option('--json', 'print JSON')
     .action(
@@ -31,6 +38,9 @@ export function registerDp(program: Command): Command {
         listen?: string;
         url?: string;
         contentUrl?: string;
+        tls?: boolean;
+        tlsCert?: string;
+        tlsKey?: string;
         json?: boolean;
       }) => {
         const name = parseDpName(o.name);
@@ -45,12 +55,24 @@ export function registerDp(program: Command): Command {
           joinToken: o.joinToken,
           url: o.url,
           contentUrl: o.contentUrl,
+          tls: o.tls,
+          tlsCert: o.tlsCert,
+          tlsKey: o.tlsKey,
         });
-        const out = { name: r.code, dataDir: r.dataDir, keyId: r.keyId, site: r.parent, central: r.central, listen: r.listen ?? null };
+        const out = {
+          name: r.code,
+          dataDir: r.dataDir,
+          keyId: r.keyId,
+          site: r.parent,
+          central: r.central,
+          listen: r.listen ?? null,
+          tlsPin: r.tlsPin ?? null,
+        };
         if (o.json) printJson(out);
         else
           process.stdout.write(
             `DP ${out.name} created in ${out.dataDir} and joined site ${out.site}; pinned the key of central site ${out.central}\n` +
+              (out.tlsPin ? `  HTTPS, certificate sha256 ${out.tlsPin}\n` : '') +
               `next: cascade dp start --data ${o.data}${o.listen ? '' : ' --listen HOST:PORT'}\n`,
           );
       },

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -348,6 +349,14 @@ export interface WorkerConfig {
   handler: ContentHandlerOptions;
   /** Unix socket of the primary's fallback server, or null: 404 outside /content/. */
   fallbackSocket: string | null;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string; key: string } | undefined;
+}
+
+/** An HTTP or, given a certificate, an HTTPS server for one listener (the primary's or a worker's). */
+function createServer(tls: WorkerConfig['tls'], listener: http.RequestListener): http.Server {
+  const o = { keepAlive: true, noDelay: true };
+  return tls ? https.createServer({ ...o, cert: tls.cert, key: tls.key }, listener) : http.createServer(o, listener);
 }
 
 /** The parent's Node flags without the code it was given to run (`-e CODE`, `-p CODE`). */
@@ -379,15 +388,16 @@ export async function startContentServer(
     listen: string;
     fallback?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
     workers?: number;
+    tls?: WorkerConfig['tls'];
   },
 ): Promise<ContentServer> {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(opts.listen);
   if (!m || Number(m[3]) > 65535) throw new Error(`listen address "${opts.listen}" is not HOST:PORT`);
   const host = (m[1] ?? m[2]) as string;
-  const { listen: _l, fallback: _f, workers: _w, ...handlerOpts } = opts;
+  const { listen: _l, fallback: _f, workers: _w, tls: _t, ...handlerOpts } = opts;
   const handler = createContentHandler(handlerOpts);
   const fallback = opts.fallback ?? notFound;
-  const server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+  const server = createServer(opts.tls, (req, res) => {
     if (!handler(req, res)) fallback(req, res);
   });
   server.keepAliveTimeout = 65_000;
@@ -400,7 +410,7 @@ export async function startContentServer(
     });
   });
   const addr = server.address() as AddressInfo;
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
 
   const children: ChildProcess[] = [];
   let fallbackServer: http.Server | null = null;
@@ -433,7 +443,7 @@ export async function startContentServer(
         });
       }
       const script = workerScript(import.meta.url, 'serve-worker');
-      const config: WorkerConfig = { kind: 'cascade-content-worker', handler: handlerOpts, fallbackSocket };
+      const config: WorkerConfig = { kind: 'cascade-content-worker', handler: handlerOpts, fallbackSocket, tls: opts.tls };
       for (let i = 0; i < extra; i++) {
         const child = fork(script, [], {
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -491,7 +501,7 @@ export function serveAsWorker(config: WorkerConfig, listening: net.Server): Prom
     });
     req.pipe(up);
   };
-  const server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+  const server = createServer(config.tls, (req, res) => {
     if (!handler(req, res)) relay(req, res);
   });
   server.keepAliveTimeout = 65_000;

@@ -15,6 +15,8 @@ export const SiteConfigSchema = z
     name: z.string().min(1).max(128),
     db: z.string().min(1).optional(),
     listen: z.string().min(1).optional(),
+    /** Serve HTTPS with DIR/tls-cert.pem and DIR/tls-key.pem (absent: plain HTTP). */
+    tls: z.boolean().optional(),
     /** Folders the site may read package sources from (`site set --source-root`); none by default. */
     sourceRoots: z
       .array(

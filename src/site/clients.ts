@@ -43,7 +43,7 @@ import {
 import { groupCommit } from '../store/group-commit.js';
 import type { Store } from '../store/store.js';
 import type { SiteContext } from './context.js';
-import { centralTrust } from './hierarchy.js';
+import { centralTrust, tlsSuffix } from './hierarchy.js';
 import { emit } from './messages.js';
 import {
   type Advertisement,
@@ -94,7 +94,7 @@ const fingerprintOf = (keyId: string): string => keyId.split(':')[1] ?? '';
 
 export async function issueAgentJoinToken(ctx: SiteContext, uses: number, ttlSeconds: number): Promise<AgentJoinTokenAnswer> {
   const central = await centralTrust(ctx);
-  const t = await createAgentJoinToken(ctx.store, uses, ttlSeconds, fingerprintOf(central.key.keyId));
+  const t = await createAgentJoinToken(ctx.store, uses, ttlSeconds, `${fingerprintOf(central.key.keyId)}${tlsSuffix(ctx)}`);
   return { token: t.secret, uses, expiresAt: t.expiresAt, site: ctx.code };
 }
 
@@ -427,7 +427,7 @@ export async function checkin(
     if (version === null) continue;
     const dps: AllowedDp[] = allowed
       .filter((d) => d.held.some((h) => h.packageId === b.packageId && h.version === version))
-      .map((d) => ({ name: d.name, url: d.url as string, why: d.why, rank: d.rank }));
+      .map((d) => ({ name: d.name, url: d.url as string, why: d.why, rank: d.rank, tlsPin: d.tlsPin ?? null }));
     offers.push({ advertisement: ad.signed, version, dps });
     origins.add(ad.origin);
     origins.add(b.packageId.slice(0, 3));

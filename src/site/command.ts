@@ -29,7 +29,11 @@ export function registerSite(program: Command): Command {
     )
     .option('--parent <url>', 'join this parent site (its URL) as a child; needs --join-token and --listen or --url')
     .option('--join-token <token>', 'one-time token from "cascade site join-token" on the parent')
-    .option('--url <url>', 'where other sites reach this one (default: http://LISTEN)')
+    .option('--url <url>', 'where other sites reach this one (default: https://LISTEN, or http:// without TLS)')
+    .option('--tls', 'serve HTTPS (the default unless it listens on loopback only)')
+    .option('--no-tls', 'serve plain HTTP even on an address other networks reach (behind a TLS proxy)')
+    .option('--tls-cert <file>', 'PEM certificate to serve HTTPS with (default: a self-signed one made in DIR; callers pin it)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--source-root <dir>', 'a folder the site may read package sources from (repeatable; none by default)', collect)
     .option('--json', 'print JSON')
     .action(
@@ -43,6 +47,9 @@ export function registerSite(program: Command): Command {
         parent?: string;
         joinToken?: string;
         url?: string;
+        tls?: boolean;
+        tlsCert?: string;
+        tlsKey?: string;
         json?: boolean;
       }) => {
         const code = parseSiteCode(o.code);
@@ -57,6 +64,9 @@ export function registerSite(program: Command): Command {
           joinToken: o.joinToken,
           url: o.url,
           sourceRoots: o.sourceRoot,
+          tls: o.tls,
+          tlsCert: o.tlsCert,
+          tlsKey: o.tlsKey,
         });
         if (o.json) printJson(r);
         else
@@ -64,6 +74,7 @@ export function registerSite(program: Command): Command {
             `site ${r.code} (${r.name}) created in ${r.dataDir}\n` +
               `  store: ${r.db}, signing key: ${r.keyId}\n` +
               (r.listen ? `  listen: ${r.listen}\n` : '') +
+              (r.tlsPin ? `  HTTPS, certificate sha256 ${r.tlsPin} (its join tokens carry it)\n` : '') +
               (r.parent ? `  joined parent ${r.parent}; pinned the key of central site ${r.central}\n` : '') +
               `  admin token: ${r.adminTokenFile}\n` +
               `next: cascade site start --data ${o.data}\n`,

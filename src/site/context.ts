@@ -23,4 +23,6 @@ export interface SiteContext {
    * it prepared (docs/dp.md#releases). Absent in tests that build a context in-process.
    */
   process?: { dataDir: string; switchRelease: (() => void) | null };
+  /** SHA-256 of the certificate this process serves HTTPS with; absent: it serves plain HTTP. */
+  tlsPin?: string;
 }

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { courierCalls, type ExportRequest } from '../api/courier.js';
+import { courierCalls, type DpTicket, type ExportRequest } from '../api/courier.js';
 import { verifyCertificate } from '../content/certificate.js';
 import type { ContentLibrary } from '../content/library.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
@@ -753,16 +753,6 @@ export async function ownDp(ctx: SiteContext, name: string, local: string): Prom
   throw fail('not_found', `DP ${name} is not a DP of site ${ctx.code} (see "cascade dp list")`);
 }
 
-/** What the CLI needs to send a parcel straight to a DP: where it is, and a ticket it accepts. */
-export interface DpTicket {
-  dp: string;
-  site: string;
-  /** Where this site reaches the DP (what the DP last reported). */
-  url: string;
-  ticket: string;
-  expiresAt: string;
-}
-
 /**
  * At a site: a short-lived import ticket for one of its own DPs, signed with the site's key. The
  * parcel's bytes then go to the DP directly, never through this site: a DP is sent a parcel
@@ -775,7 +765,7 @@ export async function issueDpTicket(ctx: SiteContext, name: string): Promise<DpT
     throw fail('unavailable', `DP ${dp.code} has not told site ${ctx.code} its address yet; start it ("cascade dp start") and try again`);
   const { ticket, body } = issueTicket(ctx.key, ctx.code, dp.code, ctx.clock());
   ctx.log.info({ dp: dp.code, expiresAt: body.expiresAt }, 'courier import ticket issued');
-  return { dp: dp.code, site: ctx.code, url: dp.url, ticket, expiresAt: body.expiresAt };
+  return { dp: dp.code, site: ctx.code, url: dp.url, ticket, expiresAt: body.expiresAt, tlsPin: dp.tlsPin };
 }
 
 /**

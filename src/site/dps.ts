@@ -41,6 +41,7 @@ export async function ownDpState(ctx: SiteContext, site: string, url: string | n
     at: ctx.clock().toISOString(),
     contentUrl: (await ctx.store.getMeta('site.contentUrl')) ?? null,
     release: ownRelease(ctx),
+    tlsPin: ctx.tlsPin ?? null,
   };
 }
 
@@ -61,6 +62,7 @@ const entryOf = (r: SiteRow, kind: 'local' | 'remote', site: string): DpEntry =>
   at: r.stateAt ?? r.createdAt,
   contentUrl: r.contentUrl,
   release: r.release,
+  tlsPin: r.tlsPin,
 });
 
 /** Every DP at or below this site: the local DPs of this site and of every site below, and remote DPs. */

@@ -85,7 +85,16 @@ export async function acceptJoin(ctx: SiteContext, req: JoinRequest, ownUrl: str
 export async function admit(
   ctx: SiteContext,
   kind: 'site' | 'dp',
-  req: { token: string; code: string; name: string; url: string | null; keyId: string; publicKey: string; credential: string },
+  req: {
+    token: string;
+    code: string;
+    name: string;
+    url: string | null;
+    keyId: string;
+    publicKey: string;
+    credential: string;
+    tlsPin?: string | null | undefined;
+  },
   ownUrl: string | null,
 ): Promise<JoinAnswer> {
   checkKey(req.code, req.keyId, req.publicKey);
@@ -116,6 +125,7 @@ export async function admit(
       publicKey: req.publicKey,
       certificate: JSON.stringify(certificate),
       outboundToken: req.credential,
+      tlsPin: req.tlsPin ?? null,
     });
     // It has just called: it is reachable now, not "unknown" until the next health check.
     await ctx.store.setSiteContact(req.code, true);
@@ -170,7 +180,7 @@ export async function acceptRegister(
 export async function pingPeers(ctx: SiteContext): Promise<void> {
   for (const s of [...(await ctx.store.listSites()), ...(await ctx.store.listDps())]) {
     if (!s.url || (s.relation !== 'child' && s.relation !== 'parent' && s.relation !== 'dp')) continue;
-    await ctx.store.setSiteContact(s.code, await new ApiClient(s.url, { who: peerName(s) }).healthy(5000));
+    await ctx.store.setSiteContact(s.code, await new ApiClient(s.url, { who: peerName(s), pin: s.tlsPin }).healthy(5000));
   }
 }
 
@@ -202,13 +212,19 @@ export async function ownUrl(ctx: SiteContext): Promise<string | null> {
   return (await ctx.store.getMeta('site.url')) ?? null;
 }
 
+/**
+ * What ends a join token of a site that serves HTTPS: its certificate's pin, so the joiner
+ * checks whom it talks to before it sends the token.
+ */
+export const tlsSuffix = (ctx: Pick<SiteContext, 'tlsPin'>): string => (ctx.tlsPin ? `.tls-${ctx.tlsPin}` : '');
+
 /** A one-time, expiring token a child site or a DP joins this site with. */
 export async function issueJoinToken(
   ctx: SiteContext,
   kind: 'site' | 'dp',
   ttlSeconds: number,
 ): Promise<{ token: string; kind: 'site' | 'dp'; expiresAt: string; site: string }> {
-  const t = await ctx.store.createJoinToken(kind, ttlSeconds);
+  const t = await ctx.store.createJoinToken(kind, ttlSeconds, tlsSuffix(ctx));
   return { token: t.secret, kind, expiresAt: t.expiresAt, site: ctx.code };
 }
 

@@ -22,5 +22,6 @@ export function peerClient(peer: SiteRow, opts: { timeoutMs?: number } = {}): Ap
     who: peerName(peer),
     prefixErrors: true,
     timeoutMs: opts.timeoutMs ?? PEER_TIMEOUT_MS,
+    pin: peer.tlsPin,
   });
 }

@@ -205,6 +205,8 @@ const dpView = (d: DpEntry, above: boolean): DpView => ({
   // A DP restarting on a new release (or about to) is offered last: its clients use the others.
   state: d.reachable === false ? 'unreachable' : isRestarting(d.release?.upgrade?.state) ? 'upgrading' : 'online',
   above,
+  // A content URL is another server (nginx, a CDN): the DP's own certificate is not its.
+  tlsPin: d.contentUrl ? null : (d.tlsPin ?? null),
 });
 
 /**

@@ -37,7 +37,7 @@ const maxRetries = (): number => Math.max(1, Math.floor(Number(process.env.CASCA
 
 /**
  * The rate a transfer moves at: bytes over the last few seconds, not since it began (the
- * socket's send buffer swallows the first few hundred KiB at once, which would read as a
+ * socket's send buffers swallow the first few hundred KiB at once, which would read as a
  * burst far above a slow link's real rate).
  */
 export class RateMeter {
@@ -47,14 +47,17 @@ export class RateMeter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Records the running total; returns bytes per second over the window (0 until 1 s of data). */
+  /**
+   * Records the running total; returns bytes per second over the window (0 until 2 s of data:
+   * the send buffers, TCP's and TLS's, keep filling during the first second or so).
+   */
   add(total: number): number {
     const t = this.now();
     this.samples.push({ t, bytes: total });
     while (this.samples.length > 2 && t - (this.samples[1] as { t: number }).t >= this.windowMs) this.samples.shift();
     const first = this.samples[0] as { t: number; bytes: number };
     const span = (t - first.t) / 1000;
-    return span >= 1 ? (total - first.bytes) / span : 0;
+    return span >= 2 ? (total - first.bytes) / span : 0;
   }
 }
 

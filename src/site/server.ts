@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,7 @@ import { writeFileDurableSync } from '../lib/durable.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { checkSourceRoots, configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from '../lib/site-config.js';
+import { installTls, isLoopback, pinForJoin, readTls, type TlsFiles } from '../lib/tls.js';
 import { isPostgresUrl } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
@@ -66,6 +68,8 @@ export interface InitResult {
   listen?: string;
   /** Where other sites reach this one. */
   url?: string;
+  /** It serves HTTPS with the certificate of this SHA-256 (what callers pin). */
+  tlsPin?: string;
   /** The parent this site joined, and the central site whose key it pinned. */
   parent?: string;
   central?: string;
@@ -77,15 +81,27 @@ export interface InitResult {
  */
 async function joinParent(
   tx: Store,
-  o: { role: 'site' | 'dp'; code: string; name: string; key: SiteKey; url: string | undefined; parentUrl: string; token: string },
+  o: {
+    role: 'site' | 'dp';
+    code: string;
+    name: string;
+    key: SiteKey;
+    url: string | undefined;
+    parentUrl: string;
+    token: string;
+    /** This joiner's own pin, when it will serve HTTPS. */
+    tlsPin: string | null;
+  },
 ): Promise<{ parent: string; central: string }> {
   const credential = `cas_peer_${crypto.randomBytes(24).toString('base64url')}`;
-  const common = { token: o.token, keyId: o.key.keyId, publicKey: publicKeyPem(o.key.publicKey), credential };
+  // The token names the parent's certificate: nothing, the token least of all, goes to another.
+  const parentPin = pinForJoin(o.parentUrl, o.token, o.role === 'dp' ? '--site' : '--parent');
+  const common = { token: o.token, keyId: o.key.keyId, publicKey: publicKeyPem(o.key.publicKey), credential, tlsPin: o.tlsPin };
   const req: JoinRequest | DpJoinRequest =
     o.role === 'dp' ? { ...common, name: o.code, url: o.url ?? null } : { ...common, code: o.code, name: o.name, url: o.url as string };
   let answer: JoinAnswer;
   try {
-    const parent = new ApiClient(o.parentUrl, { who: 'the parent', timeoutMs: PEER_TIMEOUT_MS });
+    const parent = new ApiClient(o.parentUrl, { who: 'the parent', timeoutMs: PEER_TIMEOUT_MS, pin: parentPin });
     answer =
       o.role === 'dp' ? await parent.call(siteCalls.joinDp, req as DpJoinRequest) : await parent.call(siteCalls.join, req as JoinRequest);
   } catch (e) {
@@ -110,6 +126,7 @@ async function joinParent(
     publicKey: answer.parent.publicKey,
     certificate: null,
     outboundToken: answer.credential,
+    tlsPin: parentPin,
   });
   await tx.insertTokenSecret(PEER_ROLE, answer.parent.code, credential);
   return { parent: answer.parent.code, central: answer.central.code };
@@ -138,6 +155,11 @@ export async function initSite(opts: {
   contentUrl?: string | undefined;
   /** Folders the site may read package sources from. */
   sourceRoots?: string[] | undefined;
+  /** Serve HTTPS (default: unless it listens on loopback only). */
+  tls?: boolean | undefined;
+  /** The certificate and key to serve with (default: a self-signed one made here). */
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
 }): Promise<InitResult> {
   const dataDir = path.resolve(opts.dataDir);
   const sourceRoots = opts.sourceRoots?.length ? checkSourceRoots(opts.sourceRoots) : undefined;
@@ -146,7 +168,10 @@ export async function initSite(opts: {
   }
   const role = opts.role ?? 'site';
   if (role === 'dp' && !opts.parent) throw fail('usage', 'a DP joins a site: give --site URL and --join-token TOKEN');
-  const url = opts.url ?? (opts.listen ? `http://${opts.listen}` : undefined);
+  const listenHost = parseListen(opts.listen ?? (role === 'dp' ? DEFAULT_DP_LISTEN : DEFAULT_LISTEN)).host;
+  if (opts.tls === false && (opts.tlsCert || opts.tlsKey)) throw fail('usage', '--no-tls and --tls-cert/--tls-key contradict each other');
+  const tls = opts.tls ?? (opts.tlsCert !== undefined || !isLoopback(listenHost));
+  const url = opts.url ?? (opts.listen ? `${tls ? 'https' : 'http'}://${opts.listen}` : undefined);
   if (role === 'site' && opts.parent && !url)
     throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
   if (url !== undefined && !URL.canParse(url)) throw fail('usage', `--url "${url}" is not a URL (e.g. http://10.0.0.5:8100)`);
@@ -180,6 +205,13 @@ export async function initSite(opts: {
       contentUrl: opts.contentUrl,
       sourceRoots,
       join,
+      tls: tls
+        ? {
+            certFile: opts.tlsCert,
+            keyFile: opts.tlsKey,
+            names: [listenHost, ...(url ? [new URL(url).hostname.replace(/^\[|\]$/g, '')] : [])],
+          }
+        : undefined,
     });
   } catch (e) {
     if (madeDir) fs.rmSync(madeDir, { recursive: true, force: true });
@@ -208,8 +240,15 @@ async function createSite(
     contentUrl?: string | undefined;
     sourceRoots?: string[] | undefined;
     join: { parentUrl: string; token: string } | undefined;
+    tls: { certFile: string | undefined; keyFile: string | undefined; names: string[] } | undefined;
   },
 ): Promise<InitResult> {
+  // The certificate first: a joiner tells its parent which one it serves with.
+  let tls: TlsFiles | undefined;
+  if (o.tls) {
+    const names = ['localhost', '127.0.0.1', '::1', os.hostname(), ...o.tls.names].filter((n) => n && n !== '0.0.0.0' && n !== '::');
+    tls = installTls(dataDir, { certFile: o.tls.certFile, keyFile: o.tls.keyFile, names, commonName: `Cascade ${o.role} ${o.code}` });
+  }
   const store = await Store.open({ url: o.db, dataDir });
   try {
     const key = generateSiteKey(o.code);
@@ -226,7 +265,8 @@ async function createSite(
       if (o.url) await tx.setMeta('site.url', o.url);
       if (o.urlFixed) await tx.setMeta('site.urlFixed', '1');
       if (o.contentUrl) await tx.setMeta('site.contentUrl', o.contentUrl.replace(/\/+$/, ''));
-      if (o.join) joined = await joinParent(tx, { role: o.role, code: o.code, name: o.name, key, url: o.url, ...o.join });
+      if (o.join)
+        joined = await joinParent(tx, { role: o.role, code: o.code, name: o.name, key, url: o.url, tlsPin: tls?.pin ?? null, ...o.join });
       // A DP has no admin API: it answers only its site.
       if (o.role === 'site') {
         const token = await tx.createToken('admin', 'initial admin');
@@ -241,6 +281,7 @@ async function createSite(
         name: o.name,
         ...(o.db ? { db: o.db } : {}),
         ...(o.listen ? { listen: o.listen } : {}),
+        ...(tls ? { tls: true } : {}),
         ...(o.sourceRoots ? { sourceRoots: o.sourceRoots } : {}),
       };
       writeSiteConfig(dataDir, cfg);
@@ -254,6 +295,7 @@ async function createSite(
       db: store.dialect,
       ...(o.listen ? { listen: o.listen } : {}),
       ...(o.url ? { url: o.url } : {}),
+      ...(tls ? { tlsPin: tls.pin } : {}),
       ...(joined ? { parent: joined.parent, central: joined.central } : {}),
     };
   } finally {
@@ -355,6 +397,18 @@ export async function startSite(opts: {
     await store.close();
     throw e;
   }
+  let tls: TlsFiles | undefined;
+  try {
+    tls = cfg.tls ? readTls(dataDir) : undefined;
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  if (!tls && !isLoopback(host))
+    log.warn(
+      { listen: host },
+      'serving plain HTTP on an address other networks reach: tokens cross them in clear (docs/operations.md#tls)',
+    );
   const library = new ContentLibrary(libraryRoot(dataDir));
   await library.init();
   startPool();
@@ -369,6 +423,7 @@ export async function startSite(opts: {
     clock,
     log,
     process: { dataDir, switchRelease: opts.onRelease ?? null },
+    ...(tls ? { tlsPin: tls.pin } : {}),
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
   // Stalls of the main thread (synchronous SQLite work, large reports, garbage collection): what
@@ -401,6 +456,7 @@ export async function startSite(opts: {
       fallback: getRequestListener(app.fetch),
       workers,
       cacheBytes: 256 << 20,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     }).catch((e: NodeJS.ErrnoException) => {
       throw e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e;
     });
@@ -409,10 +465,12 @@ export async function startSite(opts: {
   } else {
     const content = createContentHandler({ root: library.root, cacheBytes: 64 << 20 });
     const hs = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-      const createServer = ((o: ServerOptions, api: RequestListener) =>
-        createHttpServer(o, (req, res) => {
+      const createServer = ((o: ServerOptions, api: RequestListener) => {
+        const both: RequestListener = (req, res) => {
           if (!content(req, res)) api(req, res);
-        })) as typeof createHttpServer;
+        };
+        return tls ? createHttpsServer({ ...o, cert: tls.cert, key: tls.key }, both) : createHttpServer(o, both);
+      }) as typeof createHttpServer;
       const s = serve({ fetch: app.fetch, hostname: host, port, createServer }, () => resolve(s));
       s.once('error', (e: NodeJS.ErrnoException) =>
         reject(e.code === 'EADDRINUSE' ? fail('unavailable', `cannot listen on ${host}:${port}: the address is in use`) : e),
@@ -425,8 +483,8 @@ export async function startSite(opts: {
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
   const addr = server.address() as AddressInfo;
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  log.info({ url, [role]: cfg.code, db: store.dialect }, `${role} listening`);
+  const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info({ url, [role]: cfg.code, db: store.dialect, ...(tls ? { tlsPin: tls.pin } : {}) }, `${role} listening`);
   // A DP tells its site where it listens now (its status reports carry the address), unless it
   // was given --url at init: a proxy, a name or a load balancer in front of it stays its address.
   if (role === 'dp') {

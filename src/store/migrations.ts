@@ -344,6 +344,13 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0013_tls_pins': {
+    // The certificate each neighbour serves HTTPS with, pinned at join (a join token carries the
+    // parent's; the join body the child's or the DP's).
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('sites').addColumn('tls_pin', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -75,6 +75,8 @@ export interface SiteTable {
   content_url: string | null;
   /** DPs and sites below: the release they run and this site's upgrade of them (JSON). */
   release: string | null;
+  /** SHA-256 of the TLS certificate this neighbour serves HTTPS with, when it is self-signed. */
+  tls_pin: string | null;
 }
 
 export interface DpGroupTable {

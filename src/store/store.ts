@@ -72,6 +72,8 @@ export interface SiteRow {
   contentUrl: string | null;
   /** DPs and sites below: the release they run and this site's upgrade of them. */
   release: Release | null;
+  /** Neighbours: SHA-256 of the TLS certificate they serve with, pinned at join (null: a CA's, or plain HTTP). */
+  tlsPin: string | null;
 }
 
 export interface RouteRow {
@@ -270,9 +272,10 @@ export class Store {
   // --- join tokens and sites ---------------------------------------------------------------
 
   /** A one-time join token: the secret is returned once; only its hash is kept. */
-  async createJoinToken(kind: 'site' | 'dp', ttlSeconds: number): Promise<{ id: string; secret: string; expiresAt: string }> {
+  /** A one-time join token; `suffix` ends the secret (the issuing site's TLS pin, when it has one). */
+  async createJoinToken(kind: 'site' | 'dp', ttlSeconds: number, suffix = ''): Promise<{ id: string; secret: string; expiresAt: string }> {
     const id = crypto.randomBytes(6).toString('hex');
-    const secret = `casj_${kind}_${id}_${crypto.randomBytes(24).toString('base64url')}`;
+    const secret = `casj_${kind}_${id}_${crypto.randomBytes(24).toString('base64url')}${suffix}`;
     const now = this.clock();
     const expiresAt = new Date(now.getTime() + ttlSeconds * 1000).toISOString();
     await this.db
@@ -390,8 +393,8 @@ export class Store {
   async insertSite(
     s: Omit<
       SiteRow,
-      'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt' | 'contentUrl' | 'release'
-    >,
+      'createdAt' | 'reachable' | 'lastContact' | 'freeBytes' | 'totalBytes' | 'held' | 'stateAt' | 'contentUrl' | 'release' | 'tlsPin'
+    > & { tlsPin?: string | null | undefined },
   ): Promise<void> {
     const existing = await this.getSite(s.code);
     if (existing) {
@@ -410,6 +413,7 @@ export class Store {
         public_key: s.publicKey,
         certificate: s.certificate,
         outbound_token: this.seal(s.outboundToken),
+        tls_pin: s.tlsPin ?? null,
         reachable: null,
         last_contact: null,
         created_at: this.clock().toISOString(),
@@ -720,5 +724,6 @@ function toSite(r: Selectable<Database['sites']>): SiteRow {
     stateAt: r.state_at,
     contentUrl: r.content_url,
     release: r.release ? (JSON.parse(r.release) as Release) : null,
+    tlsPin: r.tls_pin ?? null,
   };
 }

@@ -22,7 +22,7 @@ export function cascade(
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, CASCADE_SITE: '', CASCADE_TOKEN: '', CASCADE_DATA: '', ...opts.env },
+      env: { ...process.env, CASCADE_SITE: '', CASCADE_TOKEN: '', CASCADE_DATA: '', CASCADE_TLS_PIN: '', ...opts.env },
       ...(opts.cwd ? { cwd: opts.cwd } : {}),
       ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
     });
@@ -87,7 +87,7 @@ export async function startSite(
   });
   const url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${role} did not start:\n${out}`)), 30_000);
-    const ready = new RegExp(`"url":"(http://[^"]+)".*"msg":"${role} listening"`);
+    const ready = new RegExp(`"url":"(https?://[^"]+)".*"msg":"${role} listening"`);
     proc.stdout?.on('data', (d) => {
       out += d;
       const m = ready.exec(out);
@@ -109,7 +109,8 @@ export async function startSite(
     token,
     proc,
     logs: () => out,
-    env: { CASCADE_SITE: url, CASCADE_TOKEN: token },
+    // A site serving HTTPS with a self-signed certificate: the CLI pins it (the log names it).
+    env: { CASCADE_SITE: url, CASCADE_TOKEN: token, CASCADE_TLS_PIN: /"tlsPin":"([0-9a-f]{64})"/.exec(out)?.[1] ?? '' },
     stop(signal: NodeJS.Signals = 'SIGTERM') {
       return new Promise((resolve, reject) => {
         if (proc.exitCode !== null) return resolve(proc.exitCode);

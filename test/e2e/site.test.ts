@@ -127,6 +127,9 @@ describe('site server process', () => {
     expect(r.stdout).toMatch(/^ {5}EUR {2}Europe region/m);
     expect(r.stdout).toMatch(/^ {7}BER {2}Berlin branch/m);
     expect(r.stdout).toMatch(/6\. distribution points/);
+    // The sites below CEN and their DPs serve HTTPS, pinned through their join tokens.
+    expect(r.stdout).toMatch(/^ {5}EUR {2}Europe region \(demo\) {2}https:\/\/127\.0\.0\.1:\d+$/m);
+    expect(r.stdout).toMatch(/EUR, BER and their DPs serve HTTPS with self-signed certificates/);
     expect(r.stdout).toMatch(/^ {3}ber-dp2 +BER +remote/m);
     expect(r.stdout).toMatch(/7\. distribute CEN00001 --to site:EUR --to group:berlin --dry-run/);
     expect(r.stdout).toMatch(/^ {3}CEN -> EUR +\d/m);
@@ -169,7 +172,9 @@ describe('site server process', () => {
     // With --once the sites have stopped: no "try next" against them.
     expect(r.stdout).toMatch(/14\. site set --data \S+ --source-root \S+; then/);
     expect(r.stdout).toMatch(/^ {4}CEN\d{5} version 1: 19 files, [\d.]+ MiB, walked, cut, hashed once, compressed and stored in/m);
-    expect(r.stdout).toMatch(/^ {4}package update CEN\d{5} \(no folder: the one it remembers\): nothing changed since version 1; no new version$/m);
+    expect(r.stdout).toMatch(
+      /^ {4}package update CEN\d{5} \(no folder: the one it remembers\): nothing changed since version 1; no new version$/m,
+    );
     expect(r.stdout).not.toContain('Try next');
     expect(r.stdout).toContain(`The sites have stopped; their data folders are kept in ${data}`);
   }, 240_000);

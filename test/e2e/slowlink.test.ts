@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
 import { BIN, cascade, freePort, makeSource, type RunResult, type SiteProcess, startSite, tmpDir } from './helpers.js';
 
 /*
@@ -159,7 +160,7 @@ describe('a child site behind a slow link', () => {
   const root = tmpDir('cascade-slowlink-');
   let skipReason: string | null = null;
   let cen: SiteProcess | undefined;
-  let nyc: { proc: ChildProcess; url: string; token: string; logs: () => string } | undefined;
+  let nyc: { proc: ChildProcess; url: string; token: string; pin: string; logs: () => string } | undefined;
 
   beforeAll(async () => {
     skipReason = makeNetwork() ?? (await probeLink());
@@ -174,7 +175,7 @@ describe('a child site behind a slow link', () => {
     const ci = await cascade(['site', 'init', '--data', cenDir, '--code', 'CEN', '--listen', `${HOST_IP}:${cenPort}`]);
     expect(ci.stderr).toBe('');
     cen = await startSite(cenDir, [], { listen: null, env: FAST });
-    expect(cen.url).toBe(`http://${HOST_IP}:${cenPort}`);
+    expect(cen.url).toBe(`https://${HOST_IP}:${cenPort}`);
 
     // NYC inside the namespace joins CEN across the link.
     const tok = await cascade(['site', 'join-token', '--json'], { env: cen.env });
@@ -211,7 +212,7 @@ describe('a child site behind a slow link', () => {
       const t = setTimeout(() => reject(new Error(`NYC did not start:\n${out}`)), 30_000);
       proc.stdout.on('data', (d) => {
         out += d;
-        const m = /"url":"(http:\/\/[^"]+)".*"msg":"site listening"/.exec(out);
+        const m = /"url":"(https:\/\/[^"]+)".*"msg":"site listening"/.exec(out);
         if (m) {
           clearTimeout(t);
           resolve(m[1] as string);
@@ -222,8 +223,11 @@ describe('a child site behind a slow link', () => {
         reject(new Error(`NYC exited with ${code}:\n${out}`));
       });
     });
-    expect(url).toBe(`http://${NS_IP}:${nycPort}`);
-    nyc = { proc, url, token: fs.readFileSync(path.join(nycDir, 'admin-token'), 'utf8').trim(), logs: () => out };
+    expect(url).toBe(`https://${NS_IP}:${nycPort}`);
+    // Both ends serve HTTPS (the default off loopback): the CLI pins NYC's certificate.
+    const pin = /"tlsPin":"([0-9a-f]{64})"/.exec(out)?.[1] as string;
+    expect(pin).toBeDefined();
+    nyc = { proc, url, token: fs.readFileSync(path.join(nycDir, 'admin-token'), 'utf8').trim(), pin, logs: () => out };
   });
 
   afterAll(async () => {
@@ -260,11 +264,13 @@ describe('a child site behind a slow link', () => {
       if (t) seen.push({ via, at: Date.now() - t0, state: t.state, rate: t.rate, bytesDone: t.bytesDone });
       return t;
     };
+    // CEN serves HTTPS with a self-signed certificate: the one HTTP client, pinned.
+    const api = new ApiClient(c0.url, { token: c0.token, pin: c0.env.CASCADE_TLS_PIN });
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const r = await fetch(`${c0.url}/api/v1/distributions/${pkg.id}`, { headers: { authorization: `Bearer ${c0.token}` } });
-        if (r.ok) note('api', (await r.json()) as Status);
+        const r = await api.json<Status>('GET', `/api/v1/distributions/${pkg.id}`).catch(() => null);
+        if (r) note('api', r);
         await sleep(100);
       }
     })();
@@ -291,11 +297,7 @@ describe('a child site behind a slow link', () => {
     expect(target).toMatchObject({ state: 'installed', retries: 0, lastError: null });
 
     // No timeouts: the one transfer finished at the first attempt.
-    const tr = (
-      (await (await fetch(`${c0.url}/api/v1/transfers`, { headers: { authorization: `Bearer ${c0.token}` } })).json()) as {
-        transfers: Transfer[];
-      }
-    ).transfers.filter((t) => t.packageId === pkg.id);
+    const tr = (await api.json<{ transfers: Transfer[] }>('GET', '/api/v1/transfers')).transfers.filter((t) => t.packageId === pkg.id);
     expect(tr).toHaveLength(1);
     expect(tr[0]).toMatchObject({ child: 'NYC', state: 'done', retries: 0, lastError: null });
     const wire = tr[0]?.wireBytes ?? 0;
@@ -323,7 +325,7 @@ describe('a child site behind a slow link', () => {
     expect(best).toBeLessThan(1.3 * LINK_RATE);
 
     // NYC holds it intact.
-    const v = await cascadeInNs(['package', 'verify', pkg.id, '--json', '--site', n0.url, '--token', n0.token]);
+    const v = await cascadeInNs(['package', 'verify', pkg.id, '--json', '--site', n0.url, '--token', n0.token, '--tls-pin', n0.pin]);
     expect(v.stderr).toBe('');
     expect(JSON.parse(v.stdout).ok).toBe(true);
   }, 90_000);

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient } from '../../api/client.js';
+import type { DpTicket } from '../../api/courier.js';
 import { PATHS } from '../../api/paths.js';
 // Types only at the top: the parcel and manifest modules (zod) load when a command needs them.
 import type { ImportReport } from '../../content/parcel.js';
@@ -321,8 +322,8 @@ export function registerCourier(program: Command): void {
     let client = clientFrom(o);
     if (dp !== undefined) {
       // The site vouches (admin token, operate); the DP checks the site's signature itself.
-      const t = await client.json<{ dp: string; url: string; ticket: string }>('POST', PATHS.dpTickets, { json: { dp } });
-      client = new ApiClient(o.dpUrl ?? t.url, { token: t.ticket, who: `DP ${t.dp}` });
+      const t = await client.json<DpTicket>('POST', PATHS.dpTickets, { json: { dp } });
+      client = new ApiClient(o.dpUrl ?? t.url, { token: t.ticket, who: `DP ${t.dp}`, pin: t.tlsPin });
     }
     // Chunks the site (or the DP) holds already, from a repeated or resumed import, are left out.
     const plan = await resumePlan(client, dp === undefined ? PATHS.chunksMissing : PATHS.courierMissing, file, st.size);

@@ -188,6 +188,51 @@ export const SignedPolicy = z
   .meta({ id: 'SignedPolicy' });
 export type SignedPolicy = z.infer<typeof SignedPolicy>;
 
+/**
+ * A site's signed word on what it has published, as of a time: the newest version of every
+ * package it made. It travels down with every status answer, through every relay, so a site
+ * (or an agent) below sees how old its newest word from each site above is: a relay that
+ * withholds newer versions (a freeze) cannot make the word look fresh, nor forge it.
+ */
+export const Freshness = z.strictObject({
+  site: z.string().regex(SITE_CODE),
+  at: z.iso.datetime().describe('when the site signed it'),
+  latest: z
+    .array(z.tuple([z.string().regex(PACKAGE_ID), z.number().int().min(1)]))
+    .max(100_000)
+    .describe('the newest version of each package the site made, that its origin has not deleted'),
+});
+export type Freshness = z.infer<typeof Freshness>;
+
+export const SignedFreshness = z
+  .strictObject({
+    freshness: z.unknown(),
+    signature: z.strictObject({ keyId: z.string().min(1).max(128), value: z.string().min(1).max(256) }),
+  })
+  .meta({ id: 'SignedFreshness' });
+export type SignedFreshness = z.infer<typeof SignedFreshness>;
+
+/** The words a status answer carries down: the answering site's own and those of the sites above it. */
+export const FreshnessSet = z.strictObject({
+  statements: z.array(SignedFreshness).max(64),
+  certificates: z.array(z.unknown()).max(64).describe('certificates of the signers other than the central site'),
+});
+export type FreshnessSet = z.infer<typeof FreshnessSet>;
+
+/** How old this site's newest word from a site above is, and what it says this site lacks. */
+export const FreshnessView = z
+  .object({
+    site: z.string(),
+    signedAt: z.string(),
+    ageSeconds: z.number().int(),
+    stale: z.boolean().describe('older than the site setting staleAfterSeconds: a relay may be withholding newer versions'),
+    behind: z
+      .array(z.object({ packageId: z.string(), held: z.number().int(), latest: z.number().int() }))
+      .describe('packages this site holds at an older version than the newest its origin published'),
+  })
+  .meta({ id: 'Freshness' });
+export type FreshnessView = z.infer<typeof FreshnessView>;
+
 /** A DP of a site above, that a child's clients may fall back to. */
 export const DpAbove = z.strictObject({
   name: z.string().max(64),
@@ -297,6 +342,12 @@ const cycle = z
   .describe('how often agents of this site check in (they add up to ±10 % jitter)');
 const slots = z.number().int().min(1).max(1_000_000);
 const slotTimeout = z.number().int().min(10).max(86400);
+const staleAfter = z
+  .number()
+  .int()
+  .min(10)
+  .max(30 * 86400)
+  .describe('a site above whose newest signed word here is older than this is shown stale: a relay may be withholding newer versions');
 
 export const ClientSettings = z.object({
   clientCycleSeconds: cycle,
@@ -309,6 +360,7 @@ export const ClientSettings = z.object({
     .nullable()
     .describe("bytes per second for all of the site's client downloads, shared among the slots; null: unlimited"),
   slotTimeoutSeconds: slotTimeout.describe('a client holding a download slot that reports no progress for this long loses it'),
+  staleAfterSeconds: staleAfter,
 });
 export type ClientSettings = z.infer<typeof ClientSettings>;
 
@@ -318,6 +370,7 @@ export const ClientSettingsRequest = z.strictObject({
   dpDownloadSlots: slots.nullable().optional(),
   clientRate: z.number().int().min(1024).nullable().optional(),
   slotTimeoutSeconds: slotTimeout.optional(),
+  staleAfterSeconds: staleAfter.optional(),
 });
 export type ClientSettingsRequest = z.infer<typeof ClientSettingsRequest>;
 

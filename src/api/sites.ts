@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { SITE_CODE } from '../core/site.js';
 import { type Endpoint, getCall } from './client.js';
+import { FreshnessView } from './clients.js';
 import { DpJoinRequest, Release, TlsPin } from './dps.js';
 import { PATHS } from './paths.js';
 
@@ -78,7 +79,14 @@ export const RemoveNeighbourAnswer = z.object({
 export type RemoveNeighbourAnswer = z.infer<typeof RemoveNeighbourAnswer>;
 
 /** This site, its parent and every site below it. */
-export const SiteTree = z.object({ central: z.string(), sites: z.array(SiteEntry) });
+export const SiteTree = z.object({
+  central: z.string(),
+  sites: z.array(SiteEntry),
+  freshness: z
+    .array(FreshnessView)
+    .optional()
+    .describe("how old this site's newest signed word from each site above is (freeze protection; docs/hierarchy.md#freshness)"),
+});
 
 /** Joining and registering, as a child site, a DP and each site on the way up make them. */
 export const siteCalls = {

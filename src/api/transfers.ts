@@ -5,7 +5,7 @@ import { TARGET_NAME } from '../core/dp.js';
 import { PACKAGE_ID, PRIORITIES } from '../core/package.js';
 import { IngestReport } from './chunks.js';
 import type { Endpoint } from './client.js';
-import { ClientSync, PolicySet } from './clients.js';
+import { ClientSync, FreshnessSet, PolicySet } from './clients.js';
 import { DpValidation, PlanRoute } from './distributions.js';
 import { DpState, ReleaseOrder } from './dps.js';
 import { PATHS } from './paths.js';
@@ -141,6 +141,9 @@ export const StatusAnswer = z.object({
   messages: z.number().int(),
   policy: PolicySet.optional().describe("the parent's policy, when the reporter's digest differs"),
   release: ReleaseOrder.optional().describe('to a DP: restart on this release, which it holds'),
+  freshness: FreshnessSet.optional().describe(
+    "to a child site: the parent's signed word on what it published, and those of the sites above it",
+  ),
 });
 export type StatusAnswer = z.infer<typeof StatusAnswer>;
 

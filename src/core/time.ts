@@ -19,3 +19,12 @@ export function parseWhen(v: string, now: Date, what = 'time'): string {
     throw fail('usage', `${what} "${v}" is not a time (now, +2h, or 2026-12-24T18:00:00Z)`);
   return new Date(ms).toISOString();
 }
+
+/** A span of seconds as people read it: `45 s`, `12 min`, `3 h`, `2 d`. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172_800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} d`;
+}

@@ -23,7 +23,14 @@ const snap = (o: Partial<Snapshot>): Snapshot => ({
   dps: new Map(),
   central: 'CEN',
   cycleSeconds: 3600,
-  settings: { clientCycleSeconds: 3600, downloadSlots: null, dpDownloadSlots: null, clientRate: null, slotTimeoutSeconds: 120 },
+  settings: {
+    clientCycleSeconds: 3600,
+    downloadSlots: null,
+    dpDownloadSlots: null,
+    clientRate: null,
+    slotTimeoutSeconds: 120,
+    staleAfterSeconds: 3600,
+  },
   certificates: new Map(),
   ...o,
 });

@@ -79,6 +79,7 @@ export async function setClientSettings(ctx: SiteContext, req: ClientSettingsReq
     ['dpDownloadSlots', 'clients.dpDownloadSlots'],
     ['clientRate', 'clients.clientRate'],
     ['slotTimeoutSeconds', 'clients.slotTimeoutSeconds'],
+    ['staleAfterSeconds', 'freshness.staleAfterSeconds'],
   ];
   for (const [k, meta] of keys) {
     const v = req[k];

@@ -33,6 +33,7 @@ import { deleteVersion, lackedChunks, listPackages } from './content.js';
 import type { SiteContext } from './context.js';
 import { acceptRemovals } from './decommission.js';
 import { listAllDps, ownDpState, recordDpStates, resolveTargets, siteOfDp } from './dps.js';
+import { acceptFreshness, freshnessForChild } from './freshness.js';
 import { centralTrust, nextHop, parentOf, trustOrigin } from './hierarchy.js';
 import { emit } from './messages.js';
 import { peerClient } from './peers.js';
@@ -430,8 +431,11 @@ export async function acceptStatus(ctx: SiteContext, from: string, r: StatusRepo
     await ctx.store.setMeta(`packagesBelow.${from}`, JSON.stringify(r.packages.filter((p) => below.has(p.id.slice(0, 3)))));
   // A child site gets this site's policy (collections, advertisements, boundaries) when its copy differs.
   if (row?.relation === 'child' && r.policyDigest !== undefined) {
+    // With this site's signed word on what it published, and those of the sites above it.
+    const freshness = await freshnessForChild(ctx);
     const policy = await policyForChild(ctx);
-    if (policy.digest !== r.policyDigest) return { targets: n, messages: r.messages.length, policy };
+    if (policy.digest !== r.policyDigest) return { targets: n, messages: r.messages.length, policy, freshness };
+    return { targets: n, messages: r.messages.length, freshness };
   }
   // A DP whose turn it is restarts on this site's release (docs/dp.md#releases).
   const release = row?.relation === 'dp' ? await releaseOrderFor(ctx, from) : undefined;
@@ -508,6 +512,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   };
   const answer = await peerClient(parent).call(transferCalls.status, body);
   await clearPending(ctx.store, removed);
+  if (answer.freshness) await acceptFreshness(ctx, answer.freshness, parent.code);
   if (answer.policy) {
     await acceptPolicy(ctx, answer.policy, (text) => emit(ctx, { component: 'policy', severity: 'error', code: 'policy_refused', text }));
     await reevaluate(ctx);

@@ -61,6 +61,7 @@ export interface Snapshot {
 
 export const DEFAULT_CYCLE_SECONDS = 3600;
 export const DEFAULT_SLOT_TIMEOUT_SECONDS = 120;
+export const DEFAULT_STALE_AFTER_SECONDS = 3600;
 
 /** The site's settings for its clients, as kept in its meta table (absent: the defaults). */
 async function readClientSettings(ctx: SiteContext): Promise<ClientSettings> {
@@ -74,6 +75,7 @@ async function readClientSettings(ctx: SiteContext): Promise<ClientSettings> {
     dpDownloadSlots: await num('clients.dpDownloadSlots'),
     clientRate: await num('clients.clientRate'),
     slotTimeoutSeconds: (await num('clients.slotTimeoutSeconds')) || DEFAULT_SLOT_TIMEOUT_SECONDS,
+    staleAfterSeconds: (await num('freshness.staleAfterSeconds')) || DEFAULT_STALE_AFTER_SECONDS,
   };
 }
 

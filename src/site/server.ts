@@ -41,6 +41,7 @@ import { flushSeen } from './clients.js';
 import { collectGarbage } from './content.js';
 import type { SiteContext } from './context.js';
 import { loadTrust, reportUp } from './distribution.js';
+import { noteStaleness } from './freshness.js';
 import { parentOf, pingPeers } from './hierarchy.js';
 import { PEER_TIMEOUT_MS } from './peers.js';
 import { tickRollouts } from './rollouts.js';
@@ -548,7 +549,10 @@ export async function startSite(opts: {
   const reporter = () =>
     flushSeen(ctx)
       .then(() => reportUp(ctx))
-      .catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'));
+      .catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'))
+      // Whether or not the parent answered: the words of the sites above age here.
+      .then(() => (role === 'site' ? noteStaleness(ctx) : undefined))
+      .catch((err) => log.error({ err }, 'checking the freshness of the sites above failed'));
   const reportTimer = setInterval(reporter, Math.max(0.2, Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
   reportTimer.unref();
   // Rollouts this site made advance, halt or complete on their own (docs/rollouts.md).

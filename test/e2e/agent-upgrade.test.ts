@@ -75,7 +75,8 @@ describe('agent upgrades', () => {
       return v.versions.some((x) => x.version === '0.2.0');
     });
     expect(log).toContain(`${upgradeAd}: agent 0.2.0 installed`);
-    expect(log).toContain('agent 0.2.0 confirmed (was the launcher)');
+    // The site hears of 0.2.0 at its first check-in; the launcher confirms it right after.
+    await until('the launcher confirms 0.2.0', async () => log.includes('agent 0.2.0 confirmed (was the launcher)'), 10_000);
     const versions = JSON.parse(fs.readFileSync(path.join(data, 'versions.json'), 'utf8'));
     expect(versions.current).toBe('0.2.0');
     expect(versions.trying).toBeNull();

@@ -116,7 +116,8 @@ describe('site server process', () => {
 
   it('demo --once runs the whole tour', async () => {
     const data = tmpDir('cascade-demo-test-');
-    const r = await cascade(['demo', '--once', '--data', data, '--listen', '127.0.0.1:0']);
+    // About 80 s alone; up to twice that beside the other test files on two cores.
+    const r = await cascade(['demo', '--once', '--data', data, '--listen', '127.0.0.1:0'], { timeoutMs: 220_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('1. package create: CEN00001 version 1');

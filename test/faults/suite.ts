@@ -1,21 +1,24 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApiClient } from '../../src/api/client.js';
 import { fillPath, PATHS } from '../../src/api/paths.js';
 import { prng } from '../../src/lib/prng.js';
-import { cascade, freePort, type SiteProcess, sleep, startSite, tmpDir } from '../e2e/helpers.js';
+import { BIN, cascade, freePort, type SiteProcess, sleep, startSite, tmpDir } from '../e2e/helpers.js';
 
 /**
- * The fault suite (docs/development.md#the-fault-suite): a central site, a region below it and
- * a DP of each, all real processes on loopback. Each round makes a new version of a package at
- * the central site (acknowledged: the answer names it) and distributes it to every DP; while
- * it travels, processes are killed with SIGKILL at seeded random moments and started again.
- * After each round the invariants are checked:
+ * The fault suite (docs/development.md#the-fault-suite): a central site, a region below it, a
+ * DP of each and an agent of the region, all real processes on loopback. Each round makes a new
+ * version of a package at the central site (acknowledged: the answer names it) and distributes
+ * it to every DP; a mandatory advertisement follows it to the agent, whose program records the
+ * SHA-256 of the files it was given. While it travels, processes are killed with SIGKILL at
+ * seeded random moments and started again. After each round the invariants are checked:
  *
  * - nothing acknowledged is lost: every version the central site acknowledged is still there;
- * - every distribution converges: each DP reports the version installed;
- * - nothing half-received is served: every DP re-hashes the version (`validate`) and it is whole;
+ * - every distribution converges: each DP reports the version installed, the agent ran it;
+ * - nothing half-received is served or installed: every DP re-hashes the version (`validate`)
+ *   and it is whole; the agent's program saw exactly the files of that version;
  * - no verified chunk crosses a route twice: no process logs chunks it already held.
  *
  * A failure is reproduced from its seed (FAULT_SEED).
@@ -30,7 +33,27 @@ export interface FaultReport {
   violations: string[];
 }
 
-type Role = 'CEN' | 'EUR' | 'cen-dp1' | 'eur-dp1';
+type Role = 'CEN' | 'EUR' | 'cen-dp1' | 'eur-dp1' | 'agent';
+const ROLES: Role[] = ['CEN', 'EUR', 'cen-dp1', 'eur-dp1', 'agent'];
+
+/** `agent start` as a service runs it; its log is kept when it is killed. */
+function startAgent(dir: string, out: string): { proc: ChildProcess; logs: () => string; stop: (s?: NodeJS.Signals) => Promise<void> } {
+  const proc = spawn(process.execPath, [BIN, 'agent', 'start', '--data', dir], { env: { ...process.env, CASCADE_OUT: out } });
+  let log = '';
+  proc.stdout.on('data', (d) => {
+    log += d;
+  });
+  proc.stderr.on('data', (d) => {
+    log += d;
+  });
+  const stop = (signal: NodeJS.Signals = 'SIGTERM') =>
+    new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill(signal);
+    });
+  return { proc, logs: () => log, stop };
+}
 
 export async function runFaultSuite(o: { kills: number; seed: number; say?: (line: string) => void }): Promise<FaultReport> {
   const say = o.say ?? (() => {});
@@ -43,17 +66,28 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
     CASCADE_LOG_LEVEL: 'info',
   };
   const report: FaultReport = { seed: o.seed, rounds: 0, kills: 0, killsByRole: {}, checks: 0, violations: [] };
-  const procs = new Map<Role, SiteProcess>();
+  const procs = new Map<Exclude<Role, 'agent'>, SiteProcess>();
+  let agent: ReturnType<typeof startAgent> | undefined;
+  const agentDir = path.join(box, 'agent');
+  const out = path.join(box, 'installed');
   const listen = new Map<Role, string>();
   const dirs = new Map<Role, string>();
   const roleOf = (r: Role) => (r.includes('-dp') ? 'dp' : 'site');
   /** Every log line of every incarnation (a killed process's log is kept). */
   const logs: string[] = [];
   const start = async (r: Role) => {
+    if (r === 'agent') {
+      agent = startAgent(agentDir, out);
+      return;
+    }
     const p = await startSite(dirs.get(r) as string, [], { listen: listen.get(r), env, role: roleOf(r) });
     procs.set(r, p);
   };
   const stopAll = async () => {
+    if (agent) {
+      await agent.stop();
+      logs.push(agent.logs());
+    }
     for (const [r, p] of procs) {
       await p.stop().catch(() => undefined);
       logs.push(p.logs());
@@ -62,7 +96,7 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
   };
   try {
     // The hierarchy: CEN, EUR below it, a DP of each.
-    for (const r of ['CEN', 'EUR', 'cen-dp1', 'eur-dp1'] as Role[]) {
+    for (const r of ['CEN', 'EUR', 'cen-dp1', 'eur-dp1'] as const) {
       listen.set(r, `127.0.0.1:${await freePort()}`);
       dirs.set(r, path.join(box, r));
     }
@@ -120,6 +154,41 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
 
     const src = path.join(box, 'src');
     fs.mkdirSync(src);
+    fs.mkdirSync(out);
+    // The program records what it was given, whole or not, under its version (written, then renamed).
+    fs.writeFileSync(
+      path.join(src, 'install.sh'),
+      '#!/bin/sh\nsha256sum part-*.bin > "$CASCADE_OUT/.v$CASCADE_VERSION" && mv "$CASCADE_OUT/.v$CASCADE_VERSION" "$CASCADE_OUT/v$CASCADE_VERSION"\n',
+      { mode: 0o755 },
+    );
+    // The agent: enrolled at EUR, checking in every 10 s; what it runs is mandatory for everyone.
+    await must(['site', 'set', '--client-cycle', '10s'], eur);
+    const agentToken = (await must(['agent', 'join-token'], eur)).trim();
+    await must([
+      'agent',
+      'init',
+      '--data',
+      agentDir,
+      '--site',
+      `http://${listen.get('EUR')}`,
+      '--join-token',
+      agentToken,
+      '--hostname',
+      'faulty-pc',
+    ]);
+    await start('agent');
+    await must(['collection', 'create', 'Everyone', '--rule', 'os != ""'], cen);
+    let ad = '';
+    const hashesOf = () =>
+      ['part-0.bin', 'part-1.bin', 'part-2.bin']
+        .map(
+          (f) =>
+            `${crypto
+              .createHash('sha256')
+              .update(fs.readFileSync(path.join(src, f)))
+              .digest('hex')}  ${f}\n`,
+        )
+        .join('');
     const acknowledged: number[] = [];
     let pkg = '';
     const api = new ApiClient(cenUrl, { token: (procs.get('CEN') as SiteProcess).token });
@@ -132,18 +201,28 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
         if (f === round % 3 || !fs.existsSync(file)) fs.writeFileSync(file, crypto.randomBytes(4 << 20));
       }
       const made = JSON.parse(
-        await must(pkg ? ['package', 'update', pkg, src, '--json'] : ['package', 'create', src, '--name', 'Faulty', '--json'], cen),
+        await must(
+          pkg
+            ? ['package', 'update', pkg, src, '--json']
+            : ['package', 'create', src, '--name', 'Faulty', '--program', 'Install=./install.sh', '--json'],
+          cen,
+        ),
       ) as { id: string; version: number };
       pkg = made.id;
+      const expected = hashesOf();
+      if (!ad)
+        ad = JSON.parse(
+          await must(['advertise', pkg, '--program', 'Install', '--collection', 'Everyone', '--mandatory', 'now', '--json'], cen),
+        ).id as string;
       acknowledged.push(made.version);
       await must(['distribute', pkg, '--to', 'dp:cen-dp1', '--to', 'site:EUR'], cen);
       // Kills at seeded moments while it travels; each victim starts again after a moment.
       for (let k = 0; k < killsPerRound && report.kills < o.kills; k++) {
         await sleep(200 + rnd() * 1800);
-        const victim = (['CEN', 'EUR', 'cen-dp1', 'eur-dp1'] as Role[])[Math.floor(rnd() * 4)] as Role;
-        const p = procs.get(victim) as SiteProcess;
-        await p.stop('SIGKILL');
-        logs.push(p.logs());
+        const victim = ROLES[Math.floor(rnd() * ROLES.length)] as Role;
+        const p = victim === 'agent' ? agent : procs.get(victim);
+        await p?.stop('SIGKILL');
+        if (p) logs.push(p.logs());
         report.kills++;
         report.killsByRole[victim] = (report.killsByRole[victim] ?? 0) + 1;
         await sleep(100 + rnd() * 700);
@@ -169,6 +248,18 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
         }
         await sleep(1000);
       }
+      // The agent runs the new version: it checks in every 10 s (at once after a restart).
+      const ran = path.join(out, `v${made.version}`);
+      const agentDeadline = Date.now() + 120_000;
+      let agentState = '';
+      while (Date.now() < agentDeadline) {
+        const st = await cascade(['advertisement', 'status', ad, '--json'], { env: cen });
+        const c =
+          st.code === 0 ? (JSON.parse(st.stdout) as { clients: { state: string; version: number | null }[] }).clients[0] : undefined;
+        agentState = c ? `${c.state} (version ${c.version})` : 'no report';
+        if (fs.existsSync(ran) && c?.state === 'succeeded' && c.version === made.version) break;
+        await sleep(1000);
+      }
       report.rounds++;
       const violation = (what: string) => {
         report.violations.push(`round ${round + 1} (seed ${o.seed}): ${what}`);
@@ -186,6 +277,11 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
             )
             .join(', ')}`,
         );
+      // 1b. The agent ran it, on exactly the files of that version.
+      report.checks++;
+      if (!fs.existsSync(ran)) violation(`the agent did not run ${pkg} version ${made.version} within 120 s (at CEN: ${agentState})`);
+      else if (fs.readFileSync(ran, 'utf8') !== expected)
+        violation(`the agent ran ${pkg} version ${made.version} on other files:\n${fs.readFileSync(ran, 'utf8')}expected:\n${expected}`);
       // 2. Nothing acknowledged lost.
       report.checks++;
       const show = JSON.parse(await must(['package', 'show', pkg, '--json'], cen)) as { versions: number[] };

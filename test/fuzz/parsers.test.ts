@@ -9,6 +9,7 @@ import { encodeRecordHeader, RECORD_WHOLE, readBatch } from '../../src/content/b
 import { issueCertificate, verifyCertificate } from '../../src/content/certificate.js';
 import { decodeChunk, encodeChunk } from '../../src/content/codec.js';
 import { applyDelta, makeDelta, parseDelta, signature } from '../../src/content/delta.js';
+import { signFreshness, verifyFreshness } from '../../src/content/freshness.js';
 import { type Manifest, manifestChunks, parseManifest, signManifest, verifyManifest } from '../../src/content/manifest.js';
 import { ParcelReader, unverifiedManifest, writeParcel } from '../../src/content/parcel.js';
 import { readParcelToc } from '../../src/content/parcel-toc.js';
@@ -155,6 +156,12 @@ describe(`fuzzed parsers (${RUNS} cases each, seed ${SEED})`, () => {
       'policy record',
       fc.oneof(anyJson(), mutatedText(JSON.stringify(policy))),
       fromText((v) => verifyPolicy(v as never, trusted)),
+    );
+    const word = signFreshness(key, { site: 'CEN', at: '2026-12-01T00:00:00.000Z', latest: [['CEN00001', 3]] });
+    refusesCleanly(
+      'freshness statement',
+      fc.oneof(anyJson(), mutatedText(JSON.stringify(word))),
+      fromText((v) => verifyFreshness(v, trusted)),
     );
   });
 

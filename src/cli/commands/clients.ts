@@ -493,6 +493,11 @@ export function registerSiteSettings(site: Command): void {
         duration('--slot-timeout'),
       )
       .option(
+        '--stale-after <duration>',
+        'show a site above as stale when its newest signed word here is older than this: a relay may be withholding newer versions (default 1h)',
+        duration('--stale-after'),
+      )
+      .option(
         '--source-root <dir>',
         'a folder the site may read package sources from (repeatable; replaces the list; needs --data)',
         (v: string, prev: string[] = []) => [...prev, v],
@@ -506,6 +511,7 @@ export function registerSiteSettings(site: Command): void {
         dpDownloadSlots?: number | 'none';
         clientRate?: string;
         slotTimeout?: number;
+        staleAfter?: number;
         sourceRoot?: string[] | false;
       },
     ) => {
@@ -514,7 +520,9 @@ export function registerSiteSettings(site: Command): void {
         if (!o.data) throw fail('usage', '--source-root is set in the data folder on the site server: give --data DIR');
         const { updateSiteConfig } = await import('../../lib/site-config.js');
         const cfg = updateSiteConfig(o.data, { sourceRoots: o.sourceRoot === false ? null : o.sourceRoot });
-        const only = [o.clientCycle, o.downloadSlots, o.dpDownloadSlots, o.clientRate, o.slotTimeout].every((v) => v === undefined);
+        const only = [o.clientCycle, o.downloadSlots, o.dpDownloadSlots, o.clientRate, o.slotTimeout, o.staleAfter].every(
+          (v) => v === undefined,
+        );
         if (o.json && only) return printJson({ code: cfg.code, sourceRoots: cfg.sourceRoots ?? [] });
         if (!o.json)
           process.stdout.write(
@@ -538,6 +546,7 @@ export function registerSiteSettings(site: Command): void {
         ...(o.dpDownloadSlots !== undefined ? { dpDownloadSlots: cap(o.dpDownloadSlots) } : {}),
         ...(clientRate !== undefined ? { clientRate: clientRate === null ? null : Math.round(clientRate) } : {}),
         ...(o.slotTimeout !== undefined ? { slotTimeoutSeconds: o.slotTimeout } : {}),
+        ...(o.staleAfter !== undefined ? { staleAfterSeconds: o.staleAfter } : {}),
       };
       const c = clientFrom(o);
       const r = Object.keys(json).length
@@ -546,7 +555,8 @@ export function registerSiteSettings(site: Command): void {
       if (o.json) return printJson(r);
       process.stdout.write(
         `client cycle: ${r.clientCycleSeconds} s\n` +
-          `download slots: ${r.downloadSlots ?? 'no cap'}; per DP: ${r.dpDownloadSlots ?? 'no cap'}; client rate: ${formatRate(r.clientRate)}; slot timeout: ${r.slotTimeoutSeconds} s\n`,
+          `download slots: ${r.downloadSlots ?? 'no cap'}; per DP: ${r.dpDownloadSlots ?? 'no cap'}; client rate: ${formatRate(r.clientRate)}; slot timeout: ${r.slotTimeoutSeconds} s\n` +
+          `sites above are stale after: ${r.staleAfterSeconds} s without a newer signed word\n`,
       );
     },
   );

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import type { FreshnessView } from '../../api/clients.js';
 import { fillPath, PATHS } from '../../api/paths.js';
 import type { JoinTokenAnswer, RemoveNeighbourAnswer, SiteEntry } from '../../api/sites.js';
+import { formatAge } from '../../core/time.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
 import { releaseProblems, releaseText } from './dp.js';
@@ -41,7 +43,7 @@ export function registerSiteAdmin(site: Command): void {
   });
 
   adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[] }>('GET', PATHS.sites);
+    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[]; freshness?: FreshnessView[] }>('GET', PATHS.sites);
     if (o.json) {
       printJson(r);
       return;
@@ -80,5 +82,16 @@ export function registerSiteAdmin(site: Command): void {
       table([['CODE', 'NAME', 'PARENT', 'URL', 'REACHABLE', 'LAST CONTACT', 'RELEASE'], ...rows]) +
         releaseProblems(ordered.map(([s]) => ({ name: s.code, release: s.release }))),
     );
+    if (r.freshness?.length) process.stdout.write(freshnessText(r.freshness));
   });
+}
+
+/** The newest signed word from each site above, and what it says this site lacks. */
+function freshnessText(views: readonly FreshnessView[]): string {
+  let out = 'signed word from the sites above (what each published, as of when it signed):\n';
+  for (const v of views) {
+    out += `  ${v.site}  signed ${v.signedAt} (${formatAge(v.ageSeconds)} ago)  ${v.stale ? 'STALE: newer versions may be withheld on the way' : 'fresh'}\n`;
+    for (const b of v.behind) out += `    ${b.packageId}: version ${b.held} here, ${b.latest} published at ${v.site}\n`;
+  }
+  return out;
 }

@@ -11,6 +11,7 @@ import {
   siteCalls,
 } from '../../api/sites.js';
 import { removeNeighbour } from '../decommission.js';
+import { freshnessView } from '../freshness.js';
 import { acceptJoin, acceptRegister, issueJoinToken, neighbour, ownUrl, siteTree } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
 
@@ -82,5 +83,5 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
     },
   );
 
-  getJson(app, siteCalls.list, 'read', async () => await siteTree(parts));
+  getJson(app, siteCalls.list, 'read', async () => ({ ...(await siteTree(parts)), freshness: await freshnessView(parts) }));
 }

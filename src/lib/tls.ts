@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fail } from '../core/errors.js';
+import { writeFileDurableSync } from './durable.js';
 
 /**
  * The TLS certificate a site or DP serves HTTPS with: `tls-cert.pem` and `tls-key.pem` in its
@@ -29,7 +30,7 @@ export function certificatePin(cert: string | Buffer): string {
 export function parsePin(text: string, what = 'TLS pin'): string {
   const hex = text.replace(/:/g, '').toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(hex))
-    throw fail('usage', `${what} "${text}" is not a certificate's SHA-256 fingerprint (64 hex digits, e.g. from "cascade site show")`);
+    throw fail('usage', `${what} "${text}" is not a certificate's SHA-256 fingerprint (64 hex digits, as "site init" printed it and "site start" logs it)`);
   return hex;
 }
 
@@ -88,8 +89,8 @@ export function installTls(
     };
     files = checkPair(read(o.certFile), read(o.keyFile), o.certFile);
   } else files = selfSignedCertificate(o.commonName, o.names);
-  fs.writeFileSync(path.join(dataDir, TLS_KEY_FILE), files.key, { mode: 0o600 });
-  fs.writeFileSync(path.join(dataDir, TLS_CERT_FILE), files.cert, { mode: 0o644 });
+  writeFileDurableSync(path.join(dataDir, TLS_KEY_FILE), files.key, 0o600);
+  writeFileDurableSync(path.join(dataDir, TLS_CERT_FILE), files.cert, 0o644);
   return files;
 }
 

@@ -55,6 +55,40 @@ describe('site init and start', () => {
     }
   });
 
+  it('chooses HTTPS off loopback, and refuses TLS options that contradict each other in one line', async () => {
+    const base = tmpDir();
+    const dir = path.join(base, 'site');
+    const refused = async (args: string[], msg: RegExp) => {
+      const r = await cascade(['site', 'init', '--data', dir, '--code', 'TLS', ...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(msg);
+      expect(fs.existsSync(dir)).toBe(false);
+    };
+    await refused(
+      ['--tls', '--listen', '127.0.0.1:8443', '--url', 'http://site.example:8443'],
+      /--url "http:\/\/site\.example:8443" is plain HTTP, but this site will serve HTTPS: give https:\/\/, or --no-tls/,
+    );
+    await refused(['--no-tls', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], /--no-tls and --tls-cert\/--tls-key contradict each other/);
+    await refused(['--tls-cert', path.join(base, 'none.pem')], /--tls-cert and --tls-key go together/);
+    await refused(
+      ['--tls-cert', path.join(base, 'none.pem'), '--tls-key', path.join(base, 'none.pem')],
+      /cannot read .*none\.pem \(ENOENT\)/,
+    );
+    // An address other networks reach: HTTPS by default, with a certificate made in the folder.
+    const r = await cascade(['site', 'init', '--data', dir, '--code', 'TLS', '--listen', '0.0.0.0:8443', '--json']);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.tlsPin).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).tls).toBe(true);
+    expect(fs.statSync(path.join(dir, 'tls-key.pem')).mode & 0o777).toBe(0o600);
+    const pin = crypto
+      .createHash('sha256')
+      .update(new crypto.X509Certificate(fs.readFileSync(path.join(dir, 'tls-cert.pem'))).raw)
+      .digest('hex');
+    expect(pin).toBe(out.tlsPin);
+  });
+
   it('a failed init removes the folder it created, and only what it created', async () => {
     const base = tmpDir();
     const port = await freePort();

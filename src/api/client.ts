@@ -50,6 +50,9 @@ export interface ClientOptions {
   pin?: string | null | undefined;
 }
 
+/** A binary upload: its abort signal, and headers of its own. */
+export type UploadOptions = Pick<RequestOptions, 'signal'> & { headers?: Record<string, string> };
+
 export interface RequestOptions {
   json?: unknown;
   body?: Uint8Array;
@@ -227,13 +230,21 @@ export class ApiClient {
    * POSTs a binary body given as parts, written straight to the socket: no joined copy of a
    * 16 MiB batch. Returns the parsed JSON answer.
    */
-  upload<E extends Endpoint>(to: E, parts: readonly Uint8Array[], opts?: Pick<RequestOptions, 'signal'>): Promise<z.output<E['response']>>;
-  upload<T>(to: string, parts: readonly Uint8Array[], opts?: Pick<RequestOptions, 'signal'>): Promise<T>;
-  upload(to: string | Endpoint, parts: readonly Uint8Array[], opts: Pick<RequestOptions, 'signal'> = {}): Promise<unknown> {
+  upload<E extends Endpoint>(to: E, parts: readonly Uint8Array[], opts?: UploadOptions): Promise<z.output<E['response']>>;
+  upload<T>(to: string, parts: readonly Uint8Array[], opts?: UploadOptions): Promise<T>;
+  upload(to: string | Endpoint, parts: readonly Uint8Array[], opts: UploadOptions = {}): Promise<unknown> {
     const length = parts.reduce((n, p) => n + p.length, 0);
     const path = typeof to === 'string' ? to : to.path;
     return new Promise((resolve, reject) => {
-      const req = this.request('POST', path, binary(length), opts.signal, reject, this.jsonAnswer(to, resolve, reject), bulkAgents);
+      const req = this.request(
+        'POST',
+        path,
+        { ...binary(length), ...opts.headers },
+        opts.signal,
+        reject,
+        this.jsonAnswer(to, resolve, reject),
+        bulkAgents,
+      );
       // Corked: the many small record headers and payloads leave in large writev calls.
       req.cork();
       for (const p of parts) req.write(p);

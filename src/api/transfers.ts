@@ -41,6 +41,12 @@ export const Offer = z.strictObject({
 
 export type Offer = z.infer<typeof Offer>;
 
+/**
+ * Sent with a chunk batch that replaces copies the receiver holds but found damaged (a repair):
+ * those chunks arrive again on purpose.
+ */
+export const REPAIR_HEADER = 'x-cascade-repair';
+
 export const StatusReport = z.strictObject({
   targets: z
     .array(

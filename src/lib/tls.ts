@@ -30,7 +30,10 @@ export function certificatePin(cert: string | Buffer): string {
 export function parsePin(text: string, what = 'TLS pin'): string {
   const hex = text.replace(/:/g, '').toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(hex))
-    throw fail('usage', `${what} "${text}" is not a certificate's SHA-256 fingerprint (64 hex digits, as "site init" printed it and "site start" logs it)`);
+    throw fail(
+      'usage',
+      `${what} "${text}" is not a certificate's SHA-256 fingerprint (64 hex digits, as "site init" printed it and "site start" logs it)`,
+    );
   return hex;
 }
 

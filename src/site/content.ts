@@ -46,7 +46,11 @@ export async function lackedChunks(ctx: Pick<SiteContext, 'store'>, digests: rea
  * the chunks are written to temporary files as each task returns, then made durable with one
  * flush for the whole batch, then recorded. Resolves only when all of it is on disk.
  */
-export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Array>): Promise<IngestReport> {
+export async function ingestBatch(
+  ctx: SiteContext,
+  body: AsyncIterable<Uint8Array>,
+  opts: { repair?: boolean } = {},
+): Promise<IngestReport> {
   const report: IngestReport = { received: 0, stored: 0, bytes: 0, literalBytes: 0 };
   const inFlight: Promise<void>[] = [];
   const staged: { tmp: string; path: string }[] = [];
@@ -117,7 +121,9 @@ export async function ingestBatch(ctx: SiteContext, body: AsyncIterable<Uint8Arr
   const added = await ctx.store.insertChunks(rows);
   // Chunks this site held already came over the wire for nothing: senders ask first, so this
   // counts a defect (the fault suite reads it from the log; docs/development.md#the-fault-suite).
-  if (added < rows.length) ctx.log.warn({ again: rows.length - added }, 'chunks received that this site already held');
+  // A repair sends them on purpose: they replace copies found damaged here.
+  if (added < rows.length && opts.repair) ctx.log.info({ replaced: rows.length - added }, 'damaged chunks replaced by a repair');
+  else if (added < rows.length) ctx.log.warn({ again: rows.length - added }, 'chunks received that this site already held');
   report.stored = rows.length;
   return report;
 }

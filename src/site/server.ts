@@ -177,7 +177,10 @@ export async function initSite(opts: {
     throw fail('usage', 'a child site needs --listen HOST:PORT (or --url URL) so its parent can reach it');
   if (url !== undefined && !URL.canParse(url)) throw fail('usage', `--url "${url}" is not a URL (e.g. http://10.0.0.5:8100)`);
   if (tls && url?.startsWith('http://'))
-    throw fail('usage', `--url "${url}" is plain HTTP, but this ${role === 'dp' ? 'DP' : 'site'} will serve HTTPS: give https://, or --no-tls`);
+    throw fail(
+      'usage',
+      `--url "${url}" is plain HTTP, but this ${role === 'dp' ? 'DP' : 'site'} will serve HTTPS: give https://, or --no-tls`,
+    );
   if (opts.contentUrl !== undefined && !/^https?:\/\//.test(opts.contentUrl))
     throw fail('usage', `--content-url "${opts.contentUrl}" is not an http:// or https:// URL`);
   if (opts.listen !== undefined && parseListen(opts.listen).port === 0) {

@@ -1,6 +1,6 @@
 import type { DpValidation } from '../api/distributions.js';
 import type { ValidateRequest } from '../api/transfers.js';
-import { transferCalls } from '../api/transfers.js';
+import { REPAIR_HEADER, transferCalls } from '../api/transfers.js';
 import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, manifestChunks, verifyManifest } from '../content/manifest.js';
@@ -63,7 +63,7 @@ async function resend(ctx: SiteContext, peer: SiteRow, manifest: Manifest, diges
   }
   if (parts.length === 0) return 0;
   // The sender's own path for a chunk batch; a repair is small and not held to the route's rate.
-  await peerClient(peer, { timeoutMs: 300_000 }).upload(transferCalls.chunks, parts);
+  await peerClient(peer, { timeoutMs: 300_000 }).upload(transferCalls.chunks, parts, { headers: { [REPAIR_HEADER]: 'damaged copies' } });
   return parts.length / 2;
 }
 

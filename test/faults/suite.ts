@@ -29,6 +29,8 @@ export interface FaultReport {
   rounds: number;
   kills: number;
   killsByRole: Record<string, number>;
+  /** Kills while a distribution and a client download run, during a courier import, during a repair. */
+  killsByPhase: Record<string, number>;
   checks: number;
   violations: string[];
 }
@@ -65,7 +67,10 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
     CASCADE_PING_SECONDS: '1',
     CASCADE_LOG_LEVEL: 'info',
   };
-  const report: FaultReport = { seed: o.seed, rounds: 0, kills: 0, killsByRole: {}, checks: 0, violations: [] };
+  const report: FaultReport = { seed: o.seed, rounds: 0, kills: 0, killsByRole: {}, killsByPhase: {}, checks: 0, violations: [] };
+  // The courier and repair phases draw from a sequence of their own: the distribution's kills
+  // stay what the seed always made them.
+  const rnd2 = prng(o.seed ^ 0x5eed);
   const procs = new Map<Exclude<Role, 'agent'>, SiteProcess>();
   let agent: ReturnType<typeof startAgent> | undefined;
   const agentDir = path.join(box, 'agent');
@@ -93,6 +98,17 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
       logs.push(p.logs());
       procs.delete(r);
     }
+  };
+  /** SIGKILL of one process, started again after a seeded moment. */
+  const kill = async (victim: Role, phase: string, r: () => number) => {
+    const p = victim === 'agent' ? agent : procs.get(victim);
+    await p?.stop('SIGKILL');
+    if (p) logs.push(p.logs());
+    report.kills++;
+    report.killsByRole[victim] = (report.killsByRole[victim] ?? 0) + 1;
+    report.killsByPhase[phase] = (report.killsByPhase[phase] ?? 0) + 1;
+    await sleep(100 + r() * 700);
+    await start(victim);
   };
   try {
     // The hierarchy: CEN, EUR below it, a DP of each.
@@ -215,18 +231,30 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
           await must(['advertise', pkg, '--program', 'Install', '--collection', 'Everyone', '--mandatory', 'now', '--json'], cen),
         ).id as string;
       acknowledged.push(made.version);
-      await must(['distribute', pkg, '--to', 'dp:cen-dp1', '--to', 'site:EUR'], cen);
+      // Every third round the version reaches EUR by courier: a parcel, imported while EUR is killed.
+      const courier = round % 3 === 2;
+      await must(['distribute', pkg, '--to', 'dp:cen-dp1'], cen);
+      let importing: Promise<unknown> = Promise.resolve();
+      if (courier) {
+        const parcel = path.join(box, `v${made.version}.parcel`);
+        await must(['distribute', pkg, '--to', 'site:EUR', '--via', 'courier'], cen);
+        await must(['courier', 'export', pkg, '--to-site', 'EUR', '-o', parcel], cen);
+        importing = cascade(['courier', 'import', parcel], { env: eur });
+        await sleep(50 + rnd2() * 450);
+        if (report.kills < o.kills) await kill('EUR', 'courier import', rnd2);
+        await importing;
+        // Imported again until it is in: a repeated import takes what is already there as done.
+        let r = await cascade(['courier', 'import', parcel], { env: eur });
+        for (let i = 0; i < 15 && r.code !== 0; i++) {
+          await sleep(2000);
+          r = await cascade(['courier', 'import', parcel], { env: eur });
+        }
+        if (r.code !== 0) say(`  courier import still failing: ${r.stderr.trim()}`);
+      } else await must(['distribute', pkg, '--to', 'site:EUR'], cen);
       // Kills at seeded moments while it travels; each victim starts again after a moment.
       for (let k = 0; k < killsPerRound && report.kills < o.kills; k++) {
         await sleep(200 + rnd() * 1800);
-        const victim = ROLES[Math.floor(rnd() * ROLES.length)] as Role;
-        const p = victim === 'agent' ? agent : procs.get(victim);
-        await p?.stop('SIGKILL');
-        if (p) logs.push(p.logs());
-        report.kills++;
-        report.killsByRole[victim] = (report.killsByRole[victim] ?? 0) + 1;
-        await sleep(100 + rnd() * 700);
-        await start(victim);
+        await kill(ROLES[Math.floor(rnd() * ROLES.length)] as Role, 'distribution and download', rnd);
       }
       // Convergence: retried at once rather than after the back-off (the suite cannot wait minutes).
       const deadline = Date.now() + 180_000;
@@ -287,6 +315,33 @@ export async function runFaultSuite(o: { kills: number; seed: number; say?: (lin
       const show = JSON.parse(await must(['package', 'show', pkg, '--json'], cen)) as { versions: number[] };
       const lost = acknowledged.filter((v) => !show.versions.includes(v));
       if (lost.length > 0) violation(`acknowledged versions ${lost.join(', ')} of ${pkg} are gone from CEN`);
+      // Every third round (another one), a chunk of the version is damaged on eur-dp1 and repaired
+      // while a process on its path is killed; repaired again until it answers.
+      if (round % 3 === 1 && report.kills < o.kills) {
+        const manifest = fs.readFileSync(
+          path.join(dirs.get('eur-dp1') as string, 'content', 'manifests', pkg, `${made.version}.json`),
+          'utf8',
+        );
+        const chunks = [...new Set(manifest.match(/[0-9a-f]{64}/g) ?? [])]
+          .map((d) => path.join(dirs.get('eur-dp1') as string, 'content', 'chunks', d.slice(0, 2), d))
+          .filter((f) => fs.existsSync(f));
+        const victim = chunks[Math.floor(rnd2() * chunks.length)];
+        if (victim) {
+          const b = fs.readFileSync(victim);
+          b[Math.floor(b.length / 2)] = (b[Math.floor(b.length / 2)] as number) ^ 0xff;
+          fs.writeFileSync(victim, b);
+        }
+        const repairing = cascade(['repair', pkg, '--dp', 'eur-dp1', '--version', String(made.version)], { env: cen });
+        await sleep(50 + rnd2() * 450);
+        await kill((['CEN', 'EUR', 'eur-dp1'] as const)[Math.floor(rnd2() * 3)] as Role, 'repair', rnd2);
+        await repairing;
+        let r = await cascade(['repair', pkg, '--dp', 'eur-dp1', '--version', String(made.version)], { env: cen });
+        for (let i = 0; i < 15 && r.code !== 0; i++) {
+          await sleep(2000);
+          r = await cascade(['repair', pkg, '--dp', 'eur-dp1', '--version', String(made.version)], { env: cen });
+        }
+        if (r.code !== 0) say(`  repair still failing: ${r.stdout.slice(0, 300)}${r.stderr.trim()}`);
+      }
       // 3. Whole where installed: every DP re-hashes the version.
       report.checks++;
       const v = await cascade(['validate', pkg, '--version', String(made.version), '--json'], { env: cen });

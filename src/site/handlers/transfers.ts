@@ -8,6 +8,7 @@ import {
   OfferAnswer,
   PreviewAnswer,
   PreviewRequest,
+  REPAIR_HEADER,
   RemoveAnswer,
   RemoveRequest,
   StatusAnswer,
@@ -57,12 +58,20 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       method: 'post',
       path: PATHS.transferChunks,
       summary: 'A parent sends chunks of an offered version (site credential; batch format as POST /api/v1/chunks)',
-      request: { body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true } },
+      request: {
+        headers: z.object({
+          [REPAIR_HEADER]: z
+            .string()
+            .optional()
+            .openapi({ description: 'present on a repair: the chunks replace copies found damaged here' }),
+        }),
+        body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
+      },
       responses: answer('Stored', IngestReport),
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'sends packages');
-      return c.json(await ingestBatch(parts, bodyStream(c)), 200);
+      return c.json(await ingestBatch(parts, bodyStream(c), { repair: c.req.header(REPAIR_HEADER) !== undefined }), 200);
     },
   );
 

@@ -721,7 +721,14 @@ async function releaseTour(o: {
   const next = `${major}.${minor}.${(patch ?? 0) + 1}`;
   const names = ['cen-dp1', 'cen-dp2'];
   // DPs report every second here (the default is every 30 s), and are drained for 2 s.
-  const env = { ...process.env, CASCADE_DP_STATE_SECONDS: '1', CASCADE_REPORT_SECONDS: '0.5', CASCADE_LOG_LEVEL: 'warn' };
+  // They stop with the demo, even when it is killed (CASCADE_OWNER_PID).
+  const env = {
+    ...process.env,
+    CASCADE_DP_STATE_SECONDS: '1',
+    CASCADE_REPORT_SECONDS: '0.5',
+    CASCADE_LOG_LEVEL: 'warn',
+    CASCADE_OWNER_PID: String(process.pid),
+  };
   process.env.CASCADE_DP_DRAIN_SECONDS ??= '2';
   const procs: ChildProcess[] = [];
   for (const name of names) {

@@ -99,6 +99,18 @@ export function registerDp(program: Command): Command {
           log.info({ signal: sig }, 'stopping');
           stop.abort();
         });
+      // Started by a process it lives for (the demo): it stops when that one is gone, even killed.
+      const owner = Number(process.env.CASCADE_OWNER_PID);
+      if (owner > 0)
+        setInterval(() => {
+          try {
+            process.kill(owner, 0);
+          } catch {
+            if (stop.signal.aborted) return;
+            log.info({ owner }, 'stopping: the process that started it is gone');
+            stop.abort();
+          }
+        }, 1000).unref();
       // The launcher runs the release releases.json names: this one in this process, an
       // upgraded one as a child process (docs/dp.md#releases).
       await launch({

@@ -234,17 +234,8 @@ export class ApiClient {
   upload<T>(to: string, parts: readonly Uint8Array[], opts?: UploadOptions): Promise<T>;
   upload(to: string | Endpoint, parts: readonly Uint8Array[], opts: UploadOptions = {}): Promise<unknown> {
     const length = parts.reduce((n, p) => n + p.length, 0);
-    const path = typeof to === 'string' ? to : to.path;
     return new Promise((resolve, reject) => {
-      const req = this.request(
-        'POST',
-        path,
-        { ...binary(length), ...opts.headers },
-        opts.signal,
-        reject,
-        this.jsonAnswer(to, resolve, reject),
-        bulkAgents,
-      );
+      const req = this.binaryPost(to, length, opts, resolve, reject);
       // Corked: the many small record headers and payloads leave in large writev calls.
       req.cork();
       for (const p of parts) req.write(p);
@@ -267,17 +258,8 @@ export class ApiClient {
   ): Promise<z.output<E['response']>>;
   uploadStream<T>(to: string, source: AsyncIterable<Uint8Array>, length: number, opts?: StreamOptions): Promise<T>;
   uploadStream(to: string | Endpoint, source: AsyncIterable<Uint8Array>, length: number, opts: StreamOptions = {}): Promise<unknown> {
-    const path = typeof to === 'string' ? to : to.path;
     return new Promise((resolve, reject) => {
-      const req = this.request(
-        'POST',
-        path,
-        { ...binary(length), ...opts.headers },
-        opts.signal,
-        reject,
-        this.jsonAnswer(to, resolve, reject),
-        bulkAgents,
-      );
+      const req = this.binaryPost(to, length, opts, resolve, reject);
       (async () => {
         for await (const piece of source) {
           const ok = req.write(piece, () => opts.release?.(piece));
@@ -290,6 +272,26 @@ export class ApiClient {
         reject(e);
       });
     });
+  }
+
+  /** A binary POST of `length` bytes on the bulk pool, whose JSON answer settles the promise. */
+  private binaryPost(
+    to: string | Endpoint,
+    length: number,
+    opts: UploadOptions,
+    resolve: (v: unknown) => void,
+    reject: (e: unknown) => void,
+  ): http.ClientRequest {
+    const path = typeof to === 'string' ? to : to.path;
+    return this.request(
+      'POST',
+      path,
+      { ...binary(length), ...opts.headers },
+      opts.signal,
+      reject,
+      this.jsonAnswer(to, resolve, reject),
+      bulkAgents,
+    );
   }
 
   /** POSTs a JSON body and answers with the response as a Node stream (a courier parcel). */

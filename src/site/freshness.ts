@@ -86,23 +86,31 @@ export async function acceptFreshness(ctx: SiteContext, set: FreshnessSet, via: 
   if (changed) await ctx.store.setMeta(META_ABOVE, JSON.stringify(words));
 }
 
-/** How old this site's newest word from each site above is, and what it says this site lacks. */
-export async function freshnessView(ctx: SiteContext): Promise<FreshnessView[]> {
-  const words = await stored(ctx);
-  if (Object.keys(words).length === 0) return [];
+/** Each stored word with its age and whether it is stale, in site order. */
+async function aged(ctx: SiteContext): Promise<{ word: Freshness; ageSeconds: number; stale: boolean }[]> {
+  const words = Object.values(await stored(ctx)).map((s) => s.freshness as Freshness);
+  if (words.length === 0) return [];
   const { staleAfterSeconds } = (await snapshot(ctx)).settings;
   const now = ctx.clock().getTime();
+  return words
+    .map((word) => {
+      const ageSeconds = Math.max(0, Math.floor((now - Date.parse(word.at)) / 1000));
+      return { word, ageSeconds, stale: ageSeconds > staleAfterSeconds };
+    })
+    .sort((a, b) => (a.word.site < b.word.site ? -1 : 1));
+}
+
+/** How old this site's newest word from each site above is, and what it says this site lacks. */
+export async function freshnessView(ctx: SiteContext): Promise<FreshnessView[]> {
+  const words = await aged(ctx);
+  if (words.length === 0) return [];
   const held = new Map((await ctx.store.listPackages()).map((p) => [p.id, p.latestVersion]));
-  const out: FreshnessView[] = [];
-  for (const s of Object.values(words)) {
-    const f = s.freshness as Freshness;
-    const ageSeconds = Math.max(0, Math.floor((now - Date.parse(f.at)) / 1000));
+  return words.map(({ word: f, ageSeconds, stale }) => {
     const behind = f.latest
       .filter(([id, v]) => (held.get(id) ?? v) < v)
       .map(([packageId, latest]) => ({ packageId, held: held.get(packageId) as number, latest }));
-    out.push(FreshnessView.parse({ site: f.site, signedAt: f.at, ageSeconds, stale: ageSeconds > staleAfterSeconds, behind }));
-  }
-  return out.sort((a, b) => (a.site < b.site ? -1 : 1));
+    return FreshnessView.parse({ site: f.site, signedAt: f.at, ageSeconds, stale, behind });
+  });
 }
 
 /**
@@ -110,7 +118,8 @@ export async function freshnessView(ctx: SiteContext): Promise<FreshnessView[]> 
  * fresh again. Runs on the report timer, whether or not the parent answers.
  */
 export async function noteStaleness(ctx: SiteContext): Promise<void> {
-  const views = await freshnessView(ctx);
+  // On the report timer: ages only, without listing the packages held here.
+  const views = (await aged(ctx)).map(({ word, ageSeconds, stale }) => ({ site: word.site, signedAt: word.at, ageSeconds, stale }));
   if (views.length === 0) return;
   const noted = new Set<string>(JSON.parse((await ctx.store.getMeta(META_STALE)) ?? '[]') as string[]);
   const parent = (await parentOf(ctx.store))?.code ?? '?';

@@ -78,10 +78,29 @@ export const RemoveNeighbourAnswer = z.object({
 });
 export type RemoveNeighbourAnswer = z.infer<typeof RemoveNeighbourAnswer>;
 
+/** One process serving this site (several share a site on PostgreSQL; docs/operations.md#several-processes). */
+export const SiteProcess = z
+  .object({
+    id: z.string().describe('the process tag, also in its log and its temporary files'),
+    host: z.string(),
+    pid: z.number().int(),
+    url: z.string().describe('where this process itself listens (clients use the site URL, e.g. a load balancer)'),
+    release: z.string(),
+    startedAt: z.string(),
+    seenAt: z.string().describe('its last heartbeat'),
+    state: z.enum(['running', 'silent', 'stopped']).describe("silent: no heartbeat for three leases' life (it died or lost the database)"),
+    holds: z
+      .array(z.string())
+      .describe('the once-only work it holds a lease on: route:CODE, report, rollouts, gc, validation, sources, ingest:ID'),
+  })
+  .meta({ id: 'SiteProcess' });
+export type SiteProcess = z.infer<typeof SiteProcess>;
+
 /** This site, its parent and every site below it. */
 export const SiteTree = z.object({
   central: z.string(),
   sites: z.array(SiteEntry),
+  processes: z.array(SiteProcess).optional().describe('the processes serving this site, their health and the work each holds'),
   freshness: z
     .array(FreshnessView)
     .optional()

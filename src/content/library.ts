@@ -3,6 +3,7 @@ import path from 'node:path';
 import { DIGEST } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
 import { type FileData, flushFileSystem, startWriteback, writeFileAtomic, writeFilesAtomic } from '../lib/fsutil.js';
+import { processTag } from '../lib/instance.js';
 import { runIngest, runIngestFiles, runRead, runRename, runStore } from './pool.js';
 import type { IngestFilesResult } from './worker.js';
 
@@ -10,9 +11,12 @@ import type { IngestFilesResult } from './worker.js';
  * The content library on disk: plain static files a web server could serve as they are.
  *
  *   ROOT/chunks/ab/<sha256>          one stored chunk (codec tag byte + payload)
- *   ROOT/chunks/ab/.tmp-*            a chunk being written; removed at start-up
+ *   ROOT/chunks/ab/.tmp-<TAG>-*      a chunk being written by process TAG; removed at start-up
  *   ROOT/manifests/<ID>/<N>.json     signed manifest of version N of package ID
- *   ROOT/tmp/                        temporary files, emptied at start-up
+ *   ROOT/tmp/<TAG>/                  temporary files of process TAG, removed at start-up
+ *
+ * Several processes of one site may share the folder (PostgreSQL): each writes its temporary
+ * files under its own tag, and start-up removes only those of processes no longer running.
  */
 export class ContentLibrary {
   readonly tmpDir: string;
@@ -20,21 +24,28 @@ export class ContentLibrary {
   private grouped = false;
 
   constructor(readonly root: string) {
-    this.tmpDir = path.join(root, 'tmp');
+    this.tmpDir = path.join(root, 'tmp', processTag());
   }
 
-  /** Creates the folders and removes temporary files left by a crash. */
-  async init(): Promise<void> {
+  /**
+   * Creates the folders and removes temporary files left by a crash: every process's, or, when
+   * others share the folder, all but those of the processes in `running`.
+   */
+  async init(running: ReadonlySet<string> = new Set()): Promise<void> {
+    const stale = (tag: string | undefined) => !tag || !running.has(tag);
     // All 256 chunk folders up front; each may hold `.tmp-*` files a crash left behind.
     await Promise.all(
       Array.from({ length: 256 }, async (_, i) => {
         const dir = path.join(this.root, 'chunks', i.toString(16).padStart(2, '0'));
         await fs.mkdir(dir, { recursive: true });
-        for (const f of await fs.readdir(dir)) if (f.startsWith('.tmp-')) await fs.rm(path.join(dir, f), { force: true });
+        for (const f of await fs.readdir(dir))
+          if (f.startsWith('.tmp-') && stale(f.split('-')[1])) await fs.rm(path.join(dir, f), { force: true });
       }),
     );
     await fs.mkdir(path.join(this.root, 'manifests'), { recursive: true });
-    await fs.rm(this.tmpDir, { recursive: true, force: true });
+    const tmp = path.dirname(this.tmpDir);
+    await fs.mkdir(tmp, { recursive: true });
+    for (const f of await fs.readdir(tmp)) if (stale(f)) await fs.rm(path.join(tmp, f), { recursive: true, force: true });
     await fs.mkdir(this.tmpDir, { recursive: true });
     this.grouped = await flushFileSystem(this.tmpDir);
   }

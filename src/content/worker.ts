@@ -151,6 +151,8 @@ export type Result =
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
 let tmpCounter = 0;
+/** Whose temporary files these are (lib/instance.ts): the process's tag, inherited from its environment. */
+const owner = (): string => process.env.CASCADE_INSTANCE ?? `pid${process.pid}`;
 
 /**
  * Checks each chunk against its digest, compresses what helps, and writes it (tag byte and
@@ -167,7 +169,7 @@ function ingest(t: IngestTask): IngestResult {
       const parts = c ? [TAG.brotli, c] : [TAG.raw, raw];
       // Beside its final name: creating and renaming spread over 256 folders is ~3x cheaper
       // than funnelling every file through one temporary folder (measured: 70 against 250 us).
-      const tmp = `${path.dirname(t.paths[n] as string)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+      const tmp = `${path.dirname(t.paths[n] as string)}/.tmp-${owner()}-${threadId}-${tmpCounter++}`;
       const fd = fs.openSync(tmp, 'w', 0o644);
       written.push(tmp);
       try {
@@ -188,7 +190,7 @@ function ingest(t: IngestTask): IngestResult {
 }
 
 function writeTemp(finalPath: string, data: Uint8Array, fsync: boolean, written: string[]): string {
-  const tmp = `${path.dirname(finalPath)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+  const tmp = `${path.dirname(finalPath)}/.tmp-${owner()}-${threadId}-${tmpCounter++}`;
   const fd = fs.openSync(tmp, 'w', 0o644);
   written.push(tmp);
   try {
@@ -338,7 +340,7 @@ function ingestFiles(t: IngestFilesTask): IngestFilesResult {
           known.add(digest);
           const z = compressChunk(c);
           const parts = z ? [TAG.brotli, z] : [TAG.raw, c];
-          const tmp = `${t.chunksDir}/${digest.slice(0, 2)}/.tmp-${process.pid}-${threadId}-${tmpCounter++}`;
+          const tmp = `${t.chunksDir}/${digest.slice(0, 2)}/.tmp-${owner()}-${threadId}-${tmpCounter++}`;
           const out = fs.openSync(tmp, 'w', 0o644);
           staged.push({ digest, tmp, size: c.length, storedSize: 1 + (parts[1] as Uint8Array).length });
           try {

@@ -10,6 +10,7 @@ interface Metric {
   type: 'counter' | 'gauge';
   values: Map<string, { labels: Labels; value: number }>;
   collect?: () => number;
+  collectMany?: () => { labels: Labels; value: number }[];
 }
 
 const key = (labels: Labels): string =>
@@ -48,12 +49,18 @@ export class Metrics {
     m.collect = collect;
   }
 
+  /** A gauge with one value per label set, read when /metrics is scraped. */
+  gauges(name: string, help: string, collect: () => { labels: Labels; value: number }[]): void {
+    const m = this.get(name, help, 'gauge');
+    m.collectMany = collect;
+  }
+
   render(): string {
     const lines: string[] = [];
     for (const m of this.metrics.values()) {
       lines.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`);
       if (m.collect) lines.push(`${m.name} ${m.collect()}`);
-      for (const { labels, value } of m.values.values()) {
+      for (const { labels, value } of [...m.values.values(), ...(m.collectMany?.() ?? [])]) {
         const l = Object.entries(labels)
           .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
           .join(',');

@@ -2,6 +2,7 @@ import type { ContentLibrary } from '../content/library.js';
 import type { SiteKey, TrustedKey } from '../content/signing.js';
 import type { Logger } from '../lib/log.js';
 import type { Store } from '../store/store.js';
+import type { Leases } from './processes.js';
 
 /**
  * What every service of a site works with: its store, its content library, its key and the
@@ -23,6 +24,11 @@ export interface SiteContext {
    * it prepared (docs/dp.md#releases). Absent in tests that build a context in-process.
    */
   process?: { dataDir: string; switchRelease: (() => void) | null };
+  /**
+   * Once-only work among the processes sharing this site (./processes.ts). Absent in tests that
+   * build a context in-process: the one process does everything.
+   */
+  leases?: Leases;
   /** SHA-256 of the certificate this process serves HTTPS with; absent: it serves plain HTTP. */
   tlsPin?: string;
 }

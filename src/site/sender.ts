@@ -68,13 +68,31 @@ interface RouteState {
   rate: number | null;
 }
 
+/** Why a transfer stopped here: another process holds its route now, and carries it on. */
+class LeaseLost extends Error {}
+
+/** The lease on a route's sending (./processes.ts): one process of the site sends on each route. */
+export const routeLease = (child: string): string => `route:${child}`;
+
 export class Sender {
   private readonly active = new Map<string, AbortController>();
+  /** The route (child) of each transfer running here. */
+  private readonly activeRoute = new Map<string, string>();
   private readonly routes = new Map<string, RouteState>();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
 
-  constructor(private readonly ctx: SiteContext) {}
+  constructor(private readonly ctx: SiteContext) {
+    ctx.leases?.onLost((name) => {
+      for (const [id, child] of this.activeRoute)
+        if (routeLease(child) === name) this.active.get(id)?.abort(new LeaseLost(`another process took over the route to ${child}`));
+    });
+  }
+
+  /** Whether this process does a route's sending: it holds (or now takes) the route's lease. */
+  private async mayUse(child: string): Promise<boolean> {
+    return !this.ctx.leases || (await this.ctx.leases.claim(routeLease(child)));
+  }
 
   start(intervalMs = 500): void {
     this.timer = setInterval(() => void this.tick(), intervalMs);
@@ -99,8 +117,18 @@ export class Sender {
     try {
       const now = this.ctx.clock();
       const total = Number((await this.ctx.store.getMeta('sender.concurrency')) ?? DEFAULT_SITE_CONCURRENCY);
-      const open = await listTransfers(this.ctx.store, { states: ['queued', 'sending', 'retrying'] });
-      // A transfer marked sending but not running here was cut off by a restart: resume it.
+      const all = await listTransfers(this.ctx.store, { states: ['queued', 'sending', 'retrying'] });
+      // Only routes whose lease this process holds (or takes now: its holder stopped or died).
+      const routes = new Set(all.map((t) => t.child));
+      const mine = new Set<string>();
+      for (const c of routes) if (await this.mayUse(c)) mine.add(c);
+      // A route with nothing left to send: its lease goes back, for any process to take next time.
+      for (const name of this.ctx.leases?.names() ?? [])
+        if (name.startsWith('route:') && !routes.has(name.slice(6)) && ![...this.activeRoute.values()].some((c) => routeLease(c) === name))
+          await this.ctx.leases?.release(name);
+      const open = all.filter((t) => mine.has(t.child));
+      // A transfer marked sending but not running here was cut off by a restart, or by the death
+      // of the process that held its route: resume it (the child says what it still lacks).
       for (const t of open) if (t.state === 'sending' && !this.active.has(t.id)) t.state = 'queued';
       // Child sites and this site's own DPs: both are reached by the same transfer protocol.
       const children = new Map(
@@ -128,9 +156,13 @@ export class Sender {
         }
         const ac = new AbortController();
         this.active.set(t.id, ac);
-        void this.run(t, child, route, ac.signal).finally(() => this.active.delete(t.id));
+        this.activeRoute.set(t.id, t.child);
+        void this.run(t, child, route, ac.signal).finally(() => {
+          this.active.delete(t.id);
+          this.activeRoute.delete(t.id);
+        });
       }
-      await sendRemovals(this.ctx);
+      if (!this.ctx.leases || (await this.ctx.leases.claim('removals'))) await sendRemovals(this.ctx);
     } catch (err) {
       this.ctx.log.error({ err }, 'sender pass failed');
     } finally {
@@ -327,6 +359,8 @@ export class Sender {
         packageId: t.packageId,
       });
     } catch (e) {
+      // Another process holds the route now and runs this transfer: nothing more is written here.
+      if (signal.aborted && signal.reason instanceof LeaseLost) return;
       if (signal.aborted) {
         // Paused (the schedule closed, the site stops): queued again; cancelled: it stays failed.
         if ((await getTransfer(ctx.store, t.id))?.state !== 'failed')

@@ -28,11 +28,13 @@ import { PEER_ROLE } from '../core/roles.js';
 import { createContentHandler, startContentServer } from '../dp/serve.js';
 import { closeServer as closeHttpServer } from '../lib/close-server.js';
 import { writeFileDurableSync } from '../lib/durable.js';
+import { type FolderLock, type LockHolder, lockFolder, processTag } from '../lib/instance.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { checkSourceRoots, configPath, parseListen, readSiteConfig, type SiteConfig, writeSiteConfig } from '../lib/site-config.js';
 import { installTls, isLoopback, pinForJoin, readTls, type TlsFiles } from '../lib/tls.js';
-import { isPostgresUrl } from '../store/db.js';
+import { VERSION } from '../lib/version.js';
+import { isPostgresUrl, sqlitePath } from '../store/db.js';
 import { pruneMessages } from '../store/distribution.js';
 import { Store } from '../store/store.js';
 import { noteRelease, publishReleaseAgent } from './agent-release.js';
@@ -44,6 +46,7 @@ import { loadTrust, reportUp } from './distribution.js';
 import { noteStaleness } from './freshness.js';
 import { parentOf, pingPeers } from './hierarchy.js';
 import { PEER_TIMEOUT_MS } from './peers.js';
+import { joinProcesses, Leases, processView, runningProcesses } from './processes.js';
 import { tickRollouts } from './rollouts.js';
 import { Sender } from './sender.js';
 import { resumeIngests, stopIngests, tickRefreshes } from './sources.js';
@@ -309,6 +312,47 @@ async function createSite(
   }
 }
 
+/**
+ * A site on SQLite, and a DP, run one process per data folder (and per SQLite file): a second
+ * is refused, naming the first. A site on PostgreSQL shares its folder with other processes of
+ * the same site, but not with a process that does not share it.
+ */
+async function lockData(
+  role: 'site' | 'dp',
+  code: string,
+  dataDir: string,
+  sqliteFile: string | null,
+  me: LockHolder,
+): Promise<FolderLock[]> {
+  const what = role === 'dp' ? `DP ${code}` : `site ${code}`;
+  const refuse = (h: LockHolder | null, where: string) =>
+    fail(
+      'conflict',
+      `${what} already runs on ${where}${h ? ` (process ${h.pid}, ${h.url})` : ''}: stop it first` +
+        (role === 'site' ? '; several processes of one site need a PostgreSQL store (docs/operations.md#several-processes)' : ''),
+    );
+  if (!sqliteFile) {
+    // Shared: only a process that does not share (a SQLite store) keeps others out.
+    const probe = await lockFolder(dataDir, me);
+    if ('release' in probe) await probe.release();
+    else if (probe.heldBy && !probe.heldBy.shared) throw refuse(probe.heldBy, `this data folder`);
+    return [];
+  }
+  const locks: FolderLock[] = [];
+  for (const [key, where] of [
+    [dataDir, 'this data folder'],
+    [sqliteFile, `the SQLite store ${sqliteFile}`],
+  ] as const) {
+    const l = await lockFolder(key, me);
+    if ('release' in l) locks.push(l);
+    else {
+      for (const held of locks) await held.release();
+      throw refuse(l.heldBy, where);
+    }
+  }
+  return locks;
+}
+
 export interface RunningSite {
   url: string;
   ctx: SiteContext;
@@ -352,7 +396,19 @@ export async function startSite(opts: {
   const log = opts.log ?? createLogger({ name: `${role}-${cfg.code}` });
   const { host, port } = parseListen(opts.listen ?? cfg.listen ?? (role === 'dp' ? DEFAULT_DP_LISTEN : DEFAULT_LISTEN));
   const clock = opts.clock ?? (() => new Date());
-  const store = await Store.open({ url: opts.db ?? cfg.db, dataDir, clock, checkpointer: true });
+  const dbUrl = opts.db ?? cfg.db;
+  // One process per data folder, unless it is a site on PostgreSQL: those share (several-processes).
+  const tag = processTag();
+  const shared = role === 'site' && dbUrl !== undefined && isPostgresUrl(dbUrl);
+  const holder: LockHolder = { pid: process.pid, url: '(starting)', shared };
+  const locks = await lockData(role, cfg.code, dataDir, shared ? null : (dbUrl ?? sqlitePath(dataDir)), holder);
+  let store: Store;
+  try {
+    store = await Store.open({ url: dbUrl, dataDir, clock, checkpointer: true });
+  } catch (e) {
+    for (const l of locks) await l.release();
+    throw e;
+  }
   let key: SiteKey;
   try {
     const code = await store.getMeta('site.code');
@@ -401,13 +457,18 @@ export async function startSite(opts: {
     }
   } catch (e) {
     await store.close();
+    for (const l of locks) await l.release();
     throw e;
   }
   let tls: TlsFiles | undefined;
+  let running: Set<string>;
   try {
     tls = cfg.tls ? readTls(dataDir) : undefined;
+    // The temporary files of processes still serving this site stay; those of the dead go.
+    running = shared ? await runningProcesses(store, tag) : new Set();
   } catch (e) {
     await store.close();
+    for (const l of locks) await l.release();
     throw e;
   }
   if (!tls && !isLoopback(host))
@@ -416,9 +477,10 @@ export async function startSite(opts: {
       'serving plain HTTP on an address other networks reach: tokens cross them in clear (docs/operations.md#tls)',
     );
   const library = new ContentLibrary(libraryRoot(dataDir));
-  await library.init();
+  await library.init(running);
   startPool();
   const metrics = new Metrics();
+  const leases = role === 'site' ? new Leases(store, tag, log) : undefined;
   const ctx: SiteContext = {
     store,
     library,
@@ -429,6 +491,7 @@ export async function startSite(opts: {
     clock,
     log,
     process: { dataDir, switchRelease: opts.onRelease ?? null },
+    ...(leases ? { leases } : {}),
     ...(tls ? { tlsPin: tls.pin } : {}),
   };
   metrics.gauge('cascade_process_resident_bytes', 'Resident set size of the site server.', () => process.memoryUsage().rss);
@@ -490,7 +553,32 @@ export async function startSite(opts: {
   server.keepAliveTimeout = 65_000;
   const addr = server.address() as AddressInfo;
   const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  log.info({ url, [role]: cfg.code, db: store.dialect, ...(tls ? { tlsPin: tls.pin } : {}) }, `${role} listening`);
+  holder.url = url;
+  log.info({ url, [role]: cfg.code, db: store.dialect, process: tag, ...(tls ? { tlsPin: tls.pin } : {}) }, `${role} listening`);
+  // Among the processes of this site: registered, heartbeating, holding leases on once-only work.
+  let processes: Awaited<ReturnType<typeof processView>> = [];
+  if (leases) {
+    await joinProcesses(store, { id: tag, url, release: VERSION });
+    leases.start();
+    const look = () =>
+      processView(store)
+        .then((v) => {
+          processes = v;
+        })
+        .catch(() => {});
+    await look();
+    const lookTimer = setInterval(look, 10_000);
+    lookTimer.unref();
+    leases.onLost(() => void look());
+    metrics.gauges(
+      'cascade_site_process_up',
+      'Each process of this site: 1 while it heartbeats (several share a site on PostgreSQL).',
+      () => processes.map((p) => ({ labels: { process: p.id, host: p.host, url: p.url }, value: p.state === 'running' ? 1 : 0 })),
+    );
+    metrics.gauges('cascade_lease_held', 'Once-only work this process holds the lease on (route:CODE, report, rollouts, gc, ...).', () =>
+      leases.names().map((lease) => ({ labels: { lease, process: tag }, value: 1 })),
+    );
+  }
   // A DP tells its site where it listens now (its status reports carry the address), unless it
   // was given --url at init: a proxy, a name or a load balancer in front of it stays its address.
   if (role === 'dp') {
@@ -499,7 +587,10 @@ export async function startSite(opts: {
   // Where this process listens now: the local DP's address for clients when no --url was given.
   else await store.setMeta('site.listenUrl', url);
 
-  const gcTimer = setInterval(() => {
+  // Once-only work (several processes may serve this site): done by the holder of its lease.
+  const mine = async (lease: string): Promise<boolean> => !leases || (await leases.claim(lease));
+  const gcTimer = setInterval(async () => {
+    if (!(await mine('gc'))) return;
     collectGarbage(ctx, 3600).catch((err) => log.error({ err }, 'garbage collection failed'));
     // Status messages are kept 90 days (below the central site, only once they went up).
     const before = new Date(clock().getTime() - 90 * 86400_000).toISOString();
@@ -511,7 +602,7 @@ export async function startSite(opts: {
   if (role === 'site') sender.start();
   // A site server of a newer release than the site last ran publishes the agent it carries,
   // and the release itself: its DPs follow one at a time, its child sites are offered it.
-  const before = role === 'site' ? await noteRelease(ctx) : null;
+  const before = role === 'site' && (await mine('release')) ? await noteRelease(ctx) : null;
   if (before) {
     await publishReleaseAgent(ctx, before)
       .then((v) => v && void sender.tick())
@@ -520,6 +611,7 @@ export async function startSite(opts: {
       .then((p) => p && void sender.tick())
       .catch((err) => log.error({ err }, 'publishing this release to the DPs and child sites failed'));
   }
+  await leases?.release('release');
   // Package sources on the site: reads a stopped process left under way start again; scheduled
   // refreshes run at low priority when due.
   const sourcesCtx = { ...ctx, kick: () => void sender.tick() };
@@ -528,7 +620,13 @@ export async function startSite(opts: {
     role === 'site'
       ? setInterval(
           () => {
-            refreshing ??= tickRefreshes(sourcesCtx)
+            refreshing ??= mine('sources')
+              .then(async (ours) => {
+                if (!ours) return;
+                // Reads another process left under way when it died are read again here.
+                await resumeIngests(sourcesCtx);
+                await tickRefreshes(sourcesCtx);
+              })
               .catch((err) => log.error({ err }, 'scheduled refresh of package sources failed'))
               .finally(() => (refreshing = null));
           },
@@ -543,7 +641,8 @@ export async function startSite(opts: {
   const validateHours = Number(process.env.CASCADE_VALIDATE_HOURS ?? 24);
   const validateTimer =
     role === 'site' && validateHours > 0
-      ? setInterval(() => {
+      ? setInterval(async () => {
+          if (!(await mine('validation'))) return;
           scheduledValidation(ctx, process.env.CASCADE_AUTO_REPAIR === '1').catch((err) =>
             log.error({ err }, 'scheduled validation failed'),
           );
@@ -553,10 +652,10 @@ export async function startSite(opts: {
   // Status goes up in batches; what cannot be sent now stays for the next round.
   const reporter = () =>
     flushSeen(ctx)
-      .then(() => reportUp(ctx))
+      .then(async () => (await mine('report')) && (await reportUp(ctx)))
       .catch((err) => log.warn({ err: (err as Error).message }, 'status report to the parent failed; kept for the next one'))
       // Whether or not the parent answered: the words of the sites above age here.
-      .then(() => (role === 'site' ? noteStaleness(ctx) : undefined))
+      .then(async () => (role === 'site' && (await mine('report')) ? noteStaleness(ctx) : undefined))
       .catch((err) => log.error({ err }, 'checking the freshness of the sites above failed'));
   const reportTimer = setInterval(reporter, Math.max(0.2, Number(process.env.CASCADE_REPORT_SECONDS) || 2) * 1000);
   reportTimer.unref();
@@ -565,9 +664,10 @@ export async function startSite(opts: {
   const rolloutTimer = setInterval(
     () => {
       if (rolling || role !== 'site') return;
-      rolling = tickRollouts(ctx)
+      rolling = mine('rollouts')
+        .then((ours) => (ours ? tickRollouts(ctx) : undefined))
         .catch((err) => log.error({ err }, 'advancing rollouts failed'))
-        .then(() => tickUpgrades(ctx))
+        .then(() => (leases?.holds('rollouts') !== false ? tickUpgrades(ctx) : undefined))
         .catch((err) => log.error({ err }, "advancing the DPs' upgrade failed"))
         .finally(() => (rolling = null));
     },
@@ -596,11 +696,14 @@ export async function startSite(opts: {
         if (validateTimer) clearInterval(validateTimer);
         await sender.stop();
         await closeServer();
+        // The work it held goes to the other processes at once, not when its leases expire.
+        await leases?.stop();
         // Reads of package sources under way stop with the pool; they start again at the next start.
         const ingests = stopIngests(sourcesCtx);
         await closePool();
         await ingests;
         await store.close();
+        for (const l of locks) await l.release();
         log.info({ [role]: cfg.code }, `${role} stopped`);
       })();
       return closing;

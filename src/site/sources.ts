@@ -243,17 +243,23 @@ function newRecord(
 function start(ctx: Ctx, id: string, real: string, record: IngestRecord, lowPriority: boolean, entries?: SourceEntry[]): void {
   const r: Running = { files: 0, bytes: 0, doneFiles: 0, doneBytes: 0, started: Date.now(), done: Promise.resolve() };
   runningOf(ctx).set(id, r);
-  r.done = runIngest(ctx, id, real, record, lowPriority, r, entries)
+  // Held while it runs: a process that finds it under way without a holder (the reader died) reads it again.
+  const lease = ingestLease(id);
+  r.done = (ctx.leases ? ctx.leases.claim(lease) : Promise.resolve(true))
+    .then(() => runIngest(ctx, id, real, record, lowPriority, r, entries))
     .catch(async (e) => {
       if (stopping.has(ctx.store)) return;
       ctx.log.warn({ package: id, err: (e as Error).message }, 'reading the package source failed');
       const ended = { ...record, state: 'failed' as const, finishedAt: ctx.clock().toISOString(), error: (e as Error).message };
       await putSource(ctx.store, id, { ingest: ended }).catch(() => {});
     })
-    .finally(() => {
+    .finally(async () => {
       if (runningOf(ctx).get(id) === r) runningOf(ctx).delete(id);
+      if (!stopping.has(ctx.store)) await ctx.leases?.release(lease);
     });
 }
+
+const ingestLease = (id: string): string => `ingest:${id}`;
 
 /** Stores whose server is stopping: an ingest cut short there stays `ingesting`, to be read again at start. */
 const stopping = new WeakSet<Store>();
@@ -471,6 +477,8 @@ export async function resumeIngests(ctx: Ctx): Promise<void> {
   for (const row of await listSources(ctx.store)) {
     const i = row.ingest;
     if (i?.state !== 'ingesting' || runningOf(ctx).has(row.packageId)) continue;
+    // Another process of this site is reading it now.
+    if (ctx.leases && !(await ctx.leases.claim(ingestLease(row.packageId)))) continue;
     ctx.log.info({ package: row.packageId, source: row.path }, 'reading the package source again: it was under way when the site stopped');
     let real: string;
     try {

@@ -351,6 +351,28 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sites').addColumn('tls_pin', 'text').execute();
     },
   },
+  '0014_site_processes': {
+    // Several processes of one site (PostgreSQL): who serves, and who holds which once-only work.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('site_processes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('pid', 'integer', (c) => c.notNull())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('release', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text', (c) => c.notNull())
+        .addColumn('seen_at', 'text', (c) => c.notNull())
+        .addColumn('stopped_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('leases')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -234,6 +234,26 @@ export interface KeyTable {
   certificate: string | null;
 }
 
+/** The processes serving this site (several on PostgreSQL): each heartbeats while it runs. */
+export interface SiteProcessTable {
+  id: string;
+  host: string;
+  pid: number;
+  url: string;
+  release: string;
+  started_at: string;
+  seen_at: string;
+  /** Set when it stopped cleanly; a process that died keeps null and an old seen_at. */
+  stopped_at: string | null;
+}
+
+/** Work that must happen once per site, claimed by one process until expires_at (renewed while held). */
+export interface LeaseTable {
+  name: string;
+  holder: string;
+  expires_at: string;
+}
+
 export interface Database {
   meta: MetaTable;
   tokens: TokenTable;
@@ -256,4 +276,6 @@ export interface Database {
   client_states: ClientStateTable;
   rollouts: RolloutTable;
   package_sources: PackageSourceTable;
+  site_processes: SiteProcessTable;
+  leases: LeaseTable;
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { FreshnessView } from '../../api/clients.js';
 import { fillPath, PATHS } from '../../api/paths.js';
-import type { JoinTokenAnswer, RemoveNeighbourAnswer, SiteEntry } from '../../api/sites.js';
+import type { JoinTokenAnswer, RemoveNeighbourAnswer, SiteEntry, SiteProcess } from '../../api/sites.js';
 import { formatAge } from '../../core/time.js';
 import { printJson } from '../../lib/output.js';
 import { type AdminOpts, adminOptions, clientFrom, parseIntOpt, table } from '../common.js';
@@ -43,7 +43,10 @@ export function registerSiteAdmin(site: Command): void {
   });
 
   adminOptions(site.command('list').description('this site, its parent and every site below it')).action(async (o: AdminOpts) => {
-    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[]; freshness?: FreshnessView[] }>('GET', PATHS.sites);
+    const r = await clientFrom(o).json<{ central: string; sites: SiteEntry[]; freshness?: FreshnessView[]; processes?: SiteProcess[] }>(
+      'GET',
+      PATHS.sites,
+    );
     if (o.json) {
       printJson(r);
       return;
@@ -83,7 +86,14 @@ export function registerSiteAdmin(site: Command): void {
         releaseProblems(ordered.map(([s]) => ({ name: s.code, release: s.release }))),
     );
     if (r.freshness?.length) process.stdout.write(freshnessText(r.freshness));
+    // A site served by several processes (PostgreSQL) shows each, its health and the work it holds.
+    if (r.processes && r.processes.length > 1) process.stdout.write(processesText(r.processes));
   });
+}
+
+function processesText(ps: readonly SiteProcess[]): string {
+  const rows = ps.map((p) => [p.id, `${p.host}:${p.pid}`, p.url, p.state.toUpperCase(), p.seenAt, p.release, p.holds.join(', ') || '-']);
+  return `processes of this site:\n${table([['PROCESS', 'HOST:PID', 'URL', 'STATE', 'LAST HEARTBEAT', 'RELEASE', 'HOLDS'], ...rows])}`;
 }
 
 /** The newest signed word from each site above, and what it says this site lacks. */

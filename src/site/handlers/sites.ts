@@ -14,6 +14,7 @@ import { removeNeighbour } from '../decommission.js';
 import { freshnessView } from '../freshness.js';
 import { acceptJoin, acceptRegister, issueJoinToken, neighbour, ownUrl, siteTree } from '../hierarchy.js';
 import { type App, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
+import { processView } from '../processes.js';
 
 export function registerSitesHandlers(app: App, parts: AppParts): void {
   app.openapi(
@@ -83,5 +84,9 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
     },
   );
 
-  getJson(app, siteCalls.list, 'read', async () => ({ ...(await siteTree(parts)), freshness: await freshnessView(parts) }));
+  getJson(app, siteCalls.list, 'read', async () => ({
+    ...(await siteTree(parts)),
+    freshness: await freshnessView(parts),
+    ...(parts.leases ? { processes: await processView(parts.store) } : {}),
+  }));
 }

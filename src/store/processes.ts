@@ -1,0 +1,121 @@
+import type { Store } from './store.js';
+
+/**
+ * The processes of a site and the leases on its once-only work (docs/operations.md#several-processes).
+ * Times are the processes' own wall clocks (ISO strings), not the store's clock: a lease is
+ * about real seconds passing, and several machines must keep their clocks in step (NTP).
+ */
+
+export interface ProcessRow {
+  id: string;
+  host: string;
+  pid: number;
+  url: string;
+  release: string;
+  startedAt: string;
+  seenAt: string;
+  stoppedAt: string | null;
+}
+
+export interface LeaseRow {
+  name: string;
+  holder: string;
+  expiresAt: string;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export async function registerProcess(s: Store, p: Omit<ProcessRow, 'seenAt' | 'stoppedAt'>): Promise<void> {
+  await s.db
+    .insertInto('site_processes')
+    .values({
+      id: p.id,
+      host: p.host,
+      pid: p.pid,
+      url: p.url,
+      release: p.release,
+      started_at: p.startedAt,
+      seen_at: iso(Date.now()),
+      stopped_at: null,
+    })
+    .execute();
+}
+
+/** The heartbeat: this process still runs. */
+export async function seeProcess(s: Store, id: string): Promise<void> {
+  await s.db
+    .updateTable('site_processes')
+    .set({ seen_at: iso(Date.now()) })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function stopProcess(s: Store, id: string): Promise<void> {
+  const now = iso(Date.now());
+  await s.db.updateTable('site_processes').set({ seen_at: now, stopped_at: now }).where('id', '=', id).execute();
+}
+
+export async function listProcesses(s: Store): Promise<ProcessRow[]> {
+  const rows = await s.db.selectFrom('site_processes').selectAll().orderBy('started_at').execute();
+  return rows.map((r) => ({
+    id: r.id,
+    host: r.host,
+    pid: r.pid,
+    url: r.url,
+    release: r.release,
+    startedAt: r.started_at,
+    seenAt: r.seen_at,
+    stoppedAt: r.stopped_at,
+  }));
+}
+
+/** Rows of processes stopped or silent since before `before`: history an operator no longer needs. */
+export async function pruneProcesses(s: Store, before: string): Promise<void> {
+  await s.db.deleteFrom('site_processes').where('seen_at', '<', before).execute();
+}
+
+export async function listLeases(s: Store): Promise<LeaseRow[]> {
+  const rows = await s.db.selectFrom('leases').selectAll().orderBy('name').execute();
+  return rows.map((r) => ({ name: r.name, holder: r.holder, expiresAt: r.expires_at }));
+}
+
+/**
+ * Claims (or renews) a lease for `holder` until `ttlMs` from now: taken when nobody holds it,
+ * when the holder is `holder` already, or when the holder let it expire. One statement, so two
+ * processes claiming at once cannot both win.
+ */
+export async function claimLease(s: Store, name: string, holder: string, ttlMs: number): Promise<boolean> {
+  const now = Date.now();
+  const row = await s.db
+    .insertInto('leases')
+    .values({ name, holder, expires_at: iso(now + ttlMs) })
+    .onConflict((oc) =>
+      oc
+        .column('name')
+        .doUpdateSet({ holder, expires_at: iso(now + ttlMs) })
+        .where((eb) => eb.or([eb('leases.holder', '=', holder), eb('leases.expires_at', '<', iso(now))])),
+    )
+    .returning('holder')
+    .executeTakeFirst();
+  return row?.holder === holder;
+}
+
+/** Renews every lease `holder` still holds; answers the names it holds (any other was taken over). */
+export async function renewLeases(s: Store, holder: string, ttlMs: number): Promise<string[]> {
+  const rows = await s.db
+    .updateTable('leases')
+    .set({ expires_at: iso(Date.now() + ttlMs) })
+    .where('holder', '=', holder)
+    .returning('name')
+    .execute();
+  return rows.map((r) => r.name);
+}
+
+export async function releaseLeases(s: Store, holder: string, names?: readonly string[]): Promise<void> {
+  let q = s.db.deleteFrom('leases').where('holder', '=', holder);
+  if (names) {
+    if (names.length === 0) return;
+    q = q.where('name', 'in', names);
+  }
+  await q.execute();
+}

@@ -17,6 +17,7 @@ const benches = [
   'agent.mjs',
   'caps.mjs',
   'tls.mjs',
+  'failover.mjs',
 ];
 let status = 0;
 for (const b of benches) {

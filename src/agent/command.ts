@@ -308,7 +308,7 @@ export function registerAgent(program: Command): Command {
       return n;
     })
     .option('--seed <n>', 'seed of the fleet: hostnames sim-SEED-N, who fails', (v: string) => Number(v) || 1, 1)
-    .option('--duration <d>', 'stop after this long (90s, 10m; default 10m)', '10m')
+    .option('--duration <d>', 'stop after this long (90s, 10m; default 10m; SIGINT stops it sooner, with the figures so far)', '10m')
     .option('--spread <d>', 'first check-ins spread at random over this long, as machines starting up (default 10s)', '10s')
     .option('--until-done', 'stop once every client has run what was due')
     .option('--fail <share>', 'share of the clients whose runs fail (e.g. 5%)', '0%')
@@ -331,7 +331,11 @@ export function registerAgent(program: Command): Command {
         const { parseDuration } = await import('../core/time.js');
         const { parsePercent } = await import('../core/rollout.js');
         const { simulate } = await import('./simulate.js');
+        // SIGINT or SIGTERM ends the run early, with the figures so far.
+        const stop = new AbortController();
+        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
         const r = await simulate({
+          signal: stop.signal,
           sites: o.site.map((url, i) => ({ url, joinToken: o.joinToken[i] as string })),
           clients: o.clients,
           seed: o.seed,

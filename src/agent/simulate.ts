@@ -37,6 +37,8 @@ export interface SimulateOptions {
   /** Requests in flight at most. */
   concurrency: number;
   say?: (line: string) => void;
+  /** Stops the run early (SIGINT, SIGTERM): the figures so far are still answered. */
+  signal?: AbortSignal;
 }
 
 interface SimClient {
@@ -282,7 +284,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
 
   const allDone = () => fleet.every((c) => c.done.size > 0 && c.outbox.length === 0);
   let inFlight = 0;
-  while (Date.now() - t0 < o.durationMs) {
+  while (Date.now() - t0 < o.durationMs && !o.signal?.aborted) {
     if (o.untilDone && allDone()) break;
     const now = Date.now();
     for (const c of fleet) {

@@ -110,7 +110,9 @@ describe('content library survives SIGKILL', () => {
       // Start-up clears the temporary files and keeps the chunks.
       const library = new ContentLibrary(libRoot);
       await library.init();
-      expect(fs.readdirSync(tmpDir)).toEqual([]);
+      // Only this process's own (empty) folder is left.
+      expect(fs.readdirSync(tmpDir)).toEqual([path.basename(library.tmpDir)]);
+      expect(fs.readdirSync(library.tmpDir)).toEqual([]);
       expect(listFiles(path.join(libRoot, 'chunks')).length).toBe(files.length);
     }
     // The kills landed while chunks were being written at least once: the check above saw real
@@ -129,5 +131,23 @@ describe('content library survives SIGKILL', () => {
     await library.init();
     expect(fs.readdirSync(library.tmpDir)).toEqual([]);
     expect(decodeChunk(await library.readStored(sha(Buffer.from('x'))), 1).toString()).toBe('x');
+  });
+
+  it('init() keeps the temporary files of other processes still running, and removes those of the rest', async () => {
+    const root = path.join(dir, 'lib3');
+    const library = new ContentLibrary(root);
+    await library.init();
+    const tmp = path.dirname(library.tmpDir);
+    for (const tag of ['palive000001', 'pdead0000001']) {
+      fs.mkdirSync(path.join(tmp, tag), { recursive: true });
+      fs.writeFileSync(path.join(tmp, tag, 'upload.tmp'), 'partial');
+      fs.writeFileSync(path.join(root, 'chunks', 'ab', `.tmp-${tag}-1-0`), 'partial');
+    }
+    fs.writeFileSync(path.join(library.tmpDir, 'mine.tmp'), 'partial');
+    await library.init(new Set(['palive000001']));
+    expect(fs.readdirSync(tmp).sort()).toEqual(['palive000001', path.basename(library.tmpDir)].sort());
+    expect(fs.readdirSync(path.join(tmp, 'palive000001'))).toEqual(['upload.tmp']);
+    expect(fs.readdirSync(library.tmpDir)).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'chunks', 'ab'))).toEqual(['.tmp-palive000001-1-0']);
   });
 });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseCidr } from '../core/cidr.js';
 import { DP_NAME, TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
@@ -25,6 +26,20 @@ export const SiteConfigSchema = z
           .min(1)
           .max(4096)
           .refine((p) => path.isAbsolute(p), 'a source root is an absolute path'),
+      )
+      .max(64)
+      .optional(),
+    /**
+     * Load balancers in front of the site (`site set --trusted-proxy`): a request from one of
+     * these addresses is taken to come from the address its X-Forwarded-For names.
+     */
+    trustedProxies: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(64)
+          .refine((c) => isCidr(c), 'a trusted proxy is an address or a CIDR range, e.g. 10.0.0.5 or 10.0.0.0/24'),
       )
       .max(64)
       .optional(),
@@ -98,13 +113,28 @@ export function checkSourceRoots(roots: readonly string[]): string[] {
   return out;
 }
 
-/** `site set`: changes what config.json says; a running site reads its source roots on every use. */
-export function updateSiteConfig(dataDir: string, change: { sourceRoots?: string[] | null }): SiteConfig {
+const isCidr = (c: string): boolean => {
+  try {
+    parseCidr(c);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** `site set`: changes what config.json says; a running site reads its source roots and trusted proxies on every use. */
+export function updateSiteConfig(dataDir: string, change: { sourceRoots?: string[] | null; trustedProxies?: string[] | null }): SiteConfig {
   const cfg = readSiteConfig(dataDir);
-  if ((cfg.role ?? 'site') !== 'site') throw fail('usage', `${dataDir} holds a DP: source roots are a site server's`);
+  if ((cfg.role ?? 'site') !== 'site') throw fail('usage', `${dataDir} holds a DP: source roots and trusted proxies are a site server's`);
   const next: SiteConfig = { ...cfg };
   if (change.sourceRoots === null) delete next.sourceRoots;
   else if (change.sourceRoots) next.sourceRoots = checkSourceRoots(change.sourceRoots);
+  if (change.trustedProxies === null) delete next.trustedProxies;
+  else if (change.trustedProxies) {
+    const bad = change.trustedProxies.find((c) => !isCidr(c));
+    if (bad) throw fail('usage', `--trusted-proxy "${bad}" is not an address or a CIDR range (e.g. 10.0.0.5 or 10.0.0.0/24)`);
+    next.trustedProxies = change.trustedProxies;
+  }
   writeSiteConfig(dataDir, next);
   return next;
 }

@@ -17,13 +17,14 @@ import type {
   Inventory,
   Offer,
 } from '../api/clients.js';
-import { cidrHolds } from '../core/cidr.js';
+import { type Cidr, cidrHolds, parseAddress, parseCidr } from '../core/cidr.js';
 import { compareAgentVersions, formatClientId } from '../core/client.js';
 import { fail } from '../core/errors.js';
 import { type Wave, waveOf, waveText } from '../core/rollout.js';
 import type { RuleInventory } from '../core/rule.js';
 import type { Schedule } from '../core/schedule.js';
 import { windowState } from '../core/window.js';
+import { readSiteConfig } from '../lib/site-config.js';
 import {
   type ClientRow,
   clientByCredential,
@@ -62,6 +63,36 @@ import { noteSlotReports } from './slots.js';
  * offers), which DPs a client may use (boundaries), collection membership, and the clients
  * of the sites below as they report up. See docs/clients.md.
  */
+
+/** The trusted proxies of each data folder, read again at most every few seconds (`site set --trusted-proxy`). */
+const proxiesRead = new Map<string, { at: number; cidrs: Cidr[] }>();
+
+/**
+ * The address a client called from: the socket's peer, or, when that is a trusted proxy (a
+ * load balancer in front of the site's processes), the last address in X-Forwarded-For that is
+ * not one. Without trusted proxies the header is ignored: anyone could write it.
+ */
+export function clientAddress(ctx: SiteContext, peer: string | undefined, forwardedFor: string | undefined): string | undefined {
+  if (!peer || !ctx.process) return peer;
+  const dir = ctx.process.dataDir;
+  let read = proxiesRead.get(dir);
+  if (!read || Date.now() - read.at > 5000) {
+    read = { at: Date.now(), cidrs: (readSiteConfig(dir).trustedProxies ?? []).map((c) => parseCidr(c)) };
+    proxiesRead.set(dir, read);
+  }
+  const trusted = (a: string) => read.cidrs.some((c) => cidrHolds(c, a.replace(/^::ffff:/, '')));
+  if (read.cidrs.length === 0 || !trusted(peer) || !forwardedFor) return peer;
+  const hops = forwardedFor
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i] as string;
+    if (parseAddress(hop) === undefined) return peer;
+    if (!trusted(hop)) return hop;
+  }
+  return hops[0] ?? peer;
+}
 
 export async function clientCycleSeconds(ctx: SiteContext): Promise<number> {
   return (await snapshot(ctx)).cycleSeconds;

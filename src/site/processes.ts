@@ -134,7 +134,7 @@ export async function joinProcesses(store: Store, o: { id: string; url: string; 
 }
 
 /** Each process of this site, whether it runs, and the work it holds. */
-export async function processView(store: Store): Promise<SiteProcess[]> {
+export async function processView({ store }: { store: Store }): Promise<SiteProcess[]> {
   const now = Date.now();
   const leases = await listLeases(store);
   const since = new Date(now - 3 * leaseMs()).toISOString();

@@ -561,7 +561,7 @@ export async function startSite(opts: {
     await joinProcesses(store, { id: tag, url, release: VERSION });
     leases.start();
     const look = () =>
-      processView(store)
+      processView({ store })
         .then((v) => {
           processes = v;
         })

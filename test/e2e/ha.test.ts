@@ -26,6 +26,40 @@ interface Target {
   state: string;
 }
 
+/** SQLite is one process's: a second start on the folder (or on its database file) is refused, and the first loses nothing. */
+describe('one process per SQLite site', () => {
+  it('refuses a second site start on the same data folder with one line, naming the first', async () => {
+    const root = tmpDir();
+    const dir = path.join(root, 'cen');
+    expect((await cascade(['site', 'init', '--data', dir, '--code', 'CEN'])).code).toBe(0);
+    const first = await startSite(dir);
+    try {
+      const pid = first.proc.pid;
+      const second = await cascade(['site', 'start', '--data', dir, '--listen', '127.0.0.1:0']);
+      expect(second.code).toBe(1);
+      expect(second.stderr.trim().split('\n')).toHaveLength(1);
+      expect(second.stderr).toContain(`site CEN already runs on this data folder (process ${pid}, ${first.url}): stop it first`);
+      expect(second.stderr).toContain('several processes of one site need a PostgreSQL store');
+      // The first one's temporary files are untouched, and it goes on working.
+      const src = path.join(root, 'src');
+      makeSource(src, 3, 1 << 20);
+      const r = await cascade(['package', 'create', src, '--name', 'Still', '--json'], { env: first.env });
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)).toMatchObject({ version: 1 });
+    } finally {
+      await first.stop();
+    }
+    // Stopped (or killed), the folder is free again at once.
+    const again = await startSite(dir);
+    again.proc.kill('SIGKILL');
+    await new Promise((r) => again.proc.once('exit', r));
+    const third = await startSite(dir);
+    // (Its signal handlers are installed just after it logs that it listens.)
+    await sleep(1000);
+    expect(await third.stop()).toBe(0);
+  });
+});
+
 /**
  * Two processes of one site on PostgreSQL behind Debian's nginx: a child site and a DP reach
  * the site only through nginx. The process sending on the route to the child is SIGKILLed

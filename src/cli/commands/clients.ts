@@ -502,7 +502,13 @@ export function registerSiteSettings(site: Command): void {
         'a folder the site may read package sources from (repeatable; replaces the list; needs --data)',
         (v: string, prev: string[] = []) => [...prev, v],
       )
-      .option('--no-source-root', 'the site reads no source folders (needs --data)'),
+      .option('--no-source-root', 'the site reads no source folders (needs --data)')
+      .option(
+        '--trusted-proxy <cidr>',
+        "a load balancer in front of the site's processes (address or CIDR, repeatable; replaces the list; needs --data): clients behind it are known by its X-Forwarded-For",
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option('--no-trusted-proxy', 'trust no X-Forwarded-For header (the default; needs --data)'),
   ).action(
     async (
       o: AdminOpts & {
@@ -513,8 +519,26 @@ export function registerSiteSettings(site: Command): void {
         slotTimeout?: number;
         staleAfter?: number;
         sourceRoot?: string[] | false;
+        trustedProxy?: string[] | false;
       },
     ) => {
+      // Trusted proxies live in the data folder too: who may name a client's address is the server's to say.
+      if (o.trustedProxy !== undefined) {
+        if (!o.data) throw fail('usage', '--trusted-proxy is set in the data folder on the site server: give --data DIR');
+        const { updateSiteConfig } = await import('../../lib/site-config.js');
+        const cfg = updateSiteConfig(o.data, { trustedProxies: o.trustedProxy === false ? null : o.trustedProxy });
+        if (!o.json)
+          process.stdout.write(
+            cfg.trustedProxies?.length
+              ? `site ${cfg.code} takes the client address from X-Forwarded-For when the request comes from: ${cfg.trustedProxies.join(', ')}\n`
+              : `site ${cfg.code} trusts no X-Forwarded-For header\n`,
+          );
+        const rest = [o.clientCycle, o.downloadSlots, o.dpDownloadSlots, o.clientRate, o.slotTimeout, o.staleAfter, o.sourceRoot];
+        if (rest.every((v) => v === undefined)) {
+          if (o.json) printJson({ code: cfg.code, trustedProxies: cfg.trustedProxies ?? [] });
+          return;
+        }
+      }
       // Source roots live in the data folder: an API token is no licence to read the server's disks.
       if (o.sourceRoot !== undefined) {
         if (!o.data) throw fail('usage', '--source-root is set in the data folder on the site server: give --data DIR');

@@ -40,6 +40,7 @@ import { publishAgent } from '../agent-release.js';
 import {
   agentVersions,
   checkin,
+  clientAddress,
   clientEntries,
   clientEntry,
   clientSettings,
@@ -51,8 +52,9 @@ import {
 import { type App, type AppEnv, type AppParts, answer, created, getJson, jsonBody, need } from '../http.js';
 import { requestSlot, slotTable } from '../slots.js';
 
-/** The address the caller connected from, when served by Node. */
-const peerAddress = (c: Context<AppEnv>): string | undefined => c.env?.incoming?.socket?.remoteAddress ?? undefined;
+/** The address the caller connected from (through a trusted load balancer: the one it names). */
+const peerAddress = (c: Context<AppEnv>, parts: AppParts): string | undefined =>
+  clientAddress(parts, c.env?.incoming?.socket?.remoteAddress ?? undefined, c.req.header('x-forwarded-for'));
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
 const nameParam = z.object({ name: z.string().min(1).max(64) });
@@ -68,7 +70,7 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
       request: { body: jsonBody(clientCalls.enrol.request) },
       responses: answer('Enrolled: the client ID and its credential (shown once)', clientCalls.enrol.response),
     }),
-    async (c) => c.json(await enrol(parts, c.req.valid('json'), peerAddress(c)), 200),
+    async (c) => c.json(await enrol(parts, c.req.valid('json'), peerAddress(c, parts)), 200),
   );
 
   app.openapi(
@@ -82,7 +84,7 @@ export function registerClientHandlers(app: App, parts: AppParts): void {
     async (c) => {
       // app.ts checked the client credential before the body was read.
       const t = performance.now();
-      const r = await checkin(parts, c.get('client'), c.req.valid('json'), peerAddress(c));
+      const r = await checkin(parts, c.get('client'), c.req.valid('json'), peerAddress(c, parts));
       checkinTimes.note(performance.now() - t);
       return c.json(r, 200);
     },

@@ -87,6 +87,6 @@ export function registerSitesHandlers(app: App, parts: AppParts): void {
   getJson(app, siteCalls.list, 'read', async () => ({
     ...(await siteTree(parts)),
     freshness: await freshnessView(parts),
-    ...(parts.leases ? { processes: await processView(parts.store) } : {}),
+    ...(parts.leases ? { processes: await processView(parts) } : {}),
   }));
 }

@@ -29,6 +29,18 @@ import { validateBelow } from '../validation.js';
  * Child sites and DPs answer the same protocol.
  */
 export function registerTransferHandlers(app: App, parts: AppParts): void {
+  // Every byte of chunk batches that arrived from the parent, stored or not (a batch cut off by
+  // a failure counts too): what crossed the route, to compare with what the parent meant to send.
+  const wire = parts.metrics.counter(
+    'cascade_transfer_bytes_received_total',
+    'Bytes of chunk batches received from the parent, as they arrived (batches cut off included).',
+  );
+  async function* counted(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const b of body) {
+      wire(b.length);
+      yield b;
+    }
+  }
   const fromChildOrParent = (name: string) =>
     neighbour(parts, name, ['parent', 'child', 'dp'], `credential of ${name} is not a neighbouring site's or DP's`);
   const fromParent = async (name: string, what: string) => {
@@ -71,7 +83,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
     }),
     async (c) => {
       await fromParent(need(c, 'peer').name, 'sends packages');
-      return c.json(await ingestBatch(parts, bodyStream(c), { repair: c.req.header(REPAIR_HEADER) !== undefined }), 200);
+      return c.json(await ingestBatch(parts, counted(bodyStream(c)), { repair: c.req.header(REPAIR_HEADER) !== undefined }), 200);
     },
   );
 

@@ -41,7 +41,7 @@ import {
   upgradeTurn,
 } from './clients.js';
 import type { SiteContext } from './context.js';
-import { collectionKey, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
+import { collectionKey, currentSnapshot, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
 
 /**
  * Collections, advertisements and boundaries as an administrator makes and reads them, each
@@ -67,7 +67,7 @@ function checkCollectionRefs(snap: Snapshot, key: string, names: readonly string
 
 export async function createCollection(ctx: SiteContext, req: CollectionRequest, replace = false): Promise<CollectionDetail> {
   const key = collectionKey(req.name);
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const held = snap.collections.get(key);
   if (held && !replace) throw fail('conflict', `collection "${held.body.name}" already exists (names are compared without regard to case)`);
   if (!held && replace) throw fail('not_found', `no collection "${req.name}"`);
@@ -119,7 +119,7 @@ function checkWindowFits(snap: Snapshot, collection: string, window: { spec: str
 }
 
 export async function deleteCollection(ctx: SiteContext, name: string): Promise<void> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const key = collectionKey(name);
   const c = snap.collections.get(key);
   if (!c) throw fail('not_found', `no collection "${name}"`);
@@ -134,7 +134,7 @@ export async function deleteCollection(ctx: SiteContext, name: string): Promise<
 }
 
 export async function collectionEntries(ctx: SiteContext): Promise<CollectionEntry[]> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const counts = await memberCounts(ctx.store);
   return [...snap.collections.entries()].map(([key, c]) => ({
     ...c.body,
@@ -146,7 +146,7 @@ export async function collectionEntries(ctx: SiteContext): Promise<CollectionEnt
 
 export async function collectionDetail(ctx: SiteContext, name: string): Promise<CollectionDetail> {
   const key = collectionKey(name);
-  const c = (await snapshot(ctx)).collections.get(key);
+  const c = (await currentSnapshot(ctx)).collections.get(key);
   if (!c) throw fail('not_found', `no collection "${name}"`);
   const memberIds = await membersOf(ctx.store, key);
   return { ...c.body, origin: c.origin, members: memberIds.length, updatedAt: c.updatedAt, memberIds };
@@ -166,7 +166,7 @@ export async function advertise(
   req: AdvertiseRequest,
   rollout?: AdvertisementBody['rollout'],
 ): Promise<AdvertisementEntry> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   if (!snap.collections.has(collectionKey(req.collection)))
     throw fail('not_found', `no collection "${req.collection}" (make it with "cascade collection create")`);
   const pkg = await ctx.store.getPackage(req.packageId);
@@ -216,13 +216,13 @@ export async function advertise(
 }
 
 export async function advertisementEntry(ctx: SiteContext, id: string): Promise<AdvertisementEntry> {
-  const a = (await snapshot(ctx)).advertisements.get(id);
+  const a = (await currentSnapshot(ctx)).advertisements.get(id);
   if (!a) throw fail('not_found', `no advertisement ${id} at site ${ctx.code}`);
   return { ...a.body, origin: a.origin, updatedAt: a.updatedAt };
 }
 
 export async function advertisementEntries(ctx: SiteContext): Promise<AdvertisementEntry[]> {
-  return [...(await snapshot(ctx)).advertisements.values()].map((a) => ({ ...a.body, origin: a.origin, updatedAt: a.updatedAt }));
+  return [...(await currentSnapshot(ctx)).advertisements.values()].map((a) => ({ ...a.body, origin: a.origin, updatedAt: a.updatedAt }));
 }
 
 export async function setAdvertisementEnabled(ctx: SiteContext, id: string, enabled: boolean): Promise<AdvertisementEntry> {
@@ -253,7 +253,7 @@ export async function addBoundary(ctx: SiteContext, req: BoundaryRequest): Promi
   } catch (e) {
     throw fail('bad_request', (e as Error).message);
   }
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   for (const d of req.dps ?? []) {
     const dp = snap.dps.get(d);
     if (!dp || dp.above) throw fail('not_found', `no DP "${d}" at or below site ${ctx.code}`);
@@ -266,14 +266,14 @@ export async function addBoundary(ctx: SiteContext, req: BoundaryRequest): Promi
 
 export async function removeBoundary(ctx: SiteContext, site: string, cidrText: string): Promise<void> {
   const cidr = parseCidr(cidrText).text;
-  const b = (await snapshot(ctx)).boundaries.find((x) => x.body.site === site.toUpperCase() && x.body.cidr === cidr);
+  const b = (await currentSnapshot(ctx)).boundaries.find((x) => x.body.site === site.toUpperCase() && x.body.cidr === cidr);
   if (!b) throw fail('not_found', `no boundary ${cidr} for site ${site.toUpperCase()}`);
   await makePolicy(ctx, 'boundary', boundaryId(b.body.site, cidr), b.body, true);
   await reevaluate(ctx);
 }
 
 export async function boundaryEntries(ctx: SiteContext): Promise<BoundaryEntry[]> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const clients = await listClients(ctx.store);
   return snap.boundaries.map((b) => ({
     ...b.body,
@@ -332,7 +332,7 @@ function clientDps(snap: Snapshot, ad: AdvertisementBody, client: ClientRow, her
 }
 
 export async function advertisementStatus(ctx: SiteContext, id: string): Promise<AdvertisementStatus> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const a = snap.advertisements.get(id);
   if (!a) throw fail('not_found', `no advertisement ${id} at site ${ctx.code}`);
   const members = new Set(await membersOf(ctx.store, collectionKey(a.body.collection)));
@@ -406,7 +406,7 @@ const ago = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
 /** The chain of reasons an advertisement does, or does not, run on a client. */
 export async function why(ctx: SiteContext, clientId: string, adId: string): Promise<WhyAnswer> {
-  const snap = await snapshot(ctx);
+  const snap = await currentSnapshot(ctx);
   const client = await getClient(ctx.store, clientId);
   if (!client) throw fail('not_found', `no client ${clientId} at or below site ${ctx.code}`);
   const a = snap.advertisements.get(adId);

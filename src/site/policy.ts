@@ -102,6 +102,16 @@ export function invalidate(ctx: SiteContext): void {
 }
 
 /**
+ * What an administrator's command reads: on a site served by several processes another may
+ * have changed the policy a moment ago (this process's view is up to two seconds old), so the
+ * view is read afresh; with one process, changes made here already renewed it.
+ */
+export function currentSnapshot(ctx: SiteContext): Promise<Snapshot> {
+  if (ctx.leases && ctx.store.dialect === 'postgres') invalidate(ctx);
+  return snapshot(ctx);
+}
+
+/**
  * What the poll path reads: policy parsed once and the DPs' holdings, cached for two seconds
  * (or until the policy changes here), so a check-in costs a few indexed reads.
  */

@@ -1,4 +1,5 @@
 import type { AgentReport, SlotAnswer, SlotRequest } from '../api/clients.js';
+import { expireSlots, freeSlot, listSlots, putSlot, renewSlot, type SlotRow, withSlots } from '../store/processes.js';
 import type { SiteContext } from './context.js';
 import { snapshot } from './policy.js';
 
@@ -10,6 +11,11 @@ import { snapshot } from './policy.js';
  * keep the slot; its final report frees it; silence for the slot timeout loses it. Slots are
  * kept in memory: after a restart, an agent's next `downloading` report takes its slot back
  * (counted against the site's cap; the DP is not known then, so not against a DP's).
+ *
+ * Several processes of one site (PostgreSQL; docs/operations.md#several-processes) share their
+ * slots through the database instead, one grant at a time under an advisory lock: the caps hold
+ * for the site whichever process an agent reaches. Each process keeps a copy of the table, read
+ * again at every grant and every 2 s, for its gauges and the DPs' upgrade.
  */
 
 interface Slot {
@@ -52,7 +58,13 @@ export function slotTable(ctx: SiteContext): SlotTable {
       turnAt: 0,
     };
     // Silent holders lose their slots even when nobody asks for one.
-    setInterval(() => expire(table, Date.now(), table.timeoutSeconds), 2000).unref();
+    setInterval(() => {
+      if (!shared(ctx)) return expire(table, Date.now(), table.timeoutSeconds);
+      void withSlots(ctx.store, async (tx) => {
+        table.lapsed += await expireSlots(tx, Date.now() - table.timeoutSeconds * 1000);
+        mirror(table, await listSlots(tx));
+      }).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'reading the download slots failed'));
+    }, 2000).unref();
     t = table;
     tables.set(ctx.store, t);
   }
@@ -60,6 +72,17 @@ export function slotTable(ctx: SiteContext): SlotTable {
 }
 
 const keyOf = (client: string, ad: string) => `${client} ${ad}`;
+
+/** Slots kept in the database, for all the processes of the site: a site on PostgreSQL. */
+const shared = (ctx: SiteContext): boolean => ctx.store.dialect === 'postgres' && ctx.leases !== undefined;
+
+/** The process's copy of the shared slots. */
+function mirror(t: SlotTable, rows: readonly SlotRow[]): void {
+  t.slots = new Map(
+    rows.map((r) => [r.slot, { client: r.client, advertisement: r.advertisement, dp: r.dp, since: r.since, renewed: r.renewed }]),
+  );
+  t.peak = Math.max(t.peak, t.slots.size);
+}
 
 function free(t: SlotTable, key: string, now: number): void {
   const s = t.slots.get(key);
@@ -91,8 +114,27 @@ function retryAfter(t: SlotTable, slots: number, now: number): number {
 }
 
 export async function requestSlot(ctx: SiteContext, client: string, req: SlotRequest): Promise<SlotAnswer> {
+  if (!shared(ctx)) return decide(ctx, client, req, slotTable(ctx));
+  // Shared: the table is read, decided on and written back with the site's slots to this process.
+  return withSlots(ctx.store, async (tx) => {
+    const t = slotTable(ctx);
+    const { settings } = await snapshot(ctx);
+    t.lapsed += await expireSlots(tx, Date.now() - settings.slotTimeoutSeconds * 1000);
+    mirror(t, await listSlots(tx));
+    const before = new Set(t.slots.keys());
+    const answer = await decide(ctx, client, req, t);
+    const key = keyOf(client, req.advertisement);
+    const s = t.slots.get(key);
+    if (answer.granted && s) {
+      if (before.has(key)) await renewSlot(tx, key, s.renewed);
+      else await putSlot(tx, { slot: key, ...s });
+    }
+    return answer;
+  });
+}
+
+async function decide(ctx: SiteContext, client: string, req: SlotRequest, t: SlotTable): Promise<SlotAnswer> {
   const { settings, dps } = await snapshot(ctx);
-  const t = slotTable(ctx);
   const now = Date.now();
   t.timeoutSeconds = settings.slotTimeoutSeconds;
   expire(t, now, settings.slotTimeoutSeconds);
@@ -136,6 +178,24 @@ export function noteSlotReports(ctx: SiteContext, client: string, reports: reado
   const t = tables.get(ctx.store) ?? (reports.some((r) => r.state === 'downloading') ? slotTable(ctx) : undefined);
   if (!t) return;
   const now = Date.now();
+  if (shared(ctx)) {
+    // Written through to the table the site's processes share; the copy here follows.
+    void (async () => {
+      for (const r of reports) {
+        const key = keyOf(client, r.advertisement);
+        if (r.state !== 'downloading') {
+          const row = await freeSlot(ctx.store, key);
+          if (row) {
+            t.slots.delete(key);
+            t.heldSeconds = t.heldSeconds * 0.8 + ((now - row.since) / 1000) * 0.2;
+          }
+        } else await renewSlot(ctx.store, key, now);
+        // (Not taken back when absent, unlike the table in memory: the shared table survives a
+        // restart, and a renewal written late must not revive a slot its final report freed.)
+      }
+    })().catch((err) => ctx.log.warn({ err: (err as Error).message }, 'recording download slots failed'));
+    return;
+  }
   for (const r of reports) {
     const key = keyOf(client, r.advertisement);
     const s = t.slots.get(key);

@@ -371,6 +371,16 @@ const migrations: Record<string, Migration> = {
         .addColumn('holder', 'text', (c) => c.notNull())
         .addColumn('expires_at', 'text', (c) => c.notNull())
         .execute();
+      // Download slots held by clients, shared by the processes of a site on PostgreSQL (src/site/slots.ts).
+      await db.schema
+        .createTable('download_slots')
+        .addColumn('slot', 'text', (c) => c.primaryKey())
+        .addColumn('client', 'text', (c) => c.notNull())
+        .addColumn('advertisement', 'text', (c) => c.notNull())
+        .addColumn('dp', 'text', (c) => c.notNull())
+        .addColumn('since', 'bigint', (c) => c.notNull())
+        .addColumn('renewed', 'bigint', (c) => c.notNull())
+        .execute();
     },
   },
 };

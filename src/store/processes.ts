@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Store } from './store.js';
 
 /**
@@ -118,4 +119,55 @@ export async function releaseLeases(s: Store, holder: string, names?: readonly s
     q = q.where('name', 'in', names);
   }
   await q.execute();
+}
+
+/** A download slot as shared by the processes of a site (src/site/slots.ts). */
+export interface SlotRow {
+  slot: string;
+  client: string;
+  advertisement: string;
+  dp: string;
+  since: number;
+  renewed: number;
+}
+
+/**
+ * Runs `fn` with the site's download slots to itself: on PostgreSQL an advisory lock held to
+ * the end of the transaction serialises the processes of the site; SQLite has one writer anyway.
+ */
+export function withSlots<T>(s: Store, fn: (tx: Store) => Promise<T>): Promise<T> {
+  return s.transaction(async (tx) => {
+    if (tx.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${SLOTS_LOCK})`.execute(tx.db);
+    return fn(tx);
+  });
+}
+const SLOTS_LOCK = 0x63617363; // "casc"
+
+export async function listSlots(s: Store): Promise<SlotRow[]> {
+  return s.db.selectFrom('download_slots').selectAll().execute();
+}
+
+/** Drops slots not renewed since `before` (ms); answers how many. */
+export async function expireSlots(s: Store, before: number): Promise<number> {
+  const r = await s.db.deleteFrom('download_slots').where('renewed', '<', before).executeTakeFirst();
+  return Number(r.numDeletedRows);
+}
+
+export async function putSlot(s: Store, row: SlotRow): Promise<void> {
+  await s.db
+    .insertInto('download_slots')
+    .values(row)
+    .onConflict((oc) => oc.column('slot').doUpdateSet({ renewed: row.renewed }))
+    .execute();
+}
+
+export async function renewSlot(s: Store, slot: string, at: number): Promise<boolean> {
+  const r = await s.db.updateTable('download_slots').set({ renewed: at }).where('slot', '=', slot).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+export async function freeSlot(s: Store, slot: string): Promise<SlotRow | undefined> {
+  const row = await s.db.selectFrom('download_slots').selectAll().where('slot', '=', slot).executeTakeFirst();
+  if (row) await s.db.deleteFrom('download_slots').where('slot', '=', slot).execute();
+  return row;
 }

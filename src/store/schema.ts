@@ -254,6 +254,16 @@ export interface LeaseTable {
   expires_at: string;
 }
 
+/** A client's download slot for one advertisement (times in ms since the epoch). */
+export interface DownloadSlotTable {
+  slot: string;
+  client: string;
+  advertisement: string;
+  dp: string;
+  since: number;
+  renewed: number;
+}
+
 export interface Database {
   meta: MetaTable;
   tokens: TokenTable;
@@ -278,4 +288,5 @@ export interface Database {
   package_sources: PackageSourceTable;
   site_processes: SiteProcessTable;
   leases: LeaseTable;
+  download_slots: DownloadSlotTable;
 }

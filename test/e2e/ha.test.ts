@@ -231,5 +231,32 @@ describe.skipIf(why !== '')(`a site served by two processes behind nginx${why ? 
     expect(ber.logs()).not.toContain('chunks received that this site already held');
     const ps = await processes();
     expect(ps.filter((p) => p.state === 'running')).toHaveLength(2);
-  }, 300_000);
+
+    // Download caps hold for the site, whichever process each agent reaches: a burst of 30
+    // simulated clients through nginx against a cap of 3.
+    const tool = path.join(root, 'tool');
+    fs.mkdirSync(tool);
+    fs.writeFileSync(path.join(tool, 'install.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(tool, 'payload.bin'), crypto.randomBytes(2 << 20));
+    const toolId = JSON.parse(
+      (await cascade(['package', 'create', tool, '--name', 'Tool', '--program', 'Install=./install.sh', '--json'], { env })).stdout,
+    ).id;
+    for (const args of [
+      ['collection', 'create', 'Everyone', '--rule', 'os = "linux"'],
+      ['advertise', toolId, '--program', 'Install', '--collection', 'Everyone', '--mandatory', 'now'],
+      ['site', 'set', '--download-slots', '3', '--client-rate', '6MiB/s'],
+    ])
+      expect((await cascade(args, { env })).stderr).toBe('');
+    const agentToken = (await cascade(['agent', 'join-token', '--uses', '40'], { env })).stdout.trim();
+    const sim = await cascade(
+      ['agent', 'simulate', '--site', lb, '--join-token', agentToken, '--clients', '30', '--until-done', '--duration', '150s', '--json'],
+      { env, timeoutMs: 200_000 },
+    );
+    expect(sim.stderr).toBe('');
+    const figures = JSON.parse(sim.stdout);
+    expect(figures.done).toBe(30);
+    expect(figures.sites.CEN.peakDownloads).toBeGreaterThan(1);
+    expect(figures.sites.CEN.peakDownloads).toBeLessThanOrEqual(3);
+    expect(figures.sites.CEN.slotRefusals).toBeGreaterThan(0);
+  }, 400_000);
 });

@@ -102,7 +102,12 @@ describe('site server process', () => {
          if (crypto.createHash('sha256').update(raw).digest('hex') !== f) { console.error('partial', f); process.exit(1); }
        }`,
     ]);
-    expect(fs.readdirSync(path.join(site.dataDir, 'content', 'tmp'))).toEqual([]);
+    // The killed process's temporary files are gone; only the new process's own (empty) folder is there.
+    const tmp = path.join(site.dataDir, 'content', 'tmp');
+    const left = fs.readdirSync(tmp);
+    expect(left).toHaveLength(1);
+    expect(again.logs()).toContain(`"process":"${left[0]}"`);
+    expect(fs.readdirSync(path.join(tmp, left[0] as string))).toEqual([]);
     const ok = await cascade(['package', 'create', src, '--name', 'Big', '--json'], { env: again.env });
     expect(ok.stderr).toBe('');
     const r = JSON.parse(ok.stdout);

@@ -557,6 +557,7 @@ export async function startSite(opts: {
   log.info({ url, [role]: cfg.code, db: store.dialect, process: tag, ...(tls ? { tlsPin: tls.pin } : {}) }, `${role} listening`);
   // Among the processes of this site: registered, heartbeating, holding leases on once-only work.
   let processes: Awaited<ReturnType<typeof processView>> = [];
+  let lookTimer: NodeJS.Timeout | undefined;
   if (leases) {
     await joinProcesses(store, { id: tag, url, release: VERSION });
     leases.start();
@@ -567,7 +568,7 @@ export async function startSite(opts: {
         })
         .catch(() => {});
     await look();
-    const lookTimer = setInterval(look, 10_000);
+    lookTimer = setInterval(look, 10_000);
     lookTimer.unref();
     leases.onLost(() => void look());
     metrics.gauges(
@@ -690,6 +691,7 @@ export async function startSite(opts: {
         clearInterval(pingTimer);
         clearInterval(reportTimer);
         clearInterval(rolloutTimer);
+        clearInterval(lookTimer);
         if (refreshTimer) clearInterval(refreshTimer);
         await rolling;
         await refreshing;

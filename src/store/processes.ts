@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { DownloadSlotTable } from './schema.js';
 import type { Store } from './store.js';
 
 /**
@@ -122,14 +123,7 @@ export async function releaseLeases(s: Store, holder: string, names?: readonly s
 }
 
 /** A download slot as shared by the processes of a site (src/site/slots.ts). */
-export interface SlotRow {
-  slot: string;
-  client: string;
-  advertisement: string;
-  dp: string;
-  since: number;
-  renewed: number;
-}
+export type SlotRow = DownloadSlotTable;
 
 /**
  * Runs `fn` with the site's download slots to itself: on PostgreSQL an advisory lock held to

@@ -539,6 +539,8 @@ export class Agent {
         signal,
       );
     } catch (e) {
+      // What was verified stays (sealed); the download's own error is the one reported.
+      await this.cache.seal().catch(() => {});
       this.state.problems.push(...dl.problems.splice(0));
       if ((e as Error).message === 'slow link') {
         this.setAd(ad.id, {
@@ -550,6 +552,7 @@ export class Agent {
       }
       throw e;
     }
+    await this.cache.seal();
     this.state.problems.push(...dl.problems.splice(0));
     if (progress.fetched >= 256 * 1024 && progress.ms > 0) this.state.linkSpeed = (progress.fetched / progress.ms) * 1000;
     this.say(

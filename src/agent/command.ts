@@ -249,7 +249,7 @@ export function registerAgent(program: Command): Command {
       const { ChunkCache } = await import('./cache.js');
       const cfg = loadConfig(dir);
       const st = loadState(dir);
-      const u = await new ChunkCache(path.join(dir, 'cache'), cfg.cacheBytes).usage();
+      const u = await new ChunkCache(path.join(dir, 'cache'), cfg.cacheBytes, true).usage();
       const v = readVersions(dir);
       const out = {
         client: cfg.client,

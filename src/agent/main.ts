@@ -3,15 +3,10 @@
  * commands as `cascade agent ...`, for a client machine that needs one file and Node.js
  * (`npm run build:agent` bundles this into dist/cascade-agent.cjs; docs/agent.md).
  */
-import v8 from 'node:v8';
 import { Command } from 'commander';
 import { runProgram } from '../lib/run-program.js';
 import { VERSION } from '../lib/version.js';
 import { registerAgent } from './command.js';
-
-// A small young generation: a download makes much short-lived garbage (chunk buffers), and the
-// agent shares the client machine with its user's work.
-v8.setFlagsFromString('--max-semi-space-size=2');
 
 export async function agentMain(argv: string[]): Promise<void> {
   const program = new Command('cascade-agent')

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { verifiedChunks } from '../../src/agent/cache.js';
 import { BIN, cascade, freePort, type SiteProcess, sleep, startSite, tmpDir, until } from './helpers.js';
 
 interface Status {
@@ -237,14 +238,7 @@ describe('clients, collections and advertisements', () => {
     const a2 = startAgent(agentDirs[1] as string, out);
     const cache2 = path.join(agentDirs[1] as string, 'cache');
     // Chunks in the cache whole (a write the kill cut short is not a verified chunk).
-    const cached = () =>
-      fs.existsSync(cache2)
-        ? fs
-            .readdirSync(cache2)
-            .flatMap((d) => fs.readdirSync(path.join(cache2, d)).map((f) => path.join(cache2, d, f)))
-            .filter((f) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex') === path.basename(f))
-            .map((f) => path.basename(f))
-        : [];
+    const cached = () => verifiedChunks(cache2);
     await until('agent 2 has part of the package', async () => cached().length >= 20, 60_000);
     a2.proc.kill('SIGKILL');
     await new Promise((res) => a2.proc.once('exit', res));

@@ -99,8 +99,7 @@ export function registerSite(program: Command): Command {
       const { createLogger, parseLogFormat } = await import('../lib/log.js');
       const log = createLogger({ name: 'site', format: o.logFormat === undefined ? undefined : parseLogFormat(o.logFormat) });
       const { startSite, serveUntilStopped } = await import('./server.js');
-      const running = await startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log });
-      await serveUntilStopped(running, log);
+      await serveUntilStopped(() => startSite({ role: 'site', dataDir: o.data, listen: o.listen, db: o.db, log }), log);
     });
 
   site.action(() => {

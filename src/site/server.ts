@@ -359,18 +359,48 @@ export interface RunningSite {
   close(): Promise<void>;
 }
 
-/** In the foreground (`site start`, `dp start`): serves until SIGTERM or SIGINT, then closes cleanly. */
-export function serveUntilStopped(running: RunningSite, log: Logger): Promise<void> {
-  return new Promise<void>((resolve) => {
+/**
+ * In the foreground (`site start`): serves until SIGTERM or SIGINT, then closes cleanly. The
+ * handlers are in place before the start does anything: a signal during start-up waits for
+ * the start to finish, then closes.
+ */
+export function serveUntilStopped(start: () => Promise<RunningSite>, log: Logger): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let signalled: string | null = null;
+    let running: RunningSite | null = null;
     const stop = (signal: string) => {
+      if (signalled) {
+        // A second signal: stop at once (a killed site restarts without losing what it acknowledged).
+        log.warn({ signal }, 'stopping at once');
+        process.exit(1);
+      }
+      signalled = signal;
       log.info({ signal }, 'stopping');
+      if (!running) return; // still starting: closed once started
       running.close().then(resolve, (err) => {
         log.error({ err }, 'stop failed');
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    start().then(
+      (r) => {
+        running = r;
+        if (signalled) {
+          const s = signalled;
+          signalled = null;
+          stop(s);
+        }
+      },
+      (err) => {
+        process.off('SIGTERM', onTerm);
+        process.off('SIGINT', onInt);
+        reject(err);
+      },
+    );
   });
 }
 

@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cascade, makeSource, newSite, startSite, tmpDir } from './helpers.js';
+import { BIN, cascade, freePort, makeSource, newSite, startSite, tmpDir } from './helpers.js';
 
 describe('site server process', () => {
   it('init refuses a used folder and bad codes; start serves health, metrics and OpenAPI; SIGTERM exits 0', async () => {
@@ -70,6 +70,23 @@ describe('site server process', () => {
 
     expect(await site.stop('SIGTERM')).toBe(0);
     expect(site.logs()).toContain('"msg":"site stopped"');
+
+    // SIGTERM at its first log line, while it is still starting: it finishes starting, then stops cleanly.
+    const early = spawn(process.execPath, [BIN, 'site', 'start', '--data', dir, '--listen', `127.0.0.1:${await freePort()}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    early.stdout.on('data', (d) => {
+      if (!out) early.kill('SIGTERM');
+      out += d;
+    });
+    early.stderr.on('data', (d) => {
+      out += d;
+    });
+    const code = await new Promise((res) => early.once('exit', (c, sig) => res(c ?? sig)));
+    expect(code, out).toBe(0);
+    expect(out).toContain('"msg":"stopping"');
+    expect(out).toContain('"msg":"site stopped"');
   });
 
   it('after SIGKILL mid-upload, restarts with nothing half-written and the upload completes', async () => {

@@ -67,6 +67,11 @@ describe('the agent chunk cache (pack files)', () => {
     expect(await d.has(cs[1]?.digest as string, 20_000)).toBe(false);
     expect((await d.get(cs[2]?.digest as string, 20_000))?.equals(cs[2]?.data as Buffer)).toBe(true);
     await d.close();
+    // The pack's index forgot it: a restarted agent fetches it again.
+    const d2 = new ChunkCache(dir, 1 << 30);
+    expect(await d2.has(cs[1]?.digest as string, 20_000)).toBe(false);
+    expect(await d2.has(cs[2]?.digest as string, 20_000)).toBe(true);
+    await d2.close();
     // Its index lost (or damaged): the pack is read again, and only what precedes the damage is kept.
     fs.writeFileSync(path.join(dir, '00000001.idx'), 'garbage');
     const e = new ChunkCache(dir, 1 << 30);

@@ -99,7 +99,14 @@ export class ChunkCache {
       const st = await fsp.stat(this.file(id)).catch(() => undefined);
       if (!st) continue;
       const pack: Pack = { id, bytes: st.size, used: st.mtimeMs, digests: new Set() };
-      const entries = (await this.readIndex(id, st.size)) ?? (await this.recover(id));
+      let entries: { records: [string, Entry][]; end: number };
+      try {
+        entries = (await this.readIndex(id, st.size)) ?? (await this.recover(id));
+      } catch (e) {
+        // A look from outside may race the agent removing a pack.
+        if (this.readOnly) continue;
+        throw e;
+      }
       this.nextId = Math.max(this.nextId, id + 1);
       if (entries.end === 0 && !this.readOnly) {
         await fsp.rm(this.file(id, 'idx'), { force: true });
@@ -185,6 +192,10 @@ export class ChunkCache {
     return { records, end };
   }
 
+  private recordsOf(pack: Pack): [string, Entry][] {
+    return [...pack.digests].map((d) => [d, this.index.get(d) as Entry] as [string, Entry]).sort((a, b) => a[1].offset - b[1].offset);
+  }
+
   private async writeIndex(id: number, records: readonly [string, Entry][], end: number): Promise<void> {
     const body = Buffer.alloc(8 + records.length * IDX_ENTRY);
     body.writeBigUInt64LE(BigInt(end), 0);
@@ -227,9 +238,13 @@ export class ChunkCache {
       got = (await (await this.reader(e.pack)).read(data, 0, size, e.offset)).bytesRead;
     } catch {}
     if (got !== size || sha256(data) !== digest) {
-      if (this.index.get(digest) === e) {
+      const pack = this.packs.get(e.pack);
+      if (this.index.get(digest) === e && pack) {
         this.index.delete(digest);
-        this.packs.get(e.pack)?.digests.delete(digest);
+        pack.digests.delete(digest);
+        // A sealed pack's index forgets it too, so a restarted agent fetches it again.
+        if (!this.readOnly && this.writing?.pack !== pack && this.packs.get(e.pack) === pack)
+          await this.writeIndex(pack.id, this.recordsOf(pack), pack.bytes).catch(() => {});
       }
       return undefined;
     }
@@ -324,10 +339,7 @@ export class ChunkCache {
       while (w.busy) await w.busy;
       if (w.pack.bytes === 0) return;
       await (await w.fh).sync();
-      const records = [...w.pack.digests]
-        .map((d) => [d, this.index.get(d) as Entry] as [string, Entry])
-        .sort((a, b) => a[1].offset - b[1].offset);
-      await this.writeIndex(w.pack.id, records, w.pack.bytes);
+      await this.writeIndex(w.pack.id, this.recordsOf(w.pack), w.pack.bytes);
       // The handle stays open for reads until the pack is removed or the cache closed.
     })().finally(() => this.sealing.delete(done));
     // Seen by whoever awaits `seal` next; not an unhandled rejection meanwhile.

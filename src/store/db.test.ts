@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getClient, insertClient, noteClientsSeen } from './clients.js';
 import { sqlitePath } from './db.js';
@@ -63,5 +64,29 @@ describe('SQLite store helpers', () => {
     });
     await new Promise((r) => setTimeout(r, 600));
     expect(fs.statSync(file).size).toBeLessThan(before + 2_000_000);
+  });
+});
+
+describe.skipIf(!process.env.CASCADE_TEST_PG)('PostgreSQL last-seen times', () => {
+  it('are written in a transaction that does not wait for the log flush, and the setting stays in it', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-db-'));
+    const store = await Store.open({ url: process.env.CASCADE_TEST_PG, dataDir });
+    try {
+      const ids = ['seen-pg-1', 'seen-pg-2'];
+      await store.db.deleteFrom('clients').where('id', 'in', ids).execute();
+      const client = { site: 'CEN', credential: null, inventory: {}, boundary: null, dps: [] };
+      for (const id of ids) await insertClient(store, { id, ...client });
+      expect(await noteClientsSeen(store, ids, '2030-01-01T00:00:00.000Z')).toBe(true);
+      for (const id of ids) expect((await getClient(store, id))?.lastSeen).toBe('2030-01-01T00:00:00.000Z');
+      // Every pooled connection still commits durably.
+      const shown = await Promise.all(
+        Array.from({ length: 10 }, () => sql<{ synchronous_commit: string }>`SHOW synchronous_commit`.execute(store.db)),
+      );
+      expect(new Set(shown.map((r) => r.rows[0]?.synchronous_commit))).toEqual(new Set(['on']));
+      await store.db.deleteFrom('clients').where('id', 'in', ids).execute();
+    } finally {
+      await store.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

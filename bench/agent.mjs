@@ -2,13 +2,15 @@
 // Agent benchmark (part of `npm run bench`), all in one run on loopback:
 //  1. Download: the bundled agent (dist/cascade-agent.cjs, what a client runs) installs the
 //     512 MiB corpus from one DP; beside it, curl fetches the same stored chunk files from the
-//     same DP, 8 at a time like the agent. The agent's peak RSS is read from /proc.
+//     same DP, 8 at a time like the agent, in alternating rounds (the median ratio is
+//     reported). The agent's peak RSS is read from /proc, as shipped and under
+//     node --max-semi-space-size=1.
 //  2. Update: the corpus with 1 % changed becomes version 2 (it flows to the DP by itself); the
 //     agent fetches only what its cache lacks, against rsync's literal bytes for the same change.
 //  3. Reaction: three agents on a 10 s client cycle; the time from "installed on the DP" to
 //     "succeeded" on all three, for a small package.
 //
-//   node bench/agent.mjs [--size 512MiB]
+//   node bench/agent.mjs [--size 512MiB] [--rounds 3]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -107,7 +109,8 @@ async function agentOnce(dir, nodeArgs = []) {
   return { bytes: Number(m[1]), ms: Number(m[2]), rss: hwm };
 }
 
-const joinToken = cascade(['agent', 'join-token', '--uses', '8'], env).trim();
+const ROUNDS = Number(opt('rounds', '3'));
+const joinToken = cascade(['agent', 'join-token', '--uses', String(ROUNDS + 2)], env).trim();
 let agents = 0;
 /** A newly enrolled agent (an empty cache). */
 function newAgent() {
@@ -137,7 +140,6 @@ function curlOnce() {
 
 // Rounds alternate the agent (a new one each time: an empty cache) and curl; on two shared
 // cores single runs vary by a third, so the median ratio is reported.
-const ROUNDS = Number(opt('rounds', '3'));
 const rounds = [];
 let agentDir;
 for (let i = 0; i < ROUNDS; i++) {

@@ -52,6 +52,16 @@ interface Writing {
   busy: Promise<void> | null;
 }
 
+/**
+ * A record's header read at `at` in `buf`, when it is one and its bytes fit within `size` (the
+ * pack's length); null: what follows is not a whole record.
+ */
+function header(buf: Buffer, at: number, from: number, size: number): { digest: string; bytes: number } | null {
+  const bytes = buf.readUInt32LE(at + 4);
+  if (buf.readUInt32LE(at) !== MAGIC || bytes > CHUNK_SIZES.max || from + HEADER + bytes > size) return null;
+  return { digest: buf.toString('hex', at + 8, at + HEADER), bytes };
+}
+
 const packName = (id: number) => `${String(id).padStart(8, '0')}.pack`;
 const sha256 = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -173,9 +183,9 @@ export class ChunkCache {
       const head = Buffer.alloc(HEADER);
       while (end + HEADER <= size) {
         await fh.read(head, 0, HEADER, end);
-        const n = head.readUInt32LE(4);
-        if (head.readUInt32LE(0) !== MAGIC || n > CHUNK_SIZES.max || end + HEADER + n > size) break;
-        const digest = head.toString('hex', 8, 40);
+        const h = header(head, 0, end, size);
+        if (!h) break;
+        const { digest, bytes: n } = h;
         if (!this.readOnly) {
           const data = Buffer.alloc(n);
           await fh.read(data, 0, n, end + HEADER);
@@ -424,12 +434,10 @@ export function verifiedChunks(root: string): string[] {
     const buf = fs.readFileSync(path.join(root, n));
     let at = 0;
     while (at + HEADER <= buf.length) {
-      const size = buf.readUInt32LE(at + 4);
-      if (buf.readUInt32LE(at) !== MAGIC || at + HEADER + size > buf.length) break;
-      const digest = buf.toString('hex', at + 8, at + HEADER);
-      if (sha256(buf.subarray(at + HEADER, at + HEADER + size)) !== digest) break;
-      out.push(digest);
-      at += HEADER + size;
+      const h = header(buf, at, at, buf.length);
+      if (!h || sha256(buf.subarray(at + HEADER, at + HEADER + h.bytes)) !== h.digest) break;
+      out.push(h.digest);
+      at += HEADER + h.bytes;
     }
   }
   return out;

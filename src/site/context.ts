@@ -32,3 +32,9 @@ export interface SiteContext {
   /** SHA-256 of the certificate this process serves HTTPS with; absent: it serves plain HTTP. */
   tlsPin?: string;
 }
+
+/**
+ * Whether this site may be served by several processes at once (PostgreSQL, with leases): state
+ * they must agree on (the policy view, download slots) is then read from the database.
+ */
+export const sharedByProcesses = (ctx: SiteContext): boolean => ctx.leases !== undefined && ctx.store.dialect === 'postgres';

@@ -22,7 +22,7 @@ import { SITE_CODE } from '../core/site.js';
 import { parseWindow } from '../core/window.js';
 import { listPolicy, policyFingerprint, putPolicy } from '../store/clients.js';
 import { listKeys, listTargets, putKey } from '../store/distribution.js';
-import type { SiteContext } from './context.js';
+import { type SiteContext, sharedByProcesses } from './context.js';
 import { type DpEntry, listAllDps } from './dps.js';
 import { centralTrust } from './hierarchy.js';
 
@@ -107,7 +107,7 @@ export function invalidate(ctx: SiteContext): void {
  * view is read afresh; with one process, changes made here already renewed it.
  */
 export function currentSnapshot(ctx: SiteContext): Promise<Snapshot> {
-  if (ctx.leases && ctx.store.dialect === 'postgres') invalidate(ctx);
+  if (sharedByProcesses(ctx)) invalidate(ctx);
   return snapshot(ctx);
 }
 

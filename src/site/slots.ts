@@ -1,6 +1,6 @@
 import type { AgentReport, SlotAnswer, SlotRequest } from '../api/clients.js';
 import { expireSlots, freeSlot, listSlots, putSlot, renewSlot, type SlotRow, withSlots } from '../store/processes.js';
-import type { SiteContext } from './context.js';
+import { type SiteContext, sharedByProcesses } from './context.js';
 import { snapshot } from './policy.js';
 
 /**
@@ -59,7 +59,7 @@ export function slotTable(ctx: SiteContext): SlotTable {
     };
     // Silent holders lose their slots even when nobody asks for one.
     setInterval(() => {
-      if (!shared(ctx)) return expire(table, Date.now(), table.timeoutSeconds);
+      if (!sharedByProcesses(ctx)) return expire(table, Date.now(), table.timeoutSeconds);
       void withSlots(ctx.store, async (tx) => {
         table.lapsed += await expireSlots(tx, Date.now() - table.timeoutSeconds * 1000);
         mirror(table, await listSlots(tx));
@@ -73,9 +73,6 @@ export function slotTable(ctx: SiteContext): SlotTable {
 
 const keyOf = (client: string, ad: string) => `${client} ${ad}`;
 
-/** Slots kept in the database, for all the processes of the site: a site on PostgreSQL. */
-const shared = (ctx: SiteContext): boolean => ctx.store.dialect === 'postgres' && ctx.leases !== undefined;
-
 /** The process's copy of the shared slots. */
 function mirror(t: SlotTable, rows: readonly SlotRow[]): void {
   t.slots = new Map(
@@ -84,11 +81,11 @@ function mirror(t: SlotTable, rows: readonly SlotRow[]): void {
   t.peak = Math.max(t.peak, t.slots.size);
 }
 
-function free(t: SlotTable, key: string, now: number): void {
-  const s = t.slots.get(key);
-  if (!s) return;
+/** Frees a slot held since `since` (by default, as this process's table has it). */
+function free(t: SlotTable, key: string, now: number, since = t.slots.get(key)?.since): void {
+  if (since === undefined) return;
   t.slots.delete(key);
-  t.heldSeconds = t.heldSeconds * 0.8 + ((now - s.since) / 1000) * 0.2;
+  t.heldSeconds = t.heldSeconds * 0.8 + ((now - since) / 1000) * 0.2;
 }
 
 function expire(t: SlotTable, now: number, timeoutSeconds: number): void {
@@ -114,7 +111,7 @@ function retryAfter(t: SlotTable, slots: number, now: number): number {
 }
 
 export async function requestSlot(ctx: SiteContext, client: string, req: SlotRequest): Promise<SlotAnswer> {
-  if (!shared(ctx)) return decide(ctx, client, req, slotTable(ctx));
+  if (!sharedByProcesses(ctx)) return decide(ctx, client, req, slotTable(ctx));
   // Shared: the table is read, decided on and written back with the site's slots to this process.
   return withSlots(ctx.store, async (tx) => {
     const t = slotTable(ctx);
@@ -178,17 +175,14 @@ export function noteSlotReports(ctx: SiteContext, client: string, reports: reado
   const t = tables.get(ctx.store) ?? (reports.some((r) => r.state === 'downloading') ? slotTable(ctx) : undefined);
   if (!t) return;
   const now = Date.now();
-  if (shared(ctx)) {
+  if (sharedByProcesses(ctx)) {
     // Written through to the table the site's processes share; the copy here follows.
     void (async () => {
       for (const r of reports) {
         const key = keyOf(client, r.advertisement);
         if (r.state !== 'downloading') {
           const row = await freeSlot(ctx.store, key);
-          if (row) {
-            t.slots.delete(key);
-            t.heldSeconds = t.heldSeconds * 0.8 + ((now - row.since) / 1000) * 0.2;
-          }
+          if (row) free(t, key, now, row.since);
         } else await renewSlot(ctx.store, key, now);
         // (Not taken back when absent, unlike the table in memory: the shared table survives a
         // restart, and a renewal written late must not revive a slot its final report freed.)

@@ -160,8 +160,7 @@ export async function renewSlot(s: Store, slot: string, at: number): Promise<boo
   return Number(r.numUpdatedRows) > 0;
 }
 
+/** Frees a slot; the row it had, if it was held. */
 export async function freeSlot(s: Store, slot: string): Promise<SlotRow | undefined> {
-  const row = await s.db.selectFrom('download_slots').selectAll().where('slot', '=', slot).executeTakeFirst();
-  if (row) await s.db.deleteFrom('download_slots').where('slot', '=', slot).execute();
-  return row;
+  return s.db.deleteFrom('download_slots').where('slot', '=', slot).returningAll().executeTakeFirst();
 }

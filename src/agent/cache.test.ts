@@ -20,6 +20,23 @@ describe('the agent chunk cache (pack files)', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  it('copies a chunk when put is called: the caller reuses its buffer at once, across many slabs', async () => {
+    const c = new ChunkCache(dir, 1 << 30);
+    const one = Buffer.alloc(200_000);
+    const cs = Array.from({ length: 40 }, (_, i) => chunk(i, 100_000 + i * 2_500));
+    const writes: Promise<void>[] = [];
+    for (const x of cs) {
+      x.data.copy(one);
+      writes.push(c.put(x.digest, one.subarray(0, x.data.length)));
+      // Overwritten before the cache has written anything.
+      one.fill(0xee);
+    }
+    await Promise.all(writes);
+    for (const x of cs) expect((await c.get(x.digest, x.data.length))?.equals(x.data)).toBe(true);
+    await c.close();
+    expect(verifiedChunks(dir).sort()).toEqual(cs.map((x) => x.digest).sort());
+  });
+
   it('keeps chunks across a restart, sealed or not; a record cut short is cut off and the rest kept', async () => {
     const c = new ChunkCache(dir, 1 << 30);
     const cs = Array.from({ length: 10 }, (_, i) => chunk(i));

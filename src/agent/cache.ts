@@ -48,9 +48,28 @@ interface Pack {
 interface Writing {
   pack: Pack;
   fh: Promise<fsp.FileHandle>;
-  queue: { digest: string; data: Uint8Array; done: (e?: Error) => void }[];
+  queue: (Staged & { done: (e?: Error) => void })[];
   busy: Promise<void> | null;
 }
+
+/** Buffers records are copied into on their way to a pack, reused: a download allocates none per chunk. */
+interface Slab {
+  buf: Buffer;
+  used: number;
+  /** Records in it not written yet. */
+  pending: number;
+}
+
+/** A record (header and bytes) copied into a slab, waiting to be appended. */
+interface Staged {
+  digest: string;
+  size: number;
+  slab: Slab;
+  start: number;
+}
+
+const SLAB = 1 << 20;
+const SPARE_SLABS = 4;
 
 /**
  * A record's header read at `at` in `buf`, when it is one and its bytes fit within `size` (the
@@ -70,6 +89,8 @@ export class ChunkCache {
   private readonly packs = new Map<number, Pack>();
   private readonly readers = new Map<number, Promise<fsp.FileHandle>>();
   private writing: Writing | null = null;
+  private slab: Slab | null = null;
+  private readonly spare: Slab[] = [];
   private readonly sealing = new Set<Promise<void>>();
   private opened: Promise<void> | null = null;
   private nextId = 1;
@@ -272,14 +293,61 @@ export class ChunkCache {
   }
 
   /**
-   * Stores a chunk the caller has verified. Resolves once it is written to its pack (not yet
+   * Stores a chunk the caller has verified. `data` is copied before `put` returns, so the caller
+   * may reuse its buffer at once. Resolves once the chunk is written to its pack (not yet
    * flushed: a pack is flushed when it is sealed; one cut short by a crash is re-hashed at start).
    */
-  async put(digest: string, data: Uint8Array): Promise<void> {
-    if (this.readOnly) throw fail('internal', 'the chunk cache was opened to be read only');
-    await this.open();
-    if (data.length > CHUNK_SIZES.max) throw fail('too_large', `chunk ${digest} is ${data.length} bytes, over ${CHUNK_SIZES.max}`);
-    if (this.index.has(digest)) return;
+  put(digest: string, data: Uint8Array): Promise<void> {
+    if (this.readOnly) return Promise.reject(fail('internal', 'the chunk cache was opened to be read only'));
+    if (data.length > CHUNK_SIZES.max)
+      return Promise.reject(fail('too_large', `chunk ${digest} is ${data.length} bytes, over ${CHUNK_SIZES.max}`));
+    const staged = this.stage(digest, data);
+    return this.open().then(
+      () => this.enqueue(staged),
+      (e: unknown) => {
+        this.release(staged);
+        throw e;
+      },
+    );
+  }
+
+  /** Copies a record (header and bytes) into a slab. */
+  private stage(digest: string, data: Uint8Array): Staged {
+    const need = HEADER + data.length;
+    let s = this.slab;
+    if (!s || s.buf.length - s.used < need) {
+      if (s && s.pending === 0) s.used = 0;
+      else {
+        s = this.spare.pop() ?? { buf: Buffer.allocUnsafeSlow(SLAB), used: 0, pending: 0 };
+        this.slab = s;
+      }
+    }
+    const at = s.used;
+    s.buf.writeUInt32LE(MAGIC, at);
+    s.buf.writeUInt32LE(data.length, at + 4);
+    s.buf.write(digest, at + 8, 'hex');
+    s.buf.set(data, at + HEADER);
+    s.used += need;
+    s.pending++;
+    return { digest, size: data.length, slab: s, start: at };
+  }
+
+  private release(q: Staged): void {
+    const s = q.slab;
+    s.pending--;
+    if (s.pending > 0) return;
+    if (s === this.slab) s.used = 0;
+    else if (this.spare.length < SPARE_SLABS) {
+      s.used = 0;
+      this.spare.push(s);
+    }
+  }
+
+  private enqueue(q: Staged): Promise<void> {
+    if (this.index.has(q.digest)) {
+      this.release(q);
+      return Promise.resolve();
+    }
     if (this.writing && this.writing.pack.bytes >= PACK_MAX) this.retire();
     if (!this.writing) {
       const id = this.nextId++;
@@ -292,7 +360,7 @@ export class ChunkCache {
     }
     const w = this.writing;
     return new Promise((resolve, reject) => {
-      w.queue.push({ digest, data, done: (e) => (e ? reject(e) : resolve()) });
+      w.queue.push({ ...q, done: (e) => (e ? reject(e) : resolve()) });
       w.busy ??= this.drain(w);
     });
   }
@@ -301,18 +369,22 @@ export class ChunkCache {
   private async drain(w: Writing): Promise<void> {
     while (w.queue.length > 0) {
       const batch = w.queue.splice(0);
-      const parts: Uint8Array[] = [];
+      // Records side by side in one slab leave as one piece.
+      const parts: Buffer[] = [];
       const placed: [string, Entry][] = [];
       let at = w.pack.bytes;
+      let run: { slab: Slab; start: number; end: number } | null = null;
       for (const q of batch) {
-        const head = Buffer.allocUnsafe(HEADER);
-        head.writeUInt32LE(MAGIC, 0);
-        head.writeUInt32LE(q.data.length, 4);
-        head.write(q.digest, 8, 'hex');
-        parts.push(head, q.data);
-        placed.push([q.digest, { pack: w.pack.id, offset: at + HEADER, size: q.data.length }]);
-        at += HEADER + q.data.length;
+        const end = q.start + HEADER + q.size;
+        if (run && run.slab === q.slab && run.end === q.start) run.end = end;
+        else {
+          if (run) parts.push(run.slab.buf.subarray(run.start, run.end));
+          run = { slab: q.slab, start: q.start, end };
+        }
+        placed.push([q.digest, { pack: w.pack.id, offset: at + HEADER, size: q.size }]);
+        at += HEADER + q.size;
       }
+      if (run) parts.push(run.slab.buf.subarray(run.start, run.end));
       try {
         let off = 0;
         const total = at - w.pack.bytes;
@@ -322,13 +394,18 @@ export class ChunkCache {
         }
         w.pack.bytes = at;
         for (const [digest, e] of placed) this.add(w.pack, digest, e);
+        for (const q of batch) this.release(q);
         for (const q of batch) q.done();
       } catch (e) {
+        for (const q of batch) this.release(q);
         for (const q of batch) q.done(e as Error);
         // The pack may end in a partial record: nothing more goes in it.
         await fsp.truncate(this.file(w.pack.id), w.pack.bytes).catch(() => {});
         if (this.writing === w) this.writing = null;
-        for (const q of w.queue.splice(0)) q.done(e as Error);
+        for (const q of w.queue.splice(0)) {
+          this.release(q);
+          q.done(e as Error);
+        }
       }
     }
     w.busy = null;

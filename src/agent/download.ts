@@ -1,11 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ApiClient } from '../api/client.js';
+import { ApiClient, type ContentConnection } from '../api/client.js';
 import type { AllowedDp, ContentProblem } from '../api/clients.js';
 import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
+import { CHUNK_SIZES } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
 import { sleep } from '../lib/throttle.js';
 import type { ChunkCache } from './cache.js';
@@ -35,6 +36,17 @@ interface Source {
   client: ApiClient;
   /** Failed to answer this time: tried last. */
   down: boolean;
+  /** Answers without Content-Length (a proxy streaming them): fetched through node:http instead. */
+  plain: boolean;
+}
+
+/**
+ * One of the downloads in flight: a buffer each chunk is read into (reused), and a connection
+ * of its own to each DP it fetched from.
+ */
+interface Lane {
+  into: Buffer;
+  conns: Map<Source, ContentConnection>;
 }
 
 export class Downloader {
@@ -56,6 +68,7 @@ export class Downloader {
       dp,
       client: new ApiClient(dp.url, { who: `DP ${dp.name}`, timeoutMs: TIMEOUT_MS, pin: dp.tlsPin }),
       down: false,
+      plain: false,
     }));
   }
 
@@ -107,14 +120,35 @@ export class Downloader {
     throw fail('unavailable', `no DP served a valid manifest of ${id} version ${version} (${errors.join('; ')})`);
   }
 
-  /** One chunk, verified: tries each DP in turn; a mismatch is recorded as a problem naming the DP. */
-  private async chunk(m: Manifest, file: string, digest: string, size: number, signal?: AbortSignal): Promise<Buffer> {
+  /** The chunk as stored, from this DP: through the lane's connection, or node:http when the DP needs it. */
+  private async fetchStored(s: Source, lane: Lane, digest: string, signal?: AbortSignal): Promise<Buffer> {
+    const path = `/content/chunks/${digest.slice(0, 2)}/${digest}`;
+    if (s.plain) return s.client.bytes(path, { signal });
+    let c = lane.conns.get(s);
+    if (!c) {
+      c = s.client.connection();
+      lane.conns.set(s, c);
+    }
+    try {
+      return await c.get(path, lane.into, signal);
+    } catch (e) {
+      if (!c.lengthless) throw e;
+      s.plain = true;
+      return s.client.bytes(path, { signal });
+    }
+  }
+
+  /**
+   * One chunk, verified: tries each DP in turn; a mismatch is recorded as a problem naming the
+   * DP. The answer may be a view of `lane.into`, valid until the lane fetches again.
+   */
+  private async chunk(m: Manifest, file: string, digest: string, size: number, lane: Lane, signal?: AbortSignal): Promise<Buffer> {
     const errors: string[] = [];
     for (const s of this.tryOrder()) {
       if (signal?.aborted) throw fail('unavailable', 'stopped');
       let stored: Buffer;
       try {
-        stored = await s.client.bytes(`/content/chunks/${digest.slice(0, 2)}/${digest}`, { signal });
+        stored = await this.fetchStored(s, lane, digest, signal);
       } catch (e) {
         s.down = true;
         errors.push(`${s.dp.name}: ${(e as Error).message}`);
@@ -143,7 +177,8 @@ export class Downloader {
 
   /**
    * Puts every chunk of the manifest in the cache: those already there are not fetched again.
-   * `onProgress` is called as bytes arrive.
+   * `onProgress` is called as chunks are kept. Each lane fetches its next chunk while the cache
+   * writes its last one (`put` copies it first).
    */
   async fill(
     m: Manifest,
@@ -171,16 +206,32 @@ export class Downloader {
     const p: DownloadProgress = { bytesDone: done, bytesTotal: total, fetched: 0, ms: 0 };
     const started = performance.now();
     let next = 0;
+    let failed = false;
     const worker = async () => {
-      while (next < need.length) {
-        const n = need[next++] as (typeof need)[number];
-        await this.pace(n.size, signal);
-        const raw = await this.chunk(m, n.file, n.digest, n.size, signal);
-        await cache.put(n.digest, raw);
-        p.bytesDone += n.size;
-        p.fetched += n.size;
-        p.ms = performance.now() - started;
-        onProgress(p);
+      const lane: Lane = { into: Buffer.allocUnsafeSlow(CHUNK_SIZES.max + 1), conns: new Map() };
+      let writing: Promise<void> | null = null;
+      try {
+        while (next < need.length && !failed) {
+          const n = need[next++] as (typeof need)[number];
+          await this.pace(n.size, signal);
+          const raw = await this.chunk(m, n.file, n.digest, n.size, lane, signal);
+          // At most one chunk of this lane waits for the cache.
+          if (writing) await writing;
+          writing = cache.put(n.digest, raw).then(() => {
+            p.bytesDone += n.size;
+            p.fetched += n.size;
+            p.ms = performance.now() - started;
+            onProgress(p);
+          });
+          // Awaited above or below; meanwhile its failure is not an unhandled rejection.
+          writing.catch(() => {});
+        }
+        if (writing) await writing;
+      } catch (e) {
+        failed = true;
+        throw e;
+      } finally {
+        for (const c of lane.conns.values()) c.close();
       }
     };
     await Promise.all(Array.from({ length: Math.min(WINDOW, need.length) }, worker));

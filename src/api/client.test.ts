@@ -1,5 +1,6 @@
+import crypto from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
 import { ApiClient } from './client.js';
@@ -140,5 +141,131 @@ describe('ApiClient', () => {
     expect(fillPath('/x/{name}', { name: 'a b/c' })).toBe('/x/a%20b%2Fc');
     expect(() => new ApiClient('ftp://x')).toThrow(/must be an http:\/\/ or https:\/\/ URL/);
     expect(() => new ApiClient('nope')).toThrow(/is not a URL/);
+  });
+});
+
+describe('ContentConnection', () => {
+  /** A server whose answers the test writes by hand, counting connections. */
+  async function rawServer(
+    answer: (path: string, socket: net.Socket) => void,
+  ): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+    let n = 0;
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((socket) => {
+      n++;
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      let buf = '';
+      socket.on('data', (d) => {
+        buf += d.toString('latin1');
+        for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
+          const head = buf.slice(0, i);
+          buf = buf.slice(i + 4);
+          answer(head.split(' ')[1] ?? '', socket);
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    return {
+      url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/base`,
+      connections: () => n,
+      close: () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => r());
+        }),
+    };
+  }
+  const ok = (body: Buffer | string, extra = '') =>
+    Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`), Buffer.from(body)]);
+
+  it('reads answers into the buffer it is given, over one kept-alive connection, whatever the pieces', async () => {
+    const big = crypto.randomBytes(200_000);
+    const s = await rawServer((p, socket) => {
+      if (p === '/base/big') {
+        // The header and the body in awkward pieces.
+        const all = ok(big);
+        socket.write(all.subarray(0, 10));
+        setTimeout(() => socket.write(all.subarray(10, 70_001)), 5);
+        setTimeout(() => socket.write(all.subarray(70_001)), 10);
+      } else if (p === '/base/empty') socket.write(ok(''));
+      else if (p === '/base/gone') {
+        const body = JSON.stringify({ error: { code: 'not_found', message: 'no such chunk' } });
+        socket.write(`HTTP/1.1 404 Not Found\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      } else socket.write(ok(`answer to ${p}`));
+    });
+    const c = new ApiClient(s.url, { who: 'DP dp1', timeoutMs: 5000 }).connection();
+    const into = Buffer.alloc(256 * 1024);
+    try {
+      const got = await c.get('/big', into);
+      expect(got.buffer).toBe(into.buffer);
+      expect(got.equals(big)).toBe(true);
+      expect((await c.get('/a', into)).toString()).toBe('answer to /base/a');
+      expect((await c.get('/empty', into)).length).toBe(0);
+      await expect(c.get('/gone', into)).rejects.toThrow(/no such chunk/);
+      expect((await c.get('/b', into)).toString()).toBe('answer to /base/b');
+      expect(s.connections()).toBe(1);
+    } finally {
+      c.close();
+      await s.close();
+    }
+  });
+
+  it('sends a request again on a new connection when the server closed the idle one', async () => {
+    let answered = 0;
+    const s = await rawServer((p, socket) => {
+      answered++;
+      // Every answer closes the connection without saying so, as an idle time-out does.
+      socket.end(ok(p));
+    });
+    const c = new ApiClient(s.url, { timeoutMs: 5000 }).connection();
+    const into = Buffer.alloc(1024);
+    try {
+      for (const p of ['/1', '/2', '/3']) {
+        await new Promise((r) => setTimeout(r, 20));
+        expect((await c.get(p, into)).toString()).toBe(`/base${p}`);
+      }
+      expect(answered).toBe(3);
+      expect(s.connections()).toBe(3);
+    } finally {
+      c.close();
+      await s.close();
+    }
+  });
+
+  it('refuses an answer without Content-Length, one too large, one with extra bytes, and a server that goes quiet', async () => {
+    const s = await rawServer((p, socket) => {
+      if (p === '/base/chunked') socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+      else if (p === '/base/large') socket.write(ok(Buffer.alloc(2000)));
+      else if (p === '/base/extra') socket.write(Buffer.concat([ok('abc'), Buffer.from('HTTP/1.1 200 OK\r\n')]));
+      else if (p === '/base/quiet') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
+      else socket.write(ok('fine'));
+    });
+    const client = new ApiClient(s.url, { who: 'DP dp1', timeoutMs: 300 });
+    const into = Buffer.alloc(1024);
+    const c = client.connection();
+    try {
+      await expect(c.get('/chunked', into)).rejects.toThrow(/DP dp1 answered \/chunked without a Content-Length/);
+      expect(c.lengthless).toBe(true);
+      await expect(c.get('/large', into)).rejects.toMatchObject({ code: 'too_large' });
+      // Extra bytes after an answer: the connection is not used again.
+      expect((await c.get('/ok', into)).toString()).toBe('fine');
+      const before = s.connections();
+      await expect(c.get('/extra', into)).rejects.toThrow(/more bytes than its Content-Length/);
+      expect((await c.get('/ok', into)).toString()).toBe('fine');
+      expect(s.connections()).toBe(before + 1);
+      await expect(c.get('/quiet', into)).rejects.toThrow(/cannot reach DP dp1 at .*: no answer within 0.3 s/);
+      const ac = new AbortController();
+      const asked = c.get('/quiet', into, ac.signal);
+      setTimeout(() => ac.abort(new Error('stopped by the test')), 50);
+      await expect(asked).rejects.toThrow(/cut short \(stopped by the test\)/);
+      expect((await c.get('/ok', into)).toString()).toBe('fine');
+    } finally {
+      c.close();
+      await s.close();
+    }
+    const gone = client.connection();
+    await expect(gone.get('/x', into)).rejects.toThrow(/cannot reach DP dp1 at .*: ECONNREFUSED/);
   });
 });

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { z } from 'zod';
@@ -305,6 +306,14 @@ export class ApiClient {
     });
   }
 
+  /**
+   * A connection of its own for GETs of static content (chunk files), each answer read into a
+   * buffer the caller reuses (ContentConnection). Close it when done.
+   */
+  connection(): ContentConnection {
+    return new ContentConnection(this.base, this.who, this.timeoutMs, this.pin, (status, text) => this.errorFrom(status, text));
+  }
+
   /** Whether `/healthz` answers 2xx within `ms`. */
   async healthy(ms = 5000): Promise<boolean> {
     try {
@@ -382,6 +391,312 @@ export class ApiClient {
         `${this.who} answered HTTP ${status}: ${text.slice(0, 200)}`,
       )
     );
+  }
+}
+
+/** One GET on a ContentConnection, until its answer is whole. */
+interface Job {
+  path: string;
+  into: Buffer;
+  resolve: (body: Buffer) => void;
+  reject: (e: unknown) => void;
+  /** Header bytes gathered so far. */
+  headBytes: number;
+  /** The body's length once the header is read; -1 before. */
+  length: number;
+  got: number;
+  status: number;
+  /** The server closes the connection after this answer. */
+  closes: boolean;
+  /** Sent again once already, on a new connection. */
+  retried: boolean;
+  /** When the last byte arrived (performance.now()). */
+  progress: number;
+  timer: NodeJS.Timeout | null;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | null;
+}
+
+const HEAD_MAX = 16 << 10;
+
+/**
+ * One keep-alive HTTP/1.1 connection for GETs of static content (chunk files from a DP or
+ * nginx), each answer read straight into a buffer the caller owns and reuses. Over http the
+ * socket reads into one buffer of its own (`onread`); over https TLS hands over what it
+ * decrypted. So a download allocates nothing per socket read nor per answer. Through node:http
+ * every socket read is a new buffer and the answer is joined into another: for the 512 MiB
+ * corpus that was 3 CPU-s and ~60 full garbage collections in the agent, against ~1 CPU-s this
+ * way (docs/performance.md#clients).
+ *
+ * An answer must carry Content-Length (static files do); one that does not (a proxy streaming
+ * it in pieces) is refused with `bad_answer`, and the caller uses `ApiClient.bytes` for that
+ * server instead. A request that fails before any byte of its answer on a connection that had
+ * already carried one (the server closed it while idle) is sent once more on a new connection:
+ * a GET of static content may be repeated.
+ */
+export class ContentConnection {
+  private sock: net.Socket | null = null;
+  private ready = false;
+  /** The connection has carried an answer. */
+  private reused = false;
+  private job: Job | null = null;
+  private readonly head = Buffer.allocUnsafeSlow(HEAD_MAX);
+  private readBuf: Buffer | null = null;
+  private readonly url: URL;
+  private readonly prefix: string;
+  /** An answer came without Content-Length: fetch from this server through `ApiClient.bytes`. */
+  lengthless = false;
+
+  constructor(
+    readonly base: string,
+    private readonly who: string,
+    private readonly timeoutMs: number | undefined,
+    private readonly pin: string | null,
+    private readonly errorFrom: (status: number, text: string) => CascadeError,
+  ) {
+    this.url = new URL(base);
+    this.prefix = this.url.pathname.replace(/\/+$/, '');
+  }
+
+  /**
+   * GETs `path`; resolves with the body of a 200 answer as a view of `into` (valid until `into`
+   * is used again), rejects with the error a 4xx/5xx answer carries, `too_large` when the body
+   * does not fit in `into`.
+   */
+  get(path: string, into: Buffer, signal?: AbortSignal): Promise<Buffer> {
+    if (this.job) return Promise.reject(fail('internal', 'a content connection carries one request at a time'));
+    if (signal?.aborted) return Promise.reject(this.cutShort(path, signal));
+    return new Promise<Buffer>((resolve, reject) => {
+      const job: Job = {
+        path,
+        into,
+        resolve,
+        reject,
+        headBytes: 0,
+        length: -1,
+        got: 0,
+        status: 0,
+        closes: false,
+        retried: false,
+        progress: performance.now(),
+        timer: null,
+        signal,
+        onAbort: null,
+      };
+      this.job = job;
+      if (signal) {
+        job.onAbort = () => this.finish(this.cutShort(path, signal), true);
+        signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      if (this.timeoutMs) this.arm(job, this.timeoutMs);
+      this.send(job);
+    });
+  }
+
+  /** Lets go of the connection. */
+  close(): void {
+    this.drop();
+  }
+
+  private cutShort(path: string, signal: AbortSignal): CascadeError {
+    return fail('unavailable', `${this.who} at ${this.base}: ${path} was cut short (${describe(signal.reason)})`);
+  }
+
+  /** Gives up on a request with no byte for `timeoutMs`. */
+  private arm(job: Job, ms: number): void {
+    job.timer = setTimeout(() => {
+      if (this.job !== job) return;
+      const idle = performance.now() - job.progress;
+      const limit = this.timeoutMs as number;
+      if (idle < limit) return this.arm(job, limit - idle);
+      this.finish(fail('unavailable', `cannot reach ${this.who} at ${this.base}: no answer within ${limit / 1000} s`), true);
+    }, ms);
+  }
+
+  private send(job: Job): void {
+    const sock = this.sock ?? this.connect();
+    sock.ref();
+    const request = `GET ${this.prefix}${job.path} HTTP/1.1\r\nHost: ${this.url.host}\r\n\r\n`;
+    if (this.ready) sock.write(request);
+    else sock.once('cascade-ready', () => sock.write(request));
+  }
+
+  private connect(): net.Socket {
+    const secure = this.url.protocol === 'https:';
+    const host = this.url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(this.url.port) || (secure ? 443 : 80);
+    let sock: net.Socket;
+    if (secure) {
+      const t = tls.connect({
+        host,
+        port,
+        ...(net.isIP(host) ? {} : { servername: host }),
+        rejectUnauthorized: !this.pin,
+        ALPNProtocols: ['http/1.1'],
+      });
+      t.on('data', (d: Buffer) => this.onBytes(t, d, d.length));
+      t.once('secureConnect', () => {
+        if (this.pin) {
+          const raw = t.getPeerCertificate().raw;
+          const got = raw ? crypto.createHash('sha256').update(raw).digest('hex') : '(none)';
+          if (got !== this.pin) {
+            t.destroy(new Error(`its TLS certificate is ${got.slice(0, 16)}…, not the pinned ${this.pin.slice(0, 16)}…; nothing was sent`));
+            return;
+          }
+        }
+        if (this.sock === t) this.ready = true;
+        t.emit('cascade-ready');
+      });
+      sock = t;
+    } else {
+      this.readBuf ??= Buffer.allocUnsafeSlow(64 << 10);
+      sock = net.connect({
+        host,
+        port,
+        onread: {
+          buffer: this.readBuf,
+          callback: (n: number, buf: Uint8Array) => {
+            this.onBytes(sock, buf as Buffer, n);
+            return true;
+          },
+        },
+      });
+      sock.setNoDelay(true);
+      // Writes before the connection is up are queued by the socket itself.
+      this.ready = true;
+    }
+    this.sock = sock;
+    this.reused = false;
+    sock.on('error', (e: NodeJS.ErrnoException) => this.lost(sock, e));
+    sock.on('close', () => this.lost(sock, null));
+    return sock;
+  }
+
+  /** The connection failed or closed: the request in flight fails, or goes again once on a new one. */
+  private lost(sock: net.Socket, e: NodeJS.ErrnoException | null): void {
+    if (this.sock !== sock) return;
+    const reused = this.reused;
+    this.sock = null;
+    this.ready = false;
+    sock.destroy();
+    const job = this.job;
+    if (!job) return;
+    if (reused && !job.retried && job.headBytes === 0) {
+      job.retried = true;
+      this.send(job);
+      return;
+    }
+    const secure = this.url.protocol === 'https:';
+    const why = e ? `${e.code ?? e.message}${tlsHint(secure, e.code)}` : 'the connection closed before the whole answer';
+    this.finish(fail('unavailable', `cannot reach ${this.who} at ${this.base}: ${why}`), false);
+  }
+
+  private drop(): void {
+    const s = this.sock;
+    this.sock = null;
+    this.ready = false;
+    s?.destroy();
+  }
+
+  /** Settles the request in flight; `broken`: the connection cannot carry another. */
+  private finish(result: Buffer | Error, broken: boolean): void {
+    const job = this.job;
+    if (!job) return;
+    this.job = null;
+    if (job.timer) clearTimeout(job.timer);
+    if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort);
+    if (broken) this.drop();
+    else this.sock?.unref();
+    if (result instanceof Error) job.reject(result);
+    else job.resolve(result);
+  }
+
+  private onBytes(sock: net.Socket, buf: Buffer, end: number): void {
+    if (this.sock !== sock) return;
+    const job = this.job;
+    if (!job) {
+      // Bytes nobody asked for: this connection is not to be trusted with another request.
+      this.drop();
+      return;
+    }
+    job.progress = performance.now();
+    let at = 0;
+    if (job.length < 0) {
+      const n = Math.min(end, HEAD_MAX - job.headBytes);
+      buf.copy(this.head, job.headBytes, 0, n);
+      const from = Math.max(0, job.headBytes - 3);
+      job.headBytes += n;
+      const i = this.head.subarray(0, job.headBytes).indexOf('\r\n\r\n', from);
+      if (i < 0) {
+        if (job.headBytes === HEAD_MAX)
+          this.finish(fail('bad_answer', `${this.who} answered ${job.path} with a header over ${HEAD_MAX} bytes`), true);
+        return;
+      }
+      if (!this.header(job, this.head.toString('latin1', 0, i))) return;
+      // Body bytes that came with the header.
+      const start = i + 4;
+      const extra = job.headBytes - start;
+      if (extra > job.length) {
+        this.outOfStep(job);
+        return;
+      }
+      this.head.copy(job.into, 0, start, start + extra);
+      job.got = extra;
+      at = n;
+    }
+    const n = end - at;
+    // More than the answer: the connection is out of step.
+    if (job.got + n > job.length) {
+      this.outOfStep(job);
+      return;
+    }
+    if (n > 0) buf.copy(job.into, job.got, at, end);
+    job.got += n;
+    if (job.got === job.length) this.complete(job);
+  }
+
+  /** Reads the status line and headers; false when the request was settled by them. */
+  private header(job: Job, text: string): boolean {
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+    if (!status) {
+      this.finish(fail('bad_answer', `${this.who} answered ${job.path} with something that is not HTTP/1.1`), true);
+      return false;
+    }
+    job.status = Number(status[1]);
+    const length = /\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)/i.exec(text);
+    if (!length || /\r\ntransfer-encoding:/i.test(text)) {
+      this.lengthless = true;
+      this.finish(fail('bad_answer', `${this.who} answered ${job.path} without a Content-Length`), true);
+      return false;
+    }
+    job.length = Number(length[1]);
+    job.closes = /\r\nconnection:[ \t]*close/i.test(text) || text.startsWith('HTTP/1.0');
+    if (job.length > job.into.length) {
+      // An error answer too long to keep is reported by its status alone.
+      if (job.status === 200) this.tooLarge(job);
+      else this.finish(this.errorFrom(job.status, ''), true);
+      return false;
+    }
+    if (job.length === 0) {
+      this.complete(job);
+      return false;
+    }
+    return true;
+  }
+
+  private outOfStep(job: Job): void {
+    this.finish(fail('bad_answer', `${this.who} answered ${job.path} with more bytes than its Content-Length`), true);
+  }
+
+  private tooLarge(job: Job): void {
+    this.finish(fail('too_large', `${this.who} answered ${job.path} with ${job.length} bytes, more than ${job.into.length}`), true);
+  }
+
+  private complete(job: Job): void {
+    this.reused = true;
+    const body = job.into.subarray(0, job.length);
+    if (job.status === 200) this.finish(body, job.closes);
+    else this.finish(this.errorFrom(job.status, body.toString('utf8')), job.closes);
   }
 }
 

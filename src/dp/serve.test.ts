@@ -297,6 +297,55 @@ describe('content server without a cache', () => {
   });
 });
 
+describe('content server with a full cache', () => {
+  it('takes a file in on its second request only, and answers the others through reused buffers', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-full-'));
+    const files = Array.from({ length: 12 }, (_, i) => crypto.randomBytes(20_000 + i));
+    const urls = files.map((f) => {
+      const d = sha(f);
+      fs.mkdirSync(path.join(root, 'chunks', d.slice(0, 2)), { recursive: true });
+      fs.writeFileSync(path.join(root, 'chunks', d.slice(0, 2), d), f);
+      return `/content/chunks/${d.slice(0, 2)}/${d}`;
+    });
+    // Room for four files.
+    const srv = await startContentServer({ root, listen: '127.0.0.1:0', cacheBytes: 81_000, revalidateMs: 60_000 });
+    try {
+      for (const i of [0, 1, 2, 3]) expect((await get(srv.url, urls[i] as string)).body.equals(files[i] as Buffer)).toBe(true);
+      expect(srv.handler.stats).toMatchObject({ misses: 4, cachedFiles: 4 });
+      // Full: file 4 is served but not kept, then kept when asked for again.
+      expect((await get(srv.url, urls[4] as string)).body.equals(files[4] as Buffer)).toBe(true);
+      expect(srv.handler.stats).toMatchObject({ hits: 0, misses: 5, cachedFiles: 4 });
+      for (const i of [0, 1, 2, 3]) await get(srv.url, urls[i] as string);
+      expect(srv.handler.stats).toMatchObject({ hits: 4, misses: 5 });
+      await get(srv.url, urls[4] as string);
+      await get(srv.url, urls[4] as string);
+      expect(srv.handler.stats).toMatchObject({ hits: 5, misses: 6, cachedFiles: 4 });
+      // Many at once through the reused buffers: every answer is its own file's bytes.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      const u = new URL(srv.url);
+      const one = (p: string) =>
+        new Promise<Buffer>((resolve, reject) => {
+          http
+            .get({ host: u.hostname, port: u.port, path: p, agent }, (res) => {
+              const parts: Buffer[] = [];
+              res.on('data', (x: Buffer) => parts.push(x));
+              res.on('end', () => resolve(Buffer.concat(parts)));
+            })
+            .on('error', reject);
+        });
+      const order = Array.from({ length: 300 }, (_, i) => 5 + ((i * 3) % 7));
+      const got = await Promise.all(order.map((i) => one(urls[i] as string)));
+      got.forEach((b, k) => {
+        expect(b.equals(files[order[k] as number] as Buffer)).toBe(true);
+      });
+      agent.destroy();
+    } finally {
+      await srv.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('content server with worker processes', () => {
   it('serves content from every process on one port and relays the rest to the fallback', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-w-'));

@@ -6,6 +6,7 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CHUNK_SIZES } from '../core/chunk.js';
 import { PACKAGE_ID } from '../core/package.js';
 import { closeServer } from '../lib/close-server.js';
 import { workerScript } from '../lib/worker-script.js';
@@ -26,7 +27,12 @@ import { workerScript } from '../lib/worker-script.js';
  * If-Modified-Since (304).
  *
  * Speed: whole files up to `maxCachedFile` (every chunk: at most 256 KiB + the tag byte) are
- * kept in a bounded in-memory LRU cache and answered with one `res.end(buffer)`; an entry is
+ * kept in a bounded in-memory LRU cache and answered with one `res.end(buffer)`. Once the cache
+ * is full, a file enters it only on its second request within the last `SEEN` misses: one
+ * client reading a large package through once does not push out what many clients share, and
+ * such a read goes through a few reused buffers instead of a new one per file (every new
+ * buffer is memory the garbage collector must track: a 512 MiB package read through a full
+ * cache cost ~30 full collections). An entry is
  * re-checked against the file (`stat`: inode, size, mtime) when it is older than
  * `revalidateMs`, so a deleted or rewritten file stops being served within that time. A miss
  * reads the file with asynchronous calls (a cold disk does not stall the other downloads);
@@ -127,6 +133,12 @@ function sendError(req: http.IncomingMessage, res: http.ServerResponse, status: 
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+/** Misses remembered to decide which files enter a full cache (on their second request). */
+const SEEN = 1 << 16;
+/** Files up to this size are read into reused buffers when they do not enter the cache. */
+const POOLED_FILE = CHUNK_SIZES.max + 1;
+const SPARE_BUFFERS = 32;
+
 /** Makes the content handler for a library root. */
 export function createContentHandler(opts: ContentHandlerOptions): ContentHandler {
   const root = path.resolve(opts.root);
@@ -138,6 +150,18 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
   /** Path → cached file, least recently used first. */
   const cache = new Map<string, Entry>();
   const stats = { hits: 0, misses: 0, cachedBytes: 0, cachedFiles: 0 };
+  /** Files missed lately, oldest first. */
+  const seen = new Set<string>();
+  /** Buffers of POOLED_FILE bytes, free to read a file into. */
+  const spare: Buffer[] = [];
+  /** Whether a file just read enters the cache: while there is room, or when it was asked for lately. */
+  const admit = (file: string, size: number): boolean => {
+    if (size > cacheBytes >> 2) return false;
+    if (stats.cachedBytes + size <= cacheBytes || seen.delete(file)) return true;
+    seen.add(file);
+    if (seen.size > SEEN) seen.delete(seen.values().next().value as string);
+    return false;
+  };
 
   const drop = (file: string) => {
     const e = cache.get(file);
@@ -246,13 +270,25 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
         if (!st.isFile()) return fail(404);
         const e = entryFor(file, st, digest, Date.now());
         if (st.size <= maxCachedFile) {
-          const buf = Buffer.allocUnsafe(st.size);
+          // A file larger than a quarter of the cache would push out too much.
+          const keep = admit(file, st.size);
+          let buf: Buffer;
+          if (keep || st.size > POOLED_FILE) buf = Buffer.allocUnsafe(st.size);
+          else {
+            const pooled = spare.pop() ?? Buffer.allocUnsafeSlow(POOLED_FILE);
+            buf = pooled.subarray(0, st.size);
+            // Back to the pool once the socket has taken every byte (not when cut off: a write may still hold it).
+            res.once('finish', () => {
+              if (spare.length < SPARE_BUFFERS) spare.push(pooled);
+            });
+          }
           const readAll = (off: number) => {
             if (off === st.size) {
               fs.close(fd, () => {});
-              e.buf = buf;
-              // A file larger than a quarter of the cache would push out too much.
-              if (buf.length <= cacheBytes >> 2) remember(e);
+              if (keep) {
+                e.buf = buf;
+                remember(e);
+              }
               respond(req, res, e, fromBuffer(res, buf));
               return;
             }

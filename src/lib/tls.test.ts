@@ -74,6 +74,25 @@ describe('the client over https', () => {
     expect(seen).toEqual([]);
   });
 
+  it('reads content over TLS on a connection of its own, with the same pin rule', async () => {
+    seen = [];
+    const into = Buffer.alloc(64);
+    const pinned = new ApiClient(url, { pin: readTls(dir).pin }).connection();
+    try {
+      expect((await pinned.get('/d', into)).toString()).toBe('{"ok":true}');
+      expect((await pinned.get('/e', into)).toString()).toBe('{"ok":true}');
+    } finally {
+      pinned.close();
+    }
+    const wrong = new ApiClient(url, { pin: 'ab'.repeat(32), who: 'DP dp1' }).connection();
+    await expect(wrong.get('/f', into)).rejects.toThrow(
+      /cannot reach DP dp1 at .*: its TLS certificate is [0-9a-f]{16}…, not the pinned .*nothing was sent/,
+    );
+    const unpinned = new ApiClient(url).connection();
+    await expect(unpinned.get('/g', into)).rejects.toThrow(/SELF_SIGNED|self.signed/i);
+    expect(seen).toEqual(['/d ', '/e ']);
+  });
+
   it('without a pin, checks the certificate the usual way (a self-signed one is refused)', async () => {
     seen = [];
     await expect(new ApiClient(url, { token: 'secret-3' }).send('GET', '/c')).rejects.toThrow(/SELF_SIGNED|self.signed/i);

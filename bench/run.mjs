@@ -3,7 +3,7 @@
 // .bench/results.json. Corpora are made once in .bench/ by bench/make-corpus.mjs.
 //
 //   node bench/run.mjs [--size 512MiB] [--only ingest,update]
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

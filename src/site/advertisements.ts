@@ -41,7 +41,7 @@ import {
   upgradeTurn,
 } from './clients.js';
 import type { SiteContext } from './context.js';
-import { collectionKey, currentSnapshot, type DpView, makePolicy, type Snapshot, snapshot } from './policy.js';
+import { collectionKey, currentSnapshot, type DpView, makePolicy, type Snapshot } from './policy.js';
 
 /**
  * Collections, advertisements and boundaries as an administrator makes and reads them, each

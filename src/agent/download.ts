@@ -207,8 +207,10 @@ export class Downloader {
     const started = performance.now();
     let next = 0;
     let failed = false;
+    // A stored chunk is its codec tag and at most its raw bytes.
+    const largest = need.reduce((n, x) => Math.max(n, x.size), 0) + 1;
     const worker = async () => {
-      const lane: Lane = { into: Buffer.allocUnsafeSlow(CHUNK_SIZES.max + 1), conns: new Map() };
+      const lane: Lane = { into: Buffer.allocUnsafeSlow(Math.min(largest, CHUNK_SIZES.max + 1)), conns: new Map() };
       let writing: Promise<void> | null = null;
       try {
         while (next < need.length && !failed) {

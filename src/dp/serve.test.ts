@@ -298,7 +298,7 @@ describe('content server without a cache', () => {
 });
 
 describe('content server with a full cache', () => {
-  it('takes a file in on its second request only, and answers the others through reused buffers', async () => {
+  it('takes a file in only in place of entries gone cold, and answers the others through reused buffers', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-serve-full-'));
     const files = Array.from({ length: 12 }, (_, i) => crypto.randomBytes(20_000 + i));
     const urls = files.map((f) => {
@@ -308,18 +308,25 @@ describe('content server with a full cache', () => {
       return `/content/chunks/${d.slice(0, 2)}/${d}`;
     });
     // Room for four files.
-    const srv = await startContentServer({ root, listen: '127.0.0.1:0', cacheBytes: 81_000, revalidateMs: 60_000 });
+    const srv = await startContentServer({ root, listen: '127.0.0.1:0', cacheBytes: 81_000, revalidateMs: 60_000, coldMs: 1000 });
     try {
       for (const i of [0, 1, 2, 3]) expect((await get(srv.url, urls[i] as string)).body.equals(files[i] as Buffer)).toBe(true);
       expect(srv.handler.stats).toMatchObject({ misses: 4, cachedFiles: 4 });
-      // Full: file 4 is served but not kept, then kept when asked for again.
-      expect((await get(srv.url, urls[4] as string)).body.equals(files[4] as Buffer)).toBe(true);
-      expect(srv.handler.stats).toMatchObject({ hits: 0, misses: 5, cachedFiles: 4 });
+      // Full of entries used moments ago: file 4 is served, not kept, however often it is asked for.
+      for (let k = 0; k < 3; k++) expect((await get(srv.url, urls[4] as string)).body.equals(files[4] as Buffer)).toBe(true);
+      expect(srv.handler.stats).toMatchObject({ hits: 0, misses: 7, cachedFiles: 4 });
       for (const i of [0, 1, 2, 3]) await get(srv.url, urls[i] as string);
-      expect(srv.handler.stats).toMatchObject({ hits: 4, misses: 5 });
+      expect(srv.handler.stats).toMatchObject({ hits: 4, misses: 7 });
+      // Files 1-3 stay in use; file 0 goes cold and file 4 takes its place.
+      for (let k = 0; k < 4; k++) {
+        await new Promise((r) => setTimeout(r, 300));
+        for (const i of [1, 2, 3]) await get(srv.url, urls[i] as string);
+      }
       await get(srv.url, urls[4] as string);
       await get(srv.url, urls[4] as string);
-      expect(srv.handler.stats).toMatchObject({ hits: 5, misses: 6, cachedFiles: 4 });
+      expect(srv.handler.stats).toMatchObject({ hits: 17, misses: 8, cachedFiles: 4 });
+      await get(srv.url, urls[0] as string);
+      expect(srv.handler.stats).toMatchObject({ hits: 17, misses: 9 });
       // Many at once through the reused buffers: every answer is its own file's bytes.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
       const u = new URL(srv.url);

@@ -28,11 +28,12 @@ import { workerScript } from '../lib/worker-script.js';
  *
  * Speed: whole files up to `maxCachedFile` (every chunk: at most 256 KiB + the tag byte) are
  * kept in a bounded in-memory LRU cache and answered with one `res.end(buffer)`. Once the cache
- * is full, a file enters it only on its second request within the last `SEEN` misses: one
- * client reading a large package through once does not push out what many clients share, and
- * such a read goes through a few reused buffers instead of a new one per file (every new
- * buffer is memory the garbage collector must track: a 512 MiB package read through a full
- * cache cost ~30 full collections). An entry is
+ * is full, a file enters it only in place of entries nobody asked for in the last `coldMs`:
+ * clients reading a package larger than the cache, one after another, keep hitting its first
+ * part instead of each pushing out what the one before needs next (a cyclic read defeats plain
+ * LRU: every request misses). A file that does not enter is read into one of a few reused
+ * buffers, not a new one (every new buffer is memory the garbage collector must track: a
+ * 512 MiB package read through a full cache cost ~30 full collections). An entry is
  * re-checked against the file (`stat`: inode, size, mtime) when it is older than
  * `revalidateMs`, so a deleted or rewritten file stops being served within that time. A miss
  * reads the file with asynchronous calls (a cold disk does not stall the other downloads);
@@ -57,6 +58,8 @@ export interface ContentHandlerOptions {
   maxCachedFile?: number;
   /** A cached entry older than this is checked against the file again (default 1000 ms). */
   revalidateMs?: number;
+  /** A full cache makes room only from entries not asked for in this long (default 30 s). */
+  coldMs?: number;
 }
 
 export type ContentHandler = ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) & {
@@ -77,6 +80,8 @@ interface Entry {
   buf: Buffer | null;
   /** When the entry was last checked against the file (ms since the epoch). */
   checked: number;
+  /** When it was last asked for. */
+  used: number;
 }
 
 interface ByteRange {
@@ -133,8 +138,6 @@ function sendError(req: http.IncomingMessage, res: http.ServerResponse, status: 
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** Misses remembered to decide which files enter a full cache (on their second request). */
-const SEEN = 1 << 16;
 /** Files up to this size are read into reused buffers when they do not enter the cache. */
 const POOLED_FILE = CHUNK_SIZES.max + 1;
 const SPARE_BUFFERS = 32;
@@ -150,16 +153,21 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
   /** Path → cached file, least recently used first. */
   const cache = new Map<string, Entry>();
   const stats = { hits: 0, misses: 0, cachedBytes: 0, cachedFiles: 0 };
-  /** Files missed lately, oldest first. */
-  const seen = new Set<string>();
+  const coldMs = opts.coldMs ?? 30_000;
   /** Buffers of POOLED_FILE bytes, free to read a file into. */
   const spare: Buffer[] = [];
-  /** Whether a file just read enters the cache: while there is room, or when it was asked for lately. */
-  const admit = (file: string, size: number): boolean => {
+  /** Whether a file just read enters the cache: while there is room, or in place of entries gone cold. */
+  const admit = (size: number): boolean => {
+    // A file larger than a quarter of the cache would push out too much.
     if (size > cacheBytes >> 2) return false;
-    if (stats.cachedBytes + size <= cacheBytes || seen.delete(file)) return true;
-    seen.add(file);
-    if (seen.size > SEEN) seen.delete(seen.values().next().value as string);
+    let room = cacheBytes - stats.cachedBytes;
+    if (room >= size) return true;
+    const now = Date.now();
+    for (const e of cache.values()) {
+      if (now - e.used < coldMs) return false;
+      room += (e.buf as Buffer).length;
+      if (room >= size) return true;
+    }
     return false;
   };
 
@@ -197,6 +205,7 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
     contentType: digest ? 'application/octet-stream' : 'application/json',
     buf: null,
     checked: now,
+    used: now,
   });
 
   /** Answers from what is known of the file; `body` sends the chosen bytes (or the headers alone for HEAD). */
@@ -270,8 +279,7 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
         if (!st.isFile()) return fail(404);
         const e = entryFor(file, st, digest, Date.now());
         if (st.size <= maxCachedFile) {
-          // A file larger than a quarter of the cache would push out too much.
-          const keep = admit(file, st.size);
+          const keep = admit(st.size);
           let buf: Buffer;
           if (keep || st.size > POOLED_FILE) buf = Buffer.allocUnsafe(st.size);
           else {
@@ -356,6 +364,7 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
         }
         e.checked = now;
       }
+      e.used = now;
       stats.hits++;
       // Most recently used goes last.
       cache.delete(file);

@@ -68,8 +68,8 @@ interface Staged {
   start: number;
 }
 
-const SLAB = 1 << 20;
-const SPARE_SLABS = 4;
+const SLAB = 512 << 10;
+const SPARE_SLABS = 2;
 
 /**
  * A record's header read at `at` in `buf`, when it is one and its bytes fit within `size` (the

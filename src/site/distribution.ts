@@ -487,6 +487,7 @@ export async function reportUp(ctx: SiteContext): Promise<boolean> {
   const packages = isSite ? (await listPackages(ctx)).filter((p) => ownAndBelow.has(p.id.slice(0, 3))) : undefined;
   const packagesPrint = JSON.stringify(packages ?? []);
   const sendPackages = isSite && (lastPackagesReport.get(ctx) !== packagesPrint || stateDue);
+  // biome-ignore lint/complexity/useMathMinMax: ISO timestamps, compared as strings
   const newest = targets.reduce((m, t) => (t.updatedAt > m ? t.updatedAt : m), mark);
   const removed = await pendingRemovals(ctx.store);
   const body: StatusReport = {

@@ -7,7 +7,7 @@ import { decodeChunk } from '../content/codec.js';
 import { type Manifest, verifyManifest } from '../content/manifest.js';
 import type { TrustedKey } from '../content/signing.js';
 import { CHUNK_SIZES } from '../core/chunk.js';
-import { fail } from '../core/errors.js';
+import { type CascadeError, fail } from '../core/errors.js';
 import { sleep } from '../lib/throttle.js';
 import type { ChunkCache } from './cache.js';
 
@@ -146,19 +146,22 @@ export class Downloader {
     const errors: string[] = [];
     for (const s of this.tryOrder()) {
       if (signal?.aborted) throw fail('unavailable', 'stopped');
-      let stored: Buffer;
+      let stored: Buffer | undefined;
       try {
         stored = await this.fetchStored(s, lane, digest, signal);
       } catch (e) {
-        s.down = true;
-        errors.push(`${s.dp.name}: ${(e as Error).message}`);
-        continue;
+        // Longer than the chunk can be stored: served wrong, like a chunk that does not match.
+        if ((e as CascadeError).code !== 'too_large') {
+          s.down = true;
+          errors.push(`${s.dp.name}: ${(e as Error).message}`);
+          continue;
+        }
       }
       let raw: Buffer | undefined;
       try {
-        raw = decodeChunk(stored, size);
+        if (stored) raw = decodeChunk(stored, size);
       } catch {}
-      if (raw && raw.length === size && crypto.createHash('sha256').update(raw).digest('hex') === digest) {
+      if (stored && raw && raw.length === size && crypto.createHash('sha256').update(raw).digest('hex') === digest) {
         this.bytesFrom.set(s.dp.name, (this.bytesFrom.get(s.dp.name) ?? 0) + stored.length);
         return raw;
       }
@@ -168,7 +171,7 @@ export class Downloader {
         version: m.version,
         file,
         chunk: digest,
-        text: raw ? 'its SHA-256 differs' : 'it does not decode',
+        text: !stored ? `it is longer than ${size} bytes can be stored` : raw ? 'its SHA-256 differs' : 'it does not decode',
       });
       errors.push(`${s.dp.name}: served chunk ${digest} that does not match the signed manifest`);
     }

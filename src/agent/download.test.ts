@@ -1,0 +1,120 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AllowedDp } from '../api/clients.js';
+import { encodeChunk } from '../content/codec.js';
+import type { Manifest } from '../content/manifest.js';
+import { Downloader } from './download.js';
+
+/** Three chunks: text that Brotli shrinks, and random bytes stored raw. */
+const raws = [Buffer.alloc(70_000, 'cascade '), crypto.randomBytes(50_000), crypto.randomBytes(20_000)];
+const digests = raws.map((r) => crypto.createHash('sha256').update(r).digest('hex'));
+const stored = new Map(digests.map((d, i) => [d, encodeChunk(raws[i] as Buffer)]));
+const manifest = {
+  id: 'CEN00001',
+  version: 1,
+  files: [{ type: 'file', path: 'a.bin', mode: 0o644, size: 140_000, chunks: digests.map((d, i) => [d, (raws[i] as Buffer).length]) }],
+} as unknown as Manifest;
+
+/** A DP on loopback; `serve` answers a chunk request (digest) or leaves it to the default. */
+async function dp(
+  serve: (digest: string, res: http.ServerResponse) => boolean,
+): Promise<{ url: string; server: http.Server; asked: string[] }> {
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    const digest = (req.url ?? '').split('/').pop() ?? '';
+    asked.push(digest);
+    if (serve(digest, res)) return;
+    const body = stored.get(digest);
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked };
+}
+
+const servers: http.Server[] = [];
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+const allowed = (name: string, url: string, rank: number): AllowedDp => ({ name, url, why: 'boundary', rank, tlsPin: null });
+
+describe('Downloader.fill', () => {
+  let good: Awaited<ReturnType<typeof dp>>;
+  beforeAll(async () => {
+    good = await dp(() => false);
+    servers.push(good.server);
+  });
+
+  it('falls back from a DP serving a chunk too long or wrong, and names it for each', async () => {
+    const bad = await dp((digest, res) => {
+      if (digest === digests[0]) {
+        // Longer than the chunk can ever be stored.
+        const body = Buffer.alloc(200_000, 1);
+        res.writeHead(200, { 'content-length': body.length }).end(body);
+        return true;
+      }
+      if (digest === digests[1]) {
+        const body = Buffer.from(stored.get(digest) as Buffer);
+        body.writeUInt8(body.readUInt8(body.length - 1) ^ 1, body.length - 1);
+        res.writeHead(200, { 'content-length': body.length }).end(body);
+        return true;
+      }
+      return false;
+    });
+    servers.push(bad.server);
+    const d = new Downloader([allowed('bad', bad.url, 0), allowed('good', good.url, 1)]);
+    const kept = new Map<string, Buffer>();
+    const cache = {
+      has: async () => false,
+      put: async (digest: string, data: Uint8Array) => {
+        kept.set(digest, Buffer.from(data));
+      },
+    };
+    const p = await d.fill(manifest, cache, () => {});
+    expect(p.fetched).toBe(140_000);
+    digests.forEach((dg, i) => {
+      expect(kept.get(dg)?.equals(raws[i] as Buffer)).toBe(true);
+    });
+    expect(d.problems.map((x) => [x.dp, x.chunk, x.text]).sort()).toEqual(
+      [
+        ['bad', digests[0], 'it is longer than 70000 bytes can be stored'],
+        ['bad', digests[1], 'its SHA-256 differs'],
+      ].sort(),
+    );
+  });
+
+  it('reads through node:http from a DP that answers without Content-Length', async () => {
+    const chunked = await dp((digest, res) => {
+      const body = stored.get(digest);
+      if (!body) return false;
+      // No length: Node sends it in chunked encoding.
+      res.writeHead(200);
+      res.write(body.subarray(0, 10));
+      res.end(body.subarray(10));
+      return true;
+    });
+    servers.push(chunked.server);
+    const d = new Downloader([allowed('chunked', chunked.url, 0)]);
+    const kept = new Map<string, Buffer>();
+    await d.fill(
+      manifest,
+      { has: async () => false, put: async (g: string, data: Uint8Array) => void kept.set(g, Buffer.from(data)) },
+      () => {},
+    );
+    expect(d.problems).toEqual([]);
+    digests.forEach((dg, i) => {
+      expect(kept.get(dg)?.equals(raws[i] as Buffer)).toBe(true);
+    });
+    // Each of the three lanes' first answers is refused by its content connection and asked for again through node:http.
+    expect(chunked.asked.length).toBe(6);
+  });
+});

@@ -293,7 +293,8 @@ export function createContentHandler(opts: ContentHandlerOptions): ContentHandle
           const readAll = (off: number) => {
             if (off === st.size) {
               fs.close(fd, () => {});
-              if (keep) {
+              // Asked again: other files may have taken the room meanwhile.
+              if (keep && admit(st.size)) {
                 e.buf = buf;
                 remember(e);
               }

@@ -315,12 +315,10 @@ export class ChunkCache {
   private stage(digest: string, data: Uint8Array): Staged {
     const need = HEADER + data.length;
     let s = this.slab;
+    // The current slab starts over whenever its records are all written (release), so a full one still has some waiting.
     if (!s || s.buf.length - s.used < need) {
-      if (s && s.pending === 0) s.used = 0;
-      else {
-        s = this.spare.pop() ?? { buf: Buffer.allocUnsafeSlow(SLAB), used: 0, pending: 0 };
-        this.slab = s;
-      }
+      s = this.spare.pop() ?? { buf: Buffer.allocUnsafeSlow(SLAB), used: 0, pending: 0 };
+      this.slab = s;
     }
     const at = s.used;
     s.buf.writeUInt32LE(MAGIC, at);

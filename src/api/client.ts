@@ -102,16 +102,19 @@ class PinnedAgent extends https.Agent {
     };
     socket.once('error', end);
     socket.once('secureConnect', () => {
-      const raw = socket.getPeerCertificate().raw;
-      const got = raw ? crypto.createHash('sha256').update(raw).digest('hex') : '(none)';
-      end(
-        got === this.pin
-          ? null
-          : new Error(`its TLS certificate is ${got.slice(0, 16)}…, not the pinned ${this.pin.slice(0, 16)}…; nothing was sent`),
-      );
+      end(pinMismatch(socket, this.pin));
     });
     return undefined;
   }
+}
+
+/** Null when the handshake showed the pinned certificate; else the error that says what it showed. */
+function pinMismatch(socket: tls.TLSSocket, pin: string): Error | null {
+  const raw = socket.getPeerCertificate().raw;
+  const got = raw ? crypto.createHash('sha256').update(raw).digest('hex') : '(none)';
+  return got === pin
+    ? null
+    : new Error(`its TLS certificate is ${got.slice(0, 16)}…, not the pinned ${pin.slice(0, 16)}…; nothing was sent`);
 }
 
 const pinned = new Map<string, { http: http.Agent; https: https.Agent }>();
@@ -442,6 +445,8 @@ let readBuffer: Buffer | null = null;
 export class ContentConnection {
   private sock: net.Socket | null = null;
   private ready = false;
+  /** The request to send once the TLS handshake is done. */
+  private waiting: string | null = null;
   /** The connection has carried an answer. */
   private reused = false;
   private job: Job | null = null;
@@ -521,8 +526,9 @@ export class ContentConnection {
     const sock = this.sock ?? this.connect();
     sock.ref();
     const request = `GET ${this.prefix}${job.path} HTTP/1.1\r\nHost: ${this.url.host}\r\n\r\n`;
+    // Over https nothing goes out before the handshake showed the right certificate.
     if (this.ready) sock.write(request);
-    else sock.once('cascade-ready', () => sock.write(request));
+    else this.waiting = request;
   }
 
   private connect(): net.Socket {
@@ -540,16 +546,12 @@ export class ContentConnection {
       });
       t.on('data', (d: Buffer) => this.onBytes(t, d, d.length));
       t.once('secureConnect', () => {
-        if (this.pin) {
-          const raw = t.getPeerCertificate().raw;
-          const got = raw ? crypto.createHash('sha256').update(raw).digest('hex') : '(none)';
-          if (got !== this.pin) {
-            t.destroy(new Error(`its TLS certificate is ${got.slice(0, 16)}…, not the pinned ${this.pin.slice(0, 16)}…; nothing was sent`));
-            return;
-          }
-        }
-        if (this.sock === t) this.ready = true;
-        t.emit('cascade-ready');
+        const wrong = this.pin ? pinMismatch(t, this.pin) : null;
+        if (wrong) return t.destroy(wrong);
+        if (this.sock !== t) return;
+        this.ready = true;
+        if (this.waiting) t.write(this.waiting);
+        this.waiting = null;
       });
       sock = t;
     } else {
@@ -582,6 +584,7 @@ export class ContentConnection {
     const reused = this.reused;
     this.sock = null;
     this.ready = false;
+    this.waiting = null;
     sock.destroy();
     const job = this.job;
     if (!job) return;
@@ -599,6 +602,7 @@ export class ContentConnection {
     const s = this.sock;
     this.sock = null;
     this.ready = false;
+    this.waiting = null;
     s?.destroy();
   }
 

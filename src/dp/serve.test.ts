@@ -27,6 +27,20 @@ function get(base: string, p: string, headers: Record<string, string> = {}, meth
   });
 }
 
+/** A GET's body through a keep-alive agent (many at once share its connections). */
+function body(base: string, p: string, agent: http.Agent): Promise<Buffer> {
+  const u = new URL(base);
+  return new Promise<Buffer>((resolve, reject) => {
+    http
+      .get({ host: u.hostname, port: u.port, path: p, agent }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (x: Buffer) => parts.push(x));
+        res.on('end', () => resolve(Buffer.concat(parts)));
+      })
+      .on('error', reject);
+  });
+}
+
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
 describe('content server', () => {
@@ -255,17 +269,7 @@ describe('content server', () => {
 
   it('keeps many concurrent keep-alive downloads correct', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
-    const u = new URL(srv.url);
-    const one = (p: string) =>
-      new Promise<Buffer>((resolve, reject) => {
-        http
-          .get({ host: u.hostname, port: u.port, path: p, agent }, (res) => {
-            const parts: Buffer[] = [];
-            res.on('data', (x: Buffer) => parts.push(x));
-            res.on('end', () => resolve(Buffer.concat(parts)));
-          })
-          .on('error', reject);
-      });
+    const one = (p: string) => body(srv.url, p, agent);
     const bigUrl = `/content/chunks/${bigDigest.slice(0, 2)}/${bigDigest}`;
     const got = await Promise.all(Array.from({ length: 200 }, (_, i) => one(i % 3 === 0 ? bigUrl : chunkUrl)));
     got.forEach((b, i) => {
@@ -329,17 +333,7 @@ describe('content server with a full cache', () => {
       expect(srv.handler.stats).toMatchObject({ hits: 17, misses: 9 });
       // Many at once through the reused buffers: every answer is its own file's bytes.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-      const u = new URL(srv.url);
-      const one = (p: string) =>
-        new Promise<Buffer>((resolve, reject) => {
-          http
-            .get({ host: u.hostname, port: u.port, path: p, agent }, (res) => {
-              const parts: Buffer[] = [];
-              res.on('data', (x: Buffer) => parts.push(x));
-              res.on('end', () => resolve(Buffer.concat(parts)));
-            })
-            .on('error', reject);
-        });
+      const one = (p: string) => body(srv.url, p, agent);
       const order = Array.from({ length: 300 }, (_, i) => 5 + ((i * 3) % 7));
       const got = await Promise.all(order.map((i) => one(urls[i] as string)));
       got.forEach((b, k) => {

@@ -3,8 +3,8 @@
 //  1. Download: the bundled agent (dist/cascade-agent.cjs, what a client runs) installs the
 //     512 MiB corpus from one DP; beside it, curl fetches the same stored chunk files from the
 //     same DP, 8 at a time like the agent, in alternating rounds (the median ratio is
-//     reported). The agent's peak RSS is read from /proc, as shipped and under
-//     node --max-semi-space-size=1.
+//     reported). The agent's peak RSS is read from /proc, as shipped (it sets its own V8
+//     flags: src/agent/lean.ts).
 //  2. Update: the corpus with 1 % changed becomes version 2 (it flows to the DP by itself); the
 //     agent fetches only what its cache lacks, against rsync's literal bytes for the same change.
 //  3. Reaction: three agents on a 10 s client cycle; the time from "installed on the DP" to
@@ -154,7 +154,6 @@ for (let i = 0; i < ROUNDS; i++) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mid = rounds.find((r) => r.ratio === median(rounds.map((x) => x.ratio)));
-const lean = await agentOnce(newAgent(), ['--max-semi-space-size=1']);
 const rawBytes = manifest.bytes;
 console.log(
   `download ${size}: agent ${(((mid.bytes / mid.ms) * 1000) / MiB).toFixed(0)} MiB/s of package bytes (${(mid.ms / 1000).toFixed(1)} s; verified, decoded, cached) ` +
@@ -162,8 +161,7 @@ console.log(
     `agent/curl ${mid.ratio.toFixed(2)} by time (median of ${ROUNDS} rounds: ${rounds.map((r) => r.ratio.toFixed(2)).join(', ')}; ${rawBytes} package bytes, ${storedBytes} stored)`,
 );
 console.log(
-  `agent peak RSS: ${rounds.map((r) => (r.rss / MiB).toFixed(0)).join(', ')} MiB as shipped (node cascade-agent.cjs); ` +
-    `${(lean.rss / MiB).toFixed(0)} MiB with node --max-semi-space-size=1 (download ${(lean.ms / 1000).toFixed(1)} s)`,
+  `agent peak RSS: ${rounds.map((r) => (r.rss / MiB).toFixed(0)).join(', ')} MiB as shipped (node cascade-agent.cjs)`,
 );
 
 // --- 2. the 1 % update ------------------------------------------------------------------------

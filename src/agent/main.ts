@@ -3,6 +3,8 @@
  * commands as `cascade agent ...`, for a client machine that needs one file and Node.js
  * (`npm run build:agent` bundles this into dist/cascade-agent.cjs; docs/agent.md).
  */
+// First: V8 settings that must precede the rest of the agent's code.
+import './lean.js';
 import { Command } from 'commander';
 import { runProgram } from '../lib/run-program.js';
 import { VERSION } from '../lib/version.js';

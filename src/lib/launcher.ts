@@ -108,7 +108,7 @@ function runChild<T extends Trial, S extends VersionsState<T>>(
   const deadline = o.startSeconds;
   return new Promise((resolve) => {
     o.say(`starting ${o.what} ${version}${trying ? ` (first start: rolled back if it does not ${o.proof.verb})` : ''}`);
-    // Node's own options (e.g. --max-semi-space-size, docs/agent.md) carry over to the version it runs.
+    // Node's own options given on the command line (e.g. --max-old-space-size) carry over to the version it runs.
     const proc = spawn(process.execPath, [...process.execArgv, child.file, ...child.args], {
       env: { ...process.env, [o.supervisedEnv]: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],

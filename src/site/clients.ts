@@ -566,12 +566,13 @@ export async function reevaluate(ctx: SiteContext): Promise<void> {
 }
 
 /**
- * Writes for many clients, in transactions of a hundred (one flush to disk each), with a
- * turn of the event loop between them so check-ins are answered meanwhile.
+ * Writes for many clients, in transactions of a hundred, with a turn of the event loop between
+ * them so check-ins are answered meanwhile. What they write is derived (memberships) or reported
+ * (a child's clients and states): their commits do not wait for the disk (Store.relaxedTransaction).
  */
 async function inSlices<T>(ctx: SiteContext, items: readonly T[], each: (tx: Store, item: T) => Promise<void>, size = 100): Promise<void> {
   for (let i = 0; i < items.length; i += size) {
-    await ctx.store.transaction(async (tx) => {
+    await ctx.store.relaxedTransaction(async (tx) => {
       for (const item of items.slice(i, i + size)) await each(tx, item);
     });
     await new Promise<void>((resolve) => setImmediate(resolve));

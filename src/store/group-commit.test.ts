@@ -13,15 +13,15 @@ describe('group commit', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('commits writes that arrive together in few transactions, each durable when its promise settles', async () => {
+  it('commits writes that arrive together in few transactions, each committed when its promise settles', async () => {
     store = await Store.open({ dataDir: dir });
     const g = new GroupCommit(store);
     let transactions = 0;
-    const real = store.transaction.bind(store);
-    store.transaction = ((fn) => {
+    const real = store.relaxedTransaction.bind(store);
+    store.relaxedTransaction = ((fn) => {
       transactions++;
       return real(fn);
-    }) as Store['transaction'];
+    }) as Store['relaxedTransaction'];
     await Promise.all(Array.from({ length: 50 }, (_, i) => g.run((tx) => tx.setMeta(`k${i}`, String(i)))));
     // The first write goes alone; the other 49 arrived meanwhile and go in one more.
     expect(transactions).toBe(2);

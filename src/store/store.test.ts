@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
@@ -486,6 +487,41 @@ function storeSuite(openBackend: () => Promise<Backend>, dialect: 'sqlite' | 'po
       );
       expect(e.code).toBe('conflict');
       expect(await store.getMeta('half')).toBeUndefined();
+    });
+
+    it('relaxed: commits and rolls back like any other, and leaves the full flush on for the next', async () => {
+      const level = async (db: Store['db']) =>
+        dialect === 'sqlite'
+          ? String((await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(db)).rows[0]?.synchronous)
+          : String((await sql<{ synchronous_commit: string }>`SHOW synchronous_commit`.execute(db)).rows[0]?.synchronous_commit);
+      let inside = '';
+      const n = await store.relaxedTransaction(async (s) => {
+        await s.setMeta('r', 'kept');
+        inside = await level(s.db);
+        return s.nextCounter('r');
+      });
+      expect(n).toBe(1);
+      // SQLite: NORMAL (1) for its commit; PostgreSQL: off.
+      expect(inside).toBe(dialect === 'sqlite' ? '1' : 'off');
+      expect(await store.getMeta('r')).toBe('kept');
+      const boom = new Error('boom');
+      await expect(
+        store.relaxedTransaction(async (s) => {
+          await s.setMeta('r', 'dropped');
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(await store.getMeta('r')).toBe('kept');
+      // Inside another transaction it is a part of that one.
+      await expect(
+        store.transaction(async (s) => {
+          await s.relaxedTransaction((t) => t.setMeta('r', 'outer'));
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(await store.getMeta('r')).toBe('kept');
+      // Only its own commit went without a flush: the connection is back to FULL (2), or on.
+      expect(await level(store.db)).toBe(dialect === 'sqlite' ? '2' : 'on');
     });
   });
 

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import { sql } from 'kysely';
 import type { Release } from '../api/dps.js';
 import { fail } from '../core/errors.js';
@@ -185,11 +185,40 @@ export class Store {
   }
 
   transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => {
-      const tx = new Store(trx as unknown as Kysely<Database>, this.dialect, this.clock);
-      tx.sealKey = this.sealKey;
-      return fn(tx);
+    return this.db.transaction().execute((trx) => fn(this.within(trx)));
+  }
+
+  /**
+   * A transaction whose commit does not wait for the disk: what it wrote survives the process
+   * being killed at any moment, not a power cut or an operating-system crash in the second after
+   * it (SQLite's `synchronous = NORMAL` in WAL mode for this one commit; PostgreSQL's
+   * `synchronous_commit = off`). For what agents report (check-ins, a child site's client
+   * states), written often and in bursts: a flush per commit held the site's one thread for up to
+   * 150 ms on a busy disk, and every waiting check-in with it (docs/performance.md). Packages,
+   * versions and everything a neighbour acts on keep the full flush.
+   */
+  relaxedTransaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    if (this.db.isTransaction) return fn(this);
+    if (this.dialect === 'postgres')
+      return this.db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+        return fn(this.within(trx));
+      });
+    // SQLite cannot change it inside a transaction: on the one connection, around it.
+    return this.db.connection().execute(async (conn) => {
+      await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+      try {
+        return await conn.transaction().execute((trx) => fn(this.within(trx)));
+      } finally {
+        await sql`PRAGMA synchronous = FULL`.execute(conn);
+      }
     });
+  }
+
+  private within(trx: Transaction<Database>): Store {
+    const tx = new Store(trx as unknown as Kysely<Database>, this.dialect, this.clock);
+    tx.sealKey = this.sealKey;
+    return tx;
   }
 
   // --- meta -------------------------------------------------------------------------------

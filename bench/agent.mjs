@@ -160,9 +160,7 @@ console.log(
     `against curl ${(((storedBytes / mid.curlMs) * 1000) / MiB).toFixed(0)} MiB/s of the stored chunk files (${(mid.curlMs / 1000).toFixed(1)} s, 8 in parallel, to /dev/null): ` +
     `agent/curl ${mid.ratio.toFixed(2)} by time (median of ${ROUNDS} rounds: ${rounds.map((r) => r.ratio.toFixed(2)).join(', ')}; ${rawBytes} package bytes, ${storedBytes} stored)`,
 );
-console.log(
-  `agent peak RSS: ${rounds.map((r) => (r.rss / MiB).toFixed(0)).join(', ')} MiB as shipped (node cascade-agent.cjs)`,
-);
+console.log(`agent peak RSS: ${rounds.map((r) => (r.rss / MiB).toFixed(0)).join(', ')} MiB as shipped (node cascade-agent.cjs)`);
 
 // --- 2. the 1 % update ------------------------------------------------------------------------
 const up = JSON.parse(cascade(['package', 'update', pkg, v2, '--json'], env));

@@ -8,8 +8,8 @@ type Job = (tx: Store) => Promise<void>;
  * writes on one connection). Each caller's promise settles once its write is committed, in a
  * transaction that survives the process being killed but does not wait for the disk
  * (Store.relaxedTransaction): a flush per group held the site's one thread while every check-in
- * waited. A power cut in the second after a commit may cost the newest reports of a few clients. When a group fails, its jobs are tried
- * one by one, so one bad write fails alone.
+ * waited. A power cut in the second after a commit may cost the newest reports of a few
+ * clients. When a group fails, its jobs are tried one by one, so one bad write fails alone.
  */
 export class GroupCommit {
   private queue: { job: Job; resolve: () => void; reject: (e: unknown) => void }[] = [];

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { type Selectable, sql } from 'kysely';
+import type { Selectable } from 'kysely';
 import type { Database } from './schema.js';
 import { hashToken, type Store } from './store.js';
 
@@ -159,19 +159,12 @@ export async function touchClients(s: Store, ids: readonly string[], at: string)
 /**
  * Notes when clients were last seen, without waiting for the disk (a power cut may lose the last
  * second of them; a killed process loses nothing): on SQLite through the relaxed connection
- * (false, with nothing written, when the database is busy); on PostgreSQL in a transaction with
- * `synchronous_commit` off, so the commit does not wait for the log's flush.
+ * (false, with nothing written, when the database is busy); otherwise (PostgreSQL) in a
+ * relaxed transaction.
  */
 export async function noteClientsSeen(s: Store, ids: readonly string[], at: string): Promise<boolean> {
   if (!s.relaxed) {
-    if (s.dialect !== 'postgres') {
-      await touchClients(s, ids, at);
-      return true;
-    }
-    await s.transaction(async (tx) => {
-      await sql`SET LOCAL synchronous_commit = off`.execute(tx.db);
-      await touchClients(tx, ids, at);
-    });
+    await s.relaxedTransaction((tx) => touchClients(tx, ids, at));
     return true;
   }
   if (ids.length > 500) throw new Error('noteClientsSeen takes at most 500 ids');

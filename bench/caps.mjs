@@ -209,7 +209,11 @@ for (const [label, seed, capped] of [
   // 200 ms while the fleet upgrades, timed apart from the simulator's own busy event loop.
   const probes = await Promise.all([cen, ber].map((s) => probe(s)));
   const r = await new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // CAPS_PROFILE=DIR: the simulator writes a CPU profile there too.
+    const simProf = process.env.CAPS_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAPS_PROFILE}`, '--cpu-prof-name=simulator.cpuprofile']
+      : [];
+    const p = spawn(process.execPath, [...simProf, BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     // The simulator stands in for 10,000 machines of their own: on these two shared cores it
     // yields to the sites and DPs under test (nice 19) instead of competing with them.
     if (!process.env.CAPS_SIM_FULL_PRIORITY) os.setPriority(p.pid, 19);

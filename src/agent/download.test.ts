@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AllowedDp } from '../api/clients.js';
 import { encodeChunk } from '../content/codec.js';
 import type { Manifest } from '../content/manifest.js';
-import { Downloader } from './download.js';
+import { Downloader, VerifiedChunks } from './download.js';
 
 /** Three chunks: text that Brotli shrinks, and random bytes stored raw. */
 const raws = [Buffer.alloc(70_000, 'cascade '), crypto.randomBytes(50_000), crypto.randomBytes(20_000)];
@@ -114,7 +114,51 @@ describe('Downloader.fill', () => {
     digests.forEach((dg, i) => {
       expect(kept.get(dg)?.equals(raws[i] as Buffer)).toBe(true);
     });
-    // Each of the three lanes' first answers is refused by its content connection and asked for again through node:http.
-    expect(chunked.asked.length).toBe(6);
+    // Three chunks take one lane: its first answer is refused by the content connection and asked
+    // for again through node:http, which then fetches the other two.
+    expect(chunked.asked.length).toBe(4);
+  });
+
+  it('compares a chunk already verified instead of checking it again, and still refuses one that differs by a byte', async () => {
+    const verified = new VerifiedChunks(1 << 20);
+    const fill = async (d: Downloader) => {
+      const kept = new Map<string, Buffer>();
+      await d.fill(
+        manifest,
+        { has: async () => false, put: async (g: string, data: Uint8Array) => void kept.set(g, Buffer.from(data)) },
+        () => {},
+      );
+      return kept;
+    };
+    // The first client verifies every chunk and remembers it.
+    const first = await fill(new Downloader([allowed('good', good.url, 0)], {}, verified));
+    digests.forEach((dg, i) => {
+      expect(first.get(dg)?.equals(raws[i] as Buffer)).toBe(true);
+      expect(verified.match(dg, stored.get(dg) as Buffer)?.equals(raws[i] as Buffer)).toBe(true);
+    });
+    // A later client is served one chunk with its last byte flipped: not the verified bytes, so decoded, hashed and refused.
+    const flipped = await dp((digest, res) => {
+      if (digest !== digests[1]) return false;
+      const body = Buffer.from(stored.get(digest) as Buffer);
+      body.writeUInt8(body.readUInt8(body.length - 1) ^ 1, body.length - 1);
+      expect(verified.match(digest, body)).toBeNull();
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+      return true;
+    });
+    servers.push(flipped.server);
+    const d = new Downloader([allowed('flipped', flipped.url, 0), allowed('good', good.url, 1)], {}, verified);
+    const second = await fill(d);
+    expect(d.problems.map((x) => [x.dp, x.chunk, x.text])).toEqual([['flipped', digests[1], 'its SHA-256 differs']]);
+    digests.forEach((dg, i) => {
+      expect(second.get(dg)?.equals(raws[i] as Buffer)).toBe(true);
+    });
+  });
+
+  it('remembers chunks only up to its bound', () => {
+    const v = new VerifiedChunks(100_000);
+    v.remember('a', Buffer.alloc(10, 1), Buffer.alloc(40_000, 1));
+    v.remember('b', Buffer.alloc(10, 2), Buffer.alloc(70_000, 2));
+    expect(v.match('a', Buffer.alloc(10, 1))?.length).toBe(40_000);
+    expect(v.match('b', Buffer.alloc(10, 2))).toBeNull();
   });
 });

@@ -10,14 +10,15 @@ import { percentile } from '../lib/metrics.js';
 import { prng } from '../lib/prng.js';
 import { pinForJoin } from '../lib/tls.js';
 import { VERSION } from '../lib/version.js';
-import { Downloader } from './download.js';
+import { Downloader, VerifiedChunks } from './download.js';
 
 /**
  * `cascade agent simulate`: many lightweight clients in one process against real sites and
  * real DPs, for tests and benchmarks. Each enrols with its own credential and inventory, checks
  * in on its site's cycle (with jitter, and when told to come back), asks for a download slot
  * when its site caps downloads, downloads every chunk of what is due over HTTP and checks each
- * against its digest — without storing it — and reports the result (no program runs; a share
+ * against its digest — without storing it; a chunk byte for byte the same as one that already
+ * checked out is compared instead — and reports the result (no program runs; a share
  * of the clients can be told to fail). It measures what it saw: check-in latency and, per site,
  * how many clients were downloading at once.
  */
@@ -158,6 +159,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   await Promise.all(Array.from({ length: Math.min(8, o.clients) }, enrolOne));
   say(`${fleet.length} clients enrolled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const t0 = Date.now();
+  // Every client fetches and checks the same chunks: bytes that already checked out are compared, not decoded and hashed again.
+  const verified = new VerifiedChunks(64 * 2 ** 20);
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
 
@@ -194,7 +197,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     /** An agent upgrade: the version the client runs once it succeeded. */
     upgradeTo: string | null,
   ): Promise<number | null> => {
-    const dl = new Downloader(offerDps);
+    const dl = new Downloader(offerDps, {}, verified);
     if (slots) {
       const slot = await c.api.call(clientCalls.slot, { advertisement: adId, dps: dl.order });
       if (!slot.granted) {

@@ -1,10 +1,10 @@
-import crypto from 'node:crypto';
+import type crypto from 'node:crypto';
 import { z } from 'zod';
 import { TARGET_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
 import { canonicalJson } from './canonical.js';
-import { keyIdFor, type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
+import { keyIdFor, publicKeyFromPem, type SiteKey, sign, type TrustedKey, verifySignature } from './signing.js';
 
 /**
  * A site certificate: the central site's signature over a site's code and public key. Every
@@ -46,7 +46,7 @@ export function verifyCertificate(cert: unknown, central: TrustedKey): Certifica
   // another site (or another key) vouches for nothing.
   let publicKey: crypto.KeyObject;
   try {
-    publicKey = crypto.createPublicKey(b.publicKey);
+    publicKey = publicKeyFromPem(b.publicKey);
   } catch {
     throw fail('bad_signature', `the certificate of ${b.code} carries a public key that is not a valid key`);
   }

@@ -67,6 +67,23 @@ export function loadSiteKey(dataDir: string, siteCode: string): SiteKey {
 
 export const publicKeyPem = (k: crypto.KeyObject): string => k.export({ type: 'spki', format: 'pem' }).toString();
 
+/**
+ * A trusted key's PEM parsed once: every check of a manifest, policy record, certificate or
+ * ticket would otherwise parse the same few PEMs again (a busy site or a simulator with 10,000
+ * clients verifies thousands a second). Bounded: the oldest parse is dropped past 256 keys.
+ * Throws as `crypto.createPublicKey` does on a PEM that is not a key.
+ */
+const parsedKeys = new Map<string, crypto.KeyObject>();
+export function publicKeyFromPem(pem: string): crypto.KeyObject {
+  let k = parsedKeys.get(pem);
+  if (!k) {
+    k = crypto.createPublicKey(pem);
+    if (parsedKeys.size >= 256) parsedKeys.delete(parsedKeys.keys().next().value as string);
+    parsedKeys.set(pem, k);
+  }
+  return k;
+}
+
 export function sign(key: SiteKey, bytes: Uint8Array): string {
   return crypto.sign(null, bytes, key.privateKey).toString('base64');
 }
@@ -82,7 +99,7 @@ export function verifySignature(trusted: readonly TrustedKey[], keyId: string, b
   if (sig.toString('base64') !== signature) throw fail('bad_signature', `the signature by key ${keyId} is not canonical base64`);
   let ok = false;
   try {
-    ok = crypto.verify(null, bytes, crypto.createPublicKey(k.publicKeyPem), sig);
+    ok = crypto.verify(null, bytes, publicKeyFromPem(k.publicKeyPem), sig);
   } catch {
     ok = false;
   }

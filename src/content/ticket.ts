@@ -4,7 +4,7 @@ import { DP_NAME } from '../core/dp.js';
 import { fail } from '../core/errors.js';
 import { SITE_CODE } from '../core/site.js';
 import { canonicalJson } from './canonical.js';
-import type { SiteKey, TrustedKey } from './signing.js';
+import { publicKeyFromPem, type SiteKey, type TrustedKey } from './signing.js';
 
 /**
  * An import ticket: a site's short-lived permission for whoever holds it to import a courier
@@ -93,7 +93,7 @@ export function verifyTicket(ticket: string, expect: { dp: string; site: string;
     throw fail('unauthorized', `the import ticket is signed by key ${body.keyId}, not by site ${expect.site}'s key; ${again}`);
   let ok = false;
   try {
-    ok = crypto.verify(null, payload, crypto.createPublicKey(expect.key.publicKeyPem), signature);
+    ok = crypto.verify(null, payload, publicKeyFromPem(expect.key.publicKeyPem), signature);
   } catch {
     ok = false;
   }

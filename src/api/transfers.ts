@@ -133,6 +133,10 @@ export const OfferAnswer = z.object({
   versions: z.array(z.number().int()),
   installed: z.boolean(),
   bytesTotal: z.number(),
+  storedRecords: z
+    .boolean()
+    .optional()
+    .describe('the receiver reads stored-chunk records (kind 3): send chunks compressed as stored; absent from older releases'),
 });
 export type OfferAnswer = z.infer<typeof OfferAnswer>;
 

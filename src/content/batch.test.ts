@@ -1,7 +1,19 @@
 import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CascadeError } from '../core/errors.js';
-import { type BatchRecord, encodeRecordHeader, MAX_RECORD_PAYLOAD, RECORD_DELTA, RECORD_HEADER, RECORD_WHOLE, readBatch } from './batch.js';
+import {
+  type BatchRecord,
+  encodeRecordHeader,
+  MAX_RECORD_PAYLOAD,
+  MAX_STORED_PAYLOAD,
+  RECORD_DELTA,
+  RECORD_HEADER,
+  RECORD_STORED,
+  RECORD_WHOLE,
+  readBatch,
+  storedRecordParts,
+} from './batch.js';
+import { encodeChunk } from './codec.js';
 
 const sha = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -105,7 +117,7 @@ describe('chunk batch', () => {
   });
 
   it('rejects an unknown kind', async () => {
-    for (const kind of [0, 3, 255]) {
+    for (const kind of [0, 4, 255]) {
       const e = await rejection(pieces(Buffer.concat([record(RECORD_WHOLE, Buffer.from('ok')), record(kind, Buffer.from('x'))]), []));
       expect(e.message).toContain(`record 1 has unknown kind ${kind}`);
     }
@@ -134,6 +146,27 @@ describe('chunk batch', () => {
     const max = encodeRecordHeader(RECORD_WHOLE, 'cd'.repeat(32), 0xffffffff);
     // The header alone is enough to refuse: no need to buffer gigabytes first.
     expect((await rejection(pieces(max, []))).message).toContain(`${0xffffffff}`);
+  });
+
+  it('carries a stored chunk as it is, after its raw size', async () => {
+    const raw = Buffer.alloc(70_000, 'cascade ');
+    const stored = encodeChunk(raw);
+    expect(stored.length).toBeLessThan(raw.length / 10);
+    const parts = storedRecordParts(sha(raw), raw.length, stored);
+    // No copy of the stored bytes: they are the record's second part.
+    expect(parts[1]).toBe(stored);
+    const got = await collect(pieces(Buffer.concat([record(RECORD_WHOLE, Buffer.from('x')), ...parts]), [40, 45]));
+    expect(got.map((r) => r.kind)).toEqual([RECORD_WHOLE, RECORD_STORED]);
+    expect(got[1]?.digest).toBe(sha(raw));
+    expect(got[1]?.payload.readUInt32BE(0)).toBe(raw.length);
+    expect(got[1]?.payload.subarray(4).equals(stored)).toBe(true);
+  });
+
+  it('rejects a stored record too short to hold a size and a chunk, or longer than any stored chunk', async () => {
+    const short = encodeRecordHeader(RECORD_STORED, 'cd'.repeat(32), 5);
+    expect((await rejection(pieces(short, []))).message).toContain('payload of 5 bytes (6..');
+    const long = encodeRecordHeader(RECORD_STORED, 'cd'.repeat(32), MAX_STORED_PAYLOAD + 1);
+    expect((await rejection(pieces(long, []))).message).toContain(`payload of ${MAX_STORED_PAYLOAD + 1} bytes`);
   });
 
   it('rejects truncated trailing bytes', async () => {

@@ -4,21 +4,31 @@ import { CHUNK_PARAMS } from './chunker.js';
 /**
  * Chunk batch wire format (request body of POST /api/v1/chunks), a sequence of records:
  *
- *   u8  kind      1 = whole chunk, 2 = delta (see delta.ts)
+ *   u8  kind      1 = whole chunk, 2 = delta (see delta.ts), 3 = stored chunk
  *   32  digest    SHA-256 of the chunk's raw bytes
  *   u32 length    payload bytes, big-endian
- *   ... payload   the raw chunk, or the delta encoding
+ *   ... payload   the raw chunk; the delta encoding; or, for a stored chunk, u32 raw size
+ *                 (big-endian) then the chunk as the sender stores it (codec.ts: tag byte and
+ *                 raw or Brotli bytes), kept as it is by a receiver that verified it
  *
- * Records are self-delimiting, so a batch streams and a receiver can stop at any record.
+ * Records are self-delimiting, so a batch streams and a receiver can stop at any record. A
+ * sender uses kind 3 only with a receiver whose offer answer says it reads them
+ * (`storedRecords`): a chunk compressed once at the site that ingested it then crosses every
+ * hop compressed, and no relay recompresses it.
  */
 export const RECORD_WHOLE = 1;
 export const RECORD_DELTA = 2;
+export const RECORD_STORED = 3;
 export const RECORD_HEADER = 37;
 /** A delta payload is never longer than the chunk plus its op headers. */
 export const MAX_RECORD_PAYLOAD = CHUNK_PARAMS.max + 64 * 1024;
+/** A stored record: the raw size, the codec tag, and at most the raw bytes (Brotli is kept only when smaller). */
+export const MAX_STORED_PAYLOAD = 4 + 1 + CHUNK_PARAMS.max;
+
+export type RecordKind = typeof RECORD_WHOLE | typeof RECORD_DELTA | typeof RECORD_STORED;
 
 export interface BatchRecord {
-  kind: typeof RECORD_WHOLE | typeof RECORD_DELTA;
+  kind: RecordKind;
   digest: string;
   payload: Uint8Array;
 }
@@ -31,12 +41,22 @@ export function encodeRecordHeader(kind: number, digest: string, length: number)
   return h;
 }
 
+/** A stored-chunk record: its header with the raw size, then the stored bytes as they are (no copy). */
+export function storedRecordParts(digest: string, size: number, stored: Uint8Array): Uint8Array[] {
+  const h = Buffer.allocUnsafe(RECORD_HEADER + 4);
+  h[0] = RECORD_STORED;
+  h.write(digest, 1, 32, 'hex');
+  h.writeUInt32BE(4 + stored.length, 33);
+  h.writeUInt32BE(size, RECORD_HEADER);
+  return [h, stored];
+}
+
 /** Records parsed into one task buffer: payloads laid end to end, each at its offset. */
 export interface BatchTask {
   /** Owns its ArrayBuffer, so it can be moved to a worker thread without a copy. */
   buf: Uint8Array;
   used: number;
-  records: { kind: typeof RECORD_WHOLE | typeof RECORD_DELTA; digest: string; offset: number; length: number }[];
+  records: { kind: RecordKind; digest: string; offset: number; length: number }[];
 }
 
 /**
@@ -61,11 +81,12 @@ export async function* readBatchTasks(body: AsyncIterable<Uint8Array>, taskBytes
         if (headerFill < RECORD_HEADER) break;
         headerFill = 0;
         const kind = header[0] as number;
-        if (kind !== RECORD_WHOLE && kind !== RECORD_DELTA)
+        if (kind !== RECORD_WHOLE && kind !== RECORD_DELTA && kind !== RECORD_STORED)
           throw fail('bad_request', `chunk batch record ${index} has unknown kind ${kind}`);
         const len = header.readUInt32BE(33);
-        const max = kind === RECORD_WHOLE ? CHUNK_PARAMS.max : MAX_RECORD_PAYLOAD;
-        if (len === 0 || len > max) throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (1..${max})`);
+        const max = kind === RECORD_WHOLE ? CHUNK_PARAMS.max : kind === RECORD_STORED ? MAX_STORED_PAYLOAD : MAX_RECORD_PAYLOAD;
+        const min = kind === RECORD_STORED ? 6 : 1;
+        if (len < min || len > max) throw fail('bad_request', `chunk batch record ${index} has a payload of ${len} bytes (${min}..${max})`);
         if (task.used + len > task.buf.length) {
           if (task.records.length > 0) yield task;
           task = newTask(Math.max(taskBytes, len));

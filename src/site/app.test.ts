@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeRecordHeader, RECORD_WHOLE } from '../content/batch.js';
+import { encodeRecordHeader, RECORD_WHOLE, storedRecordParts } from '../content/batch.js';
 import { issueCertificate } from '../content/certificate.js';
 import { encodeChunk } from '../content/codec.js';
 import { ContentLibrary } from '../content/library.js';
@@ -192,6 +192,30 @@ describe('site app (in-process)', () => {
     expect(r.status).toBe(500);
     expect((await json(r)).error.code).toBe('damaged');
     await call('DELETE', `/api/v1/packages/${id}`, admin);
+  });
+
+  it('keeps a chunk that arrives stored as it came, and refuses one that does not decode to its digest', async () => {
+    const raw = Buffer.from(`${crypto.randomBytes(8).toString('hex')} `.repeat(4000));
+    const stored = encodeChunk(raw);
+    expect(stored[0]).toBe(1); // Brotli
+    let r = await call('POST', '/api/v1/chunks', admin, new Uint8Array(Buffer.concat(storedRecordParts(sha(raw), raw.length, stored))));
+    expect(r.status).toBe(200);
+    expect(await json(r)).toMatchObject({ received: 1, stored: 1, bytes: raw.length });
+    // The very bytes sent, not compressed again here.
+    expect((await ctx.library.readStored(sha(raw))).equals(stored)).toBe(true);
+    expect((await ctx.store.getChunks([sha(raw)])).get(sha(raw))).toMatchObject({ size: raw.length, storedSize: stored.length });
+
+    // Bytes that decode to other content, or a size that is not the chunk's: refused, nothing stored.
+    const other = Buffer.from('something else entirely '.repeat(100));
+    for (const parts of [
+      storedRecordParts(sha(other), other.length, encodeChunk(Buffer.from('not that '.repeat(300)))),
+      storedRecordParts(sha(other), other.length + 1, encodeChunk(other)),
+    ]) {
+      r = await call('POST', '/api/v1/chunks', admin, new Uint8Array(Buffer.concat(parts)));
+      expect(r.status).toBe(422);
+      expect((await json(r)).error.code).toBe('chunk_mismatch');
+    }
+    expect((await ctx.store.getChunks([sha(other)])).size).toBe(0);
   });
 
   it('keeps unauthenticated joins small, and refuses an address after 20 failed ones in a minute', async () => {

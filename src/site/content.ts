@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { IngestReport } from '../api/chunks.js';
 import type { PackageShow, PackageSummary, VerifyReport, VersionReport } from '../api/packages.js';
-import { RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
+import { RECORD_STORED, RECORD_WHOLE, readBatchTasks } from '../content/batch.js';
 import { chunkLengths } from '../content/chunker.js';
 import { decodeChunk } from '../content/codec.js';
 import { applyDelta, parseDelta, type SubchunkSig, signature } from '../content/delta.js';
@@ -17,6 +17,7 @@ import {
   verifyManifest,
 } from '../content/manifest.js';
 import { type ValidateOptions, type ValidationReport, validateVersion } from '../content/validate.js';
+import { CHUNK_SIZES } from '../core/chunk.js';
 import { fail } from '../core/errors.js';
 import { formatPackageId, type Priority } from '../core/package.js';
 import { listTargets } from '../store/distribution.js';
@@ -42,7 +43,9 @@ export async function lackedChunks(ctx: Pick<SiteContext, 'store'>, digests: rea
 
 /**
  * Receives a chunk batch: each payload is copied once, from the network into a shared task
- * buffer; the worker pool checks every chunk against its digest and compresses what helps;
+ * buffer; the worker pool checks every chunk against its digest and compresses what helps
+ * (a chunk that arrives stored, compressed by the site that ingested it, is decoded to check
+ * it and kept as it came);
  * the chunks are written to temporary files as each task returns, then made durable with one
  * flush for the whole batch, then recorded. Resolves only when all of it is on disk.
  */
@@ -71,8 +74,22 @@ export async function ingestBatch(
     });
     if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
   };
-  const start = (buf: Uint8Array, items: Item[]) => {
-    const p = handle(buf, items);
+  const handleStored = async (buf: Uint8Array, items: (Item & { size: number })[]) => {
+    const res = await ctx.library.ingestStored(buf, items);
+    let bad: string | undefined;
+    res.staged.forEach((s, i) => {
+      const item = items[i] as Item & { size: number };
+      if (!s) {
+        bad ??= item.digest;
+        return;
+      }
+      staged.push(s);
+      rows.push({ digest: item.digest, size: item.size, storedSize: item.length, literalBytes: item.literal });
+    });
+    if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
+  };
+  const start = (buf: Uint8Array, items: Item[], asStored = false) => {
+    const p = asStored ? handleStored(buf, items as (Item & { size: number })[]) : handle(buf, items);
     p.catch(() => {});
     inFlight.push(p);
   };
@@ -81,12 +98,20 @@ export async function ingestBatch(
     for await (const task of readBatchTasks(body, TASK_BYTES)) {
       const items: Item[] = [];
       const rebuilt: { digest: string; raw: Uint8Array; literal: number }[] = [];
+      const stored: { digest: string; data: Uint8Array; size: number }[] = [];
       for (const r of task.records) {
         report.received++;
         if (r.kind === RECORD_WHOLE) {
           items.push({ digest: r.digest, offset: r.offset, length: r.length, literal: r.length });
           report.bytes += r.length;
           report.literalBytes += r.length;
+        } else if (r.kind === RECORD_STORED) {
+          const size = Buffer.from(task.buf.buffer, task.buf.byteOffset + r.offset, 4).readUInt32BE(0);
+          if (size === 0 || size > CHUNK_SIZES.max)
+            throw fail('bad_request', `stored chunk ${r.digest} in the batch gives a size of ${size} bytes (1..${CHUNK_SIZES.max})`);
+          stored.push({ digest: r.digest, data: task.buf.subarray(r.offset + 4, r.offset + r.length), size });
+          report.bytes += size;
+          report.literalBytes += size;
         } else {
           const chunk = await rebuild(ctx, r.digest, task.buf.subarray(r.offset, r.offset + r.length));
           rebuilt.push({ digest: r.digest, ...chunk });
@@ -104,6 +129,17 @@ export async function ingestBatch(
           return { digest: c.digest, offset: at - c.raw.length, length: c.raw.length, literal: c.literal };
         });
         start(buf, ritems);
+      }
+      if (stored.length > 0) {
+        // Stored chunks too (the worker keeps their bytes as they came).
+        const buf = new Uint8Array(stored.reduce((n, c) => n + c.data.length, 0));
+        let at = 0;
+        const sitems = stored.map((c) => {
+          buf.set(c.data, at);
+          at += c.data.length;
+          return { digest: c.digest, offset: at - c.data.length, length: c.data.length, literal: c.size, size: c.size };
+        });
+        start(buf, sitems, true);
       }
       // Moves task.buf to a worker: nothing may read it here afterwards.
       if (items.length > 0) start(task.buf, items);

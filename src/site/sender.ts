@@ -1,5 +1,5 @@
 import { transferCalls } from '../api/transfers.js';
-import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE } from '../content/batch.js';
+import { encodeRecordHeader, RECORD_DELTA, RECORD_WHOLE, storedRecordParts } from '../content/batch.js';
 import { decodeChunk } from '../content/codec.js';
 import { MAX_BASES, makeDelta, signature } from '../content/delta.js';
 import { chunkIndex, type Manifest, verifyManifest } from '../content/manifest.js';
@@ -311,7 +311,7 @@ export class Sender {
         }
         const taken = new Set(batch);
         pending = pending.filter((d) => !taken.has(d));
-        const parts = await this.encode(batch, sizes, bases);
+        const parts = await this.encode(batch, sizes, bases, offer.storedRecords === true);
         const batchWire = parts.reduce((n, p) => n + p.length, 0);
         // Progress while the batch is on the wire, at most twice a second: status shows the
         // real rate even when one batch takes minutes on a slow link.
@@ -438,25 +438,38 @@ export class Sender {
     return out;
   }
 
-  /** Batch records for these chunks: a delta against the child's version where it saves. */
+  /**
+   * Batch records for these chunks: a delta against the child's version where it saves; else
+   * the chunk as stored here (compressed where that helped) when the child reads stored
+   * records, or raw.
+   */
   private async encode(
     batch: string[],
     sizes: Map<string, number>,
     bases: Map<string, { digest: string; offset: number; size: number }[]> | undefined,
+    storedRecords: boolean,
   ): Promise<Uint8Array[]> {
     const parts: Uint8Array[] = [];
     for (const d of batch) {
-      const raw = decodeChunk(await this.ctx.library.readStored(d), sizes.get(d) ?? 0);
-      let delta: Buffer | null = null;
+      const stored = await this.ctx.library.readStored(d);
+      const size = sizes.get(d) ?? 0;
       const cands = bases?.get(d);
+      let raw: Buffer | null = null;
+      let delta: Buffer | null = null;
       if (cands && cands.length > 0) {
+        raw = decodeChunk(stored, size);
         const withSigs = [];
         for (const c of cands)
           withSigs.push({ digest: c.digest, sig: signature(decodeChunk(await this.ctx.library.readStored(c.digest), c.size)) });
         delta = makeDelta(raw, withSigs);
       }
-      if (delta) parts.push(encodeRecordHeader(RECORD_DELTA, d, delta.length), delta);
-      else parts.push(encodeRecordHeader(RECORD_WHOLE, d, raw.length), raw);
+      if (delta && (!storedRecords || delta.length < stored.length + 4))
+        parts.push(encodeRecordHeader(RECORD_DELTA, d, delta.length), delta);
+      else if (storedRecords) parts.push(...storedRecordParts(d, size, stored));
+      else {
+        raw ??= decodeChunk(stored, size);
+        parts.push(encodeRecordHeader(RECORD_WHOLE, d, raw.length), raw);
+      }
     }
     return parts;
   }

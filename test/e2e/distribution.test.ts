@@ -73,6 +73,13 @@ describe('distribution down the tree', () => {
   it('sends a package once down each route, installs it at every site on the way, and reports up', async () => {
     const src = path.join(root, 'src1');
     makeSource(src, 21, 3 << 20);
+    // 1 MiB of text, which the central site stores compressed (Brotli) when it ingests it.
+    fs.writeFileSync(
+      path.join(src, 'notes.txt'),
+      Array.from({ length: 60_000 }, (_, i) => `line ${i % 977} of the notes\n`)
+        .join('')
+        .slice(0, 1 << 20),
+    );
     const c = JSON.parse(
       (await cascade(['package', 'create', src, '--name', 'Office', '--json'], { env: (sites.CEN as SiteProcess).env })).stdout,
     );
@@ -94,6 +101,12 @@ describe('distribution down the tree', () => {
     const down = (await transfers('CEN')).filter((t) => t.packageId === c.id);
     expect(down).toHaveLength(1);
     expect(down[0]?.wireBytes).toBeLessThanOrEqual(c.bytes * 1.02);
+    // The text crosses each route as it is stored, compressed once at CEN: relays do not
+    // decompress it for the wire (nor compress it again).
+    for (const at of ['CEN', 'EUR']) {
+      const t = (await transfers(at)).find((x) => x.packageId === c.id);
+      expect(t?.wireBytes).toBeLessThan(c.bytes - 800_000);
+    }
     // The branch serves the package, verified against the origin's signature.
     const out = path.join(root, 'out1');
     const f = await cascade(['package', 'fetch', c.id, out], { env: (sites.BER as SiteProcess).env });

@@ -61,7 +61,7 @@ export function registerTransferHandlers(app: App, parts: AppParts): void {
       const from = await fromParent(need(c, 'peer').name, 'offers packages');
       const r = await acceptOffer(parts, from.code, c.req.valid('json'));
       parts.kick?.();
-      return c.json(r, 200);
+      return c.json({ ...r, storedRecords: true }, 200);
     },
   );
 

@@ -58,89 +58,72 @@ export async function ingestBatch(
   const inFlight: Promise<void>[] = [];
   const staged: { tmp: string; path: string }[] = [];
   const rows: { digest: string; size: number; storedSize: number; literalBytes: number }[] = [];
-  type Item = { digest: string; offset: number; length: number; literal: number };
+  /** `size`: the chunk's raw bytes; `length`: its bytes in the task buffer (stored bytes, for a stored chunk). */
+  type Item = { digest: string; offset: number; length: number; size: number; literal: number };
 
-  const handle = async (buf: Uint8Array, items: Item[]) => {
-    const res = await ctx.library.ingest(buf, items);
-    let bad: string | undefined;
-    res.forEach((s, i) => {
-      const item = items[i] as Item;
-      if (!s) {
-        bad ??= item.digest;
-        return;
-      }
-      staged.push(s);
-      rows.push({ digest: item.digest, size: item.length, storedSize: s.storedSize, literalBytes: item.literal });
-    });
-    if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
-  };
-  const handleStored = async (buf: Uint8Array, items: (Item & { size: number })[]) => {
-    const res = await ctx.library.ingestStored(buf, items);
-    let bad: string | undefined;
-    res.staged.forEach((s, i) => {
-      const item = items[i] as Item & { size: number };
-      if (!s) {
-        bad ??= item.digest;
-        return;
-      }
-      staged.push(s);
-      rows.push({ digest: item.digest, size: item.size, storedSize: item.length, literalBytes: item.literal });
-    });
-    if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
-  };
+  // Moves `buf` to a worker: nothing may read it here afterwards.
   const start = (buf: Uint8Array, items: Item[], asStored = false) => {
-    const p = asStored ? handleStored(buf, items as (Item & { size: number })[]) : handle(buf, items);
+    const p = (async () => {
+      const res = asStored
+        ? (await ctx.library.ingestStored(buf, items)).staged.map((s, i) => s && { ...s, storedSize: (items[i] as Item).length })
+        : await ctx.library.ingest(buf, items);
+      let bad: string | undefined;
+      res.forEach((s, i) => {
+        const item = items[i] as Item;
+        if (!s) {
+          bad ??= item.digest;
+          return;
+        }
+        staged.push(s);
+        rows.push({ digest: item.digest, size: item.size, storedSize: s.storedSize, literalBytes: item.literal });
+      });
+      if (bad) throw fail('chunk_mismatch', `chunk ${bad} does not match its data; nothing of the batch was stored`);
+    })();
     p.catch(() => {});
     inFlight.push(p);
+  };
+  /** Chunks that are not in place in a task buffer (rebuilt, or after a stored size) get a buffer of their own. */
+  type Loose = { digest: string; data: Uint8Array; size: number; literal: number };
+  const startCopied = (chunks: Loose[], asStored: boolean) => {
+    if (chunks.length === 0) return;
+    const buf = new Uint8Array(chunks.reduce((n, c) => n + c.data.length, 0));
+    let at = 0;
+    const items = chunks.map((c) => {
+      buf.set(c.data, at);
+      at += c.data.length;
+      return { digest: c.digest, offset: at - c.data.length, length: c.data.length, size: c.size, literal: c.literal };
+    });
+    start(buf, items, asStored);
   };
 
   try {
     for await (const task of readBatchTasks(body, TASK_BYTES)) {
       const items: Item[] = [];
-      const rebuilt: { digest: string; raw: Uint8Array; literal: number }[] = [];
-      const stored: { digest: string; data: Uint8Array; size: number }[] = [];
+      const rebuilt: Loose[] = [];
+      const stored: Loose[] = [];
       for (const r of task.records) {
         report.received++;
         if (r.kind === RECORD_WHOLE) {
-          items.push({ digest: r.digest, offset: r.offset, length: r.length, literal: r.length });
+          items.push({ digest: r.digest, offset: r.offset, length: r.length, size: r.length, literal: r.length });
           report.bytes += r.length;
           report.literalBytes += r.length;
         } else if (r.kind === RECORD_STORED) {
           const size = Buffer.from(task.buf.buffer, task.buf.byteOffset + r.offset, 4).readUInt32BE(0);
           if (size === 0 || size > CHUNK_SIZES.max)
             throw fail('bad_request', `stored chunk ${r.digest} in the batch gives a size of ${size} bytes (1..${CHUNK_SIZES.max})`);
-          stored.push({ digest: r.digest, data: task.buf.subarray(r.offset + 4, r.offset + r.length), size });
+          stored.push({ digest: r.digest, data: task.buf.subarray(r.offset + 4, r.offset + r.length), size, literal: size });
           report.bytes += size;
           report.literalBytes += size;
         } else {
           const chunk = await rebuild(ctx, r.digest, task.buf.subarray(r.offset, r.offset + r.length));
-          rebuilt.push({ digest: r.digest, ...chunk });
+          rebuilt.push({ digest: r.digest, data: chunk.raw, size: chunk.raw.length, literal: chunk.literal });
           report.bytes += chunk.raw.length;
           report.literalBytes += chunk.literal;
         }
       }
-      if (rebuilt.length > 0) {
-        // Rebuilt chunks get a task buffer of their own.
-        const buf = new Uint8Array(rebuilt.reduce((n, c) => n + c.raw.length, 0));
-        let at = 0;
-        const ritems = rebuilt.map((c) => {
-          buf.set(c.raw, at);
-          at += c.raw.length;
-          return { digest: c.digest, offset: at - c.raw.length, length: c.raw.length, literal: c.literal };
-        });
-        start(buf, ritems);
-      }
-      if (stored.length > 0) {
-        // Stored chunks too (the worker keeps their bytes as they came).
-        const buf = new Uint8Array(stored.reduce((n, c) => n + c.data.length, 0));
-        let at = 0;
-        const sitems = stored.map((c) => {
-          buf.set(c.data, at);
-          at += c.data.length;
-          return { digest: c.digest, offset: at - c.data.length, length: c.data.length, literal: c.size, size: c.size };
-        });
-        start(buf, sitems, true);
-      }
+      startCopied(rebuilt, false);
+      // The worker keeps stored chunks' bytes as they came.
+      startCopied(stored, true);
       // Moves task.buf to a worker: nothing may read it here afterwards.
       if (items.length > 0) start(task.buf, items);
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();

@@ -154,6 +154,27 @@ describe('Downloader.fill', () => {
     });
   });
 
+  it('keeps to its rate by the bytes received, so a chunk that crossed compressed costs what it took on the link', async () => {
+    // 50,000 bytes a second. The text chunk crosses as ~100 bytes, the random one as 50,001:
+    // the last chunk starts about 1 s in. Spaced by decoded sizes (70,000 + 50,000) it would
+    // start 2.4 s in.
+    const d = new Downloader([allowed('good', good.url, 0)]);
+    d.rate = 50_000;
+    const t0 = performance.now();
+    const starts: number[] = [];
+    const cache = {
+      has: async () => false,
+      put: async () => {
+        starts.push(performance.now() - t0);
+      },
+    };
+    const p = await d.fill(manifest, cache, () => {});
+    expect(p.fetched).toBe(140_000);
+    const wire = (stored.get(digests[0] as string) as Buffer).length + (stored.get(digests[1] as string) as Buffer).length;
+    expect(starts[2]).toBeGreaterThanOrEqual((wire / 50_000) * 1000 - 5);
+    expect(starts[2]).toBeLessThan(2_200);
+  });
+
   it('remembers chunks only up to its bound', () => {
     const v = new VerifiedChunks(100_000);
     v.remember('a', Buffer.alloc(10, 1), Buffer.alloc(40_000, 1));

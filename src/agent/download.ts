@@ -53,6 +53,8 @@ interface Source {
 interface Lane {
   into: Buffer;
   conns: Map<Source, ContentConnection>;
+  /** Bytes this lane has received as the DPs stored them: what crossed the link. */
+  wire: number;
 }
 
 /**
@@ -119,13 +121,21 @@ export class Downloader {
     if (i > 0) this.sources.unshift(...this.sources.splice(i, 1));
   }
 
-  /** Waits until `bytes` more fit in the rate: chunk starts are spaced at `rate`. */
-  private async pace(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (!this.rate) return;
+  /**
+   * Waits until the rate lets the next chunk start, and answers when that is. Chunk starts are
+   * spaced by what each one cost on the link (`charge`): compressed chunks cost what was
+   * received, not their decoded size.
+   */
+  private async turn(signal?: AbortSignal): Promise<number> {
     const now = performance.now();
-    const at = Math.max(now, this.nextFree);
-    this.nextFree = at + (bytes / this.rate) * 1000;
-    if (at > now) await sleep(at - now, signal);
+    if (!this.rate || this.nextFree <= now) return now;
+    await sleep(this.nextFree - now, signal);
+    return performance.now();
+  }
+
+  /** Pays for `bytes` received for a chunk that started at `at`: the next start waits until they fit the rate. */
+  private charge(at: number, bytes: number): void {
+    if (this.rate) this.nextFree = Math.max(this.nextFree, at) + (bytes / this.rate) * 1000;
   }
 
   /** The DPs in the order they are tried. */
@@ -186,6 +196,7 @@ export class Downloader {
       let stored: Buffer | undefined;
       try {
         stored = await this.fetchStored(s, lane, digest, signal);
+        lane.wire += stored.length;
       } catch (e) {
         // Longer than the chunk can be stored: served wrong, like a chunk that does not match.
         if ((e as CascadeError).code !== 'too_large') {
@@ -256,13 +267,15 @@ export class Downloader {
     // A stored chunk is its codec tag and at most its raw bytes.
     const largest = need.reduce((n, x) => Math.max(n, x.size), 0) + 1;
     const worker = async () => {
-      const lane: Lane = { into: Buffer.allocUnsafeSlow(Math.min(largest, CHUNK_SIZES.max + 1)), conns: new Map() };
+      const lane: Lane = { into: Buffer.allocUnsafeSlow(Math.min(largest, CHUNK_SIZES.max + 1)), conns: new Map(), wire: 0 };
       let writing: Promise<void> | null = null;
       try {
         while (next < need.length && !failed) {
           const n = need[next++] as (typeof need)[number];
-          await this.pace(n.size, signal);
+          const at = await this.turn(signal);
+          const wire = lane.wire;
           const raw = await this.chunk(m, n.file, n.digest, n.size, lane, signal);
+          this.charge(at, lane.wire - wire);
           // At most one chunk of this lane waits for the cache.
           if (writing) await writing;
           writing = cache.put(n.digest, raw).then(() => {

@@ -3,7 +3,9 @@
 // loopback: a central site CEN and its child BER, two DPs each. `cascade agent publish` at CEN
 // publishes a newer agent (the bundled dist/cascade-agent.cjs, as a newer release carries it)
 // for every client of both sites, spread over --upgrade-spread; `cascade agent simulate` runs the
-// clients, half enrolled at each site, until every one has upgraded:
+// clients, half enrolled at each site, first check-ins over --spread, each client on a link of
+// --link-rate (on loopback a download takes milliseconds and downloads would barely overlap),
+// until every one has upgraded:
 //  1. capped: each site allows --cap concurrent downloads (and half of that per DP);
 //  2. uncapped: the same with no cap, new clients, the next agent version.
 // Reported: peak concurrent downloads per site (seen by the clients and by the site's own
@@ -14,7 +16,7 @@
 //
 // A 2-minute spread is 720 × harsher than the default of 24 hours.
 //
-//   node bench/caps.mjs [--clients 10000] [--cap 20] [--concurrency 1000] [--upgrade-spread 2m] [--spread 10s]
+//   node bench/caps.mjs [--clients 10000] [--cap 20] [--concurrency 1000] [--upgrade-spread 2m] [--spread 60s] [--link-rate 1Mbit/s]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -25,7 +27,8 @@ import { BENCH, BIN, cascade, freePort, opt, ROOT, removeWork, waitUp } from './
 const nClients = Number(opt('clients', '10000'));
 const cap = Number(opt('cap', '20'));
 const concurrency = opt('concurrency', '1000');
-const spread = opt('spread', '10s');
+const spread = opt('spread', '60s');
+const linkRate = opt('link-rate', '1Mbit/s');
 const upgradeSpread = opt('upgrade-spread', '2m');
 let agentBytes = 0;
 /** Per run, what the agent's content cost each route. */
@@ -203,7 +206,7 @@ for (const [label, seed, capped] of [
   const args = ['agent', 'simulate', '--clients', String(nClients), '--seed', String(seed), '--until-done', '--duration', '20m'];
   for (const s of [cen, ber])
     args.push('--site', s.url, '--join-token', cascade(['agent', 'join-token', '--uses', String(nClients)], s.env).trim());
-  args.push('--concurrency', concurrency, '--spread', spread, '--json');
+  args.push('--concurrency', concurrency, '--spread', spread, '--link-rate', linkRate, '--json');
   console.error(`${label}: ${nClients} simulated clients ...`);
   // A probe per site, in this (otherwise idle) process: one more client checking in every
   // 200 ms while the fleet upgrades, timed apart from the simulator's own busy event loop.
@@ -228,7 +231,7 @@ for (const [label, seed, capped] of [
   fs.writeFileSync(path.join(BENCH, `caps-${label}.json`), r.stdout);
   const sim = JSON.parse(r.stdout);
   console.error(
-    `${label}: ${sim.upgrades} of ${sim.clients} upgraded in ${sim.seconds} s; check-in p99 ${sim.checkinP99Ms} ms (${sim.checkinErrors} failed)`,
+    `${label}: ${sim.upgrades} of ${sim.clients} upgraded in ${sim.seconds} s; check-in p99 ${sim.checkinP99Ms} ms (${sim.checkinErrors} failed); cycles started after falling due, p50 / p99: ${sim.startLagP50Ms} / ${sim.startLagP99Ms} ms`,
   );
   const sitePeaks = {};
   const stalls = {};
@@ -300,7 +303,7 @@ for (const [label, run] of Object.entries(results.runs)) {
 }
 fs.writeFileSync(path.join(BENCH, 'caps.json'), `${JSON.stringify(results, null, 2)}\n`);
 console.log(
-  `\nAgent upgrade under download caps: ${nClients} simulated clients over CEN and BER (two DPs each), cap ${cap} per site and ${Math.ceil(cap / 2)} per DP, agent of ${agentBytes} bytes published with --spread ${upgradeSpread}, first check-ins over ${spread}`,
+  `\nAgent upgrade under download caps: ${nClients} simulated clients over CEN and BER (two DPs each), cap ${cap} per site and ${Math.ceil(cap / 2)} per DP, agent of ${agentBytes} bytes published with --spread ${upgradeSpread}, first check-ins over ${spread}, each client on a link of ${linkRate}`,
 );
 console.log(
   '| run | site | clients | downloads | peak concurrent (clients; site /metrics) | slot refusals | check-in p50 / p99 (ms) | download span (s) | bytes per hour per DP |',

@@ -312,7 +312,8 @@ export function registerAgent(program: Command): Command {
     .option('--spread <d>', 'first check-ins spread at random over this long, as machines starting up (default 10s)', '10s')
     .option('--until-done', 'stop once every client has run what was due')
     .option('--fail <share>', 'share of the clients whose runs fail (e.g. 5%)', '0%')
-    .option('--concurrency <n>', 'requests in flight at most (default 64)', (v: string) => Math.max(1, Number(v) || 64), 64)
+    .option('--concurrency <n>', 'clients acting at once at most (default 64)', (v: string) => Math.max(1, Number(v) || 64), 64)
+    .option('--link-rate <rate>', "each client's own link: its downloads keep to this rate (e.g. 1Mbit/s; default unlimited)", 'unlimited')
     .option('--json', 'print the figures as JSON')
     .action(
       async (o: {
@@ -325,12 +326,20 @@ export function registerAgent(program: Command): Command {
         untilDone?: boolean;
         fail: string;
         concurrency: number;
+        linkRate: string;
         json?: boolean;
       }) => {
         if (o.site.length !== o.joinToken.length) throw fail('usage', 'give one --join-token for each --site, in the same order');
         const { parseDuration } = await import('../core/time.js');
         const { parsePercent } = await import('../core/rollout.js');
         const { simulate } = await import('./simulate.js');
+        const { parseRate } = await import('../core/rate.js');
+        let linkRate: number | null;
+        try {
+          linkRate = parseRate(o.linkRate);
+        } catch {
+          throw fail('usage', `--link-rate "${o.linkRate}" is not a rate (e.g. 1Mbit/s, 2MiB/s, unlimited)`);
+        }
         // SIGINT or SIGTERM ends the run early, with the figures so far.
         const stop = new AbortController();
         for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
@@ -344,6 +353,7 @@ export function registerAgent(program: Command): Command {
           untilDone: o.untilDone ?? false,
           failShare: parsePercent(o.fail, '--fail') / 100,
           concurrency: o.concurrency,
+          linkRate,
           say: o.json ? () => {} : say,
         });
         if (o.json) return printJson(r);

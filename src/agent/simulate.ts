@@ -35,7 +35,9 @@ export interface SimulateOptions {
   untilDone: boolean;
   /** Share of the clients (0..1) whose runs fail (exit code 1). */
   failShare: number;
-  /** Requests in flight at most. */
+  /** Each client's own link, bytes per second (its downloads keep to it); null: loopback speed. */
+  linkRate?: number | null;
+  /** Clients acting (checking in, downloading) at once at most. */
   concurrency: number;
   say?: (line: string) => void;
   /** Stops the run early (SIGINT, SIGTERM): the figures so far are still answered. */
@@ -79,6 +81,12 @@ export interface SimulateResult {
   checkinErrors: number;
   checkinP50Ms: number;
   checkinP99Ms: number;
+  /**
+   * How long after it fell due a client's cycle started (p50, p99): a client waits here, not in
+   * a check-in's latency, while --concurrency cycles are already under way.
+   */
+  startLagP50Ms: number;
+  startLagP99Ms: number;
   downloads: number;
   failedDownloads: number;
   bytes: number;
@@ -132,8 +140,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
         site: a.site,
         api: new ApiClient(s.url, { token: a.credential, who: `site ${a.site}`, timeoutMs: 60_000, pin }),
         trust,
-        // The first check-ins spread, as machines starting up.
-        nextAt: Date.now() + random() * Math.min(o.spreadMs, o.durationMs / 4),
+        // Set once every client is enrolled (below).
+        nextAt: 0,
         outbox: [],
         done: new Map(),
         busy: false,
@@ -159,6 +167,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
   await Promise.all(Array.from({ length: Math.min(8, o.clients) }, enrolOne));
   say(`${fleet.length} clients enrolled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const t0 = Date.now();
+  // The first check-ins spread over --spread from now, as machines starting up: drawn from the
+  // end of enrolment, not from each client's own, or every client enrolled longer ago than the
+  // spread would check in at once.
+  for (const c of fleet) c.nextAt = t0 + random() * Math.min(o.spreadMs, o.durationMs / 4);
   // Every client fetches and checks the same chunks: bytes that already checked out are compared, not decoded and hashed again.
   const verified = new VerifiedChunks(64 * 2 ** 20);
   const loop = monitorEventLoopDelay({ resolution: 10 });
@@ -207,6 +219,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
       if (slot.dp) dl.prefer(slot.dp);
       dl.rate = slot.rate;
     }
+    if (o.linkRate) dl.rate = Math.min(dl.rate ?? o.linkRate, o.linkRate);
     const f = figures[c.site] as SiteFigures;
     const now = active.get(c.site) ?? 0;
     active.set(c.site, now + 1);
@@ -287,6 +300,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
 
   const allDone = () => fleet.every((c) => c.done.size > 0 && c.outbox.length === 0);
   let inFlight = 0;
+  const lags: number[] = [];
   while (Date.now() - t0 < o.durationMs && !o.signal?.aborted) {
     if (o.untilDone && allDone()) break;
     const now = Date.now();
@@ -295,6 +309,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
       if (c.busy || c.nextAt > now) continue;
       c.busy = true;
       inFlight++;
+      lags.push(now - c.nextAt);
       void cycle(c).finally(() => {
         c.busy = false;
         inFlight--;
@@ -314,6 +329,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulateResult> {
     checkinErrors,
     checkinP50Ms: Math.round(percentile(latencies, 50) * 10) / 10,
     checkinP99Ms: Math.round(percentile(latencies, 99) * 10) / 10,
+    startLagP50Ms: Math.round(percentile(lags, 50)),
+    startLagP99Ms: Math.round(percentile(lags, 99)),
     downloads,
     failedDownloads,
     bytes,

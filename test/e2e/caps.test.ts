@@ -49,6 +49,8 @@ describe('download caps', () => {
     expect(r.stderr).toMatch(/^cascade: --download-slots/);
     r = await cascade(['site', 'set', '--client-rate', 'fast'], { env });
     expect(r.stderr).toBe('cascade: --client-rate "fast" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)\n');
+    r = await cascade(['agent', 'simulate', '--site', cen.url, '--join-token', 'T', '--clients', '1', '--link-rate', 'fast'], { env });
+    expect(r.stderr).toBe('cascade: --link-rate "fast" is not a rate (e.g. 1Mbit/s, 2MiB/s, unlimited)\n');
 
     // --- a burst of 30 simulated clients against a cap of 3 ---------------------------------------
     expect(await run(['site', 'set', '--download-slots', '3', '--client-rate', '16MiB/s', '--json'])).toMatch(/"downloadSlots": 3/);
@@ -63,6 +65,9 @@ describe('download caps', () => {
         token,
         '--clients',
         '30',
+        // Each client on a link of its own, slower than the site's 16 MiB/s share: ~0.5 s a download.
+        '--link-rate',
+        '4MiB/s',
         '--until-done',
         '--duration',
         '3m',

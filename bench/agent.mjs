@@ -10,6 +10,8 @@
 //  3. Reaction: three agents on a 10 s client cycle; the time from "installed on the DP" to
 //     "succeeded" on all three, for a small package.
 //
+// AGENT_PROFILE=DIR: each agent run of the download rounds writes a CPU profile there.
+//
 //   node bench/agent.mjs [--size 512MiB] [--rounds 3]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -87,7 +89,8 @@ const ad = JSON.parse(cascade(['advertise', pkg, '--program', 'Install', '--coll
 
 /** Runs the bundled agent once; its download line and its peak RSS (VmHWM, read until it exits). */
 async function agentOnce(dir, nodeArgs = []) {
-  const p = spawn(process.execPath, [...nodeArgs, AGENT, 'run-now', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const prof = process.env.AGENT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.AGENT_PROFILE}`] : [];
+  const p = spawn(process.execPath, [...prof, ...nodeArgs, AGENT, 'run-now', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   p.stdout.on('data', (d) => {
     out += d;

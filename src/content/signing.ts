@@ -97,8 +97,13 @@ export function verifySignature(trusted: readonly TrustedKey[], keyId: string, b
   // signed envelope can never verify.
   const sig = Buffer.from(signature, 'base64');
   if (sig.toString('base64') !== signature) throw fail('bad_signature', `the signature by key ${keyId} is not canonical base64`);
-  const seen = `${k.publicKeyPem}\n${signature}\n${crypto.createHash('sha256').update(bytes).digest('base64')}`;
-  if (verifiedSignatures.has(seen)) return;
+  // Large signed bytes (manifests) are not remembered here: verifyManifest keeps its own verdicts,
+  // and hashing megabytes for a key would double the cost of a miss.
+  const seen =
+    bytes.length <= VERIFIED_SIGNATURE_BYTES
+      ? `${k.publicKeyPem}\n${signature}\n${crypto.createHash('sha256').update(bytes).digest('base64')}`
+      : null;
+  if (seen && verifiedSignatures.has(seen)) return;
   let ok = false;
   try {
     ok = crypto.verify(null, bytes, publicKeyFromPem(k.publicKeyPem), sig);
@@ -106,6 +111,7 @@ export function verifySignature(trusted: readonly TrustedKey[], keyId: string, b
     ok = false;
   }
   if (!ok) throw fail('bad_signature', `the signature by key ${keyId} does not match the signed content`);
+  if (!seen) return;
   if (verifiedSignatures.size >= VERIFIED_SIGNATURES) verifiedSignatures.delete(verifiedSignatures.keys().next().value as string);
   verifiedSignatures.set(seen, true);
 }
@@ -114,9 +120,11 @@ export function verifySignature(trusted: readonly TrustedKey[], keyId: string, b
  * Signatures that checked out: the key, the signature and the SHA-256 of what it signs, which
  * decide the verdict alone. The same record seen again (an advertisement in every check-in
  * answer, the same certificate to 10,000 simulated clients) costs a hash of its bytes instead
- * of an Ed25519 verification. Only successes are kept; the oldest goes past 4,096.
+ * of an Ed25519 verification. Only successes are kept, of signed bytes up to 64 KiB; the oldest
+ * goes past 4,096.
  */
 const VERIFIED_SIGNATURES = 4096;
+const VERIFIED_SIGNATURE_BYTES = 64 << 10;
 const verifiedSignatures = new Map<string, true>();
 
 /**

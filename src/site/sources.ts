@@ -27,8 +27,13 @@ const TASK_BYTES = 8 << 20;
 const TASK_FILES = 256;
 /** Tasks in flight: one per thread and one waiting, so no thread waits for the main thread. */
 const IN_FLIGHT = 3;
-/** Staged chunks are made durable and recorded in groups of this many bytes at most. */
-const COMMIT_BYTES = 512 << 20;
+/**
+ * Staged chunks are made durable, visible and recorded in groups of about this many bytes,
+ * while the workers read on: the flush after the last file then has one group left, not the
+ * whole source (measured on tmpfs, 512 MiB: 0.06-0.13 s after reading, against 0.21-0.35 s
+ * with a single group at the end).
+ */
+const COMMIT_BYTES = 64 << 20;
 
 interface Running {
   files: number;

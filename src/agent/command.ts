@@ -334,12 +334,7 @@ export function registerAgent(program: Command): Command {
         const { parsePercent } = await import('../core/rollout.js');
         const { simulate } = await import('./simulate.js');
         const { parseRate } = await import('../core/rate.js');
-        let linkRate: number | null;
-        try {
-          linkRate = parseRate(o.linkRate);
-        } catch {
-          throw fail('usage', `--link-rate "${o.linkRate}" is not a rate (e.g. 1Mbit/s, 2MiB/s, unlimited)`);
-        }
+        const linkRate = parseRate(o.linkRate, '--link-rate');
         // SIGINT or SIGTERM ends the run early, with the figures so far.
         const stop = new AbortController();
         for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());

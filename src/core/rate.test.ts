@@ -63,6 +63,10 @@ describe('parseRate', () => {
     expect(e.exitCode).toBe(2);
     expect(e.message).toBe(`--rate "${text}" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)`);
   });
+
+  it('names the option the text came from', () => {
+    expect(() => parseRate('fast', '--link-rate')).toThrow('--link-rate "fast" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)');
+  });
 });
 
 describe('formatRate', () => {

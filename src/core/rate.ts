@@ -44,11 +44,11 @@ const RATE_TEXT = /^(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]+)?\s*(\/\s*s(?:ec)?)?$/;
  * `/s`). Unit case matters (`Mb` would be ambiguous). `unlimited` or any zero (`0`, `0MiB/s`)
  * means no limit. The result is rounded to whole bytes per second and is at least 1.
  *
- * @throws CascadeError `usage` on anything else.
+ * @throws CascadeError `usage` on anything else, naming `option` (the flag the text came from).
  */
-export function parseRate(text: string): number | null {
+export function parseRate(text: string, option = '--rate'): number | null {
   const s = text.trim();
-  const bad = () => fail('usage', `--rate "${text}" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)`);
+  const bad = () => fail('usage', `${option} "${text}" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)`);
   if (s.toLowerCase() === 'unlimited') return null;
   const m = RATE_TEXT.exec(s);
   if (!m) throw bad();

@@ -556,14 +556,7 @@ export function registerSiteSettings(site: Command): void {
           );
         if (only) return;
       }
-      let clientRate: number | null | undefined;
-      if (o.clientRate !== undefined) {
-        try {
-          clientRate = parseRate(o.clientRate);
-        } catch {
-          throw fail('usage', `--client-rate "${o.clientRate}" is not a rate (e.g. 2MiB/s, 10Mbit/s, unlimited)`);
-        }
-      }
+      const clientRate = o.clientRate !== undefined ? parseRate(o.clientRate, '--client-rate') : undefined;
       const json = {
         ...(o.clientCycle !== undefined ? { clientCycleSeconds: o.clientCycle } : {}),
         ...(o.downloadSlots !== undefined ? { downloadSlots: cap(o.downloadSlots) } : {}),

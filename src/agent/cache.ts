@@ -259,11 +259,21 @@ export class ChunkCache {
 
   /** The chunk if held and still whole (re-hashed: a damaged record is forgotten). */
   async get(digest: string, size: number): Promise<Buffer | undefined> {
+    const data = Buffer.allocUnsafe(size);
+    return (await this.readInto(digest, size, data, 0)) ? data : undefined;
+  }
+
+  /**
+   * Reads the chunk into `into` at `at` (no buffer of its own: assembling a package reads
+   * thousands) and re-hashes it there; false when it is not held or no longer whole (a damaged
+   * record is forgotten).
+   */
+  async readInto(digest: string, size: number, into: Buffer, at: number): Promise<boolean> {
     await this.open();
     const e = this.index.get(digest);
-    if (!e || e.size !== size) return undefined;
+    if (!e || e.size !== size) return false;
     // A record still being appended is not in the index yet; one in the pack being written is read back from it.
-    const data = Buffer.allocUnsafe(size);
+    const data = into.subarray(at, at + size);
     let got = 0;
     try {
       got = (await (await this.reader(e.pack)).read(data, 0, size, e.offset)).bytesRead;
@@ -277,10 +287,10 @@ export class ChunkCache {
         if (!this.readOnly && this.writing?.pack !== pack && this.packs.get(e.pack) === pack)
           await this.writeIndex(pack.id, this.recordsOf(pack), pack.bytes).catch(() => {});
       }
-      return undefined;
+      return false;
     }
     this.touch(e.pack);
-    return data;
+    return true;
   }
 
   private touch(id: number): void {

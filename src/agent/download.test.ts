@@ -1,11 +1,15 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AllowedDp } from '../api/clients.js';
 import { encodeChunk } from '../content/codec.js';
 import type { Manifest } from '../content/manifest.js';
-import { Downloader, VerifiedChunks } from './download.js';
+import { ChunkCache } from './cache.js';
+import { assemble, Downloader, VerifiedChunks } from './download.js';
 
 /** Three chunks: text that Brotli shrinks, and random bytes stored raw. */
 const raws = [Buffer.alloc(70_000, 'cascade '), crypto.randomBytes(50_000), crypto.randomBytes(20_000)];
@@ -181,5 +185,59 @@ describe('Downloader.fill', () => {
     v.remember('b', Buffer.alloc(10, 2), Buffer.alloc(70_000, 2));
     expect(v.match('a', Buffer.alloc(10, 1))?.length).toBe(40_000);
     expect(v.match('b', Buffer.alloc(10, 2))).toBeNull();
+  });
+});
+
+describe('assemble', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-assemble-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A file of `n` chunks of distinct bytes (sizes vary), put in the cache. */
+  async function file(cache: ChunkCache, p: string, n: number, seed: number) {
+    const parts = Array.from({ length: n }, (_, i) => crypto.randomBytes(40_000 + ((seed * 7 + i * 13_337) % 200_000)));
+    for (const b of parts) await cache.put(crypto.createHash('sha256').update(b).digest('hex'), b);
+    const chunks = parts.map((b) => [crypto.createHash('sha256').update(b).digest('hex'), b.length] as [string, number]);
+    const size = parts.reduce((s, b) => s + b.length, 0);
+    return { entry: { type: 'file' as const, path: p, mode: 0o755, size, chunks }, bytes: Buffer.concat(parts) };
+  }
+
+  it('writes every file byte for byte, over several batches, with folders, modes and links; a chunk gone from the cache is named', async () => {
+    const cache = new ChunkCache(path.join(dir, 'cache'), 1 << 30);
+    // 60 chunks of 40-240 KB: ~8 MiB, over several 2 MiB batches; a small one and an empty one beside it.
+    const big = await file(cache, 'sub/big.bin', 60, 1);
+    const small = await file(cache, 'small.txt', 1, 2);
+    const m = {
+      id: 'CEN00001',
+      version: 1,
+      files: [
+        { type: 'dir', path: 'sub', mode: 0o750 },
+        big.entry,
+        small.entry,
+        { type: 'file', path: 'empty', mode: 0o644, size: 0, chunks: [] },
+        { type: 'link', path: 'sub/to-small', target: '../small.txt' },
+      ],
+    } as unknown as Manifest;
+    const dest = path.join(dir, 'out');
+    await assemble(m, cache, dest);
+    expect(fs.readFileSync(path.join(dest, 'sub/big.bin')).equals(big.bytes)).toBe(true);
+    expect(fs.readFileSync(path.join(dest, 'sub/to-small')).equals(small.bytes)).toBe(true);
+    expect(fs.statSync(path.join(dest, 'empty')).size).toBe(0);
+    expect(fs.statSync(path.join(dest, 'sub/big.bin')).mode & 0o777).toBe(0o755);
+    expect(fs.statSync(path.join(dest, 'sub')).mode & 0o777).toBe(0o750);
+
+    // A record damaged in its pack: the chunk is re-checked as it is read, and named.
+    await cache.close();
+    const pack = fs.readdirSync(path.join(dir, 'cache')).find((n) => n.endsWith('.pack')) as string;
+    const bytes = fs.readFileSync(path.join(dir, 'cache', pack));
+    const victim = big.entry.chunks[45] as [string, number];
+    const at = bytes.indexOf(Buffer.from(victim[0], 'hex'));
+    bytes.writeUInt8((bytes[at + 32 + 100] as number) ^ 0xff, at + 32 + 100);
+    fs.writeFileSync(path.join(dir, 'cache', pack), bytes);
+    const again = new ChunkCache(path.join(dir, 'cache'), 1 << 30);
+    await expect(assemble(m, again, dest)).rejects.toThrow(`chunk ${victim[0]} of sub/big.bin left the cache before the package was assembled`);
+    await again.close();
   });
 });

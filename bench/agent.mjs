@@ -15,8 +15,9 @@
 //   node bench/agent.mjs [--size 512MiB] [--rounds 3]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { BENCH, BIN, cascade, corpus, freePort, have, MiB, opt, ROOT, removeWork, sleep, waitUp } from './lib.mjs';
+import { BENCH, BIN, cascade, childTicks, corpus, freePort, have, MiB, opt, ROOT, removeWork, sleep, treeTicks, waitUp } from './lib.mjs';
 
 const size = opt('size', '512MiB');
 const work = path.join(BENCH, 'agent');
@@ -65,7 +66,7 @@ cascade([
   '--listen',
   `127.0.0.1:${dpPort}`,
 ]);
-serve('dp', dpDir, dpPort);
+const dpProc = serve('dp', dpDir, dpPort);
 const dpUrl = `http://127.0.0.1:${dpPort}`;
 await waitUp(dpUrl);
 // Clients use the DP only: a boundary for loopback naming it.
@@ -107,9 +108,16 @@ async function agentOnce(dir, nodeArgs = []) {
   }, 20);
   await new Promise((r) => p.once('exit', r));
   clearInterval(t);
-  const m = /fetched (\d+) bytes in (\d+) ms/.exec(out);
+  const m = /fetched (\d+) bytes in (\d+) ms.*; ([\d.]+) CPU-s/.exec(out);
   if (!m || !out.includes('succeeded')) throw new Error(`agent run failed:\n${out}`);
-  return { bytes: Number(m[1]), ms: Number(m[2]), rss: hwm };
+  const assembled = /assembled in (\d+) ms/.exec(out);
+  return {
+    bytes: Number(m[1]),
+    ms: Number(m[2]),
+    downloadCpu: Number(m[3]),
+    assembleMs: assembled ? Number(assembled[1]) : null,
+    rss: hwm,
+  };
 }
 
 const ROUNDS = Number(opt('rounds', '3'));
@@ -148,11 +156,21 @@ let agentDir;
 for (let i = 0; i < ROUNDS; i++) {
   const dir = newAgent();
   agentDir ??= dir;
+  // CPU seconds of each side: the client (a waited-for child of this process; the agent's whole
+  // run-now, its start-up, check-in and the package's assembly included) and the DP's processes.
+  let c0 = childTicks();
+  let d0 = treeTicks(dpProc.pid);
   const a = await agentOnce(dir);
+  const cpu = { agent: (childTicks() - c0) / 100, dpForAgent: (treeTicks(dpProc.pid) - d0) / 100 };
+  c0 = childTicks();
+  d0 = treeTicks(dpProc.pid);
   const curlMs = curlOnce();
-  rounds.push({ ...a, curlMs, ratio: curlMs / a.ms });
+  cpu.curl = (childTicks() - c0) / 100;
+  cpu.dpForCurl = (treeTicks(dpProc.pid) - d0) / 100;
+  rounds.push({ ...a, curlMs, ratio: curlMs / a.ms, cpu });
   console.error(
-    `  round ${i + 1}: agent ${(a.ms / 1000).toFixed(2)} s, curl ${(curlMs / 1000).toFixed(2)} s, ${(curlMs / a.ms).toFixed(2)}`,
+    `  round ${i + 1}: agent ${(a.ms / 1000).toFixed(2)} s, curl ${(curlMs / 1000).toFixed(2)} s, ${(curlMs / a.ms).toFixed(2)}; ` +
+      `CPU-s: agent ${a.downloadCpu.toFixed(2)} downloading (${cpu.agent.toFixed(2)} in all) + DP ${cpu.dpForAgent.toFixed(2)}, curl ${cpu.curl.toFixed(2)} + DP ${cpu.dpForCurl.toFixed(2)}`,
   );
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -164,6 +182,12 @@ console.log(
     `agent/curl ${mid.ratio.toFixed(2)} by time (median of ${ROUNDS} rounds: ${rounds.map((r) => r.ratio.toFixed(2)).join(', ')}; ${rawBytes} package bytes, ${storedBytes} stored)`,
 );
 console.log(`agent peak RSS: ${rounds.map((r) => (r.rss / MiB).toFixed(0)).join(', ')} MiB as shipped (node cascade-agent.cjs)`);
+console.log(
+  `CPU seconds in the median round: agent ${mid.downloadCpu.toFixed(2)} downloading (${mid.cpu.agent.toFixed(2)} for its whole run-now: start-up, check-in, assembly) + DP ${mid.cpu.dpForAgent.toFixed(2)}; ` +
+    `curl ${mid.cpu.curl.toFixed(2)} + DP ${mid.cpu.dpForCurl.toFixed(2)}; on ${os.cpus().length} cores, a download cannot take less than (client + DP) / cores: ` +
+    `agent ${((mid.downloadCpu + mid.cpu.dpForAgent) / os.cpus().length).toFixed(2)} s, curl ${((mid.cpu.curl + mid.cpu.dpForCurl) / os.cpus().length).toFixed(2)} s. ` +
+    `Assembling the package from the cache: ${rounds.map((r) => r.assembleMs).join(', ')} ms`,
+);
 
 // --- 2. the 1 % update ------------------------------------------------------------------------
 const up = JSON.parse(cascade(['package', 'update', pkg, v2, '--json'], env));

@@ -159,10 +159,28 @@ function listeningPort(pid) {
 }
 
 /** A process's peak resident set (VmHWM), in bytes. */
-/** CPU time of a process so far, in clock ticks (utime + stime from /proc). */
-const cpuTicks = (pid) => {
+/** CPU time of a process so far, in clock ticks (utime + stime from /proc; 100 a second). */
+export const cpuTicks = (pid) => {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return Number(f[11]) + Number(f[12]);
+};
+
+/** CPU time of a process and every process below it now running, in clock ticks (a DP forks serving processes). */
+export const treeTicks = (pid) => {
+  let n = 0;
+  try {
+    n = cpuTicks(pid);
+    for (const t of fs.readdirSync(`/proc/${pid}/task`))
+      for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean))
+        n += treeTicks(Number(c));
+  } catch {}
+  return n;
+};
+
+/** CPU time of this process's children that have exited and been waited for, in clock ticks. */
+export const childTicks = () => {
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  return Number(f[13]) + Number(f[14]);
 };
 
 /** Waits until a process has used at most one tick of CPU in each of three 100 ms in a row (10 s at most). */

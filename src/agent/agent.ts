@@ -522,6 +522,8 @@ export class Agent {
     let a = this.setAd(ad.id, { packageId: ad.packageId, version, state: 'downloading', bytesTotal: manifest.bytes });
     let lastSent = Date.now();
     let progress: Awaited<ReturnType<Downloader['fill']>>;
+    // The CPU the download takes, every thread of the agent (what a client pays besides the link).
+    const cpu0 = process.cpuUsage();
     try {
       progress = await dl.fill(
         manifest,
@@ -553,11 +555,13 @@ export class Agent {
       throw e;
     }
     await this.cache.seal();
+    const cpu = process.cpuUsage(cpu0);
     this.state.problems.push(...dl.problems.splice(0));
     if (progress.fetched >= 256 * 1024 && progress.ms > 0) this.state.linkSpeed = (progress.fetched / progress.ms) * 1000;
     this.say(
       `${ad.id}: fetched ${progress.fetched} bytes in ${Math.round(progress.ms)} ms` +
-        `${progress.ms > 0 ? ` (${(((progress.fetched / progress.ms) * 1000) / 2 ** 20).toFixed(1)} MiB/s)` : ''}; ${manifest.bytes - progress.fetched} bytes were already in the cache or repeated`,
+        `${progress.ms > 0 ? ` (${(((progress.fetched / progress.ms) * 1000) / 2 ** 20).toFixed(1)} MiB/s)` : ''}; ${manifest.bytes - progress.fetched} bytes were already in the cache or repeated; ` +
+        `${((cpu.user + cpu.system) / 1e6).toFixed(2)} CPU-s`,
     );
     const shut = mandatoryRun ? this.outsideWindow(ad.maxRunSeconds) : null;
     if (shut) {
@@ -575,8 +579,11 @@ export class Agent {
     }
     if (ad.agentUpgrade) return this.installAgent(ad.id, ad.packageId, version, ad.agentUpgrade, manifest, program.command);
     const staging = path.join(this.dir, 'staging', `${ad.id}-v${version}`);
+    const assembling = performance.now();
     await assemble(manifest, this.cache, staging);
-    this.say(`${ad.id}: running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`);
+    this.say(
+      `${ad.id}: assembled in ${Math.round(performance.now() - assembling)} ms; running "${program.command}" in ${staging} (limit ${ad.maxRunSeconds} s)`,
+    );
     this.setAd(ad.id, { packageId: ad.packageId, version, state: 'running', bytesDone: manifest.bytes, bytesTotal: manifest.bytes });
     void this.checkin().catch(() => {});
     // Exit codes above 255 do not exist outside Windows: there a program asks for a restart by

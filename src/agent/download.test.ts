@@ -237,7 +237,9 @@ describe('assemble', () => {
     bytes.writeUInt8((bytes[at + 32 + 100] as number) ^ 0xff, at + 32 + 100);
     fs.writeFileSync(path.join(dir, 'cache', pack), bytes);
     const again = new ChunkCache(path.join(dir, 'cache'), 1 << 30);
-    await expect(assemble(m, again, dest)).rejects.toThrow(`chunk ${victim[0]} of sub/big.bin left the cache before the package was assembled`);
+    await expect(assemble(m, again, dest)).rejects.toThrow(
+      `chunk ${victim[0]} of sub/big.bin left the cache before the package was assembled`,
+    );
     await again.close();
   });
 });

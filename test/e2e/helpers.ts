@@ -38,7 +38,14 @@ export function cascade(
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(t);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+      // Killed by a signal: the shell's 128 + its number, and its name at the end of stderr, so
+      // a failed assertion on the code says which (134: SIGABRT, 137: SIGKILL, 139: SIGSEGV).
+      if (code === null && signal) {
+        const n = os.constants.signals[signal] ?? 0;
+        resolve({ code: 128 + n, stdout, stderr: `${stderr}[killed by ${signal}]\n` });
+        return;
+      }
+      resolve({ code: code ?? 1, stdout, stderr });
     });
   });
 }

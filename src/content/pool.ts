@@ -2,6 +2,7 @@ import os from 'node:os';
 import { Piscina } from 'piscina';
 import { CascadeError } from '../core/errors.js';
 import { workerScript } from '../lib/worker-script.js';
+import { WORKER_LOADED } from './pool-messages.js';
 import type { SourceEntry } from './source.js';
 import type {
   CheckChunksResult,
@@ -26,6 +27,33 @@ import type {
 /** The worker pool, one per process, as many threads as cores, running ./worker.js. */
 let pool: Piscina | undefined;
 
+/** Threads (by threadId) of each pool that have loaded ./worker.js (it says so when it has). */
+const loadedThreads = new WeakMap<Piscina, Set<number>>();
+
+export function newPool(o: ConstructorParameters<typeof Piscina>[0]): Piscina {
+  const p = new Piscina(o);
+  const loaded = new Set<number>();
+  loadedThreads.set(p, loaded);
+  p.on('message', (m: unknown) => {
+    if (m && typeof m === 'object' && WORKER_LOADED in m) loaded.add((m as Record<string, number>)[WORKER_LOADED] as number);
+  });
+  return p;
+}
+
+/**
+ * Ends a pool's threads, once each has loaded its modules: Node 20 aborts the whole process when
+ * a thread is terminated in the middle of loading one (a CLI upload that ended before its threads
+ * had started: "FATAL ERROR: v8::ToLocalChecked Empty MaybeLocal"). Waits 10 s at most.
+ */
+export async function destroyPool(p: Piscina): Promise<void> {
+  const loaded = loadedThreads.get(p) ?? new Set<number>();
+  const until = Date.now() + 10_000;
+  // A thread that has exited has threadId -1.
+  while (p.threads.some((w) => w.threadId >= 0 && !loaded.has(w.threadId)) && Date.now() < until)
+    await new Promise((r) => setTimeout(r, 5));
+  await p.destroy();
+}
+
 /** Threads of the shared pool. */
 export const poolThreads = (): number => Math.max(1, Math.min(os.availableParallelism(), 8));
 
@@ -33,7 +61,7 @@ let keepThreads = 1;
 
 function getPool(): Piscina {
   if (!pool) {
-    pool = new Piscina({
+    pool = newPool({
       filename: workerScript(import.meta.url, 'worker'),
       minThreads: keepThreads,
       maxThreads: poolThreads(),
@@ -106,7 +134,7 @@ export function runCheckChunks(t: CheckChunksTask, lowPriority = false): Promise
 }
 
 function getLowPool(): Piscina {
-  lowPool ??= new Piscina({ filename: workerScript(import.meta.url, 'worker'), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
+  lowPool ??= newPool({ filename: workerScript(import.meta.url, 'worker'), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
   return lowPool;
 }
 
@@ -118,5 +146,5 @@ export async function closePool(): Promise<void> {
   const l = lowPool;
   pool = undefined;
   lowPool = undefined;
-  await Promise.all([p?.destroy(), l?.destroy()]);
+  await Promise.all([p && destroyPool(p), l && destroyPool(l)]);
 }

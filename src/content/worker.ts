@@ -5,12 +5,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { threadId } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { CascadeError, type ErrorCode } from '../core/errors.js';
 import { type CheckChunksResult, type CheckChunksTask, checkChunks, lowerPriority } from './check.js';
 import { compressChunk, decodeChunk, TAG } from './codec.js';
 import { FileChunker } from './gear.js';
+import { WORKER_LOADED } from './pool-messages.js';
 import { type SourceEntry, walkSourceSync } from './source.js';
 
 export interface IngestTask {
@@ -147,6 +148,13 @@ export type Result =
   | CheckChunksResult
   | StoreResult
   | ReadResult;
+
+/**
+ * Tells the pool this thread has loaded its modules (./pool.ts `closePool` waits for it):
+ * terminating a thread while Node 20 is still loading this module through `require` kills the
+ * whole process ("FATAL ERROR: v8::ToLocalChecked Empty MaybeLocal").
+ */
+parentPort?.postMessage({ [WORKER_LOADED]: threadId });
 
 export const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 

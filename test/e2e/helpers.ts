@@ -15,6 +15,17 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * A finished command's result. Killed by a signal: the shell's 128 + its number, and its name
+ * at the end of stderr, so a failed assertion on the code says which (134: SIGABRT, 137:
+ * SIGKILL, 139: SIGSEGV).
+ */
+export function runResult(code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string): RunResult {
+  if (code === null && signal)
+    return { code: 128 + (os.constants.signals[signal] ?? 0), stdout, stderr: `${stderr}[killed by ${signal}]\n` };
+  return { code: code ?? 1, stdout, stderr };
+}
+
 /** Runs `bin/cascade ARGS` to completion. */
 export function cascade(
   args: string[],
@@ -38,14 +49,7 @@ export function cascade(
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(t);
-      // Killed by a signal: the shell's 128 + its number, and its name at the end of stderr, so
-      // a failed assertion on the code says which (134: SIGABRT, 137: SIGKILL, 139: SIGSEGV).
-      if (code === null && signal) {
-        const n = os.constants.signals[signal] ?? 0;
-        resolve({ code: 128 + n, stdout, stderr: `${stderr}[killed by ${signal}]\n` });
-        return;
-      }
-      resolve({ code: code ?? 1, stdout, stderr });
+      resolve(runResult(code, signal, stdout, stderr));
     });
   });
 }

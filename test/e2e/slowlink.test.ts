@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
-import { BIN, cascade, freePort, makeSource, type RunResult, type SiteProcess, startSite, tmpDir } from './helpers.js';
+import { BIN, cascade, freePort, makeSource, type RunResult, runResult, type SiteProcess, startSite, tmpDir } from './helpers.js';
 
 /*
  * A child site in its own network namespace, behind a veth link limited with tc to 4 Mbit/s.
@@ -135,7 +135,7 @@ function inNsAsync(cmd: string[], env: Record<string, string> = {}, timeoutMs = 
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(t);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+      resolve(runResult(code, signal, stdout, stderr));
     });
   });
 }

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../api/client.js';
-import { certificatePin, installTls, parsePin, readTls, TLS_CERT_FILE, TLS_KEY_FILE } from './tls.js';
+import { certificatePin, derInteger, installTls, parsePin, readTls, TLS_CERT_FILE, TLS_KEY_FILE } from './tls.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cascade-tls-'));
 let server: https.Server;
@@ -40,6 +40,15 @@ describe('a made certificate', () => {
     expect(new Date(x.validTo).getTime() - Date.now()).toBeGreaterThan(19 * 365 * 86400_000);
     expect(files.pin).toBe(certificatePin(files.cert));
     expect(fs.statSync(path.join(dir, TLS_KEY_FILE)).mode & 0o077).toBe(0);
+  });
+
+  it('encodes its serial and version as DER integers in their fewest bytes (OpenSSL refuses padding)', () => {
+    const hex = (b: number[]) => derInteger(Buffer.from(b)).toString('hex');
+    expect(hex([2])).toBe('020102');
+    expect(hex([0, 0, 0x05, 0x10])).toBe('02020510');
+    expect(hex([0, 0x85])).toBe('02020085');
+    expect(hex([0x85, 1])).toBe('0203008501');
+    expect(hex([0, 0])).toBe('020100');
   });
 
   it("refuses a key that is not the certificate's, in one line", () => {

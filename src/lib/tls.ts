@@ -117,6 +117,18 @@ const der = (tag: number, ...parts: Buffer[]): Buffer => {
 };
 const seq = (...parts: Buffer[]) => der(0x30, ...parts);
 
+/**
+ * A non-negative DER INTEGER from big-endian bytes: in its fewest bytes (a leading zero byte is
+ * kept only before a byte whose high bit is set), as DER requires. OpenSSL refuses a padded one
+ * ("illegal padding"): a random 16-byte serial starting 0x00 0x00-0x7f, one certificate in 256.
+ */
+export function derInteger(bytes: Buffer): Buffer {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  const b = bytes.subarray(i);
+  return der(0x02, ((b[0] as number) & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), b]) : b);
+}
+
 function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number) as [number, number, ...number[]];
   const bytes = [40 * a + b];
@@ -139,7 +151,6 @@ function selfSignedCertificate(commonName: string, names: string[]): TlsFiles {
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const name = seq(der(0x31, seq(oid('2.5.4.3'), der(0x0c, Buffer.from(commonName)))));
   const serial = crypto.randomBytes(16);
-  serial[0] = (serial[0] as number) & 0x7f;
   const now = Date.now();
   const alt = [...new Set(names)].map((n) => {
     if (net.isIPv4(n)) return der(0x87, Buffer.from(n.split('.').map(Number)));
@@ -156,8 +167,8 @@ function selfSignedCertificate(commonName: string, names: string[]): TlsFiles {
     ),
   );
   const tbs = seq(
-    der(0xa0, der(0x02, Buffer.from([2]))),
-    der(0x02, serial),
+    der(0xa0, derInteger(Buffer.from([2]))),
+    derInteger(serial),
     ecdsaSha256,
     name,
     seq(time(new Date(now - 3600_000)), time(new Date(now + 20 * 365.25 * 86400_000))),
